@@ -1,0 +1,564 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Environment says how strictly the operator treats credentials.
+// +kubebuilder:validation:Enum=lab;staging;production
+type Environment string
+
+const (
+	EnvironmentLab        Environment = "lab"
+	EnvironmentStaging    Environment = "staging"
+	EnvironmentProduction Environment = "production"
+)
+
+// MaxmemoryPolicy is one of Redis's eight eviction policies.
+// +kubebuilder:validation:Enum=noeviction;allkeys-lru;allkeys-lfu;allkeys-random;volatile-lru;volatile-lfu;volatile-random;volatile-ttl
+type MaxmemoryPolicy string
+
+// AppendFsync is Redis's appendfsync setting.
+// +kubebuilder:validation:Enum=always;everysec;no
+type AppendFsync string
+
+// RedisSentinelFormationSpec declares a Redis primary with replicas and one
+// Sentinel co-located with each redis-server, one Incus container per member.
+//
+// A quorum that is not a majority of the sentinels lets a minority partition
+// promote a second master, so it needs an explicit opt-in.
+// +kubebuilder:validation:XValidation:rule="self.quorum <= self.members",message="spec.quorum must not exceed spec.members",fieldPath=".quorum"
+// +kubebuilder:validation:XValidation:rule="self.quorum * 2 > self.members || (has(self.allowMinorityQuorum) && self.allowMinorityQuorum)",message="spec.quorum is below a majority of spec.members, which allows split brain; set spec.allowMinorityQuorum to accept that",fieldPath=".quorum"
+// +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite < self.members",message="spec.redis.minReplicasToWrite must be below spec.members, or no master could ever accept writes",fieldPath=".redis.minReplicasToWrite"
+// +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || size(self.incus.targets) >= self.members",message="spec.incus.targets must name a placement target for every member when set",fieldPath=".incus.targets"
+// +kubebuilder:validation:XValidation:rule="self.sentinel.parallelSyncs < self.members",message="spec.sentinel.parallelSyncs must be below spec.members",fieldPath=".sentinel.parallelSyncs"
+type RedisSentinelFormationSpec struct {
+	// MasterName is the name Sentinel monitors the primary under; backends
+	// pass it to their FailoverClient.
+	// +kubebuilder:default=mymaster
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._-]*$`
+	// +optional
+	MasterName string `json:"masterName,omitempty"`
+
+	// Members is the number of containers, each running one redis-server
+	// and one redis-sentinel. Odd so that sentinels always have a majority.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=3
+	// +kubebuilder:validation:Maximum=7
+	// +kubebuilder:validation:XValidation:rule="self % 2 == 1",message="spec.members must be odd (3, 5 or 7)"
+	// +optional
+	Members int32 `json:"members,omitempty"`
+
+	// Quorum is the number of sentinels that must agree the master is down
+	// before a failover starts.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Quorum int32 `json:"quorum,omitempty"`
+
+	// AllowMinorityQuorum accepts a quorum that is not a majority of the
+	// members. A minority quorum lets an isolated minority start a failover.
+	// +optional
+	AllowMinorityQuorum bool `json:"allowMinorityQuorum,omitempty"`
+
+	// Sentinel holds Sentinel's failure detection and failover settings.
+	// +kubebuilder:default={}
+	// +optional
+	Sentinel SentinelSpec `json:"sentinel,omitempty"`
+
+	// Redis holds the redis-server settings.
+	// +kubebuilder:default={}
+	// +optional
+	Redis RedisSpec `json:"redis,omitempty"`
+
+	// Auth names the Secrets holding the data-plane and Sentinel passwords.
+	Auth AuthSpec `json:"auth"`
+
+	// Environment decides how strictly passwords are checked: outside lab,
+	// placeholder and weak passwords are refused.
+	// +kubebuilder:default=lab
+	// +optional
+	Environment Environment `json:"environment,omitempty"`
+
+	// Incus says where and from what the member containers are created.
+	// +kubebuilder:default={}
+	// +optional
+	Incus IncusSpec `json:"incus,omitempty"`
+}
+
+// SentinelSpec holds Sentinel's timing settings. They are applied to running
+// sentinels with SENTINEL SET.
+type SentinelSpec struct {
+	// DownAfterMilliseconds is how long a master must be unreachable before
+	// a sentinel considers it subjectively down.
+	// +kubebuilder:default=5000
+	// +kubebuilder:validation:Minimum=1000
+	// +kubebuilder:validation:Maximum=600000
+	// +optional
+	DownAfterMilliseconds int32 `json:"downAfterMilliseconds,omitempty"`
+
+	// FailoverTimeoutMilliseconds bounds a failover; Sentinel also waits
+	// twice this long before retrying a failed one.
+	// +kubebuilder:default=30000
+	// +kubebuilder:validation:Minimum=3000
+	// +kubebuilder:validation:Maximum=3600000
+	// +optional
+	FailoverTimeoutMilliseconds int32 `json:"failoverTimeoutMilliseconds,omitempty"`
+
+	// ParallelSyncs is how many replicas resync from a new master at once.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=6
+	// +optional
+	ParallelSyncs int32 `json:"parallelSyncs,omitempty"`
+}
+
+// RedisSpec holds redis-server settings.
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || !has(self.sentinelPort) || self.port != self.sentinelPort",message="spec.redis.port and spec.redis.sentinelPort must differ",fieldPath=".sentinelPort"
+type RedisSpec struct {
+	// Port is redis-server's port.
+	// +kubebuilder:default=6379
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// SentinelPort is redis-sentinel's port.
+	// +kubebuilder:default=26379
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	SentinelPort int32 `json:"sentinelPort,omitempty"`
+
+	// Maxmemory is the hard cap on the dataset, in Redis's notation:
+	// bytes, or a number with k, kb, m, mb, g or gb.
+	// +kubebuilder:default="1gb"
+	// +kubebuilder:validation:Pattern=`^[0-9]{1,15}([kKmMgG][bB]?)?$`
+	// +optional
+	Maxmemory string `json:"maxmemory,omitempty"`
+
+	// MaxmemoryPolicy is the eviction policy once maxmemory is reached.
+	// +kubebuilder:default=allkeys-lru
+	// +optional
+	MaxmemoryPolicy MaxmemoryPolicy `json:"maxmemoryPolicy,omitempty"`
+
+	// Persistence configures AOF and RDB snapshots.
+	// +kubebuilder:default={}
+	// +optional
+	Persistence PersistenceSpec `json:"persistence,omitempty"`
+
+	// MinReplicasToWrite fences split brain: a master that cannot see this
+	// many replicas refuses writes. 0 turns the fence off.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinReplicasToWrite *int32 `json:"minReplicasToWrite,omitempty"`
+
+	// MinReplicasMaxLagSeconds is how stale a replica's acknowledgement may
+	// be and still count towards MinReplicasToWrite.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	MinReplicasMaxLagSeconds int32 `json:"minReplicasMaxLagSeconds,omitempty"`
+}
+
+// PersistenceSpec configures how the dataset survives a restart. A member
+// that restarts empty must never serve as master, so persistence is on by
+// default.
+type PersistenceSpec struct {
+	// AOF is the append-only file.
+	// +kubebuilder:default={}
+	// +optional
+	AOF AOFSpec `json:"aof,omitempty"`
+
+	// RDB is the snapshot schedule.
+	// +kubebuilder:default={}
+	// +optional
+	RDB RDBSpec `json:"rdb,omitempty"`
+}
+
+// AOFSpec configures the append-only file.
+type AOFSpec struct {
+	// Enabled turns the append-only file on.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Fsync is how often the AOF is flushed to disk.
+	// +kubebuilder:default=everysec
+	// +optional
+	Fsync AppendFsync `json:"fsync,omitempty"`
+}
+
+// RDBSpec configures RDB snapshots.
+type RDBSpec struct {
+	// Enabled turns RDB snapshots on.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// SavePoints is Redis's "save <seconds> <changes>" schedule: a snapshot
+	// is taken when at least Changes keys changed within Seconds. The
+	// default takes one a day (nightly) if anything changed.
+	// +kubebuilder:default={{seconds: 86400, changes: 1}}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	SavePoints []RDBSavePoint `json:"savePoints,omitempty"`
+}
+
+// RDBSavePoint is one "save <seconds> <changes>" rule.
+type RDBSavePoint struct {
+	// +kubebuilder:validation:Minimum=1
+	Seconds int32 `json:"seconds"`
+	// +kubebuilder:validation:Minimum=1
+	Changes int32 `json:"changes"`
+}
+
+// AuthSpec names the Secrets that hold the passwords.
+type AuthSpec struct {
+	// PasswordSecretRef is the data-plane password (requirepass and
+	// masterauth on every redis-server).
+	PasswordSecretRef SecretKeyReference `json:"passwordSecretRef"`
+
+	// SentinelPasswordSecretRef is the Sentinel password (requirepass on
+	// every sentinel, used by sentinels to talk to each other).
+	SentinelPasswordSecretRef SecretKeyReference `json:"sentinelPasswordSecretRef"`
+}
+
+// SecretKeyReference names one key of a Secret in the formation's namespace.
+type SecretKeyReference struct {
+	// Name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// Key is the key within the Secret.
+	// +kubebuilder:default=password
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// IncusSpec says where the member containers live.
+type IncusSpec struct {
+	// Image is the alias of the Incus image the containers are created
+	// from (built by the lab-host playbook).
+	// +kubebuilder:default="rsf-redis7-bookworm-v1"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/-]*$`
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Profiles are applied to each container in order.
+	// +kubebuilder:default={"rsf-redis"}
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	Profiles []string `json:"profiles,omitempty"`
+
+	// Network is the managed bridge the members' eth0 is attached to; each
+	// member's address is pinned on it so it survives restarts and rebuilds.
+	// +kubebuilder:default=rsfbr0
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	Network string `json:"network,omitempty"`
+
+	// StoragePool holds the containers' root disks.
+	// +kubebuilder:default=rsf
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	StoragePool string `json:"storagePool,omitempty"`
+
+	// Project is the Incus project the containers are created in.
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	Project string `json:"project,omitempty"`
+
+	// Remote names a Secret describing a remote Incus server reached over
+	// HTTPS. Without it the local unix socket is used.
+	// +optional
+	Remote *IncusRemote `json:"remote,omitempty"`
+
+	// Targets places member i (1-based) on cluster member Targets[i-1] of an
+	// Incus cluster. Empty lets Incus choose.
+	// +kubebuilder:validation:MaxItems=7
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	Targets []string `json:"targets,omitempty"`
+
+	// Limits caps each container's resources.
+	// +optional
+	Limits ContainerLimits `json:"limits,omitempty"`
+}
+
+// IncusRemote points at a Secret with the keys "url" (https://host:8443),
+// "client.crt" and "client.key" (the operator's TLS client certificate,
+// trusted by the server) and "server.crt" (the server certificate, pinned).
+type IncusRemote struct {
+	// SecretName is the Secret in the formation's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName"`
+}
+
+// ContainerLimits are Incus resource limits for each member container.
+type ContainerLimits struct {
+	// CPU is Incus's limits.cpu (a count of CPUs, e.g. "2").
+	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,3}$`
+	// +optional
+	CPU string `json:"cpu,omitempty"`
+
+	// Memory is Incus's limits.memory (e.g. "2GiB"). Keep it well above
+	// spec.redis.maxmemory: forks for persistence need headroom.
+	// +kubebuilder:validation:Pattern=`^[0-9]{1,15}(B|kB|MB|GB|TB|KiB|MiB|GiB|TiB)$`
+	// +optional
+	Memory string `json:"memory,omitempty"`
+}
+
+// FormationPhase is a one-word summary of the formation for humans; tools
+// should read the conditions.
+// +kubebuilder:validation:Enum=Pending;Provisioning;Ready;Degraded;FailingOver;Blocked;Deleting
+type FormationPhase string
+
+const (
+	PhasePending      FormationPhase = "Pending"
+	PhaseProvisioning FormationPhase = "Provisioning"
+	PhaseReady        FormationPhase = "Ready"
+	PhaseDegraded     FormationPhase = "Degraded"
+	PhaseFailingOver  FormationPhase = "FailingOver"
+	PhaseBlocked      FormationPhase = "Blocked"
+	PhaseDeleting     FormationPhase = "Deleting"
+)
+
+// Condition types. Reasons are CamelCase constants beside the code that sets
+// them.
+const (
+	// ConditionReady is true when a master exists, every replica is linked
+	// to it and every sentinel reports quorum OK.
+	ConditionReady = "Ready"
+	// ConditionProgressing is true while the operator is creating,
+	// configuring or replacing members.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is true when a member, sentinel or quorum is lost, or
+	// the operator cannot reach what it needs.
+	ConditionDegraded = "Degraded"
+	// ConditionSecretsValid is true when both password Secrets exist, have
+	// their keys and pass the environment's password policy.
+	ConditionSecretsValid = "SecretsValid"
+)
+
+// MemberRole is what a member's redis-server says it is.
+// +kubebuilder:validation:Enum=master;replica;unknown
+type MemberRole string
+
+const (
+	RoleMaster  MemberRole = "master"
+	RoleReplica MemberRole = "replica"
+	RoleUnknown MemberRole = "unknown"
+)
+
+// MemberHealth summarises one member.
+// +kubebuilder:validation:Enum=Healthy;Syncing;Unreachable;Stopped;Missing;Pending
+type MemberHealth string
+
+const (
+	HealthHealthy     MemberHealth = "Healthy"
+	HealthSyncing     MemberHealth = "Syncing"
+	HealthUnreachable MemberHealth = "Unreachable"
+	HealthStopped     MemberHealth = "Stopped"
+	HealthMissing     MemberHealth = "Missing"
+	HealthPending     MemberHealth = "Pending"
+)
+
+// RedisSentinelFormationStatus is what the operator observed. Its paths are a
+// contract read by tools and tests.
+type RedisSentinelFormationStatus struct {
+	// ObservedGeneration is the spec generation the status was computed
+	// from; it is stamped only when that generation was reconciled fully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Progressing, Degraded, SecretsValid.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Phase is a one-word summary.
+	// +optional
+	Phase FormationPhase `json:"phase,omitempty"`
+
+	// Master is the current master as Sentinel's majority sees it.
+	// +optional
+	Master *MasterStatus `json:"master,omitempty"`
+
+	// ReadyMembers counts healthy members (a master or a linked replica).
+	// +optional
+	ReadyMembers int32 `json:"readyMembers,omitempty"`
+
+	// Members lists every member, ordered by name.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Members []MemberStatus `json:"members,omitempty"`
+
+	// Sentinels summarises the sentinels.
+	// +optional
+	Sentinels SentinelsStatus `json:"sentinels,omitempty"`
+
+	// Failovers counts the master switches observed.
+	// +optional
+	Failovers int64 `json:"failovers,omitempty"`
+
+	// LastFailover describes the latest master switch.
+	// +optional
+	LastFailover *FailoverRecord `json:"lastFailover,omitempty"`
+
+	// RecentEvents are the latest Sentinel events, newest last, at most 20.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	RecentEvents []SentinelEvent `json:"recentEvents,omitempty"`
+
+	// Connection is what backends need to reach the formation.
+	// +optional
+	Connection *ConnectionInfo `json:"connection,omitempty"`
+}
+
+// MasterStatus is the current master.
+type MasterStatus struct {
+	// Member is the member name, e.g. "cache-1".
+	Member string `json:"member"`
+	// Address is the master's IP address.
+	Address string `json:"address"`
+	// Port is the master's redis port.
+	Port int32 `json:"port"`
+	// Since is when this member became master, as far as the operator saw.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// MemberStatus is one member's observed state.
+type MemberStatus struct {
+	// Name is the member name, "<formation>-<n>".
+	Name string `json:"name"`
+	// Instance is the Incus instance name.
+	Instance string `json:"instance"`
+	// Address is the member's IPv4 address on the bridge.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// InstanceState is Incus's status of the container (Running, Stopped...).
+	// +optional
+	InstanceState string `json:"instanceState,omitempty"`
+	// Role is what redis-server reports.
+	// +optional
+	Role MemberRole `json:"role,omitempty"`
+	// Health summarises the member.
+	// +optional
+	Health MemberHealth `json:"health,omitempty"`
+	// MasterLinkUp is true when a replica's link to its master is up.
+	// +optional
+	MasterLinkUp bool `json:"masterLinkUp,omitempty"`
+	// ReplicationOffset is the member's replication offset.
+	// +optional
+	ReplicationOffset int64 `json:"replicationOffset,omitempty"`
+	// LagBytes is how far a replica's offset is behind the master's.
+	// +optional
+	LagBytes int64 `json:"lagBytes,omitempty"`
+	// SentinelUp is true when the member's sentinel answered.
+	// +optional
+	SentinelUp bool `json:"sentinelUp,omitempty"`
+}
+
+// SentinelsStatus summarises the sentinels.
+type SentinelsStatus struct {
+	// Reachable counts sentinels that answered.
+	Reachable int32 `json:"reachable"`
+	// QuorumOK is true when every reachable sentinel reports CKQUORUM OK.
+	QuorumOK bool `json:"quorumOK"`
+}
+
+// FailoverRecord describes one master switch.
+type FailoverRecord struct {
+	// Time is when +switch-master was announced.
+	Time metav1.MicroTime `json:"time"`
+	// From is the previous master (member name, or address if unknown).
+	From string `json:"from"`
+	// To is the new master (member name, or address if unknown).
+	To string `json:"to"`
+	// Duration runs from the first +sdown of the old master to
+	// +switch-master.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// SentinelEvent is one event published by a sentinel.
+type SentinelEvent struct {
+	// Time is when the operator received the event.
+	Time metav1.MicroTime `json:"time"`
+	// Sentinel is the member whose sentinel published it.
+	Sentinel string `json:"sentinel"`
+	// Type is Sentinel's channel name, e.g. "+switch-master".
+	Type string `json:"type"`
+	// Message is the event's payload.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ConnectionInfo is how backends reach the formation.
+type ConnectionInfo struct {
+	// SentinelAddresses are "ip:port" of every sentinel.
+	SentinelAddresses []string `json:"sentinelAddresses"`
+	// MasterName is the Sentinel master name.
+	MasterName string `json:"masterName"`
+	// SecretName is the Secret with REDIS_SENTINEL_ADDRS,
+	// REDIS_SENTINEL_MASTER_NAME, REDIS_SENTINEL_PASSWORD and REDIS_URL.
+	SecretName string `json:"secretName"`
+}
+
+// RedisSentinelFormation is a highly available Redis (one primary, replicas,
+// a Sentinel per member) running in Incus containers.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rsf,categories=redis
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]{0,53}[a-z0-9])?$')",message="metadata.name must be a DNS label of at most 55 characters starting with a letter: it prefixes the Incus instance names"
+// +kubebuilder:printcolumn:name="Master",type=string,JSONPath=`.status.master.member`
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.master.address`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyMembers`
+// +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.spec.members`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Failovers",type=integer,JSONPath=`.status.failovers`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RedisSentinelFormation struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RedisSentinelFormationSpec   `json:"spec"`
+	Status RedisSentinelFormationStatus `json:"status,omitempty"`
+}
+
+// RedisSentinelFormationList is a list of formations.
+// +kubebuilder:object:root=true
+type RedisSentinelFormationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RedisSentinelFormation `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RedisSentinelFormation{}, &RedisSentinelFormationList{})
+}

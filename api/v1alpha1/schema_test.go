@@ -1,0 +1,224 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+)
+
+var (
+	k8s      client.Client
+	startErr error
+)
+
+func TestMain(m *testing.M) {
+	env, cfg, err := testenv.Start()
+	startErr = err
+	if err == nil {
+		scheme := runtime.NewScheme()
+		_ = redisv1alpha1.AddToScheme(scheme)
+		k8s, startErr = client.New(cfg, client.Options{Scheme: scheme})
+	}
+	code := m.Run()
+	if env != nil {
+		_ = env.Stop()
+	}
+	os.Exit(code)
+}
+
+func apiServer(t *testing.T) client.Client {
+	t.Helper()
+	if startErr != nil {
+		testenv.Check(t, "the envtest API server", startErr)
+	}
+	return k8s
+}
+
+// sampleFormation reads the formation from config/samples, as a user would
+// kubectl-apply it.
+func sampleFormation(t *testing.T) *unstructured.Unstructured {
+	t.Helper()
+	f, err := os.Open(filepath.Join(testenv.RepoRoot(), "config", "samples", "redis_v1alpha1_redissentinelformation.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); err != nil {
+			t.Fatalf("no RedisSentinelFormation in the sample: %v", err)
+		}
+		if obj.GetKind() == "RedisSentinelFormation" {
+			obj.SetNamespace("default")
+			return obj
+		}
+	}
+}
+
+func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	obj := sampleFormation(t)
+	obj.SetName("sample-accepted")
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatalf("the sample was rejected: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+
+	// A minimal formation: only the required secret references.
+	minimal := &redisv1alpha1.RedisSentinelFormation{}
+	minimal.Name, minimal.Namespace = "minimal", "default"
+	minimal.Spec.Auth.PasswordSecretRef.Name = "pw"
+	minimal.Spec.Auth.SentinelPasswordSecretRef.Name = "spw"
+	if err := c.Create(ctx, minimal); err != nil {
+		t.Fatalf("a minimal formation was rejected: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, minimal) })
+
+	s := minimal.Spec // Create decodes the defaulted object back into minimal.
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"masterName", s.MasterName, "mymaster"},
+		{"members", s.Members, int32(3)},
+		{"quorum", s.Quorum, int32(2)},
+		{"environment", s.Environment, redisv1alpha1.EnvironmentLab},
+		{"sentinel.downAfterMilliseconds", s.Sentinel.DownAfterMilliseconds, int32(5000)},
+		{"sentinel.failoverTimeoutMilliseconds", s.Sentinel.FailoverTimeoutMilliseconds, int32(30000)},
+		{"sentinel.parallelSyncs", s.Sentinel.ParallelSyncs, int32(1)},
+		{"redis.port", s.Redis.Port, int32(6379)},
+		{"redis.sentinelPort", s.Redis.SentinelPort, int32(26379)},
+		{"redis.maxmemory", s.Redis.Maxmemory, "1gb"},
+		{"redis.maxmemoryPolicy", s.Redis.MaxmemoryPolicy, redisv1alpha1.MaxmemoryPolicy("allkeys-lru")},
+		{"redis.minReplicasToWrite", deref(s.Redis.MinReplicasToWrite), int32(1)},
+		{"redis.minReplicasMaxLagSeconds", s.Redis.MinReplicasMaxLagSeconds, int32(10)},
+		{"redis.persistence.aof.enabled", derefBool(s.Redis.Persistence.AOF.Enabled), true},
+		{"redis.persistence.aof.fsync", s.Redis.Persistence.AOF.Fsync, redisv1alpha1.AppendFsync("everysec")},
+		{"redis.persistence.rdb.enabled", derefBool(s.Redis.Persistence.RDB.Enabled), true},
+		{"redis.persistence.rdb.savePoints", len(s.Redis.Persistence.RDB.SavePoints), 1},
+		{"auth.passwordSecretRef.key", s.Auth.PasswordSecretRef.Key, "password"},
+		{"incus.image", s.Incus.Image, "rsf-redis7-bookworm-v1"},
+		{"incus.profiles", strings.Join(s.Incus.Profiles, ","), "rsf-redis"},
+		{"incus.network", s.Incus.Network, "rsfbr0"},
+		{"incus.storagePool", s.Incus.StoragePool, "rsf"},
+		{"incus.project", s.Incus.Project, "default"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("spec.%s defaulted to %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func deref(p *int32) int32 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+func derefBool(p *bool) bool { return p != nil && *p }
+
+// TestSchemaRejectsBadInput: every bad input is refused by the API server with
+// a message naming the field.
+func TestSchemaRejectsBadInput(t *testing.T) {
+	c := apiServer(t)
+	cases := []struct {
+		name   string
+		mutate func(spec map[string]any, obj *unstructured.Unstructured)
+		want   string // substring of the API server's message
+	}{
+		{"quorum 0", set("quorum", 0), "spec.quorum"},
+		{"quorum above members", set("quorum", 5), "spec.quorum must not exceed spec.members"},
+		{"minority quorum without opt-in", set("quorum", 1), "spec.quorum is below a majority"},
+		{"even members", func(s map[string]any, _ *unstructured.Unstructured) { s["members"], s["quorum"] = 4, 3 }, "spec.members must be odd"},
+		{"members 1", func(s map[string]any, _ *unstructured.Unstructured) { s["members"], s["quorum"] = 1, 1 }, "spec.members"},
+		{"members 9", func(s map[string]any, _ *unstructured.Unstructured) { s["members"], s["quorum"] = 9, 5 }, "spec.members"},
+		{"zero down-after", set("sentinel.downAfterMilliseconds", 0), "spec.sentinel.downAfterMilliseconds"},
+		{"negative down-after", set("sentinel.downAfterMilliseconds", -5000), "spec.sentinel.downAfterMilliseconds"},
+		{"zero failover timeout", set("sentinel.failoverTimeoutMilliseconds", 0), "spec.sentinel.failoverTimeoutMilliseconds"},
+		{"negative failover timeout", set("sentinel.failoverTimeoutMilliseconds", -1), "spec.sentinel.failoverTimeoutMilliseconds"},
+		{"zero parallel syncs", set("sentinel.parallelSyncs", 0), "spec.sentinel.parallelSyncs"},
+		{"unknown eviction policy", set("redis.maxmemoryPolicy", "allkeys-fifo"), "spec.redis.maxmemoryPolicy"},
+		{"maxmemory with a space", set("redis.maxmemory", "1 gb"), "spec.redis.maxmemory"},
+		{"maxmemory in words", set("redis.maxmemory", "lots"), "spec.redis.maxmemory"},
+		{"maxmemory with a unit Redis lacks", set("redis.maxmemory", "1tb"), "spec.redis.maxmemory"},
+		{"master name with a space", set("masterName", "my master"), "spec.masterName"},
+		{"master name with a newline", set("masterName", "mymaster\nsentinel monitor x"), "spec.masterName"},
+		{"empty master name", set("masterName", ""), "spec.masterName"},
+		{"missing password secret ref", unset("auth.passwordSecretRef"), "spec.auth.passwordSecretRef"},
+		{"missing sentinel password secret ref", unset("auth.sentinelPasswordSecretRef"), "spec.auth.sentinelPasswordSecretRef"},
+		{"missing auth", unset("auth"), "spec.auth"},
+		{"secret ref without a name", unset("auth.passwordSecretRef.name"), "spec.auth.passwordSecretRef.name"},
+		{"redis and sentinel on one port", set("redis.sentinelPort", 6379), "spec.redis.sentinelPort"},
+		{"min replicas to write unreachable", set("redis.minReplicasToWrite", 3), "spec.redis.minReplicasToWrite"},
+		{"unknown environment", set("environment", "prod"), "spec.environment"},
+		{"placement targets for some members only", set("incus.targets", []any{"node1"}), "spec.incus.targets"},
+		{"parallel syncs not below members", set("sentinel.parallelSyncs", 3), "spec.sentinel.parallelSyncs"},
+		{"name that cannot prefix an instance", func(_ map[string]any, o *unstructured.Unstructured) { o.SetName("cache.prod") }, "metadata.name"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := sampleFormation(t)
+			obj.SetName("bad-" + string(rune('a'+i%26)) + strings.Repeat("x", i/26))
+			spec := obj.Object["spec"].(map[string]any)
+			tc.mutate(spec, obj)
+			err := c.Create(context.Background(), obj)
+			if err == nil {
+				_ = c.Delete(context.Background(), obj)
+				t.Fatalf("the API server accepted it; want a rejection naming %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("rejected with %q; want the message to name %q", err, tc.want)
+			}
+			// A rule that cannot evaluate is a broken rule, not a validation.
+			if strings.Contains(err.Error(), "no such key") || strings.Contains(err.Error(), "evaluating rule") {
+				t.Fatalf("a CEL rule failed to evaluate instead of validating: %v", err)
+			}
+		})
+	}
+}
+
+func TestMinorityQuorumNeedsOptIn(t *testing.T) {
+	c := apiServer(t)
+	obj := sampleFormation(t)
+	obj.SetName("minority-opt-in")
+	spec := obj.Object["spec"].(map[string]any)
+	spec["quorum"], spec["allowMinorityQuorum"] = int64(1), true
+	if err := c.Create(context.Background(), obj); err != nil {
+		t.Fatalf("quorum 1 of 3 with allowMinorityQuorum was rejected: %v", err)
+	}
+	_ = c.Delete(context.Background(), obj)
+}
+
+// set returns a mutation that sets a dotted path of the spec.
+func set(path string, value any) func(map[string]any, *unstructured.Unstructured) {
+	return func(spec map[string]any, _ *unstructured.Unstructured) {
+		if n, ok := value.(int); ok {
+			value = int64(n)
+		}
+		parts := strings.Split(path, ".")
+		if err := unstructured.SetNestedField(spec, value, parts...); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// unset returns a mutation that removes a dotted path of the spec.
+func unset(path string) func(map[string]any, *unstructured.Unstructured) {
+	return func(spec map[string]any, _ *unstructured.Unstructured) {
+		unstructured.RemoveNestedField(spec, strings.Split(path, ".")...)
+	}
+}

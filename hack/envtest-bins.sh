@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Puts kube-apiserver and etcd for envtest (and the local control plane) into
+# one folder and prints its path. The usual setup-envtest download is not
+# reachable here, so: etcd comes from Debian's etcd-server package and
+# kube-apiserver is built from the k8s.io/kubernetes module at the minor
+# version of k8s.io/api in go.mod (the newest patch of that minor whose source
+# the module proxy serves). The build is cached twice: in the repo's ignored
+# bin/ folder and in a per-machine cache, so a second clean clone on the same
+# machine does not rebuild it.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+api_version=$(cd "$root" && go list -m -f '{{.Version}}' k8s.io/api) # e.g. v0.37.2
+minor=${api_version#v0.}
+minor=${minor%%.*}
+patch=${api_version##*.}
+cache_root="${RSF_CACHE_DIR:-$HOME/.cache/rsf-operator}/k8s"
+
+log() { echo "envtest-bins: $*" >&2; }
+
+# The newest already-built v1.<minor>.x, in bin/ or the machine cache.
+cached_build() {
+	local p
+	for ((p = patch; p >= 0; p--)); do
+		for dir in "$root/bin/k8s/v1.$minor.$p" "$cache_root/v1.$minor.$p"; do
+			[ -x "$dir/kube-apiserver" ] && { echo "v1.$minor.$p $dir"; return 0; }
+		done
+	done
+	return 1
+}
+
+# The newest v1.<minor>.x whose source zip the proxy serves; prints its go.mod path.
+downloadable_version() {
+	local p json
+	for ((p = patch; p >= 0; p--)); do
+		json=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v1.$minor.$p" 2>/dev/null || true)
+		if [ -n "$json" ] && ! grep -q '"Error"' <<<"$json"; then
+			echo "v1.$minor.$p $(sed -n 's/.*"GoMod": "\(.*\)",*/\1/p' <<<"$json")"
+			return 0
+		fi
+		log "k8s.io/kubernetes v1.$minor.$p is not served by the module proxy; trying the previous patch"
+	done
+	log "no k8s.io/kubernetes v1.$minor.x source is available from the module proxy"
+	return 1
+}
+
+# A module build has no git metadata; stamp the version /version reports.
+version_ldflags() {
+	local v=$1 pkg=k8s.io/component-base/version minor_number
+	minor_number=${v#v1.}
+	minor_number=${minor_number%%.*}
+	echo "-X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor_number -X $pkg.gitTreeState=clean"
+}
+
+build_kube_apiserver() { # $1 version, $2 its go.mod, $3 destination folder
+	local version=$1 gomod=$2 dest=$3 work
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' RETURN
+	log "building kube-apiserver $version from the Go module proxy (about 3 minutes on 2 cores)"
+	{
+		printf 'module kube-apiserver-build\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\n' "$version"
+		# k8s.io/kubernetes replaces its staging repos with local paths; map
+		# each one to the published module of the same patch level instead.
+		sed -n "s#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 v0${version#v1}#p" "$gomod"
+	} >"$work/go.mod"
+	(cd "$work" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$version" >&2 &&
+		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $(version_ldflags "$version")" -o "$dest/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+	mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
+}
+
+if found=$(cached_build); then
+	version=${found%% *}
+	src=${found#* }
+else
+	read -r version gomod < <(downloadable_version)
+	src="$cache_root/$version"
+	mkdir -p "$src"
+	build_kube_apiserver "$version" "$gomod" "$src"
+fi
+dest="$root/bin/k8s/$version"
+mkdir -p "$dest"
+[ -x "$dest/kube-apiserver" ] || cp "$src/kube-apiserver" "$dest/kube-apiserver"
+"$root/hack/apt-install.sh" etcd-server
+ln -sf /usr/bin/etcd "$dest/etcd"
+log "$("$dest/kube-apiserver" --version) and etcd $(/usr/bin/etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') in $dest"
+echo "$dest"

@@ -1,0 +1,110 @@
+// Package testenv starts the real kube-apiserver + etcd (envtest) for tests and
+// applies the project's rule for missing components: under CI=true a test
+// that needs a component fails when it cannot be brought up; elsewhere it is
+// skipped with the reason.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// InCI reports whether the run is a CI run, where missing components are
+// failures rather than skips.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// TB is the part of testing.TB that Unavailable needs; testing.M users pass
+// a MainReporter.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+// Unavailable fails the test under CI and skips it elsewhere.
+func Unavailable(t TB, component string, err error) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is required under CI=true but cannot be used: %v", component, err)
+	}
+	t.Skipf("%s unavailable, skipping (run `make test` to set it up): %v", component, err)
+}
+
+// RepoRoot is the module root, found from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// AssetsDir finds the folder with kube-apiserver and etcd: KUBEBUILDER_ASSETS
+// when set (the Makefile sets it from hack/envtest-bins.sh), else the newest
+// build cached under bin/k8s.
+func AssetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, checkAssets(dir)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "k8s", "*"))
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, dir := range dirs {
+		if checkAssets(dir) == nil {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("no kube-apiserver+etcd found: set KUBEBUILDER_ASSETS or run hack/envtest-bins.sh")
+}
+
+func checkAssets(dir string) error {
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return fmt.Errorf("%s missing in %s: %w", bin, dir, err)
+		}
+	}
+	return nil
+}
+
+// UnavailableError says a component could not be brought up; anything else
+// Start returns (a CRD the API server refuses, say) is a defect to fail on.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Check fails or skips t for err from Start: Unavailable for an
+// UnavailableError, a plain failure for anything else.
+func Check(t TB, component string, err error) {
+	t.Helper()
+	var unavailable *UnavailableError
+	if errors.As(err, &unavailable) {
+		Unavailable(t, component, err)
+		return
+	}
+	t.Fatalf("%s: %v", component, err)
+}
+
+// Start starts an API server, then installs the project's CRDs.
+func Start() (*envtest.Environment, *rest.Config, error) {
+	dir, err := AssetsDir()
+	if err != nil {
+		return nil, nil, &UnavailableError{err}
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: dir}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, &UnavailableError{fmt.Errorf("starting kube-apiserver and etcd from %s: %w", dir, err)}
+	}
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{
+		Paths:              []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfPathMissing: true,
+	}); err != nil {
+		_ = env.Stop()
+		return nil, nil, fmt.Errorf("installing the CRDs: %w", err)
+	}
+	return env, cfg, nil
+}
