@@ -1,0 +1,156 @@
+package render
+
+import "fmt"
+
+// Debian bookworm's locations, as used by its redis-server.service.
+const (
+	redisDir        = "/var/lib/redis"
+	redisLogfile    = "/var/log/redis/redis-server.log"
+	redisPidfile    = "/run/redis/redis-server.pid"
+	loopbackAddress = "127.0.0.1"
+)
+
+// Redis is the input for one member's redis.conf.
+type Redis struct {
+	Address            string // member IP literal; bind <Address> 127.0.0.1 (loopback kept so in-container redis-cli works)
+	Port               int
+	Password           string // requirepass AND masterauth (same data-plane password)
+	Maxmemory          string // Redis notation, e.g. "1gb"; "0" means no limit
+	MaxmemoryPolicy    string // one of Redis's 8 policies
+	AppendOnly         bool
+	AppendFsync        string      // always|everysec|no
+	SavePoints         []SavePoint // empty => `save ""` (RDB off)
+	MinReplicasToWrite int
+	MinReplicasMaxLag  int       // seconds
+	ReplicaOf          *Endpoint // nil: starts as master; else `replicaof host port`
+}
+
+// RedisConf renders redis.conf. On invalid input it returns a *FieldError
+// naming the field; the error never contains the password.
+func RedisConf(r Redis) ([]byte, error) {
+	addr, err := ipLiteral("Address", r.Address)
+	if err != nil {
+		return nil, err
+	}
+	if err := port("Port", r.Port); err != nil {
+		return nil, err
+	}
+	if err := redisPassword("Password", r.Password); err != nil {
+		return nil, err
+	}
+	if err := maxmemory("Maxmemory", r.Maxmemory); err != nil {
+		return nil, err
+	}
+	if !maxmemoryPolicies[r.MaxmemoryPolicy] {
+		return nil, fieldErr("MaxmemoryPolicy", "must be one of noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl; got %s", show(r.MaxmemoryPolicy))
+	}
+	if !appendFsyncModes[r.AppendFsync] {
+		return nil, fieldErr("AppendFsync", "must be one of always, everysec, no; got %s", show(r.AppendFsync))
+	}
+	for i, sp := range r.SavePoints {
+		if err := intRange(fmt.Sprintf("SavePoints[%d].Seconds", i), sp.Seconds, 1); err != nil {
+			return nil, err
+		}
+		if err := intRange(fmt.Sprintf("SavePoints[%d].Changes", i), sp.Changes, 1); err != nil {
+			return nil, err
+		}
+	}
+	if err := intRange("MinReplicasToWrite", r.MinReplicasToWrite, 0); err != nil {
+		return nil, err
+	}
+	if err := intRange("MinReplicasMaxLag", r.MinReplicasMaxLag, 0); err != nil {
+		return nil, err
+	}
+	var replicaOf *Endpoint
+	if r.ReplicaOf != nil {
+		host, err := ipLiteral("ReplicaOf.Host", r.ReplicaOf.Host)
+		if err != nil {
+			return nil, err
+		}
+		if err := port("ReplicaOf.Port", r.ReplicaOf.Port); err != nil {
+			return nil, err
+		}
+		if host == addr && r.ReplicaOf.Port == r.Port {
+			return nil, fieldErr("ReplicaOf", "must not point at the member itself (%s port %d)", host, r.Port)
+		}
+		replicaOf = &Endpoint{Host: host, Port: r.ReplicaOf.Port}
+	}
+
+	var c conf
+	c.comment(
+		"Rendered by redis-sentinel-operator. Do not edit by hand.",
+		"Runtime changes go through CONFIG SET followed by CONFIG REWRITE;",
+		"the operator re-renders this file only when it (re)creates the member.",
+		"--supervised systemd --daemonize no come from Debian's redis-server.service.",
+	)
+	c.blank()
+
+	c.comment("Network")
+	c.directive("bind", bindArgs(addr)...)
+	c.directive("port", num(r.Port))
+	c.directive("protected-mode", kw("yes"))
+	c.directive("tcp-keepalive", num(60))
+	c.blank()
+
+	c.comment("Process (Debian paths)")
+	c.directive("daemonize", kw("no"))
+	c.directive("pidfile", str(redisPidfile))
+	c.directive("logfile", str(redisLogfile))
+	c.directive("dir", str(redisDir))
+	c.blank()
+
+	c.comment("Authentication: one data-plane password, for clients and for replication")
+	c.directive("requirepass", str(r.Password))
+	c.directive("masterauth", str(r.Password))
+	c.blank()
+
+	c.comment("Memory")
+	c.directive("maxmemory", str(r.Maxmemory))
+	c.directive("maxmemory-policy", str(r.MaxmemoryPolicy))
+	c.blank()
+
+	c.comment("Persistence")
+	c.directive("appendonly", yesNo(r.AppendOnly))
+	c.directive("appendfsync", str(r.AppendFsync))
+	c.directive("appendfilename", str("appendonly.aof"))
+	c.directive("appenddirname", str("appendonlydir"))
+	c.directive("save", saveArgs(r.SavePoints)...)
+	c.directive("dbfilename", str("dump.rdb"))
+	c.blank()
+
+	c.comment("Replication")
+	c.directive("replica-announce-ip", str(addr))
+	c.directive("replica-announce-port", num(r.Port))
+	c.directive("min-replicas-to-write", num(r.MinReplicasToWrite))
+	c.directive("min-replicas-max-lag", num(r.MinReplicasMaxLag))
+	c.directive("replica-serve-stale-data", kw("yes"))
+	c.directive("replica-read-only", kw("yes"))
+	c.directive("repl-diskless-sync", kw("yes"))
+	c.directive("replica-priority", num(100))
+	if replicaOf != nil {
+		c.directive("replicaof", str(replicaOf.Host), num(replicaOf.Port))
+	}
+	return c.bytes(), nil
+}
+
+// bindArgs binds the member address plus loopback, once: Redis fails to
+// start when the same address is bound twice.
+func bindArgs(addr string) []token {
+	if addr == loopbackAddress {
+		return []token{str(addr)}
+	}
+	return []token{str(addr), str(loopbackAddress)}
+}
+
+// saveArgs puts every save point on one line ("save 3600 1 300 100"); an
+// empty list is `save ""`, which disables RDB snapshots.
+func saveArgs(points []SavePoint) []token {
+	if len(points) == 0 {
+		return []token{str("")}
+	}
+	args := make([]token, 0, 2*len(points))
+	for _, sp := range points {
+		args = append(args, num(sp.Seconds), num(sp.Changes))
+	}
+	return args
+}

@@ -1,0 +1,469 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// nastyStrings are values that would break a naive renderer. They seed the
+// fuzzers too.
+var nastyStrings = []string{
+	"a\nrequirepass x",
+	"\"",
+	"\\",
+	"\x00",
+	"pw\" \"x",
+	"pw\"\nsentinel monitor evil 6.6.6.6 6379 1",
+	"'",
+	"it's",
+	"\\x41",
+	"\\\"",
+	"\"\"",
+	"trailing\\",
+	" leading and trailing ",
+	"\t\r\n\v\f\a\b",
+	"\x01\x02\x7f\x80\xff",
+	"#not-a-comment",
+	"# comment",
+	"密码🔑ünïcødé",
+	"\xc3\x28 invalid utf-8",
+	strings.Repeat("x", 512),
+	strings.Repeat("\"\n\\", 171),
+	"plain-Password_123",
+	"p\\a$s#w{o}r|d;x`~!@%^&*()[]<>?,./:=+",
+}
+
+func typicalRedis() Redis {
+	return Redis{
+		Address:            "10.42.0.11",
+		Port:               6379,
+		Password:           "s3cr3t-Passw0rd",
+		Maxmemory:          "1gb",
+		MaxmemoryPolicy:    "allkeys-lru",
+		AppendOnly:         true,
+		AppendFsync:        "everysec",
+		SavePoints:         []SavePoint{{Seconds: 3600, Changes: 1}, {Seconds: 300, Changes: 100}},
+		MinReplicasToWrite: 1,
+		MinReplicasMaxLag:  10,
+	}
+}
+
+func typicalSentinel() Sentinel {
+	return Sentinel{
+		Address:           "10.42.0.11",
+		Port:              26379,
+		Password:          "sentinel-S3cret",
+		MasterName:        "mymaster",
+		Master:            Endpoint{Host: "10.42.0.10", Port: 6379},
+		Quorum:            2,
+		DownAfterMs:       5000,
+		FailoverTimeoutMs: 60000,
+		ParallelSyncs:     1,
+		RedisPassword:     "s3cr3t-Passw0rd",
+	}
+}
+
+func parsedArgs(t *testing.T, out []byte) [][]string {
+	t.Helper()
+	var all [][]string
+	for _, l := range mustParse(t, out) {
+		all = append(all, l.Args)
+	}
+	return all
+}
+
+func TestRedisConfDirectives(t *testing.T) {
+	common := [][]string{
+		{"bind", "10.42.0.11", "127.0.0.1"},
+		{"port", "6379"},
+		{"protected-mode", "yes"},
+		{"tcp-keepalive", "60"},
+		{"daemonize", "no"},
+		{"pidfile", "/run/redis/redis-server.pid"},
+		{"logfile", "/var/log/redis/redis-server.log"},
+		{"dir", "/var/lib/redis"},
+		{"requirepass", "s3cr3t-Passw0rd"},
+		{"masterauth", "s3cr3t-Passw0rd"},
+		{"maxmemory", "1gb"},
+		{"maxmemory-policy", "allkeys-lru"},
+		{"appendonly", "yes"},
+		{"appendfsync", "everysec"},
+		{"appendfilename", "appendonly.aof"},
+		{"appenddirname", "appendonlydir"},
+		{"save", "3600", "1", "300", "100"},
+		{"dbfilename", "dump.rdb"},
+		{"replica-announce-ip", "10.42.0.11"},
+		{"replica-announce-port", "6379"},
+		{"min-replicas-to-write", "1"},
+		{"min-replicas-max-lag", "10"},
+		{"replica-serve-stale-data", "yes"},
+		{"replica-read-only", "yes"},
+		{"repl-diskless-sync", "yes"},
+		{"replica-priority", "100"},
+	}
+	replica := typicalRedis()
+	replica.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: 6380}
+
+	noPersistence := typicalRedis()
+	noPersistence.AppendOnly = false
+	noPersistence.AppendFsync = "no"
+	noPersistence.SavePoints = nil
+	noPersistence.Address = "127.0.0.1"
+	noPersistence.MaxmemoryPolicy = "noeviction"
+	noPersistence.Maxmemory = "0"
+
+	with := func(base [][]string, edits map[string][]string, extra ...[]string) [][]string {
+		var out [][]string
+		for _, l := range base {
+			if e, ok := edits[l[0]]; ok {
+				l = e
+			}
+			out = append(out, l)
+		}
+		return append(out, extra...)
+	}
+
+	tests := []struct {
+		name string
+		in   Redis
+		want [][]string
+	}{
+		{"master", typicalRedis(), common},
+		{"replica", replica, with(common, nil, []string{"replicaof", "10.42.0.10", "6380"})},
+		{"no persistence on loopback", noPersistence, with(common, map[string][]string{
+			"bind":                {"bind", "127.0.0.1"}, // loopback bound once, not twice
+			"appendonly":          {"appendonly", "no"},
+			"appendfsync":         {"appendfsync", "no"},
+			"save":                {"save", ""},
+			"replica-announce-ip": {"replica-announce-ip", "127.0.0.1"},
+			"maxmemory-policy":    {"maxmemory-policy", "noeviction"},
+			"maxmemory":           {"maxmemory", "0"},
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := RedisConf(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := parsedArgs(t, out); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("directives:\n got %q\nwant %q\n%s", got, tt.want, out)
+			}
+			if !bytes.HasPrefix(out, []byte("# Rendered by redis-sentinel-operator")) ||
+				!bytes.Contains(out, []byte("CONFIG SET")) || !bytes.Contains(out, []byte("CONFIG REWRITE")) {
+				t.Errorf("missing header comment:\n%s", out)
+			}
+			if bytes.Contains(out, []byte("\nsupervised")) {
+				t.Errorf("supervised must come from the systemd unit's command line")
+			}
+			checkRedisRoundTrip(t, tt.in)
+		})
+	}
+}
+
+func TestRedisConfIPv6(t *testing.T) {
+	r := typicalRedis()
+	r.Address = "fd42:0:0::11"
+	r.ReplicaOf = &Endpoint{Host: "::ffff:10.42.0.10", Port: 6379}
+	out, err := RedisConf(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := mustParse(t, out)
+	expectOnce(t, lines, "bind", "bind", "fd42::11", "127.0.0.1")
+	expectOnce(t, lines, "replicaof", "replicaof", "10.42.0.10", "6379")
+	checkRedisRoundTrip(t, r)
+}
+
+func TestSentinelConfDirectives(t *testing.T) {
+	want := [][]string{
+		{"bind", "10.42.0.11", "127.0.0.1"},
+		{"port", "26379"},
+		{"protected-mode", "yes"},
+		{"daemonize", "no"},
+		{"pidfile", "/run/sentinel/redis-sentinel.pid"},
+		{"logfile", "/var/log/redis/redis-sentinel.log"},
+		{"dir", "/var/lib/redis"},
+		{"requirepass", "sentinel-S3cret"},
+		{"sentinel", "sentinel-pass", "sentinel-S3cret"},
+		{"sentinel", "announce-ip", "10.42.0.11"},
+		{"sentinel", "announce-port", "26379"},
+		{"sentinel", "resolve-hostnames", "no"},
+		{"sentinel", "deny-scripts-reconfig", "yes"},
+		{"sentinel", "monitor", "mymaster", "10.42.0.10", "6379", "2"},
+		{"sentinel", "auth-pass", "mymaster", "s3cr3t-Passw0rd"},
+		{"sentinel", "down-after-milliseconds", "mymaster", "5000"},
+		{"sentinel", "failover-timeout", "mymaster", "60000"},
+		{"sentinel", "parallel-syncs", "mymaster", "1"},
+	}
+	s := typicalSentinel()
+	out, err := SentinelConf(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parsedArgs(t, out); !reflect.DeepEqual(got, want) {
+		t.Errorf("directives:\n got %q\nwant %q\n%s", got, want, out)
+	}
+	if !bytes.HasPrefix(out, []byte("# Rendered by redis-sentinel-operator")) {
+		t.Errorf("missing header comment:\n%s", out)
+	}
+	checkSentinelRoundTrip(t, s)
+}
+
+// secretMarker is part of every password in the error tables below: no error
+// text may contain it.
+const secretMarker = "Distinctive-Secret-7f3a"
+
+func TestRedisConfErrors(t *testing.T) {
+	tests := []struct {
+		field string
+		edit  func(*Redis)
+	}{
+		{"Address", func(r *Redis) { r.Address = "" }},
+		{"Address", func(r *Redis) { r.Address = "redis-0.example" }},
+		{"Address", func(r *Redis) { r.Address = "10.0.0" }},
+		{"Address", func(r *Redis) { r.Address = "10.0.0.1\nrequirepass x" }},
+		{"Address", func(r *Redis) { r.Address = "fe80::1%eth0" }},
+		{"Port", func(r *Redis) { r.Port = 0 }},
+		{"Port", func(r *Redis) { r.Port = 65536 }},
+		{"Password", func(r *Redis) { r.Password = "" }},
+		{"Password", func(r *Redis) { r.Password = secretMarker + "\x00" + secretMarker }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1tb" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1 gb" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1gb\n" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "-1" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1234567890123456" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "999999999999999gb" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "17179869184GB" }},
+		{"Maxmemory", func(r *Redis) { r.Maxmemory = "18446744073710m" }},
+		{"MaxmemoryPolicy", func(r *Redis) { r.MaxmemoryPolicy = "lru" }},
+		{"MaxmemoryPolicy", func(r *Redis) { r.MaxmemoryPolicy = "" }},
+		{"AppendFsync", func(r *Redis) { r.AppendFsync = "sometimes" }},
+		{"AppendFsync", func(r *Redis) { r.AppendFsync = "" }},
+		{"SavePoints[0].Seconds", func(r *Redis) { r.SavePoints = []SavePoint{{0, 1}} }},
+		{"SavePoints[1].Changes", func(r *Redis) { r.SavePoints = []SavePoint{{60, 1}, {60, 0}} }},
+		{"SavePoints[0].Seconds", func(r *Redis) { r.SavePoints = []SavePoint{{math.MaxInt32 + 1, 1}} }},
+		{"MinReplicasToWrite", func(r *Redis) { r.MinReplicasToWrite = -1 }},
+		{"MinReplicasMaxLag", func(r *Redis) { r.MinReplicasMaxLag = -1 }},
+		{"ReplicaOf.Host", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "redis-0", Port: 6379} }},
+		{"ReplicaOf.Port", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: -1} }},
+		{"ReplicaOf", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "10.42.0.11", Port: 6379} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			r := typicalRedis()
+			r.Password = secretMarker + "\n" + secretMarker
+			tt.edit(&r)
+			out, err := RedisConf(r)
+			if err == nil {
+				t.Fatalf("no error; rendered:\n%s", out)
+			}
+			fe := checkFieldError(t, err)
+			if fe.Field != tt.field {
+				t.Errorf("field %q, want %q (error %q)", fe.Field, tt.field, err)
+			}
+			if strings.Contains(err.Error(), secretMarker) || strings.Contains(err.Error(), "7f3a") {
+				t.Errorf("error leaks the password: %q", err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			checkRedisRoundTrip(t, r)
+		})
+	}
+}
+
+func TestSentinelConfErrors(t *testing.T) {
+	tests := []struct {
+		field string
+		edit  func(*Sentinel)
+	}{
+		{"Address", func(s *Sentinel) { s.Address = "sentinel-0" }},
+		{"Port", func(s *Sentinel) { s.Port = 70000 }},
+		{"Password", func(s *Sentinel) { s.Password = "" }},
+		{"Password", func(s *Sentinel) { s.Password = secretMarker + " " + secretMarker }},
+		{"Password", func(s *Sentinel) { s.Password = secretMarker + "\n" }},
+		{"Password", func(s *Sentinel) { s.Password = secretMarker + "\"" }},
+		{"Password", func(s *Sentinel) { s.Password = secretMarker + "'" }},
+		{"Password", func(s *Sentinel) { s.Password = secretMarker + "é" }},
+		{"MasterName", func(s *Sentinel) { s.MasterName = "" }},
+		{"MasterName", func(s *Sentinel) { s.MasterName = "my master" }},
+		{"MasterName", func(s *Sentinel) { s.MasterName = "-flag" }},
+		{"MasterName", func(s *Sentinel) { s.MasterName = "m\nsentinel monitor x 1.2.3.4 6379 1" }},
+		{"MasterName", func(s *Sentinel) { s.MasterName = "\"m\"" }},
+		{"Master.Host", func(s *Sentinel) { s.Master.Host = "redis-0" }},
+		{"Master.Port", func(s *Sentinel) { s.Master.Port = 0 }},
+		{"Quorum", func(s *Sentinel) { s.Quorum = 0 }},
+		{"DownAfterMs", func(s *Sentinel) { s.DownAfterMs = 0 }},
+		{"DownAfterMs", func(s *Sentinel) { s.DownAfterMs = 1 << 40 }},
+		{"FailoverTimeoutMs", func(s *Sentinel) { s.FailoverTimeoutMs = -5 }},
+		{"ParallelSyncs", func(s *Sentinel) { s.ParallelSyncs = 0 }},
+		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = "" }},
+		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\nrequirepass x" }},
+		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\x00" }},
+		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\t" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			s := typicalSentinel()
+			s.Password = "S-" + secretMarker
+			s.RedisPassword = "R-" + secretMarker
+			tt.edit(&s)
+			out, err := SentinelConf(s)
+			if err == nil {
+				t.Fatalf("no error; rendered:\n%s", out)
+			}
+			fe := checkFieldError(t, err)
+			if fe.Field != tt.field {
+				t.Errorf("field %q, want %q (error %q)", fe.Field, tt.field, err)
+			}
+			if strings.Contains(err.Error(), secretMarker) || strings.Contains(err.Error(), "7f3a") {
+				t.Errorf("error leaks a password: %q", err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			checkSentinelRoundTrip(t, s)
+		})
+	}
+}
+
+func TestFieldErrorAs(t *testing.T) {
+	_, err := RedisConf(Redis{})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "Address" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRoundTripNastyPasswords(t *testing.T) {
+	for _, pw := range nastyStrings {
+		r := typicalRedis()
+		r.Password = pw
+		checkRedisRoundTrip(t, r)
+		r.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: 6379}
+		checkRedisRoundTrip(t, r)
+
+		s := typicalSentinel()
+		s.Password = pw
+		s.RedisPassword = pw + "2"
+		checkSentinelRoundTrip(t, s)
+
+		s = typicalSentinel()
+		s.MasterName = pw
+		checkSentinelRoundTrip(t, s)
+
+		r = typicalRedis()
+		r.Maxmemory = pw
+		r.Address = pw
+		checkRedisRoundTrip(t, r)
+	}
+}
+
+// Every byte value, alone and between others, survives quoteToken +
+// sdssplitargs, and the token only contains printable ASCII.
+func TestQuoteTokenAllBytes(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for _, s := range []string{string([]byte{byte(c)}), "a" + string([]byte{byte(c)}) + "b", string([]byte{byte(c), byte(c)})} {
+			q := quoteToken(s)
+			for i := 0; i < len(q); i++ {
+				if q[i] < 0x20 || q[i] > 0x7e {
+					t.Fatalf("quoteToken(%q) = %q contains %#x", s, q, q[i])
+				}
+			}
+			args, ok := sdsSplitArgs("requirepass " + q)
+			if !ok || len(args) != 2 || args[1] != s {
+				t.Fatalf("quoteToken(%q) = %q parses as %q, %v", s, q, args, ok)
+			}
+		}
+	}
+}
+
+func TestQuoteTokenExamples(t *testing.T) {
+	for in, want := range map[string]string{
+		"":           `""`,
+		"plain":      `"plain"`,
+		`a"b`:        `"a\"b"`,
+		`a\b`:        `"a\\b"`,
+		"a\nb":       `"a\nb"`,
+		"\r\t\a\b":   `"\r\t\a\b"`,
+		"\x00\x01":   `"\x00\x01"`,
+		"\x7f\xff":   `"\x7f\xff"`,
+		"é":          `"\xc3\xa9"`,
+		"it's a pw ": `"it's a pw "`,
+	} {
+		if got := quoteToken(in); got != want {
+			t.Errorf("quoteToken(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// The port of sdssplitargs itself, on inputs whose Redis results are known.
+func TestSdsSplitArgs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // nil: Redis returns NULL
+	}{
+		{``, []string{}},
+		{"   \t ", []string{}},
+		{`foo bar "newline are supported\n" and "\xff\x00otherstuff"`, []string{"foo", "bar", "newline are supported\n", "and", "\xff\x00otherstuff"}},
+		{`"foo"bar`, nil},
+		{`"foo`, nil},
+		{`'foo`, nil},
+		{`'foo'bar`, nil},
+		{`'it\'s' "x"`, []string{"it's", "x"}},
+		{`'a\nb'`, []string{`a\nb`}},
+		{`a"b c" d`, []string{"ab c", "d"}},
+		{`"\x4g"`, []string{"x4g"}},
+		{`"\x"`, []string{"x"}},
+		{`"\q\\\""`, []string{`q\"`}},
+		{`"a"` + "\v" + `b`, []string{"a", "b"}},
+		{"a\vb", []string{"a\vb"}},
+		{"\vleading", []string{"leading"}},
+		{`""`, []string{""}},
+		{`"" ""`, []string{"", ""}},
+		{"a\x00b", []string{"a"}},
+		{`back\slash`, []string{`back\slash`}},
+	}
+	for _, tt := range tests {
+		got, ok := sdsSplitArgs(tt.in)
+		if tt.want == nil {
+			if ok {
+				t.Errorf("sdsSplitArgs(%q) = %q, want NULL", tt.in, got)
+			}
+			continue
+		}
+		if !ok || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("sdsSplitArgs(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+}
+
+func TestParseConf(t *testing.T) {
+	got, err := parseConf([]byte("# comment\n\n  PORT 1 \r\n\t# indented comment\nSentinel Monitor m 1.2.3.4 5 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []confLine{{Num: 3, Args: []string{"port", "1"}}, {Num: 5, Args: []string{"sentinel", "Monitor", "m", "1.2.3.4", "5", "1"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v want %v", got, want)
+	}
+	if _, err := parseConf([]byte("requirepass \"a\nb\"\n")); err == nil {
+		t.Fatal("a raw newline inside quotes must be an unbalanced-quote error")
+	}
+}
+
+func TestMaxmemoryAccepted(t *testing.T) {
+	for _, v := range []string{"0", "1", "100mb", "1GB", "2g", "512K", "999999999999999", "17179869183gb", "18446744073709m"} {
+		r := typicalRedis()
+		r.Maxmemory = v
+		if _, err := RedisConf(r); err != nil {
+			t.Errorf("Maxmemory %q: %v", v, err)
+		}
+	}
+}

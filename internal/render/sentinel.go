@@ -1,0 +1,116 @@
+package render
+
+// Debian bookworm's locations, as used by its redis-sentinel.service.
+const (
+	sentinelLogfile = "/var/log/redis/redis-sentinel.log"
+	sentinelPidfile = "/run/sentinel/redis-sentinel.pid"
+)
+
+// Sentinel is the input for one member's sentinel.conf.
+type Sentinel struct {
+	Address           string // member IP literal: bind + `sentinel announce-ip`
+	Port              int
+	Password          string // sentinel's own requirepass, and `sentinel sentinel-pass` for sentinel-to-sentinel auth
+	MasterName        string
+	Master            Endpoint
+	Quorum            int
+	DownAfterMs       int
+	FailoverTimeoutMs int
+	ParallelSyncs     int
+	RedisPassword     string // `sentinel auth-pass <master> <pw>`
+}
+
+// SentinelConf renders the bootstrap sentinel.conf. Sentinel owns the file
+// afterwards (it rewrites it to persist epochs, replicas and peers), so it is
+// written once, when the member is created.
+//
+// Both passwords must be printable ASCII without spaces or quotes, because
+// Sentinel 7.0 rewrites `sentinel sentinel-pass` and `sentinel auth-pass`
+// without quoting them. On invalid input it returns a *FieldError naming the
+// field; the error never contains a password.
+func SentinelConf(s Sentinel) ([]byte, error) {
+	addr, err := ipLiteral("Address", s.Address)
+	if err != nil {
+		return nil, err
+	}
+	if err := port("Port", s.Port); err != nil {
+		return nil, err
+	}
+	if err := sentinelPassword("Password", s.Password); err != nil {
+		return nil, err
+	}
+	if err := masterName("MasterName", s.MasterName); err != nil {
+		return nil, err
+	}
+	masterHost, err := ipLiteral("Master.Host", s.Master.Host)
+	if err != nil {
+		return nil, err
+	}
+	if err := port("Master.Port", s.Master.Port); err != nil {
+		return nil, err
+	}
+	if err := intRange("Quorum", s.Quorum, 1); err != nil {
+		return nil, err
+	}
+	if err := intRange("DownAfterMs", s.DownAfterMs, 1); err != nil {
+		return nil, err
+	}
+	if err := intRange("FailoverTimeoutMs", s.FailoverTimeoutMs, 1); err != nil {
+		return nil, err
+	}
+	if err := intRange("ParallelSyncs", s.ParallelSyncs, 1); err != nil {
+		return nil, err
+	}
+	if err := sentinelPassword("RedisPassword", s.RedisPassword); err != nil {
+		return nil, err
+	}
+
+	name := str(s.MasterName)
+	var c conf
+	c.comment(
+		"Rendered by redis-sentinel-operator at bootstrap only.",
+		"Sentinel rewrites this file itself (epochs, known replicas and sentinels);",
+		"runtime changes go through SENTINEL SET / SENTINEL CONFIG SET, never by editing it.",
+		"--supervised systemd --daemonize no come from Debian's redis-sentinel.service.",
+	)
+	c.blank()
+
+	c.comment("Network")
+	c.directive("bind", bindArgs(addr)...)
+	c.directive("port", num(s.Port))
+	c.comment(
+		"protected-mode only refuses non-loopback clients when no address is bound",
+		"and the default user has no password. This file always binds explicitly and",
+		"sets requirepass, so 'yes' never blocks peers or the operator on 7.0, and",
+		"it fails closed should both ever be removed (Sentinel's default is 'no').",
+	)
+	c.directive("protected-mode", kw("yes"))
+	c.blank()
+
+	c.comment("Process (Debian paths)")
+	c.directive("daemonize", kw("no"))
+	c.directive("pidfile", str(sentinelPidfile))
+	c.directive("logfile", str(sentinelLogfile))
+	c.directive("dir", str(redisDir))
+	c.blank()
+
+	c.comment("Authentication: clients and peer sentinels use the sentinel password")
+	c.directive("requirepass", str(s.Password))
+	c.directive("sentinel", kw("sentinel-pass"), str(s.Password))
+	c.blank()
+
+	c.comment("Identity and safety")
+	c.directive("sentinel", kw("announce-ip"), str(addr))
+	c.directive("sentinel", kw("announce-port"), num(s.Port))
+	c.directive("sentinel", kw("resolve-hostnames"), kw("no"))
+	c.directive("sentinel", kw("deny-scripts-reconfig"), kw("yes"))
+	c.blank()
+
+	c.comment("Monitored master: 'monitor' must precede the per-master options")
+	c.directive("sentinel", kw("monitor"), name, str(masterHost), num(s.Master.Port), num(s.Quorum))
+	c.directive("sentinel", kw("auth-pass"), name, str(s.RedisPassword))
+	c.directive("sentinel", kw("down-after-milliseconds"), name, num(s.DownAfterMs))
+	c.directive("sentinel", kw("failover-timeout"), name, num(s.FailoverTimeoutMs))
+	c.directive("sentinel", kw("parallel-syncs"), name, num(s.ParallelSyncs))
+	return c.bytes(), nil
+}
