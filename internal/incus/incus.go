@@ -1,0 +1,144 @@
+// Package incus is the narrow interface of the Incus calls the
+// RedisSentinelFormation operator makes, implemented with
+// github.com/lxc/incus/v6/client.
+//
+// Connections go to the local unix socket by default, or over HTTPS with a
+// client certificate and a pinned server certificate for remote hosts.
+// Every call takes a context. Incus operations are waited with that
+// context; a context that expires does not cancel the server-side
+// operation, so a timed-out (or otherwise unresolved) operation is re-read
+// and reported as ErrOperationPending instead of being retried blindly.
+package incus
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned (wrapped) when the instance does not exist.
+	ErrNotFound = errors.New("incus: not found")
+
+	// ErrAlreadyExists is returned (wrapped) by CreateInstance when an
+	// instance of that name already exists.
+	ErrAlreadyExists = errors.New("incus: already exists")
+
+	// ErrOperationPending is returned (wrapped) when an Incus operation was
+	// started but its outcome is not known yet: the context expired while
+	// waiting (the server keeps running the operation), or the wait failed
+	// and the re-read state does not show the requested result. Callers
+	// should re-read state on the next reconcile instead of repeating the
+	// write. CreateInstance itself refuses to POST a second create while a
+	// create operation for the same name is still running on the server.
+	ErrOperationPending = errors.New("incus: operation still pending")
+
+	// ErrNotTrusted is returned (wrapped) by Connect when a remote server
+	// accepted the TLS connection but does not trust the client certificate.
+	ErrNotTrusted = errors.New("incus: client certificate is not trusted by the server")
+)
+
+// InstanceSpec describes a container to create.
+type InstanceSpec struct {
+	Name string
+	// Image is an image alias on the server.
+	Image string
+	// Profiles to apply. nil means the server's "default" profile (Incus
+	// semantics); an empty non-nil slice means no profile at all.
+	Profiles []string
+	// Config is the instance's own config (e.g. user.rsf.* ownership keys,
+	// limits.*).
+	Config map[string]string
+	// Devices are instance-local devices (e.g. an eth0 nic override with
+	// ipv4.address, a root disk on a given pool).
+	Devices map[string]map[string]string
+	// Target is the cluster member; "" lets Incus choose.
+	Target string
+}
+
+// Instance is the observed state of an instance.
+type Instance struct {
+	Name string
+	// Status is the Incus status: "Running", "Stopped", "Frozen", "Error", ...
+	Status string
+	// Config is the instance's own config (not the expanded one); the
+	// user.* keys live there.
+	Config map[string]string
+	// Devices are the instance-local devices (not the expanded ones).
+	Devices map[string]map[string]string
+	// IPv4 is the first global-scope IPv4 address of eth0 from the instance
+	// state; "" when there is none yet or the instance is not running.
+	IPv4      string
+	Location  string
+	CreatedAt time.Time
+}
+
+// ExecResult is the outcome of a finished command.
+type ExecResult struct {
+	Stdout, Stderr string
+	ExitCode       int
+}
+
+// Server is the set of Incus calls the operator uses.
+type Server interface {
+	// GetInstance returns the instance with its state; ErrNotFound if absent.
+	GetInstance(ctx context.Context, name string) (*Instance, error)
+	// ListInstances returns the instances whose own config[configKey] == value.
+	ListInstances(ctx context.Context, configKey, value string) ([]Instance, error)
+	// CreateInstance creates and starts the instance and waits for the
+	// operation. ErrAlreadyExists if the name is taken; ErrOperationPending
+	// if the wait did not resolve (or a create for that name is still
+	// running on the server).
+	CreateInstance(ctx context.Context, spec InstanceSpec) error
+	// StartInstance starts the instance; starting a running one is a no-op.
+	// ErrOperationPending if another task (e.g. a cut-short create) is still
+	// running on the instance.
+	StartInstance(ctx context.Context, name string) error
+	// StopInstance stops the instance; stopping a stopped one is a no-op.
+	// Non-forced stops give the instance 30 s to shut down cleanly.
+	StopInstance(ctx context.Context, name string, force bool) error
+	// DeleteInstance force-stops the instance if it is running, then deletes
+	// it. Returns nil if it is already gone; ErrOperationPending as for
+	// StartInstance.
+	DeleteInstance(ctx context.Context, name string) error
+	// UpdateInstanceDevice merges values into the instance-local device
+	// (creating it from the expanded, profile-provided one if needed) with a
+	// full PUT guarded by the ETag. volatile.* config keys are preserved. No
+	// write happens when the device already has the values.
+	UpdateInstanceDevice(ctx context.Context, name, device string, values map[string]string) error
+	// WriteFile writes (replaces atomically) a file in the instance, with
+	// the given permission bits and owner (negative uid/gid mean 0). A zero
+	// mode is treated as 0644. The directory must exist.
+	WriteFile(ctx context.Context, instance, path string, content []byte, mode os.FileMode, uid, gid int64) error
+	// Exec runs a command (no stdin) and returns its output and exit code.
+	// A non-zero exit code is not an error.
+	Exec(ctx context.Context, instance string, command []string) (ExecResult, error)
+	ImageAliasExists(ctx context.Context, alias string) (bool, error)
+	ProfileExists(ctx context.Context, name string) (bool, error)
+	NetworkExists(ctx context.Context, name string) (bool, error)
+	StoragePoolExists(ctx context.Context, name string) (bool, error)
+}
+
+// Remote is an HTTPS Incus endpoint. All certificates and the key are PEM.
+type Remote struct {
+	URL        string
+	ClientCert []byte
+	ClientKey  []byte
+	// ServerCert is pinned: only a server presenting this certificate is
+	// accepted.
+	ServerCert []byte
+}
+
+// Options selects the Incus server and project.
+type Options struct {
+	// Project is the Incus project; "" means the server's default.
+	Project string
+	// Remote selects HTTPS; nil means the local unix socket.
+	Remote *Remote
+	// SocketPath is the unix socket; "" means DefaultSocketPath.
+	SocketPath string
+}
+
+// DefaultSocketPath is the unix socket used when Options.SocketPath is "".
+const DefaultSocketPath = "/var/lib/incus/unix.socket"

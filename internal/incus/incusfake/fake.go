@@ -1,0 +1,638 @@
+// Package incusfake is an in-memory incus.Server for fast controller tests.
+//
+// It mirrors the semantics of the real implementation that controllers rely
+// on: ErrNotFound / ErrAlreadyExists wrapping, idempotent start and stop,
+// DeleteInstance of a missing instance returning nil, instance-local devices
+// created from the (fake) expanded ones, WriteFile treating mode 0 as 0644.
+// Started instances get a deterministic IPv4 10.99.0.x (x = creation order,
+// starting at 2; stable across restarts) unless eth0 pins ipv4.address.
+// It is safe for concurrent use.
+package incusfake
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+)
+
+// Method names used by Calls, SetFail and FailNext.
+const (
+	GetInstance          = "GetInstance"
+	ListInstances        = "ListInstances"
+	CreateInstance       = "CreateInstance"
+	StartInstance        = "StartInstance"
+	StopInstance         = "StopInstance"
+	DeleteInstance       = "DeleteInstance"
+	UpdateInstanceDevice = "UpdateInstanceDevice"
+	WriteFile            = "WriteFile"
+	Exec                 = "Exec"
+	ImageAliasExists     = "ImageAliasExists"
+	ProfileExists        = "ProfileExists"
+	NetworkExists        = "NetworkExists"
+	StoragePoolExists    = "StoragePoolExists"
+	// Connect is Fake.Server (the incus.ServerSource side).
+	Connect = "Connect"
+)
+
+// WriteMethods are the methods that change Incus state; WriteCalls sums
+// their calls.
+var WriteMethods = []string{CreateInstance, StartInstance, StopInstance, DeleteInstance, UpdateInstanceDevice, WriteFile, Exec}
+
+// File is a file written with WriteFile.
+type File struct {
+	Content []byte
+	Mode    os.FileMode
+	UID     int64
+	GID     int64
+}
+
+// Fake implements incus.Server in memory. Use New.
+type Fake struct {
+	mu sync.Mutex
+
+	// Fail injects an error per method name (persistent until removed).
+	// Mutate it only via SetFail, or directly while no call is in flight.
+	Fail map[string]error
+	// ExecFunc, if set, handles Exec on running instances; otherwise Exec
+	// returns exit code 0 and no output. Set it before use.
+	ExecFunc func(instance string, command []string) (incus.ExecResult, error)
+	// Now returns the creation time of new instances (default time.Now).
+	Now func() time.Time
+
+	failNext map[string][]error
+	calls    map[string]int
+
+	instances map[string]*instance
+	nextIP    int
+
+	// ProfileDevices are the devices profiles contribute (the fake's
+	// "expanded" devices), per profile name; New seeds the "rsf-redis"
+	// profile with eth0 (nic on rsfbr0) and root (disk on pool rsf).
+	ProfileDevices map[string]map[string]map[string]string
+
+	images, profiles, networks, pools map[string]bool
+}
+
+type instance struct {
+	spec    incus.InstanceSpec
+	status  string
+	ip      string
+	created time.Time
+	files   map[string]File
+}
+
+var _ incus.Server = (*Fake)(nil)
+
+// New returns an empty fake that knows the image alias
+// "rsf-redis7-bookworm-v1", the profile "rsf-redis", the network "rsfbr0"
+// and the storage pool "rsf" (remove or add others with the Set* methods).
+func New() *Fake {
+	return &Fake{
+		Fail:      map[string]error{},
+		Now:       time.Now,
+		failNext:  map[string][]error{},
+		calls:     map[string]int{},
+		instances: map[string]*instance{},
+		nextIP:    2,
+		ProfileDevices: map[string]map[string]map[string]string{
+			"rsf-redis": {
+				"eth0": {"type": "nic", "network": "rsfbr0", "name": "eth0"},
+				"root": {"type": "disk", "path": "/", "pool": "rsf"},
+			},
+		},
+		images:   map[string]bool{"rsf-redis7-bookworm-v1": true},
+		profiles: map[string]bool{"rsf-redis": true},
+		networks: map[string]bool{"rsfbr0": true},
+		pools:    map[string]bool{"rsf": true},
+	}
+}
+
+// SetFail makes every call of method fail with err (nil clears it).
+func (f *Fake) SetFail(method string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err == nil {
+		delete(f.Fail, method)
+		return
+	}
+
+	f.Fail[method] = err
+}
+
+// FailNext makes the next call of method fail with err (queued, one-shot).
+func (f *Fake) FailNext(method string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	f.failNext[method] = append(f.failNext[method], err)
+}
+
+// Calls returns a copy of the per-method call counters (failed calls count).
+func (f *Fake) Calls() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return maps.Clone(f.calls)
+}
+
+// WriteCalls returns the number of calls of WriteMethods.
+func (f *Fake) WriteCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	n := 0
+	for _, m := range WriteMethods {
+		n += f.calls[m]
+	}
+
+	return n
+}
+
+// ResetCalls zeroes the call counters.
+func (f *Fake) ResetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	f.calls = map[string]int{}
+}
+
+// SetImageAlias, SetProfile, SetNetwork and SetStoragePool make the
+// corresponding *Exists method report exists.
+func (f *Fake) SetImageAlias(name string, exists bool) { f.set(f.images, name, exists) }
+
+// SetProfile see SetImageAlias.
+func (f *Fake) SetProfile(name string, exists bool) { f.set(f.profiles, name, exists) }
+
+// SetNetwork see SetImageAlias.
+func (f *Fake) SetNetwork(name string, exists bool) { f.set(f.networks, name, exists) }
+
+// SetStoragePool see SetImageAlias.
+func (f *Fake) SetStoragePool(name string, exists bool) { f.set(f.pools, name, exists) }
+
+func (f *Fake) set(m map[string]bool, name string, exists bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if exists {
+		m[name] = true
+	} else {
+		delete(m, name)
+	}
+}
+
+// File returns a file written with WriteFile.
+func (f *Fake) File(instanceName, path string) (File, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	inst, ok := f.instances[instanceName]
+	if !ok {
+		return File{}, false
+	}
+
+	file, ok := inst.files[path]
+	file.Content = bytes.Clone(file.Content)
+
+	return file, ok
+}
+
+// Files returns the paths written in an instance, sorted.
+func (f *Fake) Files(instanceName string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	inst, ok := f.instances[instanceName]
+	if !ok {
+		return nil
+	}
+
+	return slices.Sorted(maps.Keys(inst.files))
+}
+
+// Names returns the instance names, sorted.
+func (f *Fake) Names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return slices.Sorted(maps.Keys(f.instances))
+}
+
+// SetStatus forces an instance's status (e.g. "Stopped" to simulate a
+// crash, "Error"); "Running" assigns an address like a start would.
+func (f *Fake) SetStatus(name, status string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	inst, ok := f.instances[name]
+	if !ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	if status == "Running" {
+		f.start(inst)
+	} else {
+		inst.status = status
+	}
+
+	return nil
+}
+
+// AddInstance inserts an instance as if created by CreateInstance, with the
+// given status ("Running" or "Stopped").
+func (f *Fake) AddInstance(spec incus.InstanceSpec, status string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if _, ok := f.instances[spec.Name]; ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrAlreadyExists, spec.Name)
+	}
+
+	inst := f.add(spec)
+	if status == "Running" {
+		f.start(inst)
+	} else {
+		inst.status = status
+	}
+
+	return nil
+}
+
+// enter counts the call and returns an injected or context error. Called
+// with f.mu held.
+func (f *Fake) enter(ctx context.Context, method string) error {
+	f.calls[method]++
+
+	if q := f.failNext[method]; len(q) > 0 {
+		f.failNext[method] = q[1:]
+		return q[0]
+	}
+
+	if err := f.Fail[method]; err != nil {
+		return err
+	}
+
+	return ctx.Err()
+}
+
+func (f *Fake) add(spec incus.InstanceSpec) *instance {
+	spec.Profiles = slices.Clone(spec.Profiles)
+	spec.Config = maps.Clone(spec.Config)
+	spec.Devices = cloneDevices(spec.Devices)
+
+	if spec.Config == nil {
+		spec.Config = map[string]string{}
+	}
+
+	if spec.Devices == nil {
+		spec.Devices = map[string]map[string]string{}
+	}
+
+	inst := &instance{
+		spec:    spec,
+		status:  "Stopped",
+		ip:      fmt.Sprintf("10.99.0.%d", f.nextIP),
+		created: f.Now(),
+		files:   map[string]File{},
+	}
+	f.nextIP++
+	f.instances[spec.Name] = inst
+
+	return inst
+}
+
+func (f *Fake) start(inst *instance) {
+	inst.status = "Running"
+}
+
+func (f *Fake) expandedDevices(inst *instance) map[string]map[string]string {
+	out := map[string]map[string]string{}
+
+	for _, p := range inst.spec.Profiles {
+		for name, dev := range f.ProfileDevices[p] {
+			out[name] = maps.Clone(dev)
+		}
+	}
+
+	for name, dev := range inst.spec.Devices {
+		out[name] = maps.Clone(dev)
+	}
+
+	return out
+}
+
+func (f *Fake) view(inst *instance) incus.Instance {
+	v := incus.Instance{
+		Name:      inst.spec.Name,
+		Status:    inst.status,
+		Config:    maps.Clone(inst.spec.Config),
+		Devices:   cloneDevices(inst.spec.Devices),
+		Location:  "none",
+		CreatedAt: inst.created,
+	}
+
+	if inst.status == "Running" {
+		v.IPv4 = inst.ip
+		if pinned := f.expandedDevices(inst)["eth0"]["ipv4.address"]; pinned != "" {
+			v.IPv4 = pinned
+		}
+	}
+
+	return v
+}
+
+// GetInstance implements incus.Server.
+func (f *Fake) GetInstance(ctx context.Context, name string) (*incus.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, GetInstance); err != nil {
+		return nil, err
+	}
+
+	inst, ok := f.instances[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	v := f.view(inst)
+
+	return &v, nil
+}
+
+// ListInstances implements incus.Server.
+func (f *Fake) ListInstances(ctx context.Context, configKey, value string) ([]incus.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, ListInstances); err != nil {
+		return nil, err
+	}
+
+	out := []incus.Instance{}
+
+	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
+		inst := f.instances[name]
+		if v, ok := inst.spec.Config[configKey]; ok && v == value {
+			out = append(out, f.view(inst))
+		}
+	}
+
+	return out, nil
+}
+
+// CreateInstance implements incus.Server.
+func (f *Fake) CreateInstance(ctx context.Context, spec incus.InstanceSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, CreateInstance); err != nil {
+		return err
+	}
+
+	if spec.Name == "" || spec.Image == "" {
+		return fmt.Errorf("incusfake: create instance: name and image are required")
+	}
+
+	if _, ok := f.instances[spec.Name]; ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrAlreadyExists, spec.Name)
+	}
+
+	if !f.images[spec.Image] {
+		return fmt.Errorf("incusfake: create instance %q: image alias %q not found", spec.Name, spec.Image)
+	}
+
+	for _, p := range spec.Profiles {
+		if !f.profiles[p] {
+			return fmt.Errorf("incusfake: create instance %q: profile %q not found", spec.Name, p)
+		}
+	}
+
+	f.start(f.add(spec))
+
+	return nil
+}
+
+// StartInstance implements incus.Server.
+func (f *Fake) StartInstance(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, StartInstance); err != nil {
+		return err
+	}
+
+	inst, ok := f.instances[name]
+	if !ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	f.start(inst)
+
+	return nil
+}
+
+// StopInstance implements incus.Server.
+func (f *Fake) StopInstance(ctx context.Context, name string, force bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, StopInstance); err != nil {
+		return err
+	}
+
+	inst, ok := f.instances[name]
+	if !ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	inst.status = "Stopped"
+
+	return nil
+}
+
+// DeleteInstance implements incus.Server.
+func (f *Fake) DeleteInstance(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, DeleteInstance); err != nil {
+		return err
+	}
+
+	delete(f.instances, name)
+
+	return nil
+}
+
+// UpdateInstanceDevice implements incus.Server.
+func (f *Fake) UpdateInstanceDevice(ctx context.Context, name, device string, values map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, UpdateInstanceDevice); err != nil {
+		return err
+	}
+
+	inst, ok := f.instances[name]
+	if !ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	dev, local := inst.spec.Devices[device]
+
+	switch {
+	case local:
+		dev = maps.Clone(dev)
+	case f.expandedDevices(inst)[device] != nil:
+		dev = f.expandedDevices(inst)[device]
+	case values["type"] != "":
+		dev = map[string]string{}
+	default:
+		return fmt.Errorf("incusfake: update device %s of %q: %w: no such device and no type given", device, name, incus.ErrNotFound)
+	}
+
+	maps.Copy(dev, values)
+	inst.spec.Devices[device] = dev
+
+	return nil
+}
+
+// WriteFile implements incus.Server.
+func (f *Fake) WriteFile(ctx context.Context, instanceName, path string, content []byte, mode os.FileMode, uid, gid int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, WriteFile); err != nil {
+		return err
+	}
+
+	inst, ok := f.instances[instanceName]
+	if !ok {
+		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, instanceName)
+	}
+
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("incusfake: write %s in %q: path must be absolute", path, instanceName)
+	}
+
+	perm := mode.Perm()
+	if perm == 0 {
+		perm = 0o644
+	}
+
+	inst.files[path] = File{Content: bytes.Clone(content), Mode: perm, UID: uid, GID: gid}
+
+	return nil
+}
+
+// Exec implements incus.Server. ExecFunc runs without the fake's lock held,
+// so it may call back into the fake.
+func (f *Fake) Exec(ctx context.Context, instanceName string, command []string) (incus.ExecResult, error) {
+	f.mu.Lock()
+
+	if err := f.enter(ctx, Exec); err != nil {
+		f.mu.Unlock()
+		return incus.ExecResult{}, err
+	}
+
+	inst, ok := f.instances[instanceName]
+	if !ok {
+		f.mu.Unlock()
+		return incus.ExecResult{}, fmt.Errorf("%w: instance %q", incus.ErrNotFound, instanceName)
+	}
+
+	if inst.status != "Running" {
+		f.mu.Unlock()
+		return incus.ExecResult{}, fmt.Errorf("incusfake: exec in %q: instance is not running", instanceName)
+	}
+
+	if len(command) == 0 {
+		f.mu.Unlock()
+		return incus.ExecResult{}, fmt.Errorf("incusfake: exec: empty command")
+	}
+
+	fn := f.ExecFunc
+	f.mu.Unlock()
+
+	if fn == nil {
+		return incus.ExecResult{}, nil
+	}
+
+	return fn(instanceName, slices.Clone(command))
+}
+
+// ImageAliasExists implements incus.Server.
+func (f *Fake) ImageAliasExists(ctx context.Context, alias string) (bool, error) {
+	return f.exists(ctx, ImageAliasExists, f.images, alias)
+}
+
+// ProfileExists implements incus.Server.
+func (f *Fake) ProfileExists(ctx context.Context, name string) (bool, error) {
+	return f.exists(ctx, ProfileExists, f.profiles, name)
+}
+
+// NetworkExists implements incus.Server.
+func (f *Fake) NetworkExists(ctx context.Context, name string) (bool, error) {
+	return f.exists(ctx, NetworkExists, f.networks, name)
+}
+
+// StoragePoolExists implements incus.Server.
+func (f *Fake) StoragePoolExists(ctx context.Context, name string) (bool, error) {
+	return f.exists(ctx, StoragePoolExists, f.pools, name)
+}
+
+func (f *Fake) exists(ctx context.Context, method string, m map[string]bool, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, method); err != nil {
+		return false, err
+	}
+
+	return m[name], nil
+}
+
+func cloneDevices(in map[string]map[string]string) map[string]map[string]string {
+	if in == nil {
+		return nil
+	}
+
+	out := make(map[string]map[string]string, len(in))
+	for k, v := range in {
+		out[k] = maps.Clone(v)
+	}
+
+	return out
+}
+
+var _ incus.ServerSource = (*Fake)(nil)
+
+// Server implements incus.ServerSource: it returns the fake itself for any
+// Options (counted as "Connect").
+func (f *Fake) Server(ctx context.Context, _ incus.Options) (incus.Server, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, Connect); err != nil {
+		return nil, err
+	}
+
+	return f, nil
+}
+
+// Forget implements incus.ServerSource (no-op, counted as "Forget").
+func (f *Fake) Forget(incus.Options) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	f.calls["Forget"]++
+}

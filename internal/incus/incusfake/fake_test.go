@@ -1,0 +1,121 @@
+package incusfake_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
+)
+
+func TestFakeSmoke(t *testing.T) {
+	ctx := context.Background()
+	f := incusfake.New()
+
+	var s incus.Server = f
+
+	spec := incus.InstanceSpec{
+		Name:     "a",
+		Image:    "rsf-redis7-bookworm-v1",
+		Profiles: []string{"rsf-redis"},
+		Config:   map[string]string{"user.rsf.formation": "x"},
+	}
+	if err := s.CreateInstance(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.CreateInstance(ctx, spec); !errors.Is(err, incus.ErrAlreadyExists) {
+		t.Fatalf("second create: %v", err)
+	}
+
+	inst, err := s.GetInstance(ctx, "a")
+	if err != nil || inst.Status != "Running" || inst.IPv4 != "10.99.0.2" {
+		t.Fatalf("get: %+v %v", inst, err)
+	}
+
+	if _, err := s.GetInstance(ctx, "nope"); !errors.Is(err, incus.ErrNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+
+	if err := s.UpdateInstanceDevice(ctx, "a", "eth0", map[string]string{"ipv4.address": "10.77.0.50"}); err != nil {
+		t.Fatal(err)
+	}
+
+	inst, _ = s.GetInstance(ctx, "a")
+	if inst.Devices["eth0"]["network"] != "rsfbr0" || inst.IPv4 != "10.77.0.50" {
+		t.Fatalf("device: %+v", inst)
+	}
+
+	if err := s.WriteFile(ctx, "a", "/etc/x.conf", []byte("hi"), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	if file, ok := f.File("a", "/etc/x.conf"); !ok || string(file.Content) != "hi" || file.Mode != 0o644 {
+		t.Fatalf("file: %+v %v", file, ok)
+	}
+
+	f.ExecFunc = func(_ string, cmd []string) (incus.ExecResult, error) {
+		return incus.ExecResult{Stdout: cmd[0], ExitCode: 3}, nil
+	}
+
+	if r, err := s.Exec(ctx, "a", []string{"echo"}); err != nil || r.Stdout != "echo" || r.ExitCode != 3 {
+		t.Fatalf("exec: %+v %v", r, err)
+	}
+
+	for range 2 {
+		if err := s.StopInstance(ctx, "a", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if _, err := s.Exec(ctx, "a", []string{"true"}); err == nil {
+		t.Fatal("exec on stopped instance succeeded")
+	}
+
+	boom := errors.New("boom")
+	f.FailNext(incusfake.StartInstance, boom)
+
+	if err := s.StartInstance(ctx, "a"); !errors.Is(err, boom) {
+		t.Fatalf("injected: %v", err)
+	}
+
+	if err := s.StartInstance(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	if l, _ := s.ListInstances(ctx, "user.rsf.formation", "x"); len(l) != 1 {
+		t.Fatalf("list: %+v", l)
+	}
+
+	if err := s.DeleteInstance(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.DeleteInstance(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := f.WriteCalls(); got != 12 {
+		t.Fatalf("write calls = %d, calls %v", got, f.Calls())
+	}
+
+	f.ResetCalls()
+
+	// Concurrency (meaningful under -race).
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			name := string(rune('b' + i))
+			_ = s.CreateInstance(ctx, incus.InstanceSpec{Name: name, Image: "rsf-redis7-bookworm-v1"})
+			_, _ = s.GetInstance(ctx, name)
+			_ = f.Calls()
+		})
+	}
+	wg.Wait()
+
+	if got := f.Calls()[incusfake.CreateInstance]; got != 8 {
+		t.Fatalf("creates = %d", got)
+	}
+}
