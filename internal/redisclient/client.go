@@ -1,0 +1,153 @@
+// Package redisclient builds go-redis clients from internal/config: a
+// Sentinel FailoverClient when sentinel addresses are set, a single-instance
+// client otherwise. Clients can be instrumented with a hook that counts hits
+// and misses per calling subsystem (see WithSubsystem) on internal/metrics'
+// cache counters.
+package redisclient
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+)
+
+// Default timeouts.
+const (
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultReadTimeout  = 1 * time.Second
+	DefaultWriteTimeout = 1 * time.Second
+)
+
+// Options tune a client. The zero value is usable: timeouts get the
+// defaults above and retries/backoff are go-redis's own (3 retries,
+// exponential backoff 8 ms..512 ms).
+type Options struct {
+	// DialTimeout, ReadTimeout and WriteTimeout: 0 means the defaults above
+	// (2 s, 1 s, 1 s); negative means no timeout (go-redis's -1).
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// MaxRetries is go-redis's MaxRetries: 0 means its default (3), -1
+	// disables retries.
+	MaxRetries int
+	// MinRetryBackoff and MaxRetryBackoff are go-redis's backoff bounds; 0
+	// means its defaults.
+	MinRetryBackoff, MaxRetryBackoff time.Duration
+	// DialerRetries is how often go-redis re-dials a refused connection
+	// before giving up (0: its default, 5).
+	DialerRetries int
+	// PoolSize is go-redis's pool size (0: 10 per CPU).
+	PoolSize int
+	// ClientName is sent with CLIENT SETNAME when set.
+	ClientName string
+	// Metrics, when set, instruments the client with NewHook(Metrics).
+	Metrics *metrics.Cache
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// New builds a client for cfg: a FailoverClient (which asks the sentinels
+// for the master and follows failovers) when cfg.SentinelMode(), a plain
+// client for cfg.Addr otherwise. Both are *redis.Client, so a caller can
+// hold either as redis.UniversalClient or redis.Cmdable. The caller closes it.
+func New(cfg config.Redis, opts Options) (*redis.Client, error) {
+	var c *redis.Client
+	if cfg.SentinelMode() {
+		if cfg.MasterName == "" {
+			return nil, fmt.Errorf("redisclient: %s is required in Sentinel mode", config.EnvMasterName)
+		}
+		fo := &redis.FailoverOptions{
+			MasterName:            cfg.MasterName,
+			SentinelAddrs:         cfg.SentinelAddrs,
+			SentinelPassword:      cfg.SentinelPassword,
+			Username:              cfg.Username,
+			Password:              cfg.Password,
+			DB:                    cfg.DB,
+			ClientName:            opts.ClientName,
+			MaxRetries:            opts.MaxRetries,
+			MinRetryBackoff:       opts.MinRetryBackoff,
+			MaxRetryBackoff:       opts.MaxRetryBackoff,
+			DialerRetries:         opts.DialerRetries,
+			DialTimeout:           orDefault(opts.DialTimeout, DefaultDialTimeout),
+			ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
+			WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+			ContextTimeoutEnabled: true,
+			PoolSize:              opts.PoolSize,
+		}
+		if cfg.TLS {
+			fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		c = redis.NewFailoverClient(fo)
+	} else {
+		if cfg.Addr == "" {
+			return nil, fmt.Errorf("redisclient: %s is required without %s", config.EnvURL, config.EnvSentinelAddrs)
+		}
+		o := &redis.Options{
+			Network:               cfg.Network,
+			Addr:                  cfg.Addr,
+			Username:              cfg.Username,
+			Password:              cfg.Password,
+			DB:                    cfg.DB,
+			ClientName:            opts.ClientName,
+			MaxRetries:            opts.MaxRetries,
+			MinRetryBackoff:       opts.MinRetryBackoff,
+			MaxRetryBackoff:       opts.MaxRetryBackoff,
+			DialerRetries:         opts.DialerRetries,
+			DialTimeout:           orDefault(opts.DialTimeout, DefaultDialTimeout),
+			ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
+			WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+			ContextTimeoutEnabled: true,
+			PoolSize:              opts.PoolSize,
+			// Self-hosted redis-server has no maintenance notifications;
+			// "auto" would only cost a failing handshake per connection.
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		}
+		if cfg.TLS {
+			host := cfg.Addr
+			if h, _, err := net.SplitHostPort(cfg.Addr); err == nil {
+				host = h
+			}
+			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+		}
+		c = redis.NewClient(o)
+	}
+	if opts.Metrics != nil {
+		c.AddHook(NewHook(opts.Metrics))
+	}
+	return c, nil
+}
+
+// FromEnv builds a client from the REDIS_* environment variables.
+func FromEnv(getenv func(string) string, opts Options) (*redis.Client, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, opts)
+}
+
+// FromSecretData builds a client from the data of a formation's connection
+// Secret ("<formation>-connection"), whose keys are the REDIS_* variable
+// names: REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER_NAME,
+// REDIS_SENTINEL_PASSWORD and REDIS_URL.
+func FromSecretData(data map[string][]byte, opts Options) (*redis.Client, error) {
+	m := make(map[string]string, len(data))
+	for k, v := range data {
+		m[k] = string(v)
+	}
+	cfg, err := config.FromMap(m)
+	if err != nil {
+		return nil, fmt.Errorf("connection secret: %w", err)
+	}
+	return New(cfg, opts)
+}
