@@ -1,0 +1,268 @@
+package redisadmin
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// GoRedisDialer is the real Dialer. It keeps one small go-redis client per
+// address and replaces it when the formation's password changes, so the
+// number of clients stays bounded by the number of member addresses.
+type GoRedisDialer struct {
+	// Timeout bounds dialing and each read or write.
+	Timeout time.Duration
+
+	mu        sync.Mutex
+	servers   map[string]cachedClient[*redis.Client]
+	sentinels map[string]cachedClient[*redis.SentinelClient]
+}
+
+type cachedClient[C interface{ Close() error }] struct {
+	secret [32]byte
+	client C
+}
+
+// NewGoRedisDialer returns a Dialer with a per-command timeout.
+func NewGoRedisDialer(timeout time.Duration) *GoRedisDialer {
+	return &GoRedisDialer{
+		Timeout:   timeout,
+		servers:   map[string]cachedClient[*redis.Client]{},
+		sentinels: map[string]cachedClient[*redis.SentinelClient]{},
+	}
+}
+
+// Admin returns an Admin using the given passwords.
+func (d *GoRedisDialer) Admin(creds Credentials) Admin {
+	return &goRedisAdmin{dialer: d, creds: creds}
+}
+
+// Close closes every cached client.
+func (d *GoRedisDialer) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for addr, c := range d.servers {
+		_ = c.client.Close()
+		delete(d.servers, addr)
+	}
+	for addr, c := range d.sentinels {
+		_ = c.client.Close()
+		delete(d.sentinels, addr)
+	}
+}
+
+func (d *GoRedisDialer) options(addr, password string) *redis.Options {
+	return &redis.Options{
+		Addr:                  addr,
+		Password:              password,
+		DialTimeout:           d.Timeout,
+		ReadTimeout:           d.Timeout,
+		WriteTimeout:          d.Timeout,
+		ContextTimeoutEnabled: true,
+		// One attempt each: the controller re-observes on its next pass, and
+		// a dead member must not stall a reconcile with go-redis's re-dials.
+		MaxRetries:      -1,
+		DialerRetries:   1,
+		PoolSize:        2,
+		ConnMaxIdleTime: time.Minute,
+		DisableIdentity: true, // CLIENT SETINFO is unknown to Redis 7.0
+	}
+}
+
+// cached returns the client for addr, making a new one when none exists or
+// the password changed.
+func cached[C interface{ Close() error }](mu *sync.Mutex, cache map[string]cachedClient[C], addr, password string, create func() C) C {
+	secret := sha256.Sum256([]byte(password))
+	mu.Lock()
+	defer mu.Unlock()
+	if c, ok := cache[addr]; ok {
+		if c.secret == secret {
+			return c.client
+		}
+		_ = c.client.Close()
+	}
+	c := create()
+	cache[addr] = cachedClient[C]{secret: secret, client: c}
+	return c
+}
+
+func (d *GoRedisDialer) server(addr Endpoint, password string) *redis.Client {
+	key := addr.String()
+	return cached(&d.mu, d.servers, key, password, func() *redis.Client {
+		return redis.NewClient(d.options(key, password))
+	})
+}
+
+func (d *GoRedisDialer) sentinel(addr Endpoint, password string) *redis.SentinelClient {
+	key := addr.String()
+	return cached(&d.mu, d.sentinels, key, password, func() *redis.SentinelClient {
+		return redis.NewSentinelClient(d.options(key, password))
+	})
+}
+
+type goRedisAdmin struct {
+	dialer *GoRedisDialer
+	creds  Credentials
+}
+
+func (a *goRedisAdmin) Replication(ctx context.Context, server Endpoint) (Replication, error) {
+	info, err := a.dialer.server(server, a.creds.Password).InfoMap(ctx, "replication", "memory").Result()
+	if err != nil {
+		return Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
+	}
+	repl, mem := info["Replication"], info["Memory"]
+	r := Replication{
+		Role:              repl["role"],
+		LinkUp:            repl["master_link_status"] == "up",
+		Syncing:           repl["master_sync_in_progress"] == "1",
+		ConnectedReplicas: atoi(repl["connected_slaves"]),
+		UsedMemory:        atoi64(mem["used_memory"]),
+		Maxmemory:         atoi64(mem["maxmemory"]),
+	}
+	if r.IsMaster() {
+		r.Offset = atoi64(repl["master_repl_offset"])
+	} else {
+		r.Master = Endpoint{Host: repl["master_host"], Port: atoi(repl["master_port"])}
+		r.Offset = atoi64(repl["slave_repl_offset"])
+	}
+	return r, nil
+}
+
+func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master Endpoint) error {
+	c := a.dialer.server(server, a.creds.Password)
+	host, port := "NO", "ONE"
+	if !master.IsZero() {
+		host, port = master.Host, strconv.Itoa(master.Port)
+	}
+	if err := c.ReplicaOf(ctx, host, port).Err(); err != nil {
+		return fmt.Errorf("REPLICAOF on %s: %w", server, err)
+	}
+	if err := c.ConfigRewrite(ctx).Err(); err != nil {
+		return fmt.Errorf("CONFIG REWRITE on %s: %w", server, err)
+	}
+	return nil
+}
+
+func (a *goRedisAdmin) ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error {
+	c := a.dialer.server(server, a.creds.Password)
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		if err := c.ConfigSet(ctx, key, settings[key]).Err(); err != nil {
+			return fmt.Errorf("CONFIG SET %s on %s: %w", key, server, err)
+		}
+	}
+	if err := c.ConfigRewrite(ctx).Err(); err != nil {
+		return fmt.Errorf("CONFIG REWRITE on %s: %w", server, err)
+	}
+	return nil
+}
+
+func (a *goRedisAdmin) sentinelClient(s Endpoint) *redis.SentinelClient {
+	return a.dialer.sentinel(s, a.creds.SentinelPassword)
+}
+
+func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error) {
+	m, err := a.sentinelClient(sentinel).Master(ctx, name).Result()
+	if err != nil {
+		return MasterState{}, sentinelErr("MASTER", sentinel, err)
+	}
+	return MasterState{
+		Address:           Endpoint{Host: m["ip"], Port: atoi(m["port"])},
+		Flags:             strings.Split(m["flags"], ","),
+		Quorum:            atoi(m["quorum"]),
+		DownAfterMs:       atoi(m["down-after-milliseconds"]),
+		FailoverTimeoutMs: atoi(m["failover-timeout"]),
+		ParallelSyncs:     atoi(m["parallel-syncs"]),
+		NumReplicas:       atoi(m["num-slaves"]),
+		NumOtherSentinels: atoi(m["num-other-sentinels"]),
+		ConfigEpoch:       atoi64(m["config-epoch"]),
+	}, nil
+}
+
+func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+	list, err := a.sentinelClient(sentinel).Replicas(ctx, name).Result()
+	if err != nil {
+		return nil, sentinelErr("REPLICAS", sentinel, err)
+	}
+	return peers(list), nil
+}
+
+func (a *goRedisAdmin) SentinelSentinels(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+	list, err := a.sentinelClient(sentinel).Sentinels(ctx, name).Result()
+	if err != nil {
+		return nil, sentinelErr("SENTINELS", sentinel, err)
+	}
+	return peers(list), nil
+}
+
+func (a *goRedisAdmin) SentinelCKQuorum(ctx context.Context, sentinel Endpoint, name string) error {
+	return sentinelErr("CKQUORUM", sentinel, a.sentinelClient(sentinel).CkQuorum(ctx, name).Err())
+}
+
+func (a *goRedisAdmin) SentinelMonitor(ctx context.Context, sentinel Endpoint, name string, master Endpoint, quorum int) error {
+	err := a.sentinelClient(sentinel).Monitor(ctx, name, master.Host, strconv.Itoa(master.Port), strconv.Itoa(quorum)).Err()
+	return sentinelErr("MONITOR", sentinel, err)
+}
+
+func (a *goRedisAdmin) SentinelRemove(ctx context.Context, sentinel Endpoint, name string) error {
+	return sentinelErr("REMOVE", sentinel, a.sentinelClient(sentinel).Remove(ctx, name).Err())
+}
+
+func (a *goRedisAdmin) SentinelSet(ctx context.Context, sentinel Endpoint, name string, settings map[string]string) error {
+	c := a.sentinelClient(sentinel)
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		if err := c.Set(ctx, name, key, settings[key]).Err(); err != nil {
+			return sentinelErr("SET "+key, sentinel, err)
+		}
+	}
+	return nil
+}
+
+func (a *goRedisAdmin) SentinelReset(ctx context.Context, sentinel Endpoint, name string) error {
+	return sentinelErr("RESET", sentinel, a.sentinelClient(sentinel).Reset(ctx, name).Err())
+}
+
+func (a *goRedisAdmin) SentinelFailover(ctx context.Context, sentinel Endpoint, name string) error {
+	return sentinelErr("FAILOVER", sentinel, a.sentinelClient(sentinel).Failover(ctx, name).Err())
+}
+
+// sentinelErr names the command and sentinel, and maps "no such master".
+func sentinelErr(command string, sentinel Endpoint, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), "No such master"):
+		return fmt.Errorf("SENTINEL %s on %s: %w", command, sentinel, ErrNoSuchMaster)
+	default:
+		return fmt.Errorf("SENTINEL %s on %s: %w", command, sentinel, err)
+	}
+}
+
+func peers(list []map[string]string) []Peer {
+	out := make([]Peer, 0, len(list))
+	for _, m := range list {
+		out = append(out, Peer{
+			Address: Endpoint{Host: m["ip"], Port: atoi(m["port"])},
+			Flags:   strings.Split(m["flags"], ","),
+			RunID:   m["runid"],
+		})
+	}
+	return out
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}

@@ -1,0 +1,135 @@
+// Package redisadmin is the operator's narrow view of redis-server and
+// redis-sentinel: the few administrative commands the controller needs, each
+// answered in typed form. The real implementation uses go-redis; tests and
+// the scale benchmark use a fake.
+package redisadmin
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// ErrNoSuchMaster is returned when a sentinel does not monitor the name.
+var ErrNoSuchMaster = errors.New("sentinel does not monitor this master name")
+
+// Endpoint is an ip:port.
+type Endpoint struct {
+	Host string
+	Port int
+}
+
+// String is host:port.
+func (e Endpoint) String() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// IsZero reports whether the endpoint is unset.
+func (e Endpoint) IsZero() bool { return e.Host == "" }
+
+// Replication is a redis-server's INFO replication (and memory) answer.
+type Replication struct {
+	// Role is "master" or "slave", as Redis says.
+	Role string
+	// Master is a replica's master (zero for a master).
+	Master Endpoint
+	// LinkUp is a replica's master_link_status == up.
+	LinkUp bool
+	// Syncing is a replica's initial sync in progress.
+	Syncing bool
+	// Offset is master_repl_offset for a master, slave_repl_offset (or
+	// slave_read_repl_offset) for a replica.
+	Offset int64
+	// ConnectedReplicas is a master's connected_slaves.
+	ConnectedReplicas int
+	// UsedMemory and Maxmemory are bytes (Maxmemory 0 means no limit).
+	UsedMemory, Maxmemory int64
+}
+
+// IsMaster reports whether the server acts as a master.
+func (r Replication) IsMaster() bool { return r.Role == "master" }
+
+// MasterState is a sentinel's SENTINEL MASTER answer.
+type MasterState struct {
+	Address           Endpoint
+	Flags             []string
+	Quorum            int
+	DownAfterMs       int
+	FailoverTimeoutMs int
+	ParallelSyncs     int
+	NumReplicas       int
+	NumOtherSentinels int
+	ConfigEpoch       int64
+}
+
+// HasFlag reports whether the sentinel set a flag on the master, e.g.
+// "s_down", "o_down", "failover_in_progress".
+func (m MasterState) HasFlag(flag string) bool {
+	for _, f := range m.Flags {
+		if f == flag {
+			return true
+		}
+	}
+	return false
+}
+
+// FailoverInProgress reports whether the sentinel is driving a failover.
+func (m MasterState) FailoverInProgress() bool {
+	for _, f := range m.Flags {
+		if strings.HasPrefix(f, "failover_") {
+			return true
+		}
+	}
+	return false
+}
+
+// Peer is a replica or sentinel as a sentinel lists it.
+type Peer struct {
+	Address Endpoint
+	Flags   []string
+	RunID   string
+}
+
+// Down reports whether the sentinel considers the peer down.
+func (p Peer) Down() bool {
+	for _, f := range p.Flags {
+		if f == "s_down" || f == "o_down" || f == "disconnected" {
+			return true
+		}
+	}
+	return false
+}
+
+// Credentials are a formation's passwords.
+type Credentials struct {
+	Password         string
+	SentinelPassword string
+}
+
+// Admin runs administrative commands against one formation's servers.
+type Admin interface {
+	// Replication reads INFO replication and memory from a redis-server.
+	Replication(ctx context.Context, server Endpoint) (Replication, error)
+	// ReplicaOf points a redis-server at a master; a zero master promotes
+	// it (REPLICAOF NO ONE). The change is persisted with CONFIG REWRITE.
+	ReplicaOf(ctx context.Context, server, master Endpoint) error
+	// ConfigSet applies settings at run time and persists them with
+	// CONFIG REWRITE.
+	ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error
+
+	// Sentinel* talk to a redis-sentinel.
+	SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error)
+	SentinelReplicas(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error)
+	SentinelSentinels(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error)
+	SentinelCKQuorum(ctx context.Context, sentinel Endpoint, name string) error
+	SentinelMonitor(ctx context.Context, sentinel Endpoint, name string, master Endpoint, quorum int) error
+	SentinelRemove(ctx context.Context, sentinel Endpoint, name string) error
+	SentinelSet(ctx context.Context, sentinel Endpoint, name string, settings map[string]string) error
+	SentinelReset(ctx context.Context, sentinel Endpoint, name string) error
+	SentinelFailover(ctx context.Context, sentinel Endpoint, name string) error
+}
+
+// Dialer gives an Admin for a formation's credentials.
+type Dialer interface {
+	Admin(creds Credentials) Admin
+}

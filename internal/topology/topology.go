@@ -1,0 +1,468 @@
+// Package topology decides, from what the operator observed of a formation's
+// redis-servers and sentinels, which member is the master and what must be
+// done so that exactly one master exists, every replica follows it and every
+// sentinel monitors it with the desired settings.
+//
+// Sentinel's majority view is the truth. The package is pure: the controller
+// observes, calls Decide and executes the returned actions.
+package topology
+
+import (
+	"cmp"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+)
+
+// ResetCooldown is the least time between two SENTINEL RESETs of one
+// sentinel: a reset makes a sentinel forget its replicas and peers for about
+// ten seconds, so resetting in a loop can leave a formation unable to fail
+// over.
+const ResetCooldown = 10 * time.Minute
+
+// Desired is the part of the spec the decisions depend on.
+type Desired struct {
+	MasterName        string
+	Members           int
+	Quorum            int
+	DownAfterMs       int
+	FailoverTimeoutMs int
+	ParallelSyncs     int
+}
+
+// Probe is what the operator found inside a member's container when its
+// redis-server or sentinel did not answer.
+type Probe struct {
+	// Configured: the operator has written the member's configuration.
+	Configured bool
+	// RedisActive and SentinelActive: the systemd units are active.
+	RedisActive, SentinelActive bool
+}
+
+// Member is one member's observation.
+type Member struct {
+	Name string
+	// Redis and Sentinel are the member's endpoints; Host is "" when the
+	// member has no address yet.
+	Redis, Sentinel redisadmin.Endpoint
+	// Running: the container runs and has its address.
+	Running bool
+
+	// Repl is valid when RedisErr is nil.
+	Repl     redisadmin.Replication
+	RedisErr error
+
+	// View is valid when SentinelErr is nil; SentinelErr wraps
+	// redisadmin.ErrNoSuchMaster when the sentinel does not monitor the
+	// master name.
+	View        redisadmin.MasterState
+	SentinelErr error
+
+	// Probe is set when the redis-server or the sentinel did not answer.
+	Probe *Probe
+}
+
+func (m Member) redisUp() bool    { return m.Running && m.RedisErr == nil }
+func (m Member) sentinelUp() bool { return m.Running && m.SentinelErr == nil }
+func (m Member) monitoring() bool { return m.sentinelUp() }
+func (m Member) notMonitoring() bool {
+	return m.Running && errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster)
+}
+
+// configured is true unless a probe found the member unconfigured.
+func (m Member) configured() bool { return m.Probe == nil || m.Probe.Configured }
+
+// Input is everything Decide looks at.
+type Input struct {
+	// Members in member order (1..N).
+	Members []Member
+	Desired Desired
+	// PreviousMaster is the master member recorded in status, if any.
+	PreviousMaster string
+	// LastReset is when each sentinel (by member name) was last reset.
+	LastReset map[string]time.Time
+	Now       time.Time
+}
+
+// Source says where the master was learned from.
+type Source string
+
+const (
+	// SourceSentinels: a majority of all sentinels agree.
+	SourceSentinels Source = "sentinels"
+	// SourceSentinelMinority: some sentinels answered but no majority
+	// agrees; the view with the newest config epoch is used.
+	SourceSentinelMinority Source = "sentinel-minority"
+	// SourceRedis: no sentinel monitors the master; redis-servers tell.
+	SourceRedis Source = "redis"
+	// SourcePrevious: nothing answered; the master recorded in status.
+	SourcePrevious Source = "previous"
+	// SourceBootstrap: a new formation; its first running member.
+	SourceBootstrap Source = "bootstrap"
+	// SourceNone: no member runs.
+	SourceNone Source = "none"
+)
+
+// Kind is an action's kind.
+type Kind string
+
+const (
+	// Configure writes a new member's redis.conf and sentinel.conf and
+	// starts both; Target is its master (zero: it is the master).
+	Configure Kind = "Configure"
+	// StartRedis re-renders redis.conf as a replica of Target (zero: as
+	// master) and starts redis-server, which never starts on its own so
+	// that a restarted member cannot serve stale or empty data as master.
+	StartRedis Kind = "StartRedis"
+	// StartSentinel starts a configured member's stopped sentinel.
+	StartSentinel Kind = "StartSentinel"
+	// ReplicaOf points a running redis-server at Target (zero: promote).
+	ReplicaOf Kind = "ReplicaOf"
+	// Monitor makes a sentinel that monitors nothing monitor Target.
+	Monitor Kind = "Monitor"
+	// Remonitor fixes a sentinel monitoring a wrong address: REMOVE, then
+	// MONITOR Target.
+	Remonitor Kind = "Remonitor"
+	// SentinelSet applies Settings with SENTINEL SET.
+	SentinelSet Kind = "SentinelSet"
+	// Reset runs SENTINEL RESET so a sentinel forgets departed peers.
+	Reset Kind = "Reset"
+)
+
+// Action is one step of a plan.
+type Action struct {
+	Kind     Kind
+	Member   string
+	Target   redisadmin.Endpoint
+	Settings map[string]string
+	Reason   string
+}
+
+// Plan is Decide's answer.
+type Plan struct {
+	// Master is the master's endpoint; zero when none can be named.
+	Master redisadmin.Endpoint
+	// MasterMember is the member at Master, "" if no member has it.
+	MasterMember string
+	Source       Source
+	// Authoritative: the master may be enforced (demoting other masters,
+	// re-pointing sentinels). False for a sentinel minority view.
+	Authoritative bool
+	// FailoverInProgress: a sentinel is failing over (or the master is
+	// objectively down); no healing action is taken meanwhile.
+	FailoverInProgress bool
+	Actions            []Action
+}
+
+// Decide computes the plan.
+func Decide(in Input) Plan {
+	p := findMaster(in)
+	p.FailoverInProgress = failoverInProgress(in, p.Master)
+	if p.Source == SourceNone {
+		return p
+	}
+	if p.FailoverInProgress {
+		// Sentinel is promoting a replica: acting now could fight it.
+		// One exception: no redis-server runs at all, so the failover
+		// cannot succeed and only starting the master brings data back.
+		if !anyRedisUp(in) {
+			p.Actions = append(p.Actions, startMasterWhenNothingRuns(in, p)...)
+		}
+		return p
+	}
+	for _, m := range in.Members {
+		p.Actions = append(p.Actions, redisActions(in, p, m)...)
+	}
+	for _, m := range in.Members {
+		p.Actions = append(p.Actions, sentinelActions(in, p, m)...)
+	}
+	if a, ok := resetAction(in, p); ok {
+		p.Actions = append(p.Actions, a)
+	}
+	return p
+}
+
+func findMaster(in Input) Plan {
+	if p, ok := masterFromSentinels(in); ok {
+		return p
+	}
+	if p, ok := masterFromRedis(in); ok {
+		return p
+	}
+	if m, ok := memberNamed(in, in.PreviousMaster); ok && m.Running {
+		return Plan{Master: m.Redis, MasterMember: m.Name, Source: SourcePrevious, Authoritative: true}
+	}
+	for _, m := range in.Members {
+		if m.Running {
+			return Plan{Master: m.Redis, MasterMember: m.Name, Source: SourceBootstrap, Authoritative: true}
+		}
+	}
+	return Plan{Source: SourceNone}
+}
+
+func masterFromSentinels(in Input) (Plan, bool) {
+	votes := map[redisadmin.Endpoint]int{}
+	epochs := map[redisadmin.Endpoint]int64{}
+	for _, m := range in.Members {
+		if !m.monitoring() {
+			continue
+		}
+		votes[m.View.Address]++
+		epochs[m.View.Address] = max(epochs[m.View.Address], m.View.ConfigEpoch)
+	}
+	if len(votes) == 0 {
+		return Plan{}, false
+	}
+	// Deterministic: most votes, then newest epoch, then address order.
+	candidates := slices.SortedFunc(maps.Keys(votes), func(a, b redisadmin.Endpoint) int {
+		if votes[a] != votes[b] {
+			return votes[b] - votes[a]
+		}
+		if epochs[a] != epochs[b] {
+			return cmp.Compare(epochs[b], epochs[a])
+		}
+		return compareEndpoints(a, b)
+	})
+	best := candidates[0]
+	p := Plan{Master: best, MasterMember: memberAt(in, best), Source: SourceSentinels, Authoritative: true}
+	if votes[best]*2 <= max(in.Desired.Members, len(in.Members)) {
+		newest := slices.MaxFunc(candidates, func(a, b redisadmin.Endpoint) int {
+			if epochs[a] != epochs[b] {
+				return cmp.Compare(epochs[a], epochs[b])
+			}
+			return compareEndpoints(b, a)
+		})
+		p = Plan{Master: newest, MasterMember: memberAt(in, newest), Source: SourceSentinelMinority}
+	}
+	return p, true
+}
+
+func masterFromRedis(in Input) (Plan, bool) {
+	var masters []Member
+	for _, m := range in.Members {
+		if m.redisUp() && m.Repl.IsMaster() {
+			masters = append(masters, m)
+		}
+	}
+	if len(masters) > 0 {
+		// Several masters and no sentinel to ask: keep the one replicas
+		// follow, then the one with the most data.
+		best := slices.MaxFunc(masters, func(a, b Member) int {
+			if a.Repl.ConnectedReplicas != b.Repl.ConnectedReplicas {
+				return a.Repl.ConnectedReplicas - b.Repl.ConnectedReplicas
+			}
+			if a.Repl.Offset != b.Repl.Offset {
+				return cmp.Compare(a.Repl.Offset, b.Repl.Offset)
+			}
+			return compareEndpoints(b.Redis, a.Redis)
+		})
+		return Plan{Master: best.Redis, MasterMember: best.Name, Source: SourceRedis, Authoritative: true}, true
+	}
+	// Only replicas answer: the master they follow, if it is a member.
+	for _, m := range in.Members {
+		if m.redisUp() && memberAt(in, m.Repl.Master) != "" {
+			return Plan{Master: m.Repl.Master, MasterMember: memberAt(in, m.Repl.Master), Source: SourceRedis, Authoritative: true}, true
+		}
+	}
+	return Plan{}, false
+}
+
+func failoverInProgress(in Input, master redisadmin.Endpoint) bool {
+	for _, m := range in.Members {
+		if !m.monitoring() {
+			continue
+		}
+		if m.View.FailoverInProgress() || (m.View.Address == master && m.View.HasFlag("o_down")) {
+			return true
+		}
+	}
+	return false
+}
+
+func anyRedisUp(in Input) bool {
+	return slices.ContainsFunc(in.Members, Member.redisUp)
+}
+
+func startMasterWhenNothingRuns(in Input, p Plan) []Action {
+	m, ok := memberNamed(in, p.MasterMember)
+	if !ok || !m.Running || m.Probe == nil || !m.Probe.Configured || m.Probe.RedisActive {
+		return nil
+	}
+	return []Action{{Kind: StartRedis, Member: m.Name, Reason: "no redis-server runs; starting the master first"}}
+}
+
+// redisActions keeps one member's redis-server running and following the
+// master.
+func redisActions(in Input, p Plan, m Member) []Action {
+	if !m.Running {
+		return nil
+	}
+	isMaster := m.Redis == p.Master
+	target := p.Master
+	if isMaster {
+		target = redisadmin.Endpoint{}
+	}
+	switch {
+	case !m.configured():
+		if isMaster && replicaHoldsData(in, p, m) {
+			return nil // a rebuilt master is empty: Sentinel must promote a replica first
+		}
+		return []Action{{Kind: Configure, Member: m.Name, Target: target, Reason: configureReason(isMaster, p.Source)}}
+	case m.RedisErr != nil:
+		if m.Probe == nil || m.Probe.RedisActive {
+			return nil // running but not answering (loading, or network): wait
+		}
+		if isMaster && replicaHoldsData(in, p, m) {
+			return nil // its data may be older than the replicas': Sentinel promotes one instead
+		}
+		return []Action{{Kind: StartRedis, Member: m.Name, Target: target, Reason: startReason(isMaster)}}
+	case !p.Authoritative:
+		return nil
+	case isMaster && !m.Repl.IsMaster():
+		return []Action{{Kind: ReplicaOf, Member: m.Name, Reason: "the sentinels' master reports itself a replica; promoting it"}}
+	case !isMaster && m.Repl.IsMaster():
+		return []Action{{Kind: ReplicaOf, Member: m.Name, Target: target, Reason: "a second master; demoting it to a replica of " + target.String()}}
+	case !isMaster && m.Repl.Master != target:
+		return []Action{{Kind: ReplicaOf, Member: m.Name, Target: target, Reason: "replica follows " + m.Repl.Master.String() + " instead of the master " + target.String()}}
+	}
+	return nil
+}
+
+// replicaHoldsData reports whether, while the sentinels' master is down,
+// another member runs a replica that has replicated data Sentinel can
+// promote. Restarting (or re-creating) the master then would let it serve,
+// and replicas resync from, older or empty data: the data-loss bug of other
+// operators.
+func replicaHoldsData(in Input, p Plan, master Member) bool {
+	if p.Source != SourceSentinels {
+		return false
+	}
+	return slices.ContainsFunc(in.Members, func(o Member) bool {
+		return o.Name != master.Name && o.redisUp() && !o.Repl.IsMaster() && o.Repl.Offset > 0
+	})
+}
+
+func configureReason(isMaster bool, source Source) string {
+	if isMaster {
+		return "new member; configured as the master (" + string(source) + ")"
+	}
+	return "new member; configured as a replica of the master"
+}
+
+func startReason(isMaster bool) string {
+	if isMaster {
+		return "redis-server is stopped on the master and no replica holds data; starting it as master"
+	}
+	return "redis-server is stopped; starting it as a replica of the master"
+}
+
+// sentinelActions keeps one member's sentinel running, monitoring the
+// master with the desired settings.
+func sentinelActions(in Input, p Plan, m Member) []Action {
+	switch {
+	case !m.Running || !m.configured():
+		return nil
+	case m.notMonitoring():
+		if p.Master.IsZero() {
+			return nil
+		}
+		return []Action{{Kind: Monitor, Member: m.Name, Target: p.Master, Reason: "sentinel does not monitor " + in.Desired.MasterName}}
+	case m.SentinelErr != nil:
+		if m.Probe != nil && !m.Probe.SentinelActive {
+			return []Action{{Kind: StartSentinel, Member: m.Name, Reason: "redis-sentinel is stopped"}}
+		}
+		return nil
+	case p.Authoritative && m.View.Address != p.Master && m.View.ConfigEpoch <= newestEpochFor(in, p.Master):
+		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel monitors " + m.View.Address.String() + " instead of the master " + p.Master.String()}}
+	}
+	if drift := settingsDrift(in.Desired, m.View); len(drift) > 0 {
+		return []Action{{Kind: SentinelSet, Member: m.Name, Settings: drift, Reason: "sentinel settings differ from the spec"}}
+	}
+	return nil
+}
+
+func newestEpochFor(in Input, master redisadmin.Endpoint) int64 {
+	var epoch int64
+	for _, m := range in.Members {
+		if m.monitoring() && m.View.Address == master {
+			epoch = max(epoch, m.View.ConfigEpoch)
+		}
+	}
+	return epoch
+}
+
+func settingsDrift(d Desired, v redisadmin.MasterState) map[string]string {
+	drift := map[string]string{}
+	check := func(key string, want, got int) {
+		if want != got {
+			drift[key] = strconv.Itoa(want)
+		}
+	}
+	check("quorum", d.Quorum, v.Quorum)
+	check("down-after-milliseconds", d.DownAfterMs, v.DownAfterMs)
+	check("failover-timeout", d.FailoverTimeoutMs, v.FailoverTimeoutMs)
+	check("parallel-syncs", d.ParallelSyncs, v.ParallelSyncs)
+	return drift
+}
+
+// resetAction resets one sentinel that counts more replicas or sentinels
+// than exist, only when the set is whole and healthy: every sentinel
+// monitors the master, the master runs and every replica is linked to it.
+func resetAction(in Input, p Plan) (Action, bool) {
+	if p.Source != SourceSentinels || len(in.Members) != in.Desired.Members {
+		return Action{}, false
+	}
+	for _, m := range in.Members {
+		if !m.monitoring() || m.View.Address != p.Master || !m.redisUp() {
+			return Action{}, false
+		}
+		if m.Redis == p.Master {
+			if !m.Repl.IsMaster() {
+				return Action{}, false
+			}
+		} else if m.Repl.IsMaster() || m.Repl.Master != p.Master || !m.Repl.LinkUp {
+			return Action{}, false
+		}
+	}
+	peers := in.Desired.Members - 1
+	for _, m := range in.Members {
+		if m.View.NumOtherSentinels <= peers && m.View.NumReplicas <= peers {
+			continue
+		}
+		if last, ok := in.LastReset[m.Name]; ok && in.Now.Sub(last) < ResetCooldown {
+			continue
+		}
+		return Action{Kind: Reset, Member: m.Name, Reason: "sentinel counts " + strconv.Itoa(m.View.NumReplicas) +
+			" replicas and " + strconv.Itoa(m.View.NumOtherSentinels) + " other sentinels; " + strconv.Itoa(peers) + " of each exist"}, true
+	}
+	return Action{}, false
+}
+
+func memberAt(in Input, e redisadmin.Endpoint) string {
+	if e.IsZero() {
+		return ""
+	}
+	for _, m := range in.Members {
+		if m.Redis == e {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+func memberNamed(in Input, name string) (Member, bool) {
+	for _, m := range in.Members {
+		if name != "" && m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+func compareEndpoints(a, b redisadmin.Endpoint) int {
+	return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Port, b.Port))
+}

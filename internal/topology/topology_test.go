@@ -1,0 +1,302 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+)
+
+var (
+	desired = Desired{MasterName: "mymaster", Members: 3, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1}
+	now     = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	errDown = errors.New("connection refused")
+)
+
+func ep(n int) redisadmin.Endpoint { return redisadmin.Endpoint{Host: fmt.Sprintf("10.77.0.%d", 10+n), Port: 6379} }
+
+// member builds a healthy member n (1-based) whose sentinel sees master
+// `master` and whose redis follows it (or is it).
+func member(n, master int) Member {
+	m := Member{
+		Name:     fmt.Sprintf("cache-%d", n),
+		Redis:    ep(n),
+		Sentinel: redisadmin.Endpoint{Host: ep(n).Host, Port: 26379},
+		Running:  true,
+		View: redisadmin.MasterState{
+			Address: ep(master), Flags: []string{"master"}, Quorum: 2, DownAfterMs: 5000,
+			FailoverTimeoutMs: 30000, ParallelSyncs: 1, NumReplicas: 2, NumOtherSentinels: 2, ConfigEpoch: 1,
+		},
+	}
+	if n == master {
+		m.Repl = redisadmin.Replication{Role: "master", Offset: 5000, ConnectedReplicas: 2}
+	} else {
+		m.Repl = redisadmin.Replication{Role: "slave", Master: ep(master), LinkUp: true, Offset: 5000}
+	}
+	return m
+}
+
+func healthy(master int) []Member {
+	return []Member{member(1, master), member(2, master), member(3, master)}
+}
+
+func with(ms []Member, n int, f func(*Member)) []Member {
+	out := slices.Clone(ms)
+	f(&out[n-1])
+	return out
+}
+
+// act renders a plan's actions as "Kind member -> target" for comparison.
+func act(p Plan) []string {
+	var out []string
+	for _, a := range p.Actions {
+		s := string(a.Kind) + " " + a.Member
+		if !a.Target.IsZero() {
+			s += " -> " + a.Target.String()
+		}
+		if len(a.Settings) > 0 {
+			keys := make([]string, 0, len(a.Settings))
+			for k, v := range a.Settings {
+				keys = append(keys, k+"="+v)
+			}
+			slices.Sort(keys)
+			s += " " + strings.Join(keys, ",")
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestDecide(t *testing.T) {
+	unconfigured := &Probe{Configured: false}
+	redisStopped := &Probe{Configured: true, RedisActive: false, SentinelActive: true}
+	sentinelStopped := &Probe{Configured: true, RedisActive: true, SentinelActive: false}
+
+	cases := []struct {
+		name         string
+		members      []Member
+		previous     string
+		lastReset    map[string]time.Time
+		wantMaster   string
+		wantSource   Source
+		wantFailover bool
+		wantActions  []string
+	}{
+		{
+			name:       "healthy formation: nothing to do",
+			members:    healthy(1),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name: "new formation: member 1 is bootstrapped as master, the others as its replicas",
+			members: []Member{
+				{Name: "cache-1", Redis: ep(1), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+				{Name: "cache-2", Redis: ep(2), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+				{Name: "cache-3", Redis: ep(3), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+			},
+			wantMaster: "cache-1", wantSource: SourceBootstrap,
+			wantActions: []string{"Configure cache-1", "Configure cache-2 -> 10.77.0.11:6379", "Configure cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "two masters: the one the sentinels do not name is demoted",
+			members: with(healthy(1), 3, func(m *Member) {
+				m.Repl = redisadmin.Replication{Role: "master", Offset: 10}
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"ReplicaOf cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "old master back after a failover: sentinels follow cache-2, cache-1 still thinks it is master",
+			members: with(with(with(healthy(2), 1, func(m *Member) {
+				m.Repl = redisadmin.Replication{Role: "master", Offset: 4000}
+				m.View.Address, m.View.ConfigEpoch = ep(1), 0 // its sentinel restarted with the old view
+			}), 2, func(m *Member) { m.View.ConfigEpoch = 2 }), 3, func(m *Member) { m.View.ConfigEpoch = 2 }),
+			wantMaster: "cache-2", wantSource: SourceSentinels,
+			wantActions: []string{"ReplicaOf cache-1 -> 10.77.0.12:6379", "Remonitor cache-1 -> 10.77.0.12:6379"},
+		},
+		{
+			name: "replicas split between masters",
+			members: with(with(healthy(1), 2, func(m *Member) {
+				m.Repl = redisadmin.Replication{Role: "master", Offset: 10, ConnectedReplicas: 1}
+			}), 3, func(m *Member) { m.Repl.Master = ep(2) }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"ReplicaOf cache-2 -> 10.77.0.11:6379", "ReplicaOf cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name:       "no master at all and no sentinel: the replicas' master is kept",
+			previous:   "cache-1",
+			wantMaster: "cache-1", wantSource: SourceRedis,
+			members: []Member{
+				{Name: "cache-1", Redis: ep(1), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: &Probe{Configured: true}},
+				with(healthy(1), 2, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true} })[1],
+				with(healthy(1), 3, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true} })[2],
+			},
+			// The master's data is older than nothing: replicas hold data,
+			// but no sentinel can promote them, so the master restarts.
+			wantActions: []string{"StartRedis cache-1", "StartSentinel cache-1", "StartSentinel cache-2", "StartSentinel cache-3"},
+		},
+		{
+			name: "sentinel on a wrong address is re-pointed with REMOVE + MONITOR",
+			members: with(healthy(1), 3, func(m *Member) {
+				m.View.Address = redisadmin.Endpoint{Host: "10.77.0.99", Port: 6379}
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Remonitor cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "sentinel ahead of the others (newer epoch) is left alone",
+			members: with(healthy(1), 3, func(m *Member) {
+				m.View.Address, m.View.ConfigEpoch = ep(2), 7
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name:       "sentinel that monitors nothing gets MONITOR",
+			members:    with(healthy(1), 2, func(m *Member) { m.SentinelErr = fmt.Errorf("x: %w", redisadmin.ErrNoSuchMaster) }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Monitor cache-2 -> 10.77.0.11:6379"},
+		},
+		{
+			name:       "missing sentinel (process stopped) is started",
+			members:    with(healthy(1), 2, func(m *Member) { m.SentinelErr, m.Probe = errDown, sentinelStopped }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"StartSentinel cache-2"},
+		},
+		{
+			name:       "missing member (container gone): nothing to do for it here",
+			members:    with(healthy(1), 3, func(m *Member) { m.Running, m.RedisErr, m.SentinelErr = false, errDown, errDown }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name: "rebuilt replica: configured as a replica of the current master",
+			members: with(healthy(1), 2, func(m *Member) {
+				m.RedisErr, m.SentinelErr, m.Probe = errDown, errDown, unconfigured
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Configure cache-2 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "rebuilt master while replicas hold data: not configured as an empty master",
+			members: with(healthy(1), 1, func(m *Member) {
+				m.RedisErr, m.SentinelErr, m.Probe = errDown, errDown, unconfigured
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name:       "master's redis-server stopped while replicas hold data: Sentinel promotes, not a restart",
+			members:    with(healthy(1), 1, func(m *Member) { m.RedisErr, m.Probe = errDown, redisStopped }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name:       "replica's redis-server stopped: restarted as a replica",
+			members:    with(healthy(1), 3, func(m *Member) { m.RedisErr, m.Probe = errDown, redisStopped }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"StartRedis cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "failover in progress: no healing action even with a second master",
+			members: with(with(healthy(1), 1, func(m *Member) {
+				m.View.Flags = []string{"master", "failover_in_progress"}
+			}), 3, func(m *Member) { m.Repl = redisadmin.Replication{Role: "master"} }),
+			wantMaster: "cache-1", wantSource: SourceSentinels, wantFailover: true,
+		},
+		{
+			name: "master objectively down: failover imminent, nothing done",
+			members: with(with(healthy(1), 2, func(m *Member) { m.View.Flags = []string{"master", "s_down", "o_down"} }),
+				3, func(m *Member) { m.Repl.Master = ep(2) }),
+			wantMaster: "cache-1", wantSource: SourceSentinels, wantFailover: true,
+		},
+		{
+			name: "whole formation restarted during a failover attempt: the master starts first",
+			members: []Member{
+				with(healthy(1), 1, func(m *Member) {
+					m.RedisErr, m.Probe = errDown, redisStopped
+					m.View.Flags = []string{"master", "s_down", "o_down", "failover_in_progress"}
+				})[0],
+				with(healthy(1), 2, func(m *Member) { m.RedisErr, m.Probe = errDown, redisStopped })[1],
+				with(healthy(1), 3, func(m *Member) { m.RedisErr, m.Probe = errDown, redisStopped })[2],
+			},
+			wantMaster: "cache-1", wantSource: SourceSentinels, wantFailover: true,
+			wantActions: []string{"StartRedis cache-1"},
+		},
+		{
+			name: "quorum and down-after changed in the spec: SENTINEL SET on every sentinel",
+			members: func() []Member {
+				ms := healthy(1)
+				for i := range ms {
+					ms[i].View.Quorum, ms[i].View.DownAfterMs = 3, 3000
+				}
+				return ms
+			}(),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{
+				"SentinelSet cache-1 down-after-milliseconds=5000,quorum=2",
+				"SentinelSet cache-2 down-after-milliseconds=5000,quorum=2",
+				"SentinelSet cache-3 down-after-milliseconds=5000,quorum=2",
+			},
+		},
+		{
+			name:       "stale peer counted and the set is whole: one RESET",
+			members:    with(with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 3 }), 3, func(m *Member) { m.View.NumReplicas = 3 }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Reset cache-2"},
+		},
+		{
+			name:       "stale peer but the sentinel was reset recently: no RESET loop",
+			members:    with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 3 }),
+			lastReset:  map[string]time.Time{"cache-2": now.Add(-time.Minute)},
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name: "stale peer but a replica is not linked: no RESET",
+			members: with(with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 3 }),
+				3, func(m *Member) { m.Repl.LinkUp = false }),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name: "only a minority of sentinels answer: their newest view is used but not enforced",
+			members: with(with(healthy(2), 1, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true} }),
+				2, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true} }),
+			wantMaster: "cache-2", wantSource: SourceSentinelMinority,
+		},
+		{
+			name:       "no container runs",
+			members:    []Member{{Name: "cache-1"}, {Name: "cache-2"}, {Name: "cache-3"}},
+			wantSource: SourceNone,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, Now: now})
+			if p.MasterMember != tc.wantMaster || p.Source != tc.wantSource {
+				t.Errorf("master %q from %s, want %q from %s", p.MasterMember, p.Source, tc.wantMaster, tc.wantSource)
+			}
+			if p.FailoverInProgress != tc.wantFailover {
+				t.Errorf("failover in progress %v, want %v", p.FailoverInProgress, tc.wantFailover)
+			}
+			if got := act(p); !slices.Equal(got, tc.wantActions) {
+				t.Errorf("actions\n got %q\nwant %q", got, tc.wantActions)
+			}
+			for _, a := range p.Actions {
+				if a.Reason == "" {
+					t.Errorf("%s %s has no reason", a.Kind, a.Member)
+				}
+			}
+		})
+	}
+}
+
+// TestDecideIsDeterministic guards the map iterations in the vote count.
+func TestDecideIsDeterministic(t *testing.T) {
+	ms := with(with(healthy(1), 2, func(m *Member) { m.View.Address = ep(2) }), 3, func(m *Member) { m.View.Address = ep(3) })
+	first := Decide(Input{Members: ms, Desired: desired, Now: now})
+	for range 50 {
+		if p := Decide(Input{Members: ms, Desired: desired, Now: now}); p.MasterMember != first.MasterMember || !slices.Equal(act(p), act(first)) {
+			t.Fatalf("Decide is not deterministic: %v vs %v", act(p), act(first))
+		}
+	}
+}
