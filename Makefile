@@ -55,13 +55,24 @@ build: ## Build the operator binary into bin/manager.
 ##@ Test
 
 .PHONY: test
-test: verify-generated vet test-deps test-unit ## Everything: generated files, vet, unit + envtest.
+test: verify-generated vet test-deps test-lab test-go ## Everything, on the real stack (what .ci/run calls).
 
 .PHONY: test-deps
 test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
 	hack/apt-install.sh redis-server redis-sentinel redis-tools
 	hack/envtest-bins.sh >/dev/null
 
-.PHONY: test-unit
-test-unit: ## Unit tests and the envtest suite on a real kube-apiserver + etcd.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) ./...
+.PHONY: test-lab
+test-lab: ## Lab host: playbook syntax, idempotence (runs it twice), container smoke test, bad input.
+	test/lab/run.sh
+
+.PHONY: test-go
+test-go: ## Go tests: unit, envtest on a real kube-apiserver + etcd, e2e on the real incusd.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) -timeout 60m ./...
+
+##@ Lab
+
+.PHONY: lab-host
+lab-host: ## Bootstrap this machine as the Incus lab host (idempotent; see docs/lab-host.md).
+	ansible/bootstrap.sh
+	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_host.yml

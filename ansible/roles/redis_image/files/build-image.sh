@@ -1,0 +1,159 @@
+#!/bin/bash
+# Build the RedisSentinelFormation container image: a Debian rootfs with
+# redis-server, redis-sentinel and systemd made with debootstrap, packed as an
+# Incus split image (metadata tarball + rootfs tarball).
+#
+# Driven by the redis_image role; all inputs come from the environment:
+#   RSF_WORKDIR          work directory (rootfs/, files/, out/ live here)
+#   RSF_DEB_CACHE        debootstrap package cache, kept between builds
+#   RSF_SUITE            Debian suite (bookworm)
+#   RSF_MIRROR           Debian mirror URI
+#   RSF_SECURITY_MIRROR  debian-security mirror URI; empty: no security updates
+#   RSF_VARIANT          debootstrap variant (minbase)
+#   RSF_PACKAGES         comma separated packages to --include
+#   RSF_ARCH             Incus architecture name (x86_64, aarch64)
+#   RSF_ALIAS            image alias (stored as property user.rsf.alias)
+#   RSF_INPUTS_SHA256    checksum of the build inputs (user.rsf.inputs_sha256)
+#   RSF_DESCRIPTION      image description
+#   RSF_COMPRESSION      gzip | none
+# Output: $RSF_WORKDIR/out/{meta,rootfs}.tar[.gz] and, on stdout, a last line
+# "fingerprint=<sha256>" (the Incus fingerprint of the split image).
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive
+
+for v in RSF_WORKDIR RSF_DEB_CACHE RSF_SUITE RSF_MIRROR RSF_VARIANT RSF_PACKAGES \
+         RSF_ARCH RSF_ALIAS RSF_INPUTS_SHA256 RSF_DESCRIPTION RSF_COMPRESSION; do
+  if [ -z "${!v:-}" ]; then echo "build-image: $v is not set" >&2; exit 2; fi
+done
+RSF_SECURITY_MIRROR="${RSF_SECURITY_MIRROR:-}"
+
+ROOTFS="$RSF_WORKDIR/rootfs"
+FILES="$RSF_WORKDIR/files"
+OUT="$RSF_WORKDIR/out"
+META="$RSF_WORKDIR/meta"
+
+log() { echo "build-image: $(date +%T) $*"; }
+
+# Unmount anything left mounted below the rootfs (deepest first): a build that
+# died inside debootstrap or apt may leave proc/sys mounted there.
+unmount_rootfs() {
+  [ -d "$ROOTFS" ] || return 0
+  awk -v root="$ROOTFS" '$2 == root || index($2, root "/") == 1 { print $2 }' /proc/self/mounts \
+    | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+trap unmount_rootfs EXIT
+
+unmount_rootfs
+rm -rf "$ROOTFS" "$OUT" "$META"
+mkdir -p "$ROOTFS" "$OUT" "$META/templates" "$RSF_DEB_CACHE"
+
+in_root() { chroot "$ROOTFS" "$@"; }
+
+log "debootstrap $RSF_SUITE ($RSF_VARIANT) with $RSF_PACKAGES"
+debootstrap --variant="$RSF_VARIANT" --include="$RSF_PACKAGES" \
+  --cache-dir="$RSF_DEB_CACHE" "$RSF_SUITE" "$ROOTFS" "$RSF_MIRROR" >"$RSF_WORKDIR/debootstrap.log" 2>&1 || {
+  echo "build-image: debootstrap failed; last lines of $RSF_WORKDIR/debootstrap.log:" >&2
+  tail -n 30 "$RSF_WORKDIR/debootstrap.log" >&2
+  exit 1
+}
+
+# Never start services inside the build chroot.
+printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOTFS/usr/sbin/policy-rc.d"
+
+cat >"$ROOTFS/etc/apt/sources.list" <<EOF
+deb $RSF_MIRROR $RSF_SUITE main
+deb $RSF_MIRROR $RSF_SUITE-updates main
+EOF
+if [ -n "$RSF_SECURITY_MIRROR" ]; then
+  echo "deb $RSF_SECURITY_MIRROR $RSF_SUITE-security main" >>"$ROOTFS/etc/apt/sources.list"
+  log "applying $RSF_SUITE-updates and $RSF_SUITE-security"
+  mount -t proc proc "$ROOTFS/proc"
+  in_root apt-get -q update >"$RSF_WORKDIR/upgrade.log" 2>&1
+  in_root apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends upgrade >>"$RSF_WORKDIR/upgrade.log" 2>&1 || {
+    echo "build-image: apt-get upgrade failed; see $RSF_WORKDIR/upgrade.log" >&2
+    tail -n 30 "$RSF_WORKDIR/upgrade.log" >&2
+    exit 1
+  }
+  umount "$ROOTFS/proc"
+fi
+in_root apt-get clean
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
+
+log "configuring systemd-networkd, redis and identity files"
+# eth0 by DHCP from the Incus bridge.
+install -D -m 0644 "$FILES/10-eth0.network" "$ROOTFS/etc/systemd/network/10-eth0.network"
+in_root systemctl enable systemd-networkd.service >/dev/null 2>&1
+
+# redis-server and redis-sentinel are installed but DISABLED: the operator
+# writes their configuration first, then enables and starts them, so an
+# unconfigured node never serves.
+in_root systemctl disable redis-server.service redis-sentinel.service >/dev/null 2>&1
+for unit in redis-server.service redis-sentinel.service; do
+  state="$(in_root systemctl is-enabled "$unit" 2>/dev/null || true)"
+  if [ "$state" != "disabled" ]; then
+    echo "build-image: $unit is '$state' in the image, expected 'disabled'" >&2
+    exit 1
+  fi
+done
+
+# Sentinel rewrites its own config file (and redis-server's CONFIG REWRITE
+# its own): /etc/redis and the files in it belong to the redis user.
+in_root chown redis:redis /etc/redis /etc/redis/redis.conf /etc/redis/sentinel.conf
+chmod 2770 "$ROOTFS/etc/redis"
+chmod 0640 "$ROOTFS/etc/redis/redis.conf" "$ROOTFS/etc/redis/sentinel.conf"
+
+# Every container gets its own machine-id (generated at first boot) and its
+# hostname from the metadata templates below; no DNS servers are configured.
+: >"$ROOTFS/etc/machine-id"
+rm -f "$ROOTFS/var/lib/dbus/machine-id"
+echo localhost >"$ROOTFS/etc/hostname"
+: >"$ROOTFS/etc/resolv.conf"
+
+# Keep it small: no manual pages, translations or docs besides copyright files.
+rm -rf "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/locale/* "$ROOTFS"/usr/share/info/*
+find "$ROOTFS/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true
+find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+rm -rf "$ROOTFS"/var/log/*.log "$ROOTFS"/var/log/apt/* "$ROOTFS"/var/cache/debconf/*-old
+rm -f "$ROOTFS/usr/sbin/policy-rc.d"
+unmount_rootfs
+
+log "packing rootfs ($(du -sh "$ROOTFS" | cut -f1))"
+case "$RSF_COMPRESSION" in
+  gzip) ext=tar.gz; zflag=-z ;;
+  none) ext=tar; zflag= ;;
+  *) echo "build-image: RSF_COMPRESSION must be gzip or none" >&2; exit 2 ;;
+esac
+# Device nodes, /proc and /sys contents are provided by Incus at start.
+tar --numeric-owner --xattrs --xattrs-include='security.capability' -C "$ROOTFS" \
+  --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' \
+  $zflag -cf "$OUT/rootfs.$ext" .
+
+now="$(date +%s)"
+cat >"$META/metadata.yaml" <<EOF
+architecture: $RSF_ARCH
+creation_date: $now
+properties:
+  description: "$RSF_DESCRIPTION"
+  os: debian
+  release: $RSF_SUITE
+  variant: redis7
+  architecture: $RSF_ARCH
+  serial: "$(date -u -d "@$now" +%Y%m%d_%H%M)"
+  user.rsf.alias: "$RSF_ALIAS"
+  user.rsf.inputs_sha256: "$RSF_INPUTS_SHA256"
+templates:
+  /etc/hostname:
+    when: [create, copy]
+    template: hostname.tpl
+  /etc/hosts:
+    when: [create, copy]
+    template: hosts.tpl
+EOF
+install -m 0644 "$FILES/hostname.tpl" "$FILES/hosts.tpl" "$META/templates/"
+tar --numeric-owner --owner=0 --group=0 -C "$META" $zflag -cf "$OUT/meta.$ext" metadata.yaml templates
+
+rm -rf "$ROOTFS" "$META"
+log "done: $(du -h "$OUT/rootfs.$ext" | cut -f1) rootfs"
+echo "fingerprint=$(cat "$OUT/meta.$ext" "$OUT/rootfs.$ext" | sha256sum | cut -d' ' -f1)"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Lab host test suite (what `make test-lab` runs): installs Ansible if missing,
+# then runs, in order, the syntax check, the idempotence test (which also
+# converges this host with the lab host playbook), the container smoke test
+# and the bad input test. Every script runs even when an earlier one failed;
+# the exit status is non-zero when any failed. With CI=true a missing
+# prerequisite fails instead of skipping.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO_ROOT="$(cd "$HERE/../.." && pwd)"
+
+if [ "$(id -u)" -eq 0 ]; then
+  "$REPO_ROOT/ansible/bootstrap.sh"
+elif [ "${CI:-}" = "true" ]; then
+  echo "run.sh: FAIL: the lab tests must run as root under CI=true" >&2
+  exit 1
+fi
+
+tests=(syntax_check idempotence container_smoke bad_input)
+passed=0 failed=0 failures=()
+suite_start=$(date +%s)
+for t in "${tests[@]}"; do
+  echo "=== $t"
+  start=$(date +%s)
+  if "$HERE/$t.sh"; then
+    passed=$((passed + 1))
+    echo "--- PASS $t ($(( $(date +%s) - start )) s)"
+  else
+    failed=$((failed + 1)); failures+=("$t")
+    echo "--- FAIL $t ($(( $(date +%s) - start )) s)"
+  fi
+done
+
+leftover="$(incus list --format csv -c n 'rsf-smoke-' 2>/dev/null || true)"
+if [ -n "$leftover" ]; then
+  echo "run.sh: containers left behind: $leftover" >&2
+  failed=$((failed + 1)); failures+=("leftover-containers")
+fi
+
+echo "lab tests: $(( $(date +%s) - suite_start )) s${failures[*]:+, failed: ${failures[*]}}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
