@@ -66,7 +66,7 @@ func main() {
 		setupLog.Error(err, "cannot create the manager; exiting")
 		os.Exit(1)
 	}
-	if err := controllers.SetupWithManager(mgr, controllerOpts); err != nil {
+	if err := controllers.SetupWithManager(mgr, controllerOpts, controllers.Dependencies{}); err != nil {
 		setupLog.Error(err, "cannot set up the formation controller; exiting")
 		os.Exit(1)
 	}

@@ -1,32 +1,57 @@
 // Package controllers holds the RedisSentinelFormation reconciler. A reconcile
-// runs small ordered phases (finalizer, secrets, instances, configuration,
-// topology, status); each lives in its own file.
+// runs small ordered phases (finalizer, secrets, instances, configuration and
+// topology, connection, status); each lives in its own file.
 package controllers
 
 import (
+	"context"
 	"flag"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 // Options are the controller's tunables, bound to command-line flags.
 type Options struct {
 	// MaxConcurrentReconciles is how many formations reconcile in parallel.
 	MaxConcurrentReconciles int
-	// ResyncPeriod is the safety-net poll of a formation when nothing
+	// ResyncPeriod is the safety-net poll of a Ready formation when nothing
 	// triggers a reconcile.
 	ResyncPeriod time.Duration
+	// RedisTimeout bounds each command to a redis-server or sentinel.
+	RedisTimeout time.Duration
 }
 
 // BindFlags registers the options on a flag set.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "formations reconciled in parallel")
-	fs.DurationVar(&o.ResyncPeriod, "resync-period", 15*time.Second, "safety-net poll of every formation")
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", 15*time.Second, "safety-net poll of every Ready formation")
+	fs.DurationVar(&o.RedisTimeout, "redis-timeout", time.Second, "timeout of each command to a redis-server or sentinel")
 }
+
+// Dependencies are the backends the controller talks to; nil fields get the
+// real implementations.
+type Dependencies struct {
+	Incus   incus.ServerSource
+	Redis   redisadmin.Dialer
+	Metrics *metrics.Operator
+}
+
+// secretRefIndex indexes formations by the Secrets they read.
+const secretRefIndex = ".spec.secretRefs"
 
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;update;patch
@@ -36,13 +61,56 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the formation controller with a manager.
-func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
+	if deps.Incus == nil {
+		deps.Incus = incus.NewConnector()
+	}
+	if deps.Redis == nil {
+		deps.Redis = redisadmin.NewGoRedisDialer(opts.RedisTimeout)
+		redisadmin.RouteGoRedisLogs(mgr.GetLogger().WithName("go-redis"))
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
+	}
 	r := &FormationReconciler{
-		Client:  mgr.GetClient(),
-		Options: opts,
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("redis-sentinel-operator"),
+		Incus:    deps.Incus,
+		Redis:    deps.Redis,
+		Metrics:  deps.Metrics,
+		Options:  opts,
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&redisv1alpha1.RedisSentinelFormation{}).
+		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+func referencedSecrets(obj client.Object) []string {
+	f := obj.(*redisv1alpha1.RedisSentinelFormation)
+	names := []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
+	if f.Spec.Incus.Remote != nil {
+		names = append(names, f.Spec.Incus.Remote.SecretName)
+	}
+	return names
+}
+
+// formationsReading maps a Secret to the formations that read it, so a fixed
+// or rotated Secret is picked up at once.
+func (r *FormationReconciler) formationsReading(ctx context.Context, secret client.Object) []reconcile.Request {
+	var list redisv1alpha1.RedisSentinelFormationList
+	if err := r.List(ctx, &list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot list formations reading a Secret; they will pick it up at their next resync", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, f := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&f)})
+	}
+	return reqs
 }

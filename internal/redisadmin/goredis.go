@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -266,3 +267,15 @@ func atoi64(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
 }
+
+// goRedisLog sends go-redis's own messages (dial failures, sentinel
+// switches) to the structured log at debug level: the controller reports
+// what matters through status and events.
+type goRedisLog struct{ log logr.Logger }
+
+func (l goRedisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.V(1).Info(fmt.Sprintf(format, v...))
+}
+
+// RouteGoRedisLogs makes go-redis log through log instead of stderr.
+func RouteGoRedisLogs(log logr.Logger) { redis.SetLogger(goRedisLog{log}) }

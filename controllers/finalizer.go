@@ -1,0 +1,70 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+)
+
+// finalizerName guards a formation's Incus instances: the resource goes away
+// only after they do. It is added just before the first instance is created;
+// if Incus is gone for good, removing it by hand releases the resource.
+const finalizerName = "redis.incusops.io/instances"
+
+// Ownership keys on every instance the operator creates. The operator never
+// touches an instance whose formation UID is not its formation's.
+const (
+	keyFormationUID = "user.rsf.formation-uid"
+	keyFormation    = "user.rsf.formation"
+	keyMember       = "user.rsf.member"
+)
+
+func (r *FormationReconciler) ensureFinalizer(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) error {
+	if controllerutil.ContainsFinalizer(f, finalizerName) {
+		return nil
+	}
+	patch := client.MergeFrom(f.DeepCopy())
+	controllerutil.AddFinalizer(f, finalizerName)
+	return r.Patch(ctx, f, patch)
+}
+
+// finalize deletes exactly the instances carrying the formation's UID, then
+// releases the resource.
+func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (ctrl.Result, error) {
+	f := s.f
+	if !controllerutil.ContainsFinalizer(f, finalizerName) {
+		return ctrl.Result{}, nil
+	}
+	srv, _, err := r.connectIncus(ctx, f)
+	if err != nil {
+		r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "DeleteBlocked", "Delete",
+			"cannot reach Incus to delete the instances; retrying: %v", err)
+		return ctrl.Result{}, err
+	}
+	owned, err := srv.ListInstances(ctx, keyFormationUID, string(f.UID))
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing the formation's instances: %w", err)
+	}
+	for _, inst := range owned {
+		s.log.Info("deleting instance of a deleted formation", "instance", inst.Name)
+		if err := srv.DeleteInstance(ctx, inst.Name); err != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting instance %s: %w", inst.Name, err)
+		}
+		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceDeleted", "Delete", "deleted Incus instance %s", inst.Name)
+	}
+	r.Metrics.ForgetFormation(f.Namespace, f.Name)
+	r.forgetResets(client.ObjectKeyFromObject(f))
+	patch := client.MergeFrom(f.DeepCopy())
+	controllerutil.RemoveFinalizer(f, finalizerName)
+	if err := r.Patch(ctx, f, patch); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s.log.Info("formation deleted with its instances", "instances", len(owned))
+	return ctrl.Result{}, nil
+}

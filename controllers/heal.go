@@ -1,0 +1,196 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+	"github.com/incusops/redis-sentinel-operator/internal/topology"
+)
+
+// Paths inside a member container (Debian's).
+const (
+	redisConfPath    = "/etc/redis/redis.conf"
+	sentinelConfPath = "/etc/redis/sentinel.conf"
+)
+
+// reconcileTopology observes the members, decides with Sentinel's majority
+// as the truth, and carries out the decided actions.
+func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formationState) error {
+	r.observe(ctx, s)
+	in := topology.Input{
+		Desired:   desired(s.f),
+		LastReset: r.resetTimes(client.ObjectKeyFromObject(s.f)),
+		Now:       r.now(),
+	}
+	if s.f.Status.Master != nil {
+		in.PreviousMaster = s.f.Status.Master.Member
+	}
+	for _, m := range s.members {
+		in.Members = append(in.Members, m.obs)
+	}
+	s.plan = topology.Decide(in)
+	if s.plan.FailoverInProgress {
+		s.log.Info("failover in progress; no healing action until Sentinel finishes", "master", s.plan.MasterMember)
+	}
+	for _, a := range s.plan.Actions {
+		if err := r.execute(ctx, s, a); err != nil {
+			r.Recorder.Eventf(s.f, nil, corev1.EventTypeWarning, "HealFailed", string(a.Kind), "%s on %s failed (%s); retrying: %v", a.Kind, a.Member, a.Reason, err)
+			return fmt.Errorf("%s on %s: %w", a.Kind, a.Member, err)
+		}
+		s.log.Info("healing action done", "action", a.Kind, "member", a.Member, "target", a.Target.String(), "reason", a.Reason)
+		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), "%s: %s", a.Member, a.Reason)
+		s.progressing = "healing: " + string(a.Kind) + " " + a.Member
+	}
+	return nil
+}
+
+func desired(f *redisv1alpha1.RedisSentinelFormation) topology.Desired {
+	return topology.Desired{
+		MasterName:        f.Spec.MasterName,
+		Members:           int(f.Spec.Members),
+		Quorum:            int(f.Spec.Quorum),
+		DownAfterMs:       int(f.Spec.Sentinel.DownAfterMilliseconds),
+		FailoverTimeoutMs: int(f.Spec.Sentinel.FailoverTimeoutMilliseconds),
+		ParallelSyncs:     int(f.Spec.Sentinel.ParallelSyncs),
+	}
+}
+
+func (r *FormationReconciler) execute(ctx context.Context, s *formationState, a topology.Action) error {
+	m := s.member(a.Member)
+	name := s.f.Spec.MasterName
+	switch a.Kind {
+	case topology.Configure:
+		return r.configureMember(ctx, s, m, a.Target)
+	case topology.StartRedis:
+		if err := r.writeRedisConf(ctx, s, m, a.Target); err != nil {
+			return err
+		}
+		return r.run(ctx, s, m.name, "chown redis:redis "+redisConfPath+" && systemctl start --no-block redis-server")
+	case topology.StartSentinel:
+		return r.run(ctx, s, m.name, "systemctl start --no-block redis-sentinel")
+	case topology.ReplicaOf:
+		return s.admin.ReplicaOf(ctx, m.obs.Redis, a.Target)
+	case topology.Remonitor:
+		if err := s.admin.SentinelRemove(ctx, m.obs.Sentinel, name); err != nil {
+			return err
+		}
+		return r.monitor(ctx, s, m, a.Target)
+	case topology.Monitor:
+		return r.monitor(ctx, s, m, a.Target)
+	case topology.SentinelSet:
+		return s.admin.SentinelSet(ctx, m.obs.Sentinel, name, a.Settings)
+	case topology.Reset:
+		r.recordReset(client.ObjectKeyFromObject(s.f), m.name, r.now())
+		return s.admin.SentinelReset(ctx, m.obs.Sentinel, name)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+func (s *formationState) member(name string) *memberState {
+	for _, m := range s.members {
+		if m.name == name {
+			return m
+		}
+	}
+	panic("topology planned an action for an unknown member " + name)
+}
+
+// monitor makes a sentinel monitor the master with every spec setting and the
+// data-plane password.
+func (r *FormationReconciler) monitor(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+	d := desired(s.f)
+	if err := s.admin.SentinelMonitor(ctx, m.obs.Sentinel, d.MasterName, master, d.Quorum); err != nil {
+		return err
+	}
+	return s.admin.SentinelSet(ctx, m.obs.Sentinel, d.MasterName, map[string]string{
+		"auth-pass":               s.creds.Password,
+		"down-after-milliseconds": strconv.Itoa(d.DownAfterMs),
+		"failover-timeout":        strconv.Itoa(d.FailoverTimeoutMs),
+		"parallel-syncs":          strconv.Itoa(d.ParallelSyncs),
+	})
+}
+
+// configureMember writes a new member's redis.conf (a replica of master, or
+// the master when master is zero) and its bootstrap sentinel.conf, then
+// starts both. Sentinel owns its file afterwards.
+func (r *FormationReconciler) configureMember(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+	if err := r.writeRedisConf(ctx, s, m, master); err != nil {
+		return err
+	}
+	monitored := master
+	if monitored.IsZero() {
+		monitored = m.obs.Redis
+	}
+	d := desired(s.f)
+	conf, err := render.SentinelConf(render.Sentinel{
+		Address: m.obs.Sentinel.Host, Port: m.obs.Sentinel.Port, Password: s.creds.SentinelPassword,
+		MasterName: d.MasterName, Master: render.Endpoint(monitored), Quorum: d.Quorum,
+		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
+		RedisPassword: s.creds.Password,
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.incus.WriteFile(ctx, m.name, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
+		return err
+	}
+	// redis-server is started but not enabled: after a container restart it
+	// stays down until the operator decides its role.
+	return r.run(ctx, s, m.name, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
+		" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch "+configuredMarker)
+}
+
+func (r *FormationReconciler) writeRedisConf(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+	conf, err := render.RedisConf(redisSettings(s.f, m.obs.Redis, s.creds.Password, master))
+	if err != nil {
+		return err
+	}
+	return s.incus.WriteFile(ctx, m.name, redisConfPath, conf, 0o640, 0, 0)
+}
+
+// redisSettings is the render input of a member's redis.conf.
+func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self redisadmin.Endpoint, password string, master redisadmin.Endpoint) render.Redis {
+	spec := f.Spec.Redis
+	cfg := render.Redis{
+		Address:           self.Host,
+		Port:              self.Port,
+		Password:          password,
+		Maxmemory:         spec.Maxmemory,
+		MaxmemoryPolicy:   string(spec.MaxmemoryPolicy),
+		AppendOnly:        spec.Persistence.AOF.Enabled == nil || *spec.Persistence.AOF.Enabled,
+		AppendFsync:       string(spec.Persistence.AOF.Fsync),
+		MinReplicasMaxLag: int(spec.MinReplicasMaxLagSeconds),
+	}
+	if spec.MinReplicasToWrite != nil {
+		cfg.MinReplicasToWrite = int(*spec.MinReplicasToWrite)
+	}
+	if rdb := spec.Persistence.RDB; rdb.Enabled == nil || *rdb.Enabled {
+		for _, p := range rdb.SavePoints {
+			cfg.SavePoints = append(cfg.SavePoints, render.SavePoint{Seconds: int(p.Seconds), Changes: int(p.Changes)})
+		}
+	}
+	if !master.IsZero() {
+		cfg.ReplicaOf = &render.Endpoint{Host: master.Host, Port: master.Port}
+	}
+	return cfg
+}
+
+// run executes a shell command in a member and turns a non-zero exit into an
+// error carrying its output (which never holds a password: none is passed).
+func (r *FormationReconciler) run(ctx context.Context, s *formationState, instance, script string) error {
+	res, err := s.incus.Exec(ctx, instance, []string{"sh", "-c", "set -e; " + script})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("%q exited %d: %s%s", script, res.ExitCode, res.Stderr, res.Stdout)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+)
+
+// Reasons of the Degraded condition for Incus problems.
+const (
+	ReasonIncusUnreachable   = "IncusUnreachable"
+	ReasonIncusRemoteSecret  = "IncusRemoteSecretInvalid"
+	ReasonImageMissing       = "ImageMissing"
+	ReasonProfileMissing     = "ProfileMissing"
+	ReasonNetworkMissing     = "NetworkMissing"
+	ReasonStoragePoolMissing = "StoragePoolMissing"
+	ReasonInstanceNotOwned   = "InstanceNotOwned"
+	ReasonInstanceError      = "InstanceError"
+)
+
+// Keys of the Secret named by spec.incus.remote.secretName.
+const (
+	remoteKeyURL        = "url"
+	remoteKeyClientCert = "client.crt"
+	remoteKeyClientKey  = "client.key"
+	remoteKeyServerCert = "server.crt"
+)
+
+// memberName is the member's and its instance's name.
+func memberName(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+	return f.Name + "-" + strconv.Itoa(index)
+}
+
+// connectIncus returns the formation's Incus server: the local socket, or the
+// remote its Secret describes.
+func (r *FormationReconciler) connectIncus(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (incus.Server, incus.Options, error) {
+	opts := incus.Options{Project: f.Spec.Incus.Project}
+	if remote := f.Spec.Incus.Remote; remote != nil {
+		var secret corev1.Secret
+		if err := r.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: remote.SecretName}, &secret); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, opts, &secretError{ReasonIncusRemoteSecret, fmt.Sprintf("Secret %s/%s named by spec.incus.remote.secretName does not exist", f.Namespace, remote.SecretName)}
+			}
+			return nil, opts, err
+		}
+		for _, key := range []string{remoteKeyURL, remoteKeyClientCert, remoteKeyClientKey, remoteKeyServerCert} {
+			if len(secret.Data[key]) == 0 {
+				return nil, opts, &secretError{ReasonIncusRemoteSecret, fmt.Sprintf("Secret %s/%s (spec.incus.remote.secretName) has no key %q", f.Namespace, remote.SecretName, key)}
+			}
+		}
+		opts.Remote = &incus.Remote{
+			URL:        string(secret.Data[remoteKeyURL]),
+			ClientCert: secret.Data[remoteKeyClientCert],
+			ClientKey:  secret.Data[remoteKeyClientKey],
+			ServerCert: secret.Data[remoteKeyServerCert],
+		}
+	}
+	srv, err := r.Incus.Server(ctx, opts)
+	return srv, opts, err
+}
+
+// reconcileInstances makes sure every member's container exists, runs, is
+// the formation's own and keeps its address.
+func (r *FormationReconciler) reconcileInstances(ctx context.Context, s *formationState) error {
+	f := s.f
+	srv, opts, err := r.connectIncus(ctx, f)
+	var se *secretError
+	switch {
+	case errors.As(err, &se):
+		s.degrade(se.reason, "%s", se.message)
+		return errBlocked
+	case err != nil:
+		s.degrade(ReasonIncusUnreachable, "cannot connect to Incus: %v", err)
+		return err
+	}
+	s.incus = srv
+
+	if err := r.readInstances(ctx, s); err != nil {
+		if !errors.Is(err, errBlocked) {
+			r.Incus.Forget(opts) // reconnect next time: incusd may have restarted
+		}
+		return err
+	}
+	if s.anyInstanceMissing() {
+		if err := r.checkPrerequisites(ctx, s); err != nil {
+			return err
+		}
+	}
+	// From here on the formation owns instances: deleting it must remove
+	// them first. A formation that never got this far deletes at once.
+	if err := r.ensureFinalizer(ctx, f); err != nil {
+		return err
+	}
+	for _, m := range s.members {
+		if err := r.ensureInstance(ctx, s, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readInstances reads every member's instance and refuses, before anything
+// is created, instances of the formation's names that it does not own.
+func (r *FormationReconciler) readInstances(ctx context.Context, s *formationState) error {
+	f := s.f
+	s.members = make([]*memberState, 0, f.Spec.Members)
+	for i := 1; i <= int(f.Spec.Members); i++ {
+		m := &memberState{index: i, name: memberName(f, i)}
+		inst, err := s.incus.GetInstance(ctx, m.name)
+		switch {
+		case errors.Is(err, incus.ErrNotFound):
+		case err != nil:
+			s.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
+			return err
+		case inst.Config[keyFormationUID] != string(f.UID):
+			s.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
+				m.name, keyFormationUID, inst.Config[keyFormationUID])
+			return errBlocked
+		default:
+			m.instance = inst
+		}
+		s.members = append(s.members, m)
+	}
+	return nil
+}
+
+func (s *formationState) anyInstanceMissing() bool {
+	for _, m := range s.members {
+		if m.instance == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// prerequisite is an Incus object a create needs.
+type prerequisite struct {
+	reason, kind, name, field string
+	exists                    func(context.Context, string) (bool, error)
+}
+
+// checkPrerequisites names the missing image, profile, network or pool
+// before a create would fail on it.
+func (r *FormationReconciler) checkPrerequisites(ctx context.Context, s *formationState) error {
+	spec := s.f.Spec.Incus
+	checks := []prerequisite{
+		{ReasonImageMissing, "image alias", spec.Image, "spec.incus.image", s.incus.ImageAliasExists},
+		{ReasonNetworkMissing, "network", spec.Network, "spec.incus.network", s.incus.NetworkExists},
+		{ReasonStoragePoolMissing, "storage pool", spec.StoragePool, "spec.incus.storagePool", s.incus.StoragePoolExists},
+	}
+	for _, p := range spec.Profiles {
+		checks = append(checks, prerequisite{ReasonProfileMissing, "profile", p, "spec.incus.profiles", s.incus.ProfileExists})
+	}
+	for _, c := range checks {
+		if c.name == "" {
+			continue
+		}
+		ok, err := c.exists(ctx, c.name)
+		if err != nil {
+			s.degrade(ReasonIncusUnreachable, "checking %s %q: %v", c.kind, c.name, err)
+			return err
+		}
+		if !ok {
+			s.degrade(c.reason, "Incus has no %s %q (%s); nothing is created until it exists", c.kind, c.name, c.field)
+			return fmt.Errorf("incus %s %q (%s) does not exist", c.kind, c.name, c.field)
+		}
+	}
+	return nil
+}
+
+// ensureInstance creates a missing container, starts a stopped one and pins
+// a running one's address so it survives restarts and rebuilds.
+func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationState, m *memberState) error {
+	f := s.f
+	switch {
+	case m.instance == nil:
+		spec := r.instanceSpec(f, m.index, previousAddress(f, m.name))
+		s.log.Info("creating member instance", "instance", m.name, "pinnedAddress", spec.Devices["eth0"]["ipv4.address"])
+		err := s.incus.CreateInstance(ctx, spec)
+		s.progressing = "creating instances"
+		switch {
+		case errors.Is(err, incus.ErrOperationPending), errors.Is(err, incus.ErrAlreadyExists):
+			return nil // re-read on the next pass, never re-sent
+		case err != nil:
+			s.degrade(ReasonInstanceError, "creating instance %s: %v", m.name, err)
+			r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "CreateFailed", "CreateInstance", "creating instance %s failed; retrying: %v", m.name, err)
+			return err
+		}
+		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceCreated", "CreateInstance", "created and started Incus instance %s", m.name)
+		inst, err := s.incus.GetInstance(ctx, m.name)
+		if err != nil {
+			return err
+		}
+		m.instance = inst
+	case m.instance.Status == "Stopped":
+		s.log.Info("starting stopped member instance", "instance", m.name)
+		if err := s.incus.StartInstance(ctx, m.name); err != nil && !errors.Is(err, incus.ErrOperationPending) {
+			s.degrade(ReasonInstanceError, "starting instance %s: %v", m.name, err)
+			return err
+		}
+		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceStarted", "StartInstance", "started stopped Incus instance %s", m.name)
+		s.progressing = "starting instances"
+		return nil
+	}
+	if m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4 {
+		if err := s.incus.UpdateInstanceDevice(ctx, m.name, "eth0", map[string]string{"ipv4.address": m.instance.IPv4}); err != nil {
+			s.degrade(ReasonInstanceError, "pinning the address of %s: %v", m.name, err)
+			return err
+		}
+		s.log.Info("pinned member address", "instance", m.name, "address", m.instance.IPv4)
+	}
+	return nil
+}
+
+// instanceSpec is a member's container: the formation's image and profiles,
+// ownership keys, root disk on the pool and eth0 on the network with the
+// member's previous address pinned when it had one.
+func (r *FormationReconciler) instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address string) incus.InstanceSpec {
+	spec := f.Spec.Incus
+	config := map[string]string{
+		keyFormationUID: string(f.UID),
+		keyFormation:    f.Namespace + "/" + f.Name,
+		keyMember:       strconv.Itoa(index),
+	}
+	if spec.Limits.CPU != "" {
+		config["limits.cpu"] = spec.Limits.CPU
+	}
+	if spec.Limits.Memory != "" {
+		config["limits.memory"] = spec.Limits.Memory
+	}
+	devices := map[string]map[string]string{}
+	if spec.StoragePool != "" {
+		devices["root"] = map[string]string{"type": "disk", "path": "/", "pool": spec.StoragePool}
+	}
+	if spec.Network != "" {
+		devices["eth0"] = map[string]string{"type": "nic", "name": "eth0", "network": spec.Network}
+		if address != "" {
+			devices["eth0"]["ipv4.address"] = address
+		}
+	}
+	var target string
+	if index <= len(spec.Targets) {
+		target = spec.Targets[index-1]
+	}
+	return incus.InstanceSpec{
+		Name:     memberName(f, index),
+		Image:    spec.Image,
+		Profiles: spec.Profiles,
+		Config:   config,
+		Devices:  devices,
+		Target:   target,
+	}
+}
+
+// previousAddress is the address status recorded for a member, so that a
+// rebuilt member comes back where sentinels and clients know it.
+func previousAddress(f *redisv1alpha1.RedisSentinelFormation, name string) string {
+	for _, m := range f.Status.Members {
+		if m.Name == name {
+			return m.Address
+		}
+	}
+	return ""
+}

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+)
+
+// TestBadInput: every bad input gets a clear condition and nothing is
+// created, adopted or deleted.
+func TestBadInput(t *testing.T) {
+	stack(t)
+	cases := []struct {
+		name      string
+		opts      formationOpts
+		before    func(t *testing.T, f string) // runs before the formation exists (f is its name)
+		condition string
+		status    metav1.ConditionStatus
+		reason    string
+	}{
+		{
+			name: "password Secret missing", opts: formationOpts{skipSecrets: true},
+			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonSecretNotFound,
+		},
+		{
+			name:      "password key missing",
+			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Auth.PasswordSecretRef.Key = "nope" }},
+			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonSecretKeyMissing,
+		},
+		{
+			name:      "placeholder password outside the lab",
+			opts:      formationOpts{environment: redisv1alpha1.EnvironmentProduction, password: "lab-only-redis-password-change-me"},
+			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonPasswordRefused,
+		},
+		{
+			name:      "image alias missing",
+			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Image = "no-such-image" }},
+			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonImageMissing,
+		},
+		{
+			name:      "profile missing",
+			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Profiles = []string{"no-such-profile"} }},
+			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonProfileMissing,
+		},
+		{
+			name:      "network missing",
+			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Network = "nosuchbr0" }},
+			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonNetworkMissing,
+		},
+		{
+			name: "Incus unreachable",
+			opts: formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+				f.Spec.Incus.Remote = &redisv1alpha1.IncusRemote{SecretName: "remote-incus"}
+			}},
+			before:    func(t *testing.T, ns string) { createRemoteSecret(t, ns) },
+			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonIncusUnreachable,
+		},
+		{
+			name: "an instance with a member's name that the formation does not own",
+			before: func(t *testing.T, name string) {
+				spec := incus.InstanceSpec{Name: name + "-1", Image: labImage, Profiles: []string{labProfile}, Config: map[string]string{"user.e2e": "not-yours"}}
+				if err := incusSrv.CreateInstance(context.Background(), spec); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = incusSrv.DeleteInstance(context.Background(), spec.Name) })
+			},
+			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonInstanceNotOwned,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name := uniqueName("bad")
+			if tc.before != nil {
+				// The namespace and the formation take this name.
+				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+				if err := k8s.Create(context.Background(), ns); err != nil {
+					t.Fatal(err)
+				}
+				tc.before(t, name)
+			}
+			f := newNamedFormation(t, name, tc.opts)
+			cur := waitCondition(t, f, time.Minute, tc.condition, tc.status, tc.reason)
+			t.Logf("%s: %s", tc.reason, conditionMessage(cur, tc.condition))
+			if cur.Status.Phase == redisv1alpha1.PhaseReady {
+				t.Fatalf("phase Ready despite bad input")
+			}
+			// Nothing created, adopted or deleted.
+			owned, err := incusSrv.ListInstances(context.Background(), "user.rsf.formation-uid", string(cur.UID))
+			if err != nil || len(owned) != 0 {
+				t.Fatalf("instances were created for bad input: %d (%v)", len(owned), err)
+			}
+			if tc.reason == controllers.ReasonInstanceNotOwned {
+				inst, err := incusSrv.GetInstance(context.Background(), name+"-1")
+				if err != nil || inst.Config["user.e2e"] != "not-yours" || inst.Config["user.rsf.formation-uid"] != "" {
+					t.Fatalf("the foreign instance was deleted or adopted: %+v, %v", inst, err)
+				}
+				if _, err := incusSrv.GetInstance(context.Background(), name+"-2"); !errors.Is(err, incus.ErrNotFound) {
+					t.Fatalf("member 2 was created although member 1's name is taken: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func conditionMessage(f *redisv1alpha1.RedisSentinelFormation, typ string) string {
+	for _, c := range f.Status.Conditions {
+		if c.Type == typ {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+// createRemoteSecret describes an Incus remote on a closed loopback port,
+// with a well-formed client certificate, so only the connection fails.
+func createRemoteSecret(t *testing.T, ns string) {
+	t.Helper()
+	certPEM, keyPEM := selfSigned(t)
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "remote-incus", Namespace: ns},
+		Data: map[string][]byte{
+			"url": []byte("https://127.0.0.1:1"), "client.crt": certPEM, "client.key": keyPEM, "server.crt": certPEM,
+		},
+	}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}

@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+)
+
+// TestBringUpReplicateHealAndDelete: the sample's shape comes up Ready, data
+// replicates, the sentinels agree, the connection Secret works, a deleted
+// replica is rebuilt with the data, and deleting the resource removes exactly
+// its own instances.
+func TestBringUpReplicateHealAndDelete(t *testing.T) {
+	stack(t)
+	ctx := context.Background()
+
+	// An instance that is not the formation's: it must survive everything.
+	unrelated := uniqueName("unrelated")
+	if err := incusSrv.CreateInstance(ctx, incus.InstanceSpec{Name: unrelated, Image: labImage, Profiles: []string{labProfile}}); err != nil {
+		t.Fatalf("creating an unrelated instance: %v", err)
+	}
+	t.Cleanup(func() { _ = incusSrv.DeleteInstance(context.Background(), unrelated) })
+
+	o := formationOpts{}
+	f := newFormation(t, "bring", o)
+	start := time.Now()
+	cur := waitReady(t, f, 3*time.Minute)
+	t.Logf("apply -> Ready in %s", time.Since(start).Round(10*time.Millisecond))
+
+	if cur.Status.Master == nil || cur.Status.Master.Member != f.Name+"-1" {
+		t.Fatalf("status.master = %+v, want member 1 as bootstrap master", cur.Status.Master)
+	}
+	if cur.Status.ReadyMembers != 3 || len(cur.Status.Members) != 3 || cur.Status.Sentinels.Reachable != 3 || !cur.Status.Sentinels.QuorumOK {
+		t.Fatalf("status not whole: ready %d, members %d, sentinels %+v", cur.Status.ReadyMembers, len(cur.Status.Members), cur.Status.Sentinels)
+	}
+	if cur.Status.Connection == nil || cur.Status.Connection.SecretName != f.Name+"-connection" || len(cur.Status.Connection.SentinelAddresses) != 3 {
+		t.Fatalf("status.connection = %+v", cur.Status.Connection)
+	}
+	if cur.Status.ObservedGeneration != cur.Generation {
+		t.Fatalf("observedGeneration %d, generation %d", cur.Status.ObservedGeneration, cur.Generation)
+	}
+
+	password := secretValue(t, f.Namespace, "redis-pw")
+	sentinelPassword := secretValue(t, f.Namespace, "sentinel-pw")
+
+	// A key written on the master (acknowledged by both replicas) is on both.
+	master := redisAt(cur.Status.Master.Address, password)
+	if err := master.Set(ctx, "e2e:key", "value-1", 0).Err(); err != nil {
+		t.Fatalf("SET on master: %v", err)
+	}
+	if n, err := master.Wait(ctx, 2, 5*time.Second).Result(); err != nil || n < 2 {
+		t.Fatalf("WAIT 2 acknowledged by %d replicas: %v", n, err)
+	}
+	for _, m := range cur.Status.Members {
+		if m.Role != redisv1alpha1.RoleReplica {
+			continue
+		}
+		if v, err := redisAt(m.Address, password).Get(ctx, "e2e:key").Result(); err != nil || v != "value-1" {
+			t.Fatalf("replica %s: GET = %q, %v", m.Name, v, err)
+		}
+	}
+
+	// Every sentinel: CKQUORUM OK, knows 2 other sentinels and 2 replicas.
+	for _, m := range cur.Status.Members {
+		s := redis.NewSentinelClient(&redis.Options{Addr: m.Address + ":26379", Password: sentinelPassword})
+		if res, err := s.CkQuorum(ctx, "mymaster").Result(); err != nil {
+			t.Fatalf("sentinel %s CKQUORUM: %v", m.Name, err)
+		} else if !strings.HasPrefix(res, "OK") {
+			t.Fatalf("sentinel %s CKQUORUM: %s", m.Name, res)
+		}
+		info, err := s.Master(ctx, "mymaster").Result()
+		if err != nil || info["num-other-sentinels"] != "2" || info["num-slaves"] != "2" {
+			t.Fatalf("sentinel %s SENTINEL MASTER: %v, %v", m.Name, info, err)
+		}
+		_ = s.Close()
+	}
+
+	// The connection Secret works with go-redis's FailoverClient.
+	conn := &corev1.Secret{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
+		t.Fatal(err)
+	}
+	if !metav1.IsControlledBy(conn, cur) {
+		t.Fatalf("connection Secret is not owned by the formation: %+v", conn.OwnerReferences)
+	}
+	backend, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	if err != nil {
+		t.Fatalf("client from the connection Secret: %v", err)
+	}
+	defer backend.Close()
+	if v, err := backend.Get(ctx, "e2e:key").Result(); err != nil || v != "value-1" {
+		t.Fatalf("FailoverClient GET = %q, %v", v, err)
+	}
+	if err := backend.Set(ctx, "e2e:via-sentinel", "ok", 0).Err(); err != nil {
+		t.Fatalf("FailoverClient SET: %v", err)
+	}
+
+	// Delete a replica's container by hand: rebuilt at the same address,
+	// back as a replica with the data, Ready again.
+	victim := f.Name + "-3"
+	before, err := incusSrv.GetInstance(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := incusSrv.DeleteInstance(ctx, victim); err != nil {
+		t.Fatalf("deleting %s: %v", victim, err)
+	}
+	deletedAt := metav1.NewTime(time.Now().Truncate(time.Second))
+	eventually(t, 3*time.Minute, "replica rebuilt, synced and formation Ready again", func() (bool, string) {
+		inst, err := incusSrv.GetInstance(ctx, victim)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !inst.CreatedAt.After(before.CreatedAt) {
+			return false, "old instance still there"
+		}
+		cur = get(t, f)
+		ready := meta.FindStatusCondition(cur.Status.Conditions, redisv1alpha1.ConditionReady)
+		// Ready must have been lost and regained after the deletion.
+		return ready != nil && ready.Status == metav1.ConditionTrue && !ready.LastTransitionTime.Before(&deletedAt),
+			"phase " + string(cur.Status.Phase)
+	})
+	rebuilt := memberStatus(cur, victim)
+	if rebuilt.Address != before.IPv4 || rebuilt.Role != redisv1alpha1.RoleReplica {
+		t.Fatalf("rebuilt member: address %s (was %s), role %s", rebuilt.Address, before.IPv4, rebuilt.Role)
+	}
+	if v, err := redisAt(rebuilt.Address, password).Get(ctx, "e2e:via-sentinel").Result(); err != nil || v != "ok" {
+		t.Fatalf("rebuilt replica lost the data: %q, %v", v, err)
+	}
+
+	// Deleting the resource removes its instances and nothing else.
+	deleteFormation(t, f)
+	if _, err := incusSrv.GetInstance(ctx, unrelated); err != nil {
+		t.Fatalf("the unrelated instance was touched: %v", err)
+	}
+	assertNoSecretInLogs(t, password, sentinelPassword)
+}
+
+func secretValue(t *testing.T, ns, name string) string {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Data["password"])
+}
+
+func redisAt(address, password string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: address + ":6379", Password: password, DisableIdentity: true, MaxRetries: -1})
+}
+
+func memberStatus(f *redisv1alpha1.RedisSentinelFormation, name string) redisv1alpha1.MemberStatus {
+	for _, m := range f.Status.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return redisv1alpha1.MemberStatus{}
+}
+
+// assertNoSecretInLogs scans the operator's logs and the formation's events.
+func assertNoSecretInLogs(t *testing.T, secrets ...string) {
+	t.Helper()
+	all := logs.String()
+	var events corev1.EventList
+	if err := k8s.List(context.Background(), &events); err == nil {
+		for _, e := range events.Items {
+			all += e.Message + "\n"
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Fatalf("a password appears in the operator's logs or events")
+		}
+	}
+}

@@ -1,0 +1,249 @@
+// Package e2e runs the operator against the real stack: a kube-apiserver +
+// etcd (envtest), the manager in-process, a real incusd with real containers
+// running redis-server and redis-sentinel.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+)
+
+// Lab names created by the lab-host playbook.
+const (
+	labImage   = "rsf-redis7-bookworm-v1"
+	labProfile = "rsf-redis"
+)
+
+var (
+	k8s      client.Client
+	cfg      *rest.Config
+	incusSrv incus.Server
+	setupErr error
+	// logs collects the manager's log lines for the secret-leak scan.
+	logs = &logBuffer{}
+)
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithCancel(context.Background())
+	env, c, err := testenv.Start()
+	if err == nil {
+		cfg = c
+		err = startManager(ctx, c)
+	}
+	if err == nil {
+		incusSrv, err = incus.Connect(ctx, incus.Options{})
+		if err != nil {
+			err = &testenv.UnavailableError{Err: fmt.Errorf("incusd (run `make lab-host`): %w", err)}
+		}
+	}
+	if err == nil {
+		if ok, aerr := incusSrv.ImageAliasExists(ctx, labImage); aerr != nil || !ok {
+			err = &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
+		}
+	}
+	setupErr = err
+	code := m.Run()
+	cancel()
+	if env != nil {
+		_ = env.Stop()
+	}
+	os.Exit(code)
+}
+
+func startManager(ctx context.Context, c *rest.Config) error {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = redisv1alpha1.AddToScheme(scheme)
+	logger := zap.New(logs.core(), zap.AddCaller())
+	ctrl.SetLogger(zapr.NewLogger(logger))
+	mgr, err := ctrl.NewManager(c, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second}
+	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
+		return err
+	}
+	// Tests read the API server directly, not the manager's cache.
+	if k8s, err = client.New(c, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("manager cache did not sync")
+	}
+	return nil
+}
+
+// stack returns the API client, or fails/skips when the stack is missing.
+func stack(t *testing.T) client.Client {
+	t.Helper()
+	if setupErr != nil {
+		testenv.Check(t, "the real stack (envtest API server + incusd)", setupErr)
+	}
+	return k8s
+}
+
+// uniqueName is a formation name no other run on this daemon uses.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%04x", prefix, rand.IntN(0xffff))
+}
+
+// formationOpts tweak a test formation before it is created.
+type formationOpts struct {
+	environment  redisv1alpha1.Environment
+	password     string
+	sentinelPass string
+	skipSecrets  bool
+	mutate       func(*redisv1alpha1.RedisSentinelFormation)
+}
+
+// newFormation creates a namespace, the password Secrets and a formation,
+// and deletes the formation (and so its instances) at cleanup.
+func newFormation(t *testing.T, prefix string, o formationOpts) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	return newNamedFormation(t, uniqueName(prefix), o)
+}
+
+// newNamedFormation is newFormation with a given name, which is also the
+// namespace's (created unless it exists).
+func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	c := stack(t)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	if o.password == "" {
+		o.password = "e2e-" + strings.Repeat("x7Kq", 6)
+	}
+	if o.sentinelPass == "" {
+		o.sentinelPass = "e2e-s-" + strings.Repeat("p3Wz", 6)
+	}
+	if !o.skipSecrets {
+		createSecret(t, name, "redis-pw", "password", o.password)
+		createSecret(t, name, "sentinel-pw", "password", o.sentinelPass)
+	}
+	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
+	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
+	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
+	f.Spec.Environment = o.environment
+	if o.mutate != nil {
+		o.mutate(f)
+	}
+	if err := c.Create(ctx, f); err != nil {
+		t.Fatalf("creating formation: %v", err)
+	}
+	t.Cleanup(func() { deleteFormation(t, f) })
+	return f
+}
+
+func createSecret(t *testing.T, ns, name, key, value string) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{key: value}}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteFormation deletes the resource and waits for the finalizer to have
+// removed its instances.
+func deleteFormation(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8s.Delete(ctx, f); client.IgnoreNotFound(err) != nil {
+		t.Errorf("deleting formation: %v", err)
+		return
+	}
+	eventually(t, 2*time.Minute, "formation and its instances deleted", func() (bool, string) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(f), &redisv1alpha1.RedisSentinelFormation{})
+		if err == nil {
+			return false, "resource still present"
+		}
+		owned, lerr := incusSrv.ListInstances(ctx, "user.rsf.formation-uid", string(f.UID))
+		if lerr != nil || len(owned) > 0 {
+			return false, fmt.Sprintf("%d instances left (%v)", len(owned), lerr)
+		}
+		return true, ""
+	})
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last: %s\noperator log tail:\n%s", timeout, what, last, logs.tail(30))
+}
+
+// get reads the formation's current state.
+func get(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(f), cur); err != nil {
+		t.Fatal(err)
+	}
+	return cur
+}
+
+// waitCondition waits for a condition with the given status (and reason, if
+// not empty) and returns the formation.
+func waitCondition(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, timeout time.Duration, typ string, status metav1.ConditionStatus, reason string) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	var cur *redisv1alpha1.RedisSentinelFormation
+	eventually(t, timeout, fmt.Sprintf("%s=%s %s", typ, status, reason), func() (bool, string) {
+		cur = get(t, f)
+		c := meta.FindStatusCondition(cur.Status.Conditions, typ)
+		if c == nil {
+			return false, "no condition; phase " + string(cur.Status.Phase)
+		}
+		return c.Status == status && (reason == "" || c.Reason == reason), fmt.Sprintf("%s=%s %s: %s (phase %s)", typ, c.Status, c.Reason, c.Message, cur.Status.Phase)
+	})
+	return cur
+}
+
+func waitReady(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, timeout time.Duration) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	return waitCondition(t, f, timeout, redisv1alpha1.ConditionReady, metav1.ConditionTrue, "")
+}
