@@ -35,6 +35,14 @@ META="$RSF_WORKDIR/meta"
 
 log() { echo "build-image: $(date +%T) $*"; }
 
+# One build per work directory at a time: two plays started together (say
+# `make lab` and `make test`) would otherwise debootstrap into one rootfs.
+exec 9>"$RSF_WORKDIR/.build.lock"
+if ! flock -n 9; then
+  log "another build of $RSF_ALIAS is running; waiting for it"
+  flock 9
+fi
+
 # Unmount anything left mounted below the rootfs (deepest first): a build that
 # died inside debootstrap or apt may leave proc/sys mounted there.
 unmount_rootfs() {
@@ -97,6 +105,10 @@ for unit in redis-server.service redis-sentinel.service; do
     exit 1
   fi
 done
+
+# redis-server never restarts on its own (see the drop-in); redis-sentinel
+# keeps Debian's Restart=always: it holds no data.
+install -D -m 0644 "$FILES/redis-server-no-restart.conf" "$ROOTFS/etc/systemd/system/redis-server.service.d/10-rsf-no-restart.conf"
 
 # Sentinel rewrites its own config file (and redis-server's CONFIG REWRITE
 # its own): /etc/redis and the files in it belong to the redis user.
