@@ -59,7 +59,8 @@ func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (
 		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceDeleted", "Delete", "deleted Incus instance %s", inst.Name)
 	}
 	r.Metrics.ForgetFormation(f.Namespace, f.Name)
-	r.forgetResets(client.ObjectKeyFromObject(f))
+	r.forget(client.ObjectKeyFromObject(f))
+	r.Watcher.Forget(client.ObjectKeyFromObject(f))
 	patch := client.MergeFrom(f.DeepCopy())
 	controllerutil.RemoveFinalizer(f, finalizerName)
 	if err := r.Patch(ctx, f, patch); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -34,10 +33,10 @@ type FormationReconciler struct {
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
-	// lastReset remembers SENTINEL RESETs per formation and member, so that
-	// a reset is never repeated in a loop.
-	resetMu   sync.Mutex
-	lastReset map[types.NamespacedName]map[string]time.Time
+	Watcher  SentinelWatcher
+
+	memMu sync.Mutex
+	mem   map[types.NamespacedName]*memory
 }
 
 // formationState carries one reconcile's observations between phases.
@@ -96,6 +95,10 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !f.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, s)
 	}
+	if err := r.followSwitches(ctx, s); err != nil {
+		return ctrl.Result{}, fmt.Errorf("recording a master switch: %w", err)
+	}
+	before = f.Status.DeepCopy()
 
 	phaseErr := r.runPhases(ctx, s)
 	r.computeStatus(s, phaseErr)
@@ -154,27 +157,34 @@ func (r *FormationReconciler) now() time.Time {
 	return time.Now()
 }
 
-// resetTimes returns a copy of the formation's last SENTINEL RESET per member.
-func (r *FormationReconciler) resetTimes(key types.NamespacedName) map[string]time.Time {
-	r.resetMu.Lock()
-	defer r.resetMu.Unlock()
-	return maps.Clone(r.lastReset[key])
+// memory is what the controller remembers about a formation between
+// reconciles, beyond its status.
+type memory struct {
+	// lastReset is when each sentinel was last SENTINEL RESET, so that a
+	// reset is never repeated in a loop.
+	lastReset map[string]time.Time
+	// staleSince is since when each sentinel has monitored another address
+	// than the master.
+	staleSince map[string]time.Time
 }
 
-func (r *FormationReconciler) recordReset(key types.NamespacedName, member string, at time.Time) {
-	r.resetMu.Lock()
-	defer r.resetMu.Unlock()
-	if r.lastReset == nil {
-		r.lastReset = map[types.NamespacedName]map[string]time.Time{}
+// remember runs f on the formation's memory under the lock.
+func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)) {
+	r.memMu.Lock()
+	defer r.memMu.Unlock()
+	if r.mem == nil {
+		r.mem = map[types.NamespacedName]*memory{}
 	}
-	if r.lastReset[key] == nil {
-		r.lastReset[key] = map[string]time.Time{}
+	m := r.mem[key]
+	if m == nil {
+		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}}
+		r.mem[key] = m
 	}
-	r.lastReset[key][member] = at
+	f(m)
 }
 
-func (r *FormationReconciler) forgetResets(key types.NamespacedName) {
-	r.resetMu.Lock()
-	defer r.resetMu.Unlock()
-	delete(r.lastReset, key)
+func (r *FormationReconciler) forget(key types.NamespacedName) {
+	r.memMu.Lock()
+	defer r.memMu.Unlock()
+	delete(r.mem, key)
 }

@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -11,6 +13,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
 
@@ -24,11 +27,12 @@ const (
 // as the truth, and carries out the decided actions.
 func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formationState) error {
 	r.observe(ctx, s)
-	in := topology.Input{
-		Desired:   desired(s.f),
-		LastReset: r.resetTimes(client.ObjectKeyFromObject(s.f)),
-		Now:       r.now(),
-	}
+	r.watchSentinels(s)
+	key := client.ObjectKeyFromObject(s.f)
+	in := topology.Input{Desired: desired(s.f), Now: r.now()}
+	r.remember(key, func(m *memory) {
+		in.LastReset, in.StaleSince = maps.Clone(m.lastReset), maps.Clone(m.staleSince)
+	})
 	if s.f.Status.Master != nil {
 		in.PreviousMaster = s.f.Status.Master.Member
 	}
@@ -36,6 +40,16 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 		in.Members = append(in.Members, m.obs)
 	}
 	s.plan = topology.Decide(in)
+	r.remember(key, func(m *memory) {
+		stale := map[string]time.Time{}
+		for _, name := range s.plan.Stale {
+			stale[name] = in.Now
+			if since, ok := m.staleSince[name]; ok {
+				stale[name] = since
+			}
+		}
+		m.staleSince = stale
+	})
 	if s.plan.FailoverInProgress {
 		s.log.Info("failover in progress; no healing action until Sentinel finishes", "master", s.plan.MasterMember)
 	}
@@ -49,6 +63,18 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 		s.progressing = "healing: " + string(a.Kind) + " " + a.Member
 	}
 	return nil
+}
+
+// watchSentinels keeps the event watcher subscribed to exactly the
+// formation's running sentinels.
+func (r *FormationReconciler) watchSentinels(s *formationState) {
+	var targets []sentinel.Target
+	for _, m := range s.members {
+		if m.obs.Running {
+			targets = append(targets, sentinel.Target{Member: m.name, Addr: m.obs.Sentinel.String()})
+		}
+	}
+	r.Watcher.Watch(client.ObjectKeyFromObject(s.f), s.creds.SentinelPassword, targets)
 }
 
 func desired(f *redisv1alpha1.RedisSentinelFormation) topology.Desired {
@@ -87,7 +113,7 @@ func (r *FormationReconciler) execute(ctx context.Context, s *formationState, a 
 	case topology.SentinelSet:
 		return s.admin.SentinelSet(ctx, m.obs.Sentinel, name, a.Settings)
 	case topology.Reset:
-		r.recordReset(client.ObjectKeyFromObject(s.f), m.name, r.now())
+		r.remember(client.ObjectKeyFromObject(s.f), func(mem *memory) { mem.lastReset[m.name] = r.now() })
 		return s.admin.SentinelReset(ctx, m.obs.Sentinel, name)
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)

@@ -9,19 +9,24 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
 // Options are the controller's tunables, bound to command-line flags.
@@ -48,6 +53,9 @@ type Dependencies struct {
 	Incus   incus.ServerSource
 	Redis   redisadmin.Dialer
 	Metrics *metrics.Operator
+	// Watcher nil: the real Sentinel event watcher, which triggers a
+	// reconcile on every event.
+	Watcher SentinelWatcher
 }
 
 // secretRefIndex indexes formations by the Secrets they read.
@@ -72,18 +80,40 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if deps.Metrics == nil {
 		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
 	}
+	// Sentinel events enqueue their formation through this channel.
+	triggers := make(chan event.GenericEvent, 1024)
+	if deps.Watcher == nil {
+		w := sentinel.New(mgr.GetLogger().WithName("sentinel-watcher"), func(key types.NamespacedName, e sentinel.Event) {
+			if e.Type != "subscribed" {
+				deps.Metrics.SentinelEvent(key.Namespace, key.Name, e.Type)
+			}
+			f := &redisv1alpha1.RedisSentinelFormation{}
+			f.Namespace, f.Name = key.Namespace, key.Name
+			triggers <- event.GenericEvent{Object: f}
+		})
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			w.Stop()
+			return nil
+		})); err != nil {
+			return err
+		}
+		deps.Watcher = w
+	}
 	r := &FormationReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("redis-sentinel-operator"),
 		Incus:    deps.Incus,
 		Redis:    deps.Redis,
 		Metrics:  deps.Metrics,
+		Watcher:  deps.Watcher,
 		Options:  opts,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(source.Channel(triggers, &handler.EnqueueRequestForObject{})).
 		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -36,6 +35,7 @@ func (r *FormationReconciler) computeStatus(s *formationState, phaseErr error) {
 	if s.members != nil && s.plan.Source != "" {
 		r.observedTopology(s)
 	}
+	r.recordEvents(s)
 	r.setConditions(s, phaseErr)
 	if phaseErr == nil {
 		f.Status.ObservedGeneration = f.Generation
@@ -145,11 +145,9 @@ func (r *FormationReconciler) updateMaster(s *formationState) {
 	if prev == nil || prev.Member == p.MasterMember {
 		return
 	}
-	f.Status.Failovers++
-	f.Status.LastFailover = &redisv1alpha1.FailoverRecord{Time: metav1.NewMicroTime(now.Time), From: prev.Member, To: p.MasterMember}
-	r.Metrics.FailoverObserved(f.Namespace, f.Name, 0)
-	r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "MasterSwitched", "Failover", "master moved from %s to %s", prev.Member, p.MasterMember)
-	s.log.Info("master switched", "from", prev.Member, "to", p.MasterMember)
+	// Seen in Sentinel's state before (or without) its +switch-master event:
+	// the outage's duration is unknown here.
+	r.countFailover(s, prev.Member, p.MasterMember, now.Time, 0)
 }
 
 // setConditions derives Ready, Degraded, Progressing and the phase.

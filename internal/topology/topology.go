@@ -18,6 +18,12 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
+// ConvergeGrace is how long a sentinel may lag behind the newest master
+// config before it is re-pointed with REMOVE + MONITOR: sentinels normally
+// learn a new config from each other's hello messages within seconds, and a
+// REMOVE makes one forget its replicas and peers.
+const ConvergeGrace = 20 * time.Second
+
 // ResetCooldown is the least time between two SENTINEL RESETs of one
 // sentinel: a reset makes a sentinel forget its replicas and peers for about
 // ten seconds, so resetting in a loop can leave a formation unable to fail
@@ -85,6 +91,10 @@ type Input struct {
 	PreviousMaster string
 	// LastReset is when each sentinel (by member name) was last reset.
 	LastReset map[string]time.Time
+	// StaleSince is since when each sentinel (by member name) has been
+	// monitoring another address than the master (Plan.Stale of earlier
+	// passes).
+	StaleSince map[string]time.Time
 	Now       time.Time
 }
 
@@ -155,13 +165,20 @@ type Plan struct {
 	// FailoverInProgress: a sentinel is failing over (or the master is
 	// objectively down); no healing action is taken meanwhile.
 	FailoverInProgress bool
-	Actions            []Action
+	// Stale lists the sentinels monitoring another address than Master.
+	Stale   []string
+	Actions []Action
 }
 
 // Decide computes the plan.
 func Decide(in Input) Plan {
 	p := findMaster(in)
 	p.FailoverInProgress = failoverInProgress(in, p.Master)
+	for _, m := range in.Members {
+		if m.monitoring() && !p.Master.IsZero() && m.View.Address != p.Master {
+			p.Stale = append(p.Stale, m.Name)
+		}
+	}
 	if p.Source == SourceNone {
 		return p
 	}
@@ -204,6 +221,12 @@ func findMaster(in Input) Plan {
 	return Plan{Source: SourceNone}
 }
 
+// masterFromSentinels takes the view with the highest config epoch. A
+// sentinel only advances a master's config epoch by winning a failover
+// election with a majority, so the newest epoch is Sentinel's own truth even
+// before the other sentinels hear of it (they converge within seconds). It
+// is authoritative when it is strictly newer than the other views or a
+// majority of the members' sentinels share it.
 func masterFromSentinels(in Input) (Plan, bool) {
 	votes := map[redisadmin.Endpoint]int{}
 	epochs := map[redisadmin.Endpoint]int64{}
@@ -217,26 +240,18 @@ func masterFromSentinels(in Input) (Plan, bool) {
 	if len(votes) == 0 {
 		return Plan{}, false
 	}
-	// Deterministic: most votes, then newest epoch, then address order.
+	// Deterministic: newest epoch, then most votes, then address order.
 	candidates := slices.SortedFunc(maps.Keys(votes), func(a, b redisadmin.Endpoint) int {
-		if votes[a] != votes[b] {
-			return votes[b] - votes[a]
-		}
-		if epochs[a] != epochs[b] {
-			return cmp.Compare(epochs[b], epochs[a])
-		}
-		return compareEndpoints(a, b)
+		return cmp.Or(cmp.Compare(epochs[b], epochs[a]), cmp.Compare(votes[b], votes[a]), compareEndpoints(a, b))
 	})
 	best := candidates[0]
+	// Newer than a view that disagrees: a lone reachable sentinel cannot
+	// know what the unreachable ones decided since.
+	newer := len(candidates) > 1 && epochs[best] > epochs[candidates[1]]
+	majority := votes[best]*2 > max(in.Desired.Members, len(in.Members))
 	p := Plan{Master: best, MasterMember: memberAt(in, best), Source: SourceSentinels, Authoritative: true}
-	if votes[best]*2 <= max(in.Desired.Members, len(in.Members)) {
-		newest := slices.MaxFunc(candidates, func(a, b redisadmin.Endpoint) int {
-			if epochs[a] != epochs[b] {
-				return cmp.Compare(epochs[a], epochs[b])
-			}
-			return compareEndpoints(b, a)
-		})
-		p = Plan{Master: newest, MasterMember: memberAt(in, newest), Source: SourceSentinelMinority}
+	if !majority && !newer {
+		p.Source, p.Authoritative = SourceSentinelMinority, false
 	}
 	return p, true
 }
@@ -376,8 +391,13 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 			return []Action{{Kind: StartSentinel, Member: m.Name, Reason: "redis-sentinel is stopped"}}
 		}
 		return nil
-	case p.Authoritative && m.View.Address != p.Master && m.View.ConfigEpoch <= newestEpochFor(in, p.Master):
-		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel monitors " + m.View.Address.String() + " instead of the master " + p.Master.String()}}
+	case m.View.Address != p.Master:
+		since, known := in.StaleSince[m.Name]
+		if !p.Authoritative || m.View.ConfigEpoch > newestEpochFor(in, p.Master) || !known || in.Now.Sub(since) < ConvergeGrace {
+			return nil // give Sentinel's own gossip time to converge
+		}
+		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel has monitored " + m.View.Address.String() +
+			" instead of the master " + p.Master.String() + " since " + since.UTC().Format(time.RFC3339)}}
 	}
 	if drift := settingsDrift(in.Desired, m.View); len(drift) > 0 {
 		return []Action{{Kind: SentinelSet, Member: m.Name, Settings: drift, Reason: "sentinel settings differ from the spec"}}

@@ -17,7 +17,9 @@ var (
 	errDown = errors.New("connection refused")
 )
 
-func ep(n int) redisadmin.Endpoint { return redisadmin.Endpoint{Host: fmt.Sprintf("10.77.0.%d", 10+n), Port: 6379} }
+func ep(n int) redisadmin.Endpoint {
+	return redisadmin.Endpoint{Host: fmt.Sprintf("10.77.0.%d", 10+n), Port: 6379}
+}
 
 // member builds a healthy member n (1-based) whose sentinel sees master
 // `master` and whose redis follows it (or is it).
@@ -81,6 +83,7 @@ func TestDecide(t *testing.T) {
 		members      []Member
 		previous     string
 		lastReset    map[string]time.Time
+		staleSince   map[string]time.Time
 		wantMaster   string
 		wantSource   Source
 		wantFailover bool
@@ -115,8 +118,20 @@ func TestDecide(t *testing.T) {
 				m.Repl = redisadmin.Replication{Role: "master", Offset: 4000}
 				m.View.Address, m.View.ConfigEpoch = ep(1), 0 // its sentinel restarted with the old view
 			}), 2, func(m *Member) { m.View.ConfigEpoch = 2 }), 3, func(m *Member) { m.View.ConfigEpoch = 2 }),
+			staleSince: map[string]time.Time{"cache-1": now.Add(-time.Minute)},
 			wantMaster: "cache-2", wantSource: SourceSentinels,
 			wantActions: []string{"ReplicaOf cache-1 -> 10.77.0.12:6379", "Remonitor cache-1 -> 10.77.0.12:6379"},
+		},
+		{
+			name: "right after +switch-master only the leader knows: its newer epoch wins, the others get time to converge",
+			members: with(with(healthy(1), 2, func(m *Member) {
+				m.View.Address, m.View.ConfigEpoch = ep(2), 2 // the leader
+			}), 2, func(m *Member) { m.Repl = redisadmin.Replication{Role: "master", Offset: 6000, ConnectedReplicas: 1} }),
+			staleSince: map[string]time.Time{"cache-1": now.Add(-time.Second), "cache-3": now.Add(-time.Second)},
+			wantMaster: "cache-2", wantSource: SourceSentinels,
+			// cache-1 (the old master) is unreachable in reality; here it
+			// still answers as master, so it is demoted; cache-3 follows.
+			wantActions: []string{"ReplicaOf cache-1 -> 10.77.0.12:6379", "ReplicaOf cache-3 -> 10.77.0.12:6379"},
 		},
 		{
 			name: "replicas split between masters",
@@ -140,19 +155,30 @@ func TestDecide(t *testing.T) {
 			wantActions: []string{"StartRedis cache-1", "StartSentinel cache-1", "StartSentinel cache-2", "StartSentinel cache-3"},
 		},
 		{
-			name: "sentinel on a wrong address is re-pointed with REMOVE + MONITOR",
+			name: "sentinel on a wrong address is re-pointed with REMOVE + MONITOR once the grace is over",
 			members: with(healthy(1), 3, func(m *Member) {
 				m.View.Address = redisadmin.Endpoint{Host: "10.77.0.99", Port: 6379}
 			}),
+			staleSince: map[string]time.Time{"cache-3": now.Add(-ConvergeGrace)},
 			wantMaster: "cache-1", wantSource: SourceSentinels,
 			wantActions: []string{"Remonitor cache-3 -> 10.77.0.11:6379"},
 		},
 		{
-			name: "sentinel ahead of the others (newer epoch) is left alone",
+			name: "sentinel on a wrong address within the grace: left to converge",
 			members: with(healthy(1), 3, func(m *Member) {
-				m.View.Address, m.View.ConfigEpoch = ep(2), 7
+				m.View.Address = redisadmin.Endpoint{Host: "10.77.0.99", Port: 6379}
 			}),
+			staleSince: map[string]time.Time{"cache-3": now.Add(-time.Second)},
 			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name: "a partitioned old master still writable while the majority failed over: the newer epoch wins, the old master is demoted",
+			members: with(with(healthy(1), 2, func(m *Member) {
+				m.View.Address, m.View.ConfigEpoch = ep(2), 7
+				m.Repl = redisadmin.Replication{Role: "master", Offset: 6000}
+			}), 3, func(m *Member) { m.Repl.Master = ep(2) }),
+			wantMaster: "cache-2", wantSource: SourceSentinels,
+			wantActions: []string{"ReplicaOf cache-1 -> 10.77.0.12:6379"},
 		},
 		{
 			name:       "sentinel that monitors nothing gets MONITOR",
@@ -259,8 +285,12 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "only a minority of sentinels answer: their newest view is used but not enforced",
-			members: with(with(healthy(2), 1, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true} }),
-				2, func(m *Member) { m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true} }),
+			members: with(with(healthy(2), 1, func(m *Member) {
+				m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true}
+			}),
+				2, func(m *Member) {
+					m.SentinelErr, m.Probe = errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true}
+				}),
 			wantMaster: "cache-2", wantSource: SourceSentinelMinority,
 		},
 		{
@@ -271,7 +301,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, Now: now})
+			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Now: now})
 			if p.MasterMember != tc.wantMaster || p.Source != tc.wantSource {
 				t.Errorf("master %q from %s, want %q from %s", p.MasterMember, p.Source, tc.wantMaster, tc.wantSource)
 			}
