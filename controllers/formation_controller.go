@@ -33,7 +33,7 @@ type FormationReconciler struct {
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
-	Watcher  SentinelWatcher
+	Watcher SentinelWatcher
 
 	memMu sync.Mutex
 	mem   map[types.NamespacedName]*memory

@@ -95,7 +95,7 @@ type Input struct {
 	// monitoring another address than the master (Plan.Stale of earlier
 	// passes).
 	StaleSince map[string]time.Time
-	Now       time.Time
+	Now        time.Time
 }
 
 // Source says where the master was learned from.
