@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
@@ -26,16 +27,30 @@ type SentinelWatcher interface {
 // followSwitches writes master switches announced by Sentinel into status
 // at once, before the slower full observation: +switch-master is only
 // published once the new master's config is final.
+//
+// The cached object may lag behind this controller's previous status write,
+// so the write re-reads the resource from the API server on a conflict: a
+// switch taken from the watcher must not be lost.
 func (r *FormationReconciler) followSwitches(ctx context.Context, s *formationState) error {
-	switches := r.Watcher.TakeSwitches(client.ObjectKeyFromObject(s.f))
+	key := client.ObjectKeyFromObject(s.f)
+	switches := r.Watcher.TakeSwitches(key)
 	if len(switches) == 0 {
 		return nil
 	}
-	for _, sw := range switches {
-		r.recordSwitch(s, sw)
-	}
-	r.recordEvents(s)
-	return r.Status().Update(ctx, s.f)
+	first := true
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			if err := r.APIReader.Get(ctx, key, s.f); err != nil {
+				return err
+			}
+		}
+		first = false
+		for _, sw := range switches {
+			r.recordSwitch(s, sw)
+		}
+		r.recordEvents(s)
+		return r.Status().Update(ctx, s.f)
+	})
 }
 
 func (r *FormationReconciler) recordSwitch(s *formationState, sw sentinel.Switch) {

@@ -25,11 +25,13 @@ import (
 // FormationReconciler reconciles RedisSentinelFormation resources.
 type FormationReconciler struct {
 	client.Client
-	Recorder recorder.EventRecorder
-	Incus    incus.ServerSource
-	Redis    redisadmin.Dialer
-	Metrics  *metrics.Operator
-	Options  Options
+	// APIReader reads from the API server, bypassing the cache.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Incus     incus.ServerSource
+	Redis     redisadmin.Dialer
+	Metrics   *metrics.Operator
+	Options   Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 

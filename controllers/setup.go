@@ -101,13 +101,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		deps.Watcher = w
 	}
 	r := &FormationReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("redis-sentinel-operator"),
-		Incus:    deps.Incus,
-		Redis:    deps.Redis,
-		Metrics:  deps.Metrics,
-		Watcher:  deps.Watcher,
-		Options:  opts,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("redis-sentinel-operator"),
+		Incus:     deps.Incus,
+		Redis:     deps.Redis,
+		Metrics:   deps.Metrics,
+		Watcher:   deps.Watcher,
+		Options:   opts,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
 		return err

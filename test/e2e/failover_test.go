@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+)
+
+// drill is the outcome of one master kill.
+type drill struct {
+	// KillToSwitch: hard stop -> a sentinel names the new master.
+	KillToSwitch time.Duration
+	// KillToStatus: hard stop -> status.master names the new master.
+	KillToStatus time.Duration
+	// SwitchToStatus: the +switch-master event (as status records its time)
+	// -> the status write that named the new master.
+	SwitchToStatus time.Duration
+	From, To       string
+}
+
+// killMaster hard-stops the master's container and times the failover as
+// Sentinel and as the formation's status see it.
+func killMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, sentinelPassword string) drill {
+	t.Helper()
+	ctx := context.Background()
+	cur := get(t, f)
+	old := cur.Status.Master
+	var witness string // a surviving sentinel
+	for _, m := range cur.Status.Members {
+		if m.Name != old.Member {
+			witness = net.JoinHostPort(m.Address, "26379")
+			break
+		}
+	}
+	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Password: sentinelPassword, DisableIdentity: true})
+	defer s.Close()
+
+	// Watch the resource so the status change is timed when it is written.
+	statusSeen := make(chan time.Time, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchMasterChange(watchCtx, f, old.Member, statusSeen)
+
+	killedAt := time.Now()
+	if err := incusSrv.StopInstance(ctx, old.Member, true); err != nil {
+		t.Fatalf("hard-stopping %s: %v", old.Member, err)
+	}
+	d := drill{From: old.Member}
+	eventually(t, time.Minute, "a sentinel names a new master", func() (bool, string) {
+		addr, err := s.GetMasterAddrByName(ctx, "mymaster").Result()
+		if err != nil || addr[0] == old.Address {
+			return false, fmt.Sprint(addr, err)
+		}
+		d.KillToSwitch = time.Since(killedAt)
+		return true, ""
+	})
+	select {
+	case at := <-statusSeen:
+		d.KillToStatus = at.Sub(killedAt)
+	case <-time.After(time.Minute):
+		t.Fatalf("status.master still %s a minute after the kill; log:\n%s", old.Member, logs.tail(30))
+	}
+	cur = get(t, f)
+	d.To = cur.Status.Master.Member
+	if lf := cur.Status.LastFailover; lf != nil && lf.To == d.To {
+		d.SwitchToStatus = d.KillToStatus - lf.Time.Sub(killedAt)
+	}
+	return d
+}
+
+// watchMasterChange reports when the API server first shows another master.
+func watchMasterChange(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, old string, seen chan<- time.Time) {
+	for ctx.Err() == nil {
+		cur := &redisv1alpha1.RedisSentinelFormation{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err == nil && cur.Status.Master != nil && cur.Status.Master.Member != old {
+			seen <- time.Now()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writer writes keys through a client built from the connection Secret and
+// remembers which were acknowledged by a replica (WAIT 1).
+type writer struct {
+	mu       sync.Mutex
+	acked    []string
+	attempts int
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer {
+	t.Helper()
+	conn := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
+		t.Fatal(err)
+	}
+	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer c.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("drill:%s:%d", f.Name, i)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			// One pipeline, so WAIT runs on the connection that wrote.
+			pipe := c.Pipeline()
+			pipe.Set(ctx, key, key, 0)
+			wait := pipe.Do(ctx, "WAIT", 1, 500)
+			_, err := pipe.Exec(ctx)
+			cancel()
+			replicas, _ := wait.Int64()
+			w.mu.Lock()
+			w.attempts++
+			if err == nil && replicas >= 1 {
+				w.acked = append(w.acked, key)
+			}
+			w.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// finish stops the writer and checks every acknowledged key through a fresh
+// client: none may be lost.
+func (w *writer) finish(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (attempts, acked, lost int) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	conn := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
+		t.Fatal(err)
+	}
+	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var missing []string
+	for _, key := range w.acked {
+		if v, err := c.Get(context.Background(), key).Result(); err != nil || v != key {
+			missing = append(missing, key)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(missing), len(w.acked), missing[:min(5, len(missing))])
+	}
+	return w.attempts, len(w.acked), len(missing)
+}
+
+// TestFailoverDrill: hard-stop the master; a new master is elected within
+// 30 s, status and `kubectl get rsf` show it within a second of Sentinel,
+// lastFailover is filled, no acknowledged write is lost, and the old master
+// rejoins as a replica.
+func TestFailoverDrill(t *testing.T) {
+	f := newFormation(t, "failover", formationOpts{})
+	cur := waitReady(t, f, 3*time.Minute)
+	w := startWriter(t, f)
+	time.Sleep(time.Second)
+
+	d := killMaster(t, f, secretValue(t, f.Namespace, "sentinel-pw"))
+	t.Logf("drill: kill -> +switch-master seen %s, kill -> status %s, +switch-master -> status %s", d.KillToSwitch, d.KillToStatus, d.SwitchToStatus)
+	if d.KillToSwitch >= 30*time.Second {
+		t.Fatalf("failover took %s, the seed's criterion is < 30 s", d.KillToSwitch)
+	}
+	cur = get(t, f)
+	lf := cur.Status.LastFailover
+	if lf == nil || lf.From != d.From || lf.To != d.To || lf.Duration == nil || lf.Duration.Duration <= 0 || cur.Status.Failovers != 1 {
+		t.Fatalf("lastFailover = %+v, failovers %d; want %s -> %s with a duration; events %+v", lf, cur.Status.Failovers, d.From, d.To, cur.Status.RecentEvents)
+	}
+	if out := kubectl(t, "get", "rsf", "-n", f.Namespace, f.Name, "--no-headers"); !strings.Contains(out, d.To) {
+		t.Fatalf("kubectl get rsf does not show the new master %s:\n%s", d.To, out)
+	}
+	if !hasEvent(cur, "+switch-master") {
+		t.Fatalf("recentEvents lacks +switch-master: %+v", cur.Status.RecentEvents)
+	}
+
+	// Start the old container again (the operator may have done it): it
+	// rejoins as a replica and the formation is Ready.
+	_ = incusSrv.StartInstance(context.Background(), d.From)
+	cur = waitReady(t, f, 3*time.Minute)
+	if m := memberStatus(cur, d.From); m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
+		t.Fatalf("old master %s: role %s, link up %v", d.From, m.Role, m.MasterLinkUp)
+	}
+	attempts, acked, lost := w.finish(t, f)
+	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost", attempts, acked, lost)
+}
+
+// TestSentinelSettingsAndSentinelLoss: quorum and down-after changes reach
+// every sentinel without a restart; a stopped sentinel degrades the
+// formation until the operator starts it again.
+func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
+	f := newFormation(t, "sentinels", formationOpts{})
+	cur := waitReady(t, f, 3*time.Minute)
+	spw := secretValue(t, f.Namespace, "sentinel-pw")
+	runIDs := sentinelRunIDs(t, cur, spw)
+
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Quorum, cur.Spec.Sentinel.DownAfterMilliseconds = 3, 3000
+	if err := k8s.Patch(context.Background(), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "every sentinel reports quorum 3 and down-after 3000", func() (bool, string) {
+		for _, m := range cur.Status.Members {
+			s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(m.Address, "26379"), Password: spw, DisableIdentity: true})
+			info, err := s.Master(context.Background(), "mymaster").Result()
+			_ = s.Close()
+			if err != nil || info["quorum"] != "3" || info["down-after-milliseconds"] != "3000" {
+				return false, fmt.Sprintf("%s: quorum %s down-after %s %v", m.Name, info["quorum"], info["down-after-milliseconds"], err)
+			}
+		}
+		return true, ""
+	})
+	if after := sentinelRunIDs(t, cur, spw); fmt.Sprint(after) != fmt.Sprint(runIDs) {
+		t.Fatalf("sentinels restarted to apply settings: run ids %v -> %v", runIDs, after)
+	}
+
+	// A sentinel process killed and not restarted by systemd.
+	victim := f.Name + "-2"
+	if res, err := incusSrv.Exec(context.Background(), victim, []string{"systemctl", "stop", "redis-sentinel"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("stopping the sentinel in %s: %+v %v", victim, res, err)
+	}
+	waitCondition(t, f, time.Minute, redisv1alpha1.ConditionDegraded, metav1.ConditionTrue, controllers.ReasonSentinelDown)
+	waitReady(t, f, 2*time.Minute)
+}
+
+func sentinelRunIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, password string) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range f.Status.Members {
+		c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(m.Address, "26379"), Password: password, DisableIdentity: true})
+		info, err := c.InfoMap(context.Background(), "server").Result()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("INFO server on sentinel %s: %v", m.Name, err)
+		}
+		ids = append(ids, info["Server"]["run_id"])
+	}
+	return ids
+}
+
+func hasEvent(f *redisv1alpha1.RedisSentinelFormation, typ string) bool {
+	for _, e := range f.Status.RecentEvents {
+		if e.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+var kubeconfigOnce sync.Once
+var kubeconfigPath string
+
+// kubectl runs the real kubectl against the envtest API server.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	kubeconfigOnce.Do(func() {
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+		kc.AuthInfos["e2e"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+		kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "e2e"}
+		kc.CurrentContext = "e2e"
+		kubeconfigPath = filepath.Join(os.TempDir(), "rsf-e2e-kubeconfig-"+strconv.Itoa(os.Getpid()))
+		if err := clientcmd.WriteToFile(*kc, kubeconfigPath); err != nil {
+			t.Fatal(err)
+		}
+	})
+	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfigPath}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
