@@ -23,6 +23,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // drill is the outcome of one master kill.
@@ -299,4 +300,21 @@ func kubectl(t *testing.T, args ...string) string {
 		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// TestFailoverSmokeScript runs ansible/tests/test_redis_failover.sh, the
+// seed's game-day smoke test, against a formation.
+func TestFailoverSmokeScript(t *testing.T) {
+	f := newFormation(t, "smoke", formationOpts{})
+	waitReady(t, f, 3*time.Minute)
+	kubectl(t, "version", "--client") // writes the kubeconfig
+	script := filepath.Join(testenv.RepoRoot(), "ansible", "tests", "test_redis_failover.sh")
+	cmd := exec.Command(script, "-n", f.Namespace, f.Name)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("failover smoke script failed: %v", err)
+	}
+	waitReady(t, f, 3*time.Minute)
 }

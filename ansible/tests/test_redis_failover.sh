@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Failover smoke test for a RedisSentinelFormation (the seed's
+# test_redis_failover.sh, pointed at a formation): kills the current master's
+# container, polls the sentinels until they name a new master, asserts the
+# elapsed time is under 30 s and that INFO replication on the new master says
+# role:master. Suitable for game-day drills.
+#
+#   KUBECONFIG=... ansible/tests/test_redis_failover.sh [-n namespace] [-t max_seconds] formation
+#
+# Needs kubectl (reads the formation and its connection Secret), the incus
+# CLI on the lab host (stops the container) and redis-cli (redis-tools).
+set -euo pipefail
+
+namespace=default
+max_seconds=30
+while getopts "n:t:" opt; do
+	case $opt in
+	n) namespace=$OPTARG ;;
+	t) max_seconds=$OPTARG ;;
+	*) echo "usage: $0 [-n namespace] [-t max_seconds] formation" >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 1 ] || { echo "usage: $0 [-n namespace] [-t max_seconds] formation" >&2; exit 2; }
+formation=$1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+field() { kubectl -n "$namespace" get rsf "$formation" -o jsonpath="{$1}"; }
+secret_key() { kubectl -n "$namespace" get secret "$secret" -o jsonpath="{.data.$1}" | base64 -d; }
+
+secret=$(field .status.connection.secretName)
+[ -n "$secret" ] || fail "formation $namespace/$formation has no status.connection yet (is it Ready?)"
+master_name=$(secret_key REDIS_SENTINEL_MASTER_NAME)
+sentinel_pass=$(secret_key REDIS_SENTINEL_PASSWORD)
+redis_pass=$(secret_key REDIS_URL | python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.stdin.read().strip()).password or "")')
+IFS=, read -r -a sentinels <<<"$(secret_key REDIS_SENTINEL_ADDRS)"
+old_member=$(field .status.master.member)
+old_address=$(field .status.master.address)
+[ -n "$old_member" ] || fail "formation has no master in status"
+
+sentinel_cli() { # host:port, args...
+	local addr=$1
+	shift
+	REDISCLI_AUTH=$sentinel_pass timeout 2 redis-cli -h "${addr%:*}" -p "${addr##*:}" --no-auth-warning "$@" 2>/dev/null
+}
+
+echo "master is $old_member ($old_address); hard-stopping its container"
+start=$(date +%s.%N)
+incus stop --force "$old_member"
+
+new_address=""
+while [ -z "$new_address" ]; do
+	elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+	if (($(echo "$elapsed > 60" | bc))); then
+		fail "no new master named by any sentinel after 60 s"
+	fi
+	for addr in "${sentinels[@]}"; do
+		[ "${addr%:*}" = "$old_address" ] && continue # the killed member's sentinel
+		reply=$(sentinel_cli "$addr" SENTINEL get-master-addr-by-name "$master_name" | head -n1 || true)
+		if [ -n "$reply" ] && [ "$reply" != "$old_address" ]; then
+			new_address=$reply
+			break
+		fi
+	done
+	[ -n "$new_address" ] || sleep 0.1
+done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+printf 'new master %s elected %.1f s after the kill\n' "$new_address" "$elapsed"
+(($(echo "$elapsed < $max_seconds" | bc))) || fail "failover took ${elapsed}s, the criterion is < ${max_seconds}s"
+
+role=$(REDISCLI_AUTH=$redis_pass redis-cli -h "$new_address" --no-auth-warning INFO replication | tr -d '\r' | sed -n 's/^role://p')
+[ "$role" = "master" ] || fail "INFO replication on $new_address says role:$role"
+echo "PASS: INFO replication on $new_address reports role:master; the operator restarts $old_member as a replica"
