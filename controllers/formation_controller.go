@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,11 +32,12 @@ type FormationReconciler struct {
 	Incus     incus.ServerSource
 	Redis     redisadmin.Dialer
 	Metrics   *metrics.Operator
-	Options   Options
+	// Cache counts the canary client's hits and misses.
+	Cache   *metrics.Cache
+	Watcher SentinelWatcher
+	Options Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
-
-	Watcher SentinelWatcher
 
 	memMu sync.Mutex
 	mem   map[types.NamespacedName]*memory
@@ -124,6 +126,7 @@ func (r *FormationReconciler) runPhases(ctx context.Context, s *formationState) 
 		{"instances", r.reconcileInstances},
 		{"topology", r.reconcileTopology},
 		{"connection", r.reconcileConnection},
+		{"canary", r.reconcileCanary},
 	}
 	for _, p := range phases {
 		if err := p.run(ctx, s); err != nil {
@@ -168,6 +171,11 @@ type memory struct {
 	// staleSince is since when each sentinel has monitored another address
 	// than the master.
 	staleSince map[string]time.Time
+	// canary is the formation's canary client, built from connection data
+	// with the digest canaryDigest; lastCanary is its last probe.
+	canary       *redis.Client
+	canaryDigest [32]byte
+	lastCanary   time.Time
 }
 
 // remember runs f on the formation's memory under the lock.
@@ -188,5 +196,8 @@ func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)
 func (r *FormationReconciler) forget(key types.NamespacedName) {
 	r.memMu.Lock()
 	defer r.memMu.Unlock()
+	if m := r.mem[key]; m != nil && m.canary != nil {
+		_ = m.canary.Close()
+	}
 	delete(r.mem, key)
 }

@@ -53,6 +53,8 @@ type Dependencies struct {
 	Incus   incus.ServerSource
 	Redis   redisadmin.Dialer
 	Metrics *metrics.Operator
+	// Cache counts the canary client's hits and misses.
+	Cache *metrics.Cache
 	// Watcher nil: the real Sentinel event watcher, which triggers a
 	// reconcile on every event.
 	Watcher SentinelWatcher
@@ -79,6 +81,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	}
 	if deps.Metrics == nil {
 		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
+	}
+	if deps.Cache == nil {
+		deps.Cache = metrics.NewCache(ctrlmetrics.Registry)
 	}
 	// Sentinel events enqueue their formation through this channel.
 	triggers := make(chan event.GenericEvent, 1024)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +24,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
@@ -106,8 +109,14 @@ type writer struct {
 	mu       sync.Mutex
 	acked    []string
 	attempts int
-	stop     chan struct{}
-	done     chan struct{}
+	// ok and failed count pipelines by outcome; lastOK and longestGap time
+	// the longest stretch without a successful write.
+	ok, failed int
+	lastOK     time.Time
+	longestGap time.Duration
+	cache      *metrics.Cache
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer {
@@ -116,11 +125,13 @@ func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer 
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
 		t.Fatal(err)
 	}
-	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	// The backend's client: built from the connection Secret, instrumented
+	// with its own registry so its counts can be checked exactly.
+	w := &writer{stop: make(chan struct{}), done: make(chan struct{}), cache: metrics.NewCache(prometheus.NewRegistry()), lastOK: time.Now()}
+	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{Metrics: w.cache})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		defer c.Close()
@@ -131,7 +142,7 @@ func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer 
 			default:
 			}
 			key := fmt.Sprintf("drill:%s:%d", f.Name, i)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(redisclient.WithSubsystem(context.Background(), "presence"), time.Second)
 			// One pipeline, so WAIT runs on the connection that wrote.
 			pipe := c.Pipeline()
 			pipe.Set(ctx, key, key, 0)
@@ -141,6 +152,13 @@ func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer 
 			replicas, _ := wait.Int64()
 			w.mu.Lock()
 			w.attempts++
+			if err == nil {
+				w.ok++
+				w.longestGap = max(w.longestGap, time.Since(w.lastOK))
+				w.lastOK = time.Now()
+			} else {
+				w.failed++
+			}
 			if err == nil && replicas >= 1 {
 				w.acked = append(w.acked, key)
 			}
@@ -174,6 +192,13 @@ func (w *writer) finish(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (
 	}
 	if len(missing) > 0 {
 		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(missing), len(w.acked), missing[:min(5, len(missing))])
+	}
+	// Each pipeline is SET + WAIT: two hits when it succeeds, two misses
+	// when it fails.
+	hits := testutil.ToFloat64(w.cache.HitCounter(metrics.SubsystemPresence))
+	misses := testutil.ToFloat64(w.cache.MissCounter(metrics.SubsystemPresence))
+	if hits != float64(2*w.ok) || misses != float64(2*w.failed) {
+		t.Errorf("presence hits %v misses %v; the client saw %d successful and %d failed pipelines", hits, misses, w.ok, w.failed)
 	}
 	return w.attempts, len(w.acked), len(missing)
 }
@@ -213,7 +238,11 @@ func TestFailoverDrill(t *testing.T) {
 		t.Fatalf("old master %s: role %s, link up %v", d.From, m.Role, m.MasterLinkUp)
 	}
 	attempts, acked, lost := w.finish(t, f)
-	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost", attempts, acked, lost)
+	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s", attempts, acked, lost, w.longestGap)
+	// The backend recovers within the failover window (failover-timeout).
+	if w.longestGap >= 30*time.Second {
+		t.Fatalf("the connection Secret's client was unavailable for %s", w.longestGap)
+	}
 }
 
 // TestSentinelSettingsAndSentinelLoss: quorum and down-after changes reach
