@@ -19,7 +19,7 @@ import (
 //	go test -run '^$' -bench GetSet -count 6 ./internal/redisclient/
 func BenchmarkGetSet(b *testing.B) {
 	srv := needRedis(b)
-	cfg := singleConfig(srv.addr(), testPassword)
+	cfg := singleConfig(srv.Addr(), testPassword)
 
 	plain, err := New(cfg, Options{})
 	if err != nil {
@@ -75,7 +75,7 @@ func BenchmarkHook(b *testing.B) {
 // drifts on a busy machine.)
 func BenchmarkGetSetPaired(b *testing.B) {
 	srv := needRedis(b)
-	cfg := singleConfig(srv.addr(), testPassword)
+	cfg := singleConfig(srv.Addr(), testPassword)
 	plain, err := New(cfg, Options{})
 	if err != nil {
 		b.Fatal(err)

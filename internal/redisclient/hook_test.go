@@ -3,7 +3,6 @@ package redisclient
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
 // counts is hits and misses per subsystem label.
@@ -58,7 +58,7 @@ func newInstrumented(t *testing.T, opts Options) (*redis.Client, *metrics.Cache,
 	reg := prometheus.NewRegistry()
 	cache := metrics.NewCache(reg)
 	opts.Metrics = cache
-	c, err := New(singleConfig(srv.addr(), testPassword), opts)
+	c, err := New(singleConfig(srv.Addr(), testPassword), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestHookCountsAgainstRealRedis(t *testing.T) {
 // closedAddr returns a loopback address nothing listens on.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	port, err := freePort()
+	port, err := testredis.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestHookMissOnWrongPassword(t *testing.T) {
 	cache := metrics.NewCache(nil)
 	opts := fastFail
 	opts.Metrics = cache
-	c, err := New(singleConfig(srv.addr(), "wrong-password"), opts)
+	c, err := New(singleConfig(srv.Addr(), "wrong-password"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,16 +197,11 @@ func TestHookMissOnWrongPassword(t *testing.T) {
 }
 
 func TestHookMissOnStoppedServer(t *testing.T) {
-	needRedis(t)
-	p, err := startRedis(filepath.Join(t.TempDir(), "stopped"), testPassword)
-	if err != nil {
-		unavailable(t, err)
-	}
-	defer p.stop()
+	p := ownRedis(t)
 	cache := metrics.NewCache(nil)
 	opts := fastFail
 	opts.Metrics = cache
-	c, err := New(singleConfig(p.addr(), testPassword), opts)
+	c, err := New(singleConfig(p.Addr(), testPassword), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +210,7 @@ func TestHookMissOnStoppedServer(t *testing.T) {
 	if err := c.Publish(ctx, "ch", "m").Err(); err != nil {
 		t.Fatal(err)
 	}
-	p.stop()
+	p.Stop()
 	// The pooled connection is dead and re-dialing is refused.
 	if err := c.Publish(ctx, "ch", "m").Err(); err == nil {
 		t.Fatal("PUBLISH on a stopped server succeeded")
@@ -253,7 +248,7 @@ func TestFromSecretDataSingleInstance(t *testing.T) {
 	srv := needRedis(t)
 	cache := metrics.NewCache(nil)
 	c, err := FromSecretData(map[string][]byte{
-		config.EnvURL: []byte("redis://:" + testPassword + "@" + srv.addr() + "/1"),
+		config.EnvURL: []byte("redis://:" + testPassword + "@" + srv.Addr() + "/1"),
 	}, Options{Metrics: cache})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -58,17 +57,12 @@ func (l *fallbackLimiter) Allow(ctx context.Context, key string) (allowed, fromR
 }
 
 func TestRateLimiterFallsBackWhenRedisIsDown(t *testing.T) {
-	needRedis(t)
-	p, err := startRedis(filepath.Join(t.TempDir(), "limiter"), testPassword)
-	if err != nil {
-		unavailable(t, err)
-	}
-	defer p.stop()
+	p := ownRedis(t)
 
 	cache := metrics.NewCache(nil)
 	opts := fastFail
 	opts.Metrics = cache
-	c, err := New(singleConfig(p.addr(), testPassword), opts)
+	c, err := New(singleConfig(p.Addr(), testPassword), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +88,7 @@ func TestRateLimiterFallsBackWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("hits/misses with Redis up = %v/%v, want 4/0", h, m)
 	}
 
-	p.stop() // Redis goes down.
+	p.Stop() // Redis goes down.
 
 	got = got[:0]
 	for i := 0; i < 4; i++ {

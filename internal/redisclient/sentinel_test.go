@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -11,45 +10,40 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // TestSentinelModeFromSecretData runs one redis-server and one sentinel
 // (quorum 1) on loopback and reaches the master through the sentinel, with
 // the client built from connection-Secret data as the operator writes it.
 func TestSentinelModeFromSecretData(t *testing.T) {
-	needRedis(t)
-	dir := t.TempDir()
 	const (
 		masterName       = "rsf-test"
 		sentinelPassword = "sentinel-Pa55"
 	)
-	master, err := startRedis(filepath.Join(dir, "master"), testPassword)
+	master := ownRedis(t)
+	sentinel, err := startSentinel(t.TempDir(), master.Port, masterName, testPassword, sentinelPassword)
 	if err != nil {
-		unavailable(t, err)
+		testenv.Unavailable(t, "redis-server", err)
 	}
-	defer master.stop()
-	sentinel, err := startSentinel(filepath.Join(dir, "sentinel"), master.port, masterName, testPassword, sentinelPassword)
-	if err != nil {
-		unavailable(t, err)
-	}
-	defer sentinel.stop()
+	sentinel.StopAtCleanup(t)
 
 	// The sentinel knows the master it was told to monitor.
-	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.addr(), Password: sentinelPassword})
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), Password: sentinelPassword})
 	defer sc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	addr, err := sc.GetMasterAddrByName(ctx, masterName).Result()
 	if err != nil {
-		t.Fatalf("SENTINEL get-master-addr-by-name: %v\n%s", err, sentinel.out.String())
+		t.Fatalf("SENTINEL get-master-addr-by-name: %v\n%s", err, sentinel.Output())
 	}
-	if len(addr) != 2 || addr[1] != strconv.Itoa(master.port) {
-		t.Fatalf("sentinel names master %v, want port %d", addr, master.port)
+	if len(addr) != 2 || addr[1] != strconv.Itoa(master.Port) {
+		t.Fatalf("sentinel names master %v, want port %d", addr, master.Port)
 	}
 
 	cache := metrics.NewCache(nil)
 	secret := map[string][]byte{
-		config.EnvSentinelAddrs:    []byte(" " + sentinel.addr() + " ,"),
+		config.EnvSentinelAddrs:    []byte(" " + sentinel.Addr() + " ,"),
 		config.EnvMasterName:       []byte(masterName),
 		config.EnvSentinelPassword: []byte(sentinelPassword),
 		config.EnvURL:              []byte("redis://:" + testPassword + "@dummy:6379/2"),
@@ -78,7 +72,7 @@ func TestSentinelModeFromSecretData(t *testing.T) {
 	assertCounts(t, cache, counts{"presence": {2, 0}, "canary": {2, 0}})
 
 	// The data went to the master's DB 2 (the DB from REDIS_URL).
-	direct := redis.NewClient(&redis.Options{Addr: master.addr(), Password: testPassword, DB: 2})
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr(), Password: testPassword, DB: 2})
 	defer direct.Close()
 	if v, err := direct.Get(ctx, "sentinel-test:k").Result(); err != nil || v != "v" {
 		t.Fatalf("GET on the master's DB 2 = %q, %v", v, err)

@@ -13,43 +13,38 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// These tests start Debian's real redis-server and redis-sentinel on
+// These tests start Debian's real redis-server (also in Sentinel mode) on
 // loopback and check that what the renderer writes is what Redis reads.
-// Install: apt-get install -y redis-server redis-sentinel redis-tools
+// Install: apt-get install -y redis-server
 
-func redisBinaries(t *testing.T) (server, sentinel string) {
+// needRedis skips the test when redis-server is missing (fails under CI=true).
+func needRedis(t *testing.T) {
 	t.Helper()
-	server, err1 := exec.LookPath("redis-server")
-	sentinel, err2 := exec.LookPath("redis-sentinel")
-	if err1 != nil || err2 != nil {
-		msg := "redis-server and redis-sentinel are not installed (apt-get install -y redis-server redis-sentinel redis-tools)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	bin, err := testredis.Binary()
+	if err != nil {
+		testenv.Unavailable(t, "redis-server", err)
 	}
-	if v, err := exec.Command(server, "--version").Output(); err == nil {
+	if v, err := exec.Command(bin, "--version").Output(); err == nil {
 		t.Logf("%s", bytes.TrimSpace(v))
 	}
-	return server, sentinel
 }
 
-// freePort asks the kernel for a free loopback port.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testredis.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // localize replaces only the Debian path directives (dir, logfile, pidfile)
@@ -83,65 +78,25 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 	return out.Bytes()
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	dir  string
+// start runs conf, localized to dir, on port until t ends (as Sentinel when
+// sentinel is set).
+func start(t *testing.T, dir string, port int, conf []byte, password string, sentinel bool) *testredis.Proc {
+	t.Helper()
+	p, err := testredis.Start(dir, port, localize(t, conf, dir), password, sentinel)
+	return running(t, dir, p, err)
 }
 
-// start runs `bin conf` in the foreground (the conf says daemonize no), with
-// its log dumped on failure and the process stopped at cleanup.
-func start(t *testing.T, bin, dir string, conf []byte) *proc {
+// running stops p when t ends and, if t failed, logs its output and the log
+// file localize puts in dir.
+func running(t *testing.T, dir string, p *testredis.Proc, err error) *testredis.Proc {
 	t.Helper()
-	confPath := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil { // Sentinel needs it writable
-		t.Fatal(err)
-	}
-	return startFile(t, bin, dir, confPath)
-}
-
-func startFile(t *testing.T, bin, dir, confPath string) *proc {
-	t.Helper()
-	stdout, err := os.OpenFile(filepath.Join(dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logfile := filepath.Join(dir, "redis.log")
 	if err != nil {
-		t.Fatal(err)
+		b, _ := os.ReadFile(logfile)
+		t.Fatalf("%v\n%s:\n%s", err, logfile, b)
 	}
-	defer stdout.Close()
-	cmd := exec.Command(bin, confPath)
-	cmd.Stdout, cmd.Stderr = stdout, stdout
-	// Never outlive the test binary.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), dir: dir}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			for _, f := range []string{"stdout.log", "redis.log"} {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-					t.Logf("%s %s:\n%s", filepath.Base(bin), f, b)
-				}
-			}
-		}
-	})
+	p.StopAtCleanup(t, logfile)
 	return p
-}
-
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 // eventually polls f every 100ms until it returns nil or the timeout passes.
@@ -185,7 +140,7 @@ func infoField(info, key string) string {
 const hostilePassword = "p\"w'\n requirepass x\r\t\\x41\\\x01\x02\x1b\x7f\xff é #;\"\" \\"
 
 func TestRealRedisServer(t *testing.T) {
-	serverBin, _ := redisBinaries(t)
+	needRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -213,6 +168,7 @@ func TestRealRedisServer(t *testing.T) {
 	replica.ReplicaOf = &Endpoint{Host: "127.0.0.1", Port: masterPort}
 
 	masterDir, replicaDir := t.TempDir(), t.TempDir()
+	var procs []*testredis.Proc // master, replica
 	for _, m := range []struct {
 		r   Redis
 		dir string
@@ -221,7 +177,7 @@ func TestRealRedisServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		start(t, serverBin, m.dir, localize(t, conf, m.dir))
+		procs = append(procs, start(t, m.dir, m.r.Port, conf, hostilePassword, false))
 	}
 
 	mc, rc := client(masterPort, hostilePassword), client(replicaPort, hostilePassword)
@@ -318,8 +274,7 @@ func TestRealRedisServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dir := t.TempDir()
-		start(t, serverBin, dir, localize(t, conf, dir))
+		start(t, t.TempDir(), r.Port, conf, pw, false)
 		c := client(r.Port, pw)
 		defer c.Close()
 		eventually(t, 15*time.Second, "PING", func() error { return c.Ping(ctx).Err() })
@@ -333,7 +288,7 @@ func TestRealRedisServer(t *testing.T) {
 		if err := mc.ConfigRewrite(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(filepath.Join(masterDir, "redis.conf"))
+		b, err := os.ReadFile(procs[0].Conf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +301,7 @@ func TestRealRedisServer(t *testing.T) {
 }
 
 func TestRealSentinel(t *testing.T) {
-	serverBin, sentinelBin := redisBinaries(t)
+	needRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -370,8 +325,7 @@ func TestRealSentinel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	masterDir := t.TempDir()
-	start(t, serverBin, masterDir, localize(t, masterConf, masterDir))
+	start(t, t.TempDir(), masterPort, masterConf, redisPassword, false)
 
 	s := Sentinel{
 		Address:           "127.0.0.1",
@@ -390,7 +344,7 @@ func TestRealSentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 	sentinelDir := t.TempDir()
-	sp := start(t, sentinelBin, sentinelDir, localize(t, sentinelConf, sentinelDir))
+	sp := start(t, sentinelDir, sentinelPort, sentinelConf, sentinelPassword, true)
 	started := time.Now()
 
 	sc := redis.NewSentinelClient(&redis.Options{
@@ -453,8 +407,7 @@ func TestRealSentinel(t *testing.T) {
 	// Sentinel has rewritten its file by now (it persists its myid at
 	// startup), writing sentinel-pass and auth-pass unquoted. The values must
 	// survive that, and Sentinel must restart from the rewritten file.
-	confPath := filepath.Join(sentinelDir, "redis.conf")
-	b, err := os.ReadFile(confPath)
+	b, err := os.ReadFile(sp.Conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +421,8 @@ func TestRealSentinel(t *testing.T) {
 	expectOnce(t, lines, "sentinel auth-pass", "sentinel", "auth-pass", name, redisPassword)
 	expectOnce(t, lines, "sentinel sentinel-pass", "sentinel", "sentinel-pass", sentinelPassword)
 
-	sp.stop()
-	startFile(t, sentinelBin, sentinelDir, confPath)
+	sp.Stop()
+	restarted, err := testredis.StartFile(sentinelDir, sentinelPort, sp.Conf, sentinelPassword, true)
+	running(t, sentinelDir, restarted, err)
 	healthy(t)
 }

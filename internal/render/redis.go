@@ -1,6 +1,10 @@
 package render
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Debian bookworm's locations, as used by its redis-server.service.
 const (
@@ -153,4 +157,27 @@ func saveArgs(points []SavePoint) []token {
 		args = append(args, num(sp.Seconds), num(sp.Changes))
 	}
 	return args
+}
+
+// RuntimeSettings are the redis.conf settings a running redis-server takes
+// with CONFIG SET, as parameter -> value, from the same input as RedisConf:
+// a spec change is applied live with exactly the values a fresh member gets.
+func RuntimeSettings(r Redis) (map[string]string, error) {
+	if _, err := RedisConf(r); err != nil {
+		return nil, err
+	}
+	save := make([]string, 0, 2*len(r.SavePoints))
+	for _, p := range r.SavePoints {
+		save = append(save, strconv.Itoa(p.Seconds), strconv.Itoa(p.Changes))
+	}
+	yesNo := map[bool]string{true: "yes", false: "no"}
+	return map[string]string{
+		"maxmemory":             r.Maxmemory,
+		"maxmemory-policy":      r.MaxmemoryPolicy,
+		"appendonly":            yesNo[r.AppendOnly],
+		"appendfsync":           r.AppendFsync,
+		"save":                  strings.Join(save, " "),
+		"min-replicas-to-write": strconv.Itoa(r.MinReplicasToWrite),
+		"min-replicas-max-lag":  strconv.Itoa(r.MinReplicasMaxLag),
+	}, nil
 }

@@ -467,3 +467,35 @@ func TestMaxmemoryAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestRuntimeSettingsMatchTheFile: what a running server is told with CONFIG
+// SET equals what the rendered file says, parsed back.
+func TestRuntimeSettingsMatchTheFile(t *testing.T) {
+	in := Redis{
+		Address: "10.77.0.11", Port: 6379, Password: "pw-0123456789abcdef", Maxmemory: "512mb",
+		MaxmemoryPolicy: "volatile-lfu", AppendOnly: true, AppendFsync: "always",
+		SavePoints: []SavePoint{{Seconds: 900, Changes: 1}, {Seconds: 60, Changes: 1000}}, MinReplicasToWrite: 1, MinReplicasMaxLag: 10,
+	}
+	settings, err := RuntimeSettings(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := RedisConf(in)
+	lines, err := parseConf(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := map[string][]string{}
+	for _, l := range lines {
+		file[l.Args[0]] = append(file[l.Args[0]], strings.Join(l.Args[1:], " "))
+	}
+	for param, value := range settings {
+		got := strings.Join(file[param], " ")
+		if got != value {
+			t.Errorf("%s: CONFIG SET %q, file says %q", param, value, got)
+		}
+	}
+	if _, err := RuntimeSettings(Redis{}); err == nil {
+		t.Fatal("invalid input accepted")
+	}
+}

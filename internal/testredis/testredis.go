@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,7 +24,9 @@ import (
 type Proc struct {
 	Port int
 	// Dir holds the config file and anything the process writes.
-	Dir  string
+	Dir string
+	// Conf is the config file it runs on, for a restart with StartFile.
+	Conf string
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
@@ -81,7 +84,7 @@ func StartFile(dir string, port int, path, password string, sentinel bool) (*Pro
 	if sentinel {
 		args = append(args, "--sentinel")
 	}
-	p := &Proc{Port: port, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Port: port, Dir: dir, Conf: path, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// Never outlive the test binary.
@@ -129,6 +132,23 @@ func (p *Proc) Stop() {
 		case <-time.After(5 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.done
+		}
+	})
+}
+
+// StopAtCleanup stops p when t ends; if t failed, it logs what p printed and
+// the files named (a logfile its config sets, say).
+func (p *Proc) StopAtCleanup(t testing.TB, logs ...string) {
+	t.Cleanup(func() {
+		p.Stop()
+		if !t.Failed() {
+			return
+		}
+		t.Logf("redis-server on port %d printed:\n%s", p.Port, p.Output())
+		for _, f := range logs {
+			if b, err := os.ReadFile(f); err == nil {
+				t.Logf("%s:\n%s", f, b)
+			}
 		}
 	})
 }
