@@ -65,12 +65,12 @@ func (r *FormationReconciler) reconcileCanary(ctx context.Context, s *formationS
 
 // digestOf fingerprints connection data so a changed password or address
 // gets a new client, without keeping the values themselves as a map key.
-func digestOf(data map[string][]byte) [32]byte {
+func digestOf[V ~string | ~[]byte](data map[string]V) [32]byte {
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(data)) {
 		h.Write([]byte(k))
 		h.Write([]byte{0})
-		h.Write(data[k])
+		h.Write([]byte(data[k]))
 		h.Write([]byte{0})
 	}
 	return [32]byte(h.Sum(nil))

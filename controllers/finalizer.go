@@ -23,6 +23,10 @@ const (
 	keyFormationUID = "user.rsf.formation-uid"
 	keyFormation    = "user.rsf.formation"
 	keyMember       = "user.rsf.member"
+	// keyTemplate is the digest of the spec fields the container was built
+	// from (image, profiles, network, pool, target, limits); a different
+	// digest means the member must be replaced.
+	keyTemplate = "user.rsf.template"
 )
 
 func (r *FormationReconciler) ensureFinalizer(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) error {

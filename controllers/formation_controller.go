@@ -51,9 +51,14 @@ type formationState struct {
 	incus   incus.Server
 	admin   redisadmin.Admin
 	members []*memberState
+	// leaving are owned instances beyond spec.members (a scale-down).
+	leaving []*memberState
 	plan    topology.Plan
 	// progressing says what the operator is doing; "" when idle.
 	progressing string
+	// plannedFailover, when set, asks Sentinel to move the master role
+	// (a rollout reached the master); it says why.
+	plannedFailover string
 	// problems are the reasons the formation is degraded, first one wins
 	// the condition's reason.
 	problems []problem
@@ -171,11 +176,16 @@ type memory struct {
 	// staleSince is since when each sentinel has monitored another address
 	// than the master.
 	staleSince map[string]time.Time
+	// settingsApplied is the digest of the runtime settings each member was
+	// last given with CONFIG SET.
+	settingsApplied map[string][32]byte
 	// canary is the formation's canary client, built from connection data
 	// with the digest canaryDigest; lastCanary is its last probe.
 	canary       *redis.Client
 	canaryDigest [32]byte
 	lastCanary   time.Time
+	// lastPlannedFailover is when a planned failover was last asked for.
+	lastPlannedFailover time.Time
 }
 
 // remember runs f on the formation's memory under the lock.
@@ -187,7 +197,7 @@ func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)
 	}
 	m := r.mem[key]
 	if m == nil {
-		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}}
+		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}, settingsApplied: map[string][32]byte{}}
 		r.mem[key] = m
 	}
 	f(m)

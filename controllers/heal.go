@@ -29,7 +29,7 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 	r.observe(ctx, s)
 	r.watchSentinels(s)
 	key := client.ObjectKeyFromObject(s.f)
-	in := topology.Input{Desired: desired(s.f), Now: r.now()}
+	in := topology.Input{Desired: desired(s.f), Departing: len(s.leaving), Now: r.now()}
 	r.remember(key, func(m *memory) {
 		in.LastReset, in.StaleSince = maps.Clone(m.lastReset), maps.Clone(m.staleSince)
 	})
@@ -61,6 +61,47 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 		s.log.Info("healing action done", "action", a.Kind, "member", a.Member, "target", a.Target.String(), "reason", a.Reason)
 		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), "%s: %s", a.Member, a.Reason)
 		s.progressing = "healing: " + string(a.Kind) + " " + a.Member
+	}
+	if s.plan.FailoverInProgress {
+		return nil
+	}
+	if err := r.applyRuntimeSettings(ctx, s); err != nil {
+		return err
+	}
+	switch {
+	case len(s.leaving) > 0:
+		return r.removeLeaving(ctx, s)
+	case s.plannedFailover != "":
+		return r.plannedFailover(ctx, s, s.plannedFailover)
+	}
+	return nil
+}
+
+// applyRuntimeSettings brings every answering redis-server to the spec's
+// runtime settings with CONFIG SET + CONFIG REWRITE, member by member,
+// without a restart. A member is only told again when the settings changed
+// since it was last told (or the operator restarted).
+func (r *FormationReconciler) applyRuntimeSettings(ctx context.Context, s *formationState) error {
+	key := client.ObjectKeyFromObject(s.f)
+	for _, m := range s.members {
+		if !m.obs.Running || m.obs.RedisErr != nil {
+			continue
+		}
+		settings, err := render.RuntimeSettings(redisSettings(s.f, m.obs.Redis, s.creds.Password, redisadmin.Endpoint{}))
+		if err != nil {
+			return err
+		}
+		digest := digestOf(settings)
+		var applied bool
+		r.remember(key, func(mem *memory) { applied = mem.settingsApplied[m.name] == digest })
+		if applied {
+			continue
+		}
+		if err := s.admin.ConfigSet(ctx, m.obs.Redis, settings); err != nil {
+			return fmt.Errorf("applying settings to %s: %w", m.name, err)
+		}
+		r.remember(key, func(mem *memory) { mem.settingsApplied[m.name] = digest })
+		s.log.V(1).Info("runtime settings applied", "member", m.name)
 	}
 	return nil
 }

@@ -89,7 +89,9 @@ func (r *FormationReconciler) reconcileInstances(ctx context.Context, s *formati
 		}
 		return err
 	}
-	if s.anyInstanceMissing() {
+	// Check what a create needs before one is due, and before a rollout
+	// deletes a container it could then not rebuild.
+	if s.anyInstanceMissing() || len(s.outdated()) > 0 {
 		if err := r.checkPrerequisites(ctx, s); err != nil {
 			return err
 		}
@@ -97,6 +99,9 @@ func (r *FormationReconciler) reconcileInstances(ctx context.Context, s *formati
 	// From here on the formation owns instances: deleting it must remove
 	// them first. A formation that never got this far deletes at once.
 	if err := r.ensureFinalizer(ctx, f); err != nil {
+		return err
+	}
+	if _, err := r.rolloutStep(ctx, s); err != nil {
 		return err
 	}
 	for _, m := range s.members {
@@ -107,25 +112,39 @@ func (r *FormationReconciler) reconcileInstances(ctx context.Context, s *formati
 	return nil
 }
 
-// readInstances reads every member's instance and refuses, before anything
-// is created, instances of the formation's names that it does not own.
+// readInstances reads the formation's instances with one call, then looks
+// up the names it lacks: an instance there that the formation does not own
+// blocks the formation before anything is created. Owned instances beyond
+// spec.members are kept aside as leaving (a scale-down).
 func (r *FormationReconciler) readInstances(ctx context.Context, s *formationState) error {
 	f := s.f
+	owned, err := s.incus.ListInstances(ctx, keyFormationUID, string(f.UID))
+	if err != nil {
+		s.degrade(ReasonIncusUnreachable, "listing the formation's instances: %v", err)
+		return err
+	}
+	byName := map[string]*incus.Instance{}
+	for i := range owned {
+		byName[owned[i].Name] = &owned[i]
+		if index, err := strconv.Atoi(owned[i].Config[keyMember]); err == nil && index > int(f.Spec.Members) {
+			s.leaving = append(s.leaving, &memberState{index: index, name: owned[i].Name, instance: &owned[i]})
+		}
+	}
 	s.members = make([]*memberState, 0, f.Spec.Members)
 	for i := 1; i <= int(f.Spec.Members); i++ {
-		m := &memberState{index: i, name: memberName(f, i)}
-		inst, err := s.incus.GetInstance(ctx, m.name)
-		switch {
-		case errors.Is(err, incus.ErrNotFound):
-		case err != nil:
-			s.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
-			return err
-		case inst.Config[keyFormationUID] != string(f.UID):
-			s.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
-				m.name, keyFormationUID, inst.Config[keyFormationUID])
-			return errBlocked
-		default:
-			m.instance = inst
+		m := &memberState{index: i, name: memberName(f, i), instance: byName[memberName(f, i)]}
+		if m.instance == nil {
+			inst, err := s.incus.GetInstance(ctx, m.name)
+			switch {
+			case errors.Is(err, incus.ErrNotFound):
+			case err != nil:
+				s.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
+				return err
+			default:
+				s.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
+					m.name, keyFormationUID, inst.Config[keyFormationUID])
+				return errBlocked
+			}
 		}
 		s.members = append(s.members, m)
 	}
@@ -229,6 +248,7 @@ func (r *FormationReconciler) instanceSpec(f *redisv1alpha1.RedisSentinelFormati
 		keyFormationUID: string(f.UID),
 		keyFormation:    f.Namespace + "/" + f.Name,
 		keyMember:       strconv.Itoa(index),
+		keyTemplate:     templateDigest(f, index),
 	}
 	if spec.Limits.CPU != "" {
 		config["limits.cpu"] = spec.Limits.CPU

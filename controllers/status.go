@@ -153,11 +153,12 @@ func (r *FormationReconciler) updateMaster(s *formationState) {
 // setConditions derives Ready, Degraded, Progressing and the phase.
 func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 	f := s.f
-	problems := append(s.problems, topologyProblems(s)...)
+	topo, discovering := topologyProblems(s)
+	problems := append(s.problems, topo...)
 	if phaseErr != nil && len(problems) == 0 && !errors.Is(phaseErr, errBlocked) {
 		problems = append(problems, problem{"ReconcileError", phaseErr.Error()})
 	}
-	ready := phaseErr == nil && len(problems) == 0 && s.plan.Source != "" && !s.plan.FailoverInProgress &&
+	ready := phaseErr == nil && len(problems) == 0 && !discovering && s.plan.Source != "" && !s.plan.FailoverInProgress &&
 		s.masterMember() != nil && int(f.Status.ReadyMembers) == len(s.members) && len(s.members) == int(f.Spec.Members)
 	secretsBlocked := meta.IsStatusConditionFalse(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
 	bootstrapped := f.Status.Master != nil
@@ -177,6 +178,8 @@ func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 		set(redisv1alpha1.ConditionReady, false, ReasonBlocked, "waiting for valid password Secrets (see SecretsValid)")
 	case len(problems) > 0:
 		set(redisv1alpha1.ConditionReady, false, problems[0].reason, problems[0].message)
+	case discovering:
+		set(redisv1alpha1.ConditionReady, false, ReasonSentinelsPartial, fmt.Sprintf("not every sentinel knows its %d peers and the %d replicas yet", f.Spec.Members-1, f.Spec.Members-1))
 	default:
 		set(redisv1alpha1.ConditionReady, false, ReasonNotReady, "members are being created, configured or synced")
 	}
@@ -214,11 +217,13 @@ func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 	}
 }
 
-// topologyProblems lists lost members, sentinels and quorum. Before the
-// formation ever had a master these are expected states of a bring-up.
-func topologyProblems(s *formationState) []problem {
+// topologyProblems lists lost members, sentinels and quorum (before the
+// formation ever had a master these are expected states of a bring-up), and
+// whether sentinels are still discovering their peers, which after a
+// bring-up, scale or reset takes seconds and degrades nothing.
+func topologyProblems(s *formationState) (problems []problem, discovering bool) {
 	if s.plan.Source == "" {
-		return nil
+		return nil, false
 	}
 	var out []problem
 	if s.plan.FailoverInProgress {
@@ -253,10 +258,7 @@ func topologyProblems(s *formationState) []problem {
 	if len(quorum) > 0 {
 		out = append(out, problem{ReasonQuorumLost, "sentinels reporting no quorum (CKQUORUM): " + strings.Join(quorum, ", ")})
 	}
-	if partial {
-		out = append(out, problem{ReasonSentinelsPartial, fmt.Sprintf("not every sentinel knows %d other sentinels and %d replicas yet", peers, peers)})
-	}
-	return out
+	return out, partial
 }
 
 func joinProblems(ps []problem) string {

@@ -91,6 +91,9 @@ type Input struct {
 	PreviousMaster string
 	// LastReset is when each sentinel (by member name) was last reset.
 	LastReset map[string]time.Time
+	// Departing counts members being removed (a scale-down): while any
+	// still runs, a reset sentinel would only rediscover it.
+	Departing int
 	// StaleSince is since when each sentinel (by member name) has been
 	// monitoring another address than the master (Plan.Stale of earlier
 	// passes).
@@ -430,10 +433,11 @@ func settingsDrift(d Desired, v redisadmin.MasterState) map[string]string {
 }
 
 // resetAction resets one sentinel that counts more replicas or sentinels
-// than exist, only when the set is whole and healthy: every sentinel
-// monitors the master, the master runs and every replica is linked to it.
+// than exist, only when the set is whole and healthy: no member is still
+// being removed, every sentinel monitors the master, the master runs and
+// every replica is linked to it.
 func resetAction(in Input, p Plan) (Action, bool) {
-	if p.Source != SourceSentinels || len(in.Members) != in.Desired.Members {
+	if p.Source != SourceSentinels || len(in.Members) != in.Desired.Members || in.Departing > 0 {
 		return Action{}, false
 	}
 	for _, m := range in.Members {

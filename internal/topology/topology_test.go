@@ -84,6 +84,7 @@ func TestDecide(t *testing.T) {
 		previous     string
 		lastReset    map[string]time.Time
 		staleSince   map[string]time.Time
+		departing    int
 		wantMaster   string
 		wantSource   Source
 		wantFailover bool
@@ -272,6 +273,12 @@ func TestDecide(t *testing.T) {
 			wantActions: []string{"Reset cache-2"},
 		},
 		{
+			name:       "stale peer while a scaled-down member is still being removed: no RESET yet",
+			members:    with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 4 }),
+			departing:  2,
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+		},
+		{
 			name:       "stale peer but the sentinel was reset recently: no RESET loop",
 			members:    with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 3 }),
 			lastReset:  map[string]time.Time{"cache-2": now.Add(-time.Minute)},
@@ -301,7 +308,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Now: now})
+			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Departing: tc.departing, Now: now})
 			if p.MasterMember != tc.wantMaster || p.Source != tc.wantSource {
 				t.Errorf("master %q from %s, want %q from %s", p.MasterMember, p.Source, tc.wantMaster, tc.wantSource)
 			}

@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+)
+
+// plannedFailoverPause keeps a planned failover from being asked for twice
+// while Sentinel carries out the first.
+const plannedFailoverPause = 30 * time.Second
+
+// templateDigest fingerprints the spec fields a member's container is built
+// from; a container with another digest is replaced, one member at a time.
+func templateDigest(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+	spec := f.Spec.Incus
+	var target string
+	if index <= len(spec.Targets) {
+		target = spec.Targets[index-1]
+	}
+	fields := []string{spec.Image, strings.Join(spec.Profiles, ","), spec.Network, spec.StoragePool, spec.Project, target, spec.Limits.CPU, spec.Limits.Memory}
+	sum := sha256.Sum256([]byte(strings.Join(fields, "\x00")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// outdated lists members whose container was built from other spec fields.
+func (s *formationState) outdated() []*memberState {
+	var out []*memberState
+	for _, m := range s.members {
+		if m.instance != nil && m.instance.Config[keyTemplate] != templateDigest(s.f, m.index) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// rolloutStep replaces at most one outdated member per pass, and only while
+// the formation is whole (Ready at the last pass and every member present):
+// replicas first, each rebuilt and synced before the next; the master last,
+// after a planned failover moved the role away. It returns the member whose
+// container it deleted, if any; the caller re-creates it at once.
+func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState) (*memberState, error) {
+	outdated := s.outdated()
+	if len(outdated) == 0 || s.f.Status.Phase != redisv1alpha1.PhaseReady || s.anyInstanceMissing() || len(s.leaving) > 0 {
+		return nil, nil
+	}
+	master := ""
+	if s.f.Status.Master != nil {
+		master = s.f.Status.Master.Member
+	}
+	for _, m := range outdated {
+		if m.name == master {
+			continue
+		}
+		s.progressing = fmt.Sprintf("replacing member %s (%d of %d members to replace)", m.name, len(outdated), len(s.members))
+		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "ReplacingMember", "Rollout", "%s: its container is rebuilt from the new spec; it rejoins as a replica", m.name)
+		s.log.Info("replacing an outdated replica; the next member waits until it has synced", "member", m.name, "remaining", len(outdated))
+		if err := s.incus.DeleteInstance(ctx, m.name); err != nil {
+			return nil, fmt.Errorf("deleting outdated member %s: %w", m.name, err)
+		}
+		m.instance = nil
+		return m, nil
+	}
+	// Only the master is left: move the role first.
+	s.plannedFailover = "planned failover away from " + master + " before replacing it"
+	return nil, nil
+}
+
+// plannedFailover asks one healthy sentinel to fail over, unless a failover
+// runs or one was asked for moments ago.
+func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationState, reason string) error {
+	if s.plan.FailoverInProgress {
+		return nil
+	}
+	key := client.ObjectKeyFromObject(s.f)
+	recent := false
+	r.remember(key, func(m *memory) { recent = r.now().Sub(m.lastPlannedFailover) < plannedFailoverPause })
+	if recent {
+		return nil
+	}
+	for _, m := range s.members {
+		if m.obs.Running && m.obs.SentinelErr == nil && m.quorumErr == nil {
+			if err := s.admin.SentinelFailover(ctx, m.obs.Sentinel, s.f.Spec.MasterName); err != nil {
+				return err
+			}
+			r.remember(key, func(mem *memory) { mem.lastPlannedFailover = r.now() })
+			s.progressing = reason
+			r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "PlannedFailover", "Rollout", "%s (asked sentinel %s)", reason, m.name)
+			s.log.Info("planned failover requested", "reason", reason, "sentinel", m.name)
+			return nil
+		}
+	}
+	return fmt.Errorf("no sentinel with quorum to carry out the planned failover (%s)", reason)
+}
+
+// removeLeaving deletes members beyond spec.members, never the master: a
+// leaving master first hands its role over with a planned failover. The
+// remaining sentinels forget the removed ones through the guarded RESET of
+// the topology decisions.
+func (r *FormationReconciler) removeLeaving(ctx context.Context, s *formationState) error {
+	for _, m := range s.leaving {
+		if m.instance != nil && m.instance.IPv4 != "" && s.plan.Master == (redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}) {
+			return r.plannedFailover(ctx, s, "planned failover away from "+m.name+", which the scale-down removes")
+		}
+	}
+	if s.plan.FailoverInProgress {
+		return nil
+	}
+	for _, m := range s.leaving {
+		s.log.Info("removing a member beyond spec.members", "member", m.name)
+		if err := s.incus.DeleteInstance(ctx, m.name); err != nil {
+			return fmt.Errorf("removing member %s: %w", m.name, err)
+		}
+		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "MemberRemoved", "ScaleDown", "removed %s (spec.members is %d)", m.name, s.f.Spec.Members)
+		s.progressing = "scaling down to " + fmt.Sprint(s.f.Spec.Members) + " members"
+	}
+	return nil
+}
