@@ -59,7 +59,7 @@ test: verify-generated vet test-deps test-lab test-go ## Everything, on the real
 
 .PHONY: test-deps
 test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
-	hack/apt-install.sh redis-server redis-sentinel redis-tools
+	hack/apt-install.sh redis-server redis-sentinel redis-tools bc
 	hack/envtest-bins.sh >/dev/null
 
 .PHONY: test-lab
@@ -76,3 +76,15 @@ test-go: ## Go tests: unit, envtest on a real kube-apiserver + etcd, e2e on the 
 lab-host: ## Bootstrap this machine as the Incus lab host (idempotent; see docs/lab-host.md).
 	ansible/bootstrap.sh
 	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_host.yml
+
+.PHONY: lab
+lab: lab-host ## Lab host, local control plane, operator and the sample formation; waits until it is Ready (idempotent).
+	RSF_ENVTEST_ASSETS="$(ENVTEST_ASSETS)" hack/lab.sh up
+
+.PHONY: lab-down
+lab-down: ## Delete the sample formation and its containers, stop the operator and control plane, remove .lab/.
+	hack/lab.sh down
+
+.PHONY: lab-status
+lab-status: ## Show what of the lab runs (processes, readiness, formations, containers).
+	hack/lab.sh status

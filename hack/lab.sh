@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# The local lab: a control plane (kube-apiserver + etcd, as in envtest, on
+# 127.0.0.1 only), the operator, and the sample formation on this machine's
+# Incus. `make lab` runs the lab-host playbook first, then `hack/lab.sh up`.
+#
+#   hack/lab.sh up       build, start what does not run yet, apply the sample,
+#                        wait until rsf/cache is Ready (idempotent)
+#   hack/lab.sh down     delete the sample (the operator removes its
+#                        containers), stop everything, remove .lab/ (idempotent)
+#   hack/lab.sh status   what runs
+#
+# Everything lives in .lab/ (git-ignored): kubeconfig, etcd data, pid files,
+# logs. Environment:
+#   RSF_ENVTEST_ASSETS     folder with kube-apiserver + etcd (default: the
+#                          output of hack/envtest-bins.sh)
+#   RSF_LAB_METRICS_ADDR   operator metrics address (127.0.0.1:8080)
+#   RSF_LAB_PROBE_ADDR     operator probe address (127.0.0.1:8081)
+#   RSF_LAB_READY_TIMEOUT  how long to wait for rsf/cache to be Ready (5m)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+lab=$root/.lab
+kubeconfig=$lab/kubeconfig
+namespace=default
+formation=cache
+samples=config/samples
+crds=config/crd/bases
+metrics_addr=${RSF_LAB_METRICS_ADDR:-127.0.0.1:8080}
+probe_addr=${RSF_LAB_PROBE_ADDR:-127.0.0.1:8081}
+ready_timeout=${RSF_LAB_READY_TIMEOUT:-5m}
+controlplane_start_timeout=180 # seconds, until the kubeconfig exists and /readyz answers
+stop_timeout=20                # seconds between SIGTERM and SIGKILL
+
+log() { printf '\033[1mlab %s:\033[0m %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
+
+# --- processes --------------------------------------------------------------
+# Each background process is started with setsid, so it leads its own session;
+# its pid is in .lab/<name>.pid and is also the session id of everything it
+# started (envtest puts kube-apiserver and etcd in their own process groups,
+# but they stay in the session).
+
+# running PID: the process exists and is not a zombie.
+running() {
+	local stat
+	stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[[ $stat != Z* ]]
+}
+
+# lab_pid NAME: prints the pid of the lab's NAME process when it runs. The
+# pid must still be a session leader running one of this repository's
+# binaries (guards against a pid reused by something else).
+lab_pid() {
+	local name=$1 pid args
+	[ -f "$lab/$name.pid" ] || return 1
+	pid=$(<"$lab/$name.pid")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	running "$pid" || return 1
+	[ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] || return 1
+	args=$(ps -o args= -p "$pid")
+	[[ $args == "$root/bin/"* ]] || return 1
+	echo "$pid"
+}
+
+# session_members SID: live processes of the session that run a binary of this
+# repository or of the envtest assets folder (etcd, kube-apiserver).
+session_members() {
+	local sid=$1 pid args
+	for pid in $(pgrep -s "$sid" 2>/dev/null || true); do
+		running "$pid" || continue
+		args=$(ps -o args= -p "$pid" 2>/dev/null) || continue
+		if [[ $args == "$root/"* ]] || { [ -n "${assets:-}" ] && [[ $args == "$assets/"* ]]; }; then
+			echo "$pid"
+		fi
+	done
+}
+
+# stop_proc NAME: SIGTERM the process, wait up to $stop_timeout s for it and
+# everything in its session to exit, then SIGKILL what is left.
+stop_proc() {
+	local name=$1 pid sid left i
+	[ -f "$lab/$name.pid" ] || return 0
+	sid=$(<"$lab/$name.pid")
+	[[ $sid =~ ^[0-9]+$ ]] || {
+		rm -f "$lab/$name.pid"
+		return 0
+	}
+	if pid=$(lab_pid "$name"); then
+		log "stopping $name (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+	else
+		# The leader is gone; what it started may still run (orphaned etcd
+		# and kube-apiserver after a SIGKILL).
+		# kube-apiserver first: it hangs in its shutdown when etcd is gone.
+		left=$(session_members "$sid")
+		if [ -n "$left" ]; then
+			log "$name (pid $sid) is gone; stopping what it left running: $(echo $left)"
+			for pid in $left; do
+				[[ $(ps -o args= -p "$pid" 2>/dev/null) == */etcd\ * ]] || kill -TERM "$pid" 2>/dev/null || true
+			done
+			for ((i = 0; i < stop_timeout; i++)); do
+				[ "$(session_members "$sid" | wc -w)" -le 1 ] && break
+				sleep 0.5
+			done
+			# shellcheck disable=SC2046
+			kill -TERM $(session_members "$sid") 2>/dev/null || true
+		fi
+	fi
+	for ((i = 0; i < stop_timeout * 2; i++)); do
+		left=$(session_members "$sid")
+		[ -z "$left" ] && break
+		sleep 0.5
+	done
+	left=$(session_members "$sid")
+	if [ -n "$left" ]; then
+		log "$name did not stop within ${stop_timeout}s; killing $(echo $left)"
+		# shellcheck disable=SC2086
+		kill -KILL $left 2>/dev/null || true
+		sleep 1
+	fi
+	rm -f "$lab/$name.pid"
+}
+
+# start_proc NAME CMD...: start CMD in its own session, detached, with its
+# output appended to .lab/NAME.log; records the pid.
+start_proc() {
+	local name=$1 pid
+	shift
+	printf '\n=== %s: %s\n' "$(date -Is)" "$*" >>"$lab/$name.log"
+	setsid nohup "$@" >>"$lab/$name.log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$lab/$name.pid"
+	sleep 0.2
+	# setsid execs in place when it is not a process-group leader (always
+	# the case for a job of a non-interactive shell): check it did.
+	if running "$pid" && [ "$(ps -o sid= -p "$pid" | tr -d ' ')" != "$pid" ]; then
+		die "$name (pid $pid) did not get its own session"
+	fi
+	log "started $name (pid $pid, log ${lab#"$root/"}/$name.log)"
+}
+
+tail_logs() {
+	local f
+	for f in "$lab/manager.log" "$lab/controlplane.log" "$lab/kube-apiserver.log" "$lab/etcd.log"; do
+		[ -s "$f" ] || continue
+		echo "----- last lines of ${f#"$root/"} -----" >&2
+		tail -n 25 "$f" >&2
+	done
+}
+
+controlplane_ready() {
+	[ -f "$kubeconfig" ] && k get --raw /readyz >/dev/null 2>&1
+}
+
+# --- up ---------------------------------------------------------------------
+
+resolve_assets() {
+	assets=${RSF_ENVTEST_ASSETS:-}
+	[ -n "$assets" ] || assets=$(hack/envtest-bins.sh)
+	[ -x "$assets/kube-apiserver" ] && [ -x "$assets/etcd" ] ||
+		die "no kube-apiserver + etcd in '$assets' (RSF_ENVTEST_ASSETS, or the output of hack/envtest-bins.sh)"
+	assets=$(cd "$assets" && pwd)
+}
+
+ensure_controlplane() {
+	local pid i
+	if pid=$(lab_pid controlplane) && controlplane_ready; then
+		log "control plane already running (pid $pid)"
+		return 0
+	fi
+	# Whatever is left of an earlier run (dead leader, orphaned etcd) goes first.
+	stop_proc controlplane
+	rm -f "$kubeconfig"
+	start_proc controlplane "$root/bin/lab-controlplane" \
+		--assets "$assets" --crd-dir "$root/$crds" --kubeconfig "$kubeconfig" \
+		--etcd-data-dir "$lab/etcd" --log-dir "$lab" --stop-timeout 8s
+	cp bin/lab-controlplane "$lab/controlplane.bin" # what runs, to notice a rebuild
+	pid=$(<"$lab/controlplane.pid")
+	for ((i = 0; i < controlplane_start_timeout; i++)); do
+		running "$pid" || die "the control plane exited during start-up"
+		controlplane_ready && {
+			log "control plane ready: $(k config view -o jsonpath='{.clusters[0].cluster.server}')"
+			return 0
+		}
+		sleep 1
+	done
+	die "the control plane was not ready within ${controlplane_start_timeout}s"
+}
+
+# The operator restarts when its binary, the kubeconfig (a new control plane)
+# or its flags changed since it was started.
+ensure_manager() {
+	local want pid i
+	want="$(sha256sum bin/manager | cut -d' ' -f1) $(sha256sum "$kubeconfig" | cut -d' ' -f1) $metrics_addr $probe_addr"
+	if pid=$(lab_pid manager); then
+		if [ "$(cat "$lab/manager.fingerprint" 2>/dev/null)" = "$want" ]; then
+			log "operator already running (pid $pid)"
+			return 0
+		fi
+		log "operator binary, kubeconfig or flags changed: restarting it"
+	fi
+	stop_proc manager
+	if curl -s -o /dev/null --max-time 2 "http://$probe_addr/readyz"; then
+		die "something else already answers on $probe_addr; set RSF_LAB_PROBE_ADDR (and RSF_LAB_METRICS_ADDR) to free loopback ports"
+	fi
+	KUBECONFIG=$kubeconfig start_proc manager "$root/bin/manager" \
+		--metrics-bind-address "$metrics_addr" --health-probe-bind-address "$probe_addr" --log-format json
+	echo "$want" >"$lab/manager.fingerprint"
+	pid=$(<"$lab/manager.pid")
+	for ((i = 0; i < 60; i++)); do
+		running "$pid" || die "the operator exited during start-up"
+		if curl -sf --max-time 2 "http://$probe_addr/readyz" >/dev/null; then
+			log "operator ready (probes on $probe_addr, metrics on $metrics_addr)"
+			return 0
+		fi
+		sleep 1
+	done
+	die "the operator's /readyz did not answer within 60s"
+}
+
+cmd_up() {
+	local start=$SECONDS pid
+	up_ok=false
+	trap 'rc=$?; if [ "$up_ok" != true ]; then log "up failed (exit $rc); log tails follow"; tail_logs; fi' EXIT
+	mkdir -p "$lab"
+	chmod 700 "$lab"
+	resolve_assets
+	echo "$assets" >"$lab/assets"
+
+	log "building bin/manager and bin/lab-controlplane"
+	go build -o bin/manager .
+	go build -o bin/lab-controlplane ./hack/controlplane
+	if pid=$(lab_pid controlplane) && ! cmp -s bin/lab-controlplane "$lab/controlplane.bin" 2>/dev/null; then
+		log "note: bin/lab-controlplane changed since the running control plane (pid $pid) started; 'make lab-down lab' picks it up"
+	fi
+
+	ensure_controlplane
+	log "installing the CRDs"
+	k apply --server-side --force-conflicts -f "$crds" >/dev/null
+	k wait --for=condition=Established crd/redissentinelformations.redis.incusops.io --timeout=60s >/dev/null
+
+	ensure_manager
+
+	log "applying $samples (namespace $namespace)"
+	# -k: the folder holds a kustomization.yaml next to the manifests.
+	k apply -k "$samples" --namespace "$namespace"
+	log "waiting up to $ready_timeout for rsf/$formation to be Ready"
+	if ! k wait --for=condition=Ready "rsf/$formation" --namespace "$namespace" --timeout="$ready_timeout"; then
+		k describe rsf "$formation" --namespace "$namespace" >&2 || true
+		die "rsf/$formation did not become Ready within $ready_timeout"
+	fi
+
+	echo
+	k get rsf --namespace "$namespace" -o wide
+	cat <<EOF
+
+The lab is up ($((SECONDS - start))s).
+  export KUBECONFIG=$kubeconfig
+  kubectl get rsf -o wide
+  kubectl describe rsf $formation
+  kubectl get secret $formation-connection -o yaml     # how a backend connects
+  incus list $formation-
+Logs:   .lab/manager.log (operator, JSON), .lab/controlplane.log,
+        .lab/kube-apiserver.log, .lab/etcd.log
+Status: make lab-status      Tear down: make lab-down
+EOF
+	up_ok=true
+}
+
+# --- down -------------------------------------------------------------------
+
+# Deletes the sample's containers that are still there: only instances named
+# <formation>-1..7 whose user.rsf.formation is <namespace>/<formation>.
+delete_leftover_containers() {
+	local name owner found=false
+	command -v incus >/dev/null || return 0
+	for name in $(incus list --format csv --columns n 2>/dev/null || true); do
+		[[ $name =~ ^${formation}-[1-7]$ ]] || continue
+		owner=$(incus config get "$name" user.rsf.formation 2>/dev/null || true)
+		if [ "$owner" != "$namespace/$formation" ]; then
+			log "leaving $name alone: user.rsf.formation is '${owner}', not $namespace/$formation"
+			continue
+		fi
+		found=true
+		log "deleting leftover container $name"
+		incus delete --force "$name"
+	done
+	$found || log "no leftover $formation-N containers of $namespace/$formation"
+}
+
+cmd_down() {
+	local start=$SECONDS failed=false
+	# assets: only to recognise orphaned etcd/kube-apiserver processes.
+	assets=$(cat "$lab/assets" 2>/dev/null || echo "${RSF_ENVTEST_ASSETS:-}")
+	if [ -d "$lab" ] && lab_pid controlplane >/dev/null && controlplane_ready; then
+		if k get rsf "$formation" --namespace "$namespace" >/dev/null 2>&1; then
+			if lab_pid manager >/dev/null; then
+				log "deleting $samples (the operator's finalizer deletes the containers)"
+				if ! k delete -k "$samples" --namespace "$namespace" --ignore-not-found --wait --timeout=3m; then
+					log "WARNING: deleting the sample did not finish within 3m; the containers are removed directly below"
+					k describe rsf "$formation" --namespace "$namespace" >&2 || true
+					tail_logs
+					failed=true
+				fi
+			else
+				log "the operator is not running: skipping the Kubernetes delete; the containers are removed directly below"
+			fi
+		fi
+	fi
+	stop_proc manager
+	stop_proc controlplane
+	delete_leftover_containers
+	rm -rf "$lab"
+	log "lab removed ($((SECONDS - start))s)"
+	if $failed; then
+		log "down finished, but the operator did not delete the formation in time (see the log tails above)"
+		return 1
+	fi
+}
+
+# --- status -----------------------------------------------------------------
+
+cmd_status() {
+	local pid
+	if pid=$(lab_pid controlplane); then
+		if controlplane_ready; then
+			echo "control plane: running (pid $pid), /readyz ok, $(k config view -o jsonpath='{.clusters[0].cluster.server}')"
+		else
+			echo "control plane: running (pid $pid), /readyz NOT ok"
+		fi
+	else
+		echo "control plane: not running"
+	fi
+	if pid=$(lab_pid manager); then
+		if curl -sf --max-time 2 "http://$probe_addr/readyz" >/dev/null; then
+			echo "operator:      running (pid $pid), /readyz ok on $probe_addr"
+		else
+			echo "operator:      running (pid $pid), /readyz NOT ok on $probe_addr"
+		fi
+	else
+		echo "operator:      not running"
+	fi
+	if controlplane_ready; then
+		echo
+		k get rsf --all-namespaces -o wide
+		echo
+		echo "KUBECONFIG=$kubeconfig; logs in .lab/"
+	fi
+	if command -v incus >/dev/null; then
+		echo
+		incus list "^${formation}-[1-7]$" --columns ns4 2>/dev/null || true
+	fi
+}
+
+case "${1:-}" in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+*)
+	echo "usage: $0 up|down|status" >&2
+	exit 2
+	;;
+esac
