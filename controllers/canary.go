@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 )
 
@@ -25,7 +26,9 @@ const canaryTimeout = 2 * time.Second
 // discovery, authentication, a master that accepts writes. Its result is a
 // metric; a failing canary never fails the reconcile.
 func (r *FormationReconciler) reconcileCanary(ctx context.Context, s *formationState) error {
-	if s.masterMember() == nil || s.f.Status.Connection == nil {
+	// Not before the formation was first whole: replicas still syncing
+	// make the master refuse writes (min-replicas-to-write) by design.
+	if s.masterMember() == nil || s.f.Status.Connection == nil || s.f.Status.Phase == "" || s.f.Status.Phase == redisv1alpha1.PhaseProvisioning {
 		return nil
 	}
 	data := connectionData(s, s.f.Status.Connection.SentinelAddresses)

@@ -84,7 +84,7 @@ func (r *FormationReconciler) countFailover(s *formationState, from, to string, 
 		f.Status.LastFailover.Duration = &metav1.Duration{Duration: d}
 	}
 	r.Metrics.FailoverObserved(f.Namespace, f.Name, d)
-	r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "MasterSwitched", "Failover", "master moved from %s to %s (outage %s)", from, to, d.Round(time.Millisecond))
+	r.event(f, corev1.EventTypeWarning, "MasterSwitched", "Failover", to, "master moved from %s to %s (outage %s)", from, to, d.Round(time.Millisecond))
 	s.log.Info("master switched; replicas and sentinels are checked next", "from", from, "to", to, "outage", d.String())
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -60,7 +61,17 @@ func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (
 		if err := srv.DeleteInstance(ctx, inst.Name); err != nil {
 			return ctrl.Result{}, fmt.Errorf("deleting instance %s: %w", inst.Name, err)
 		}
-		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceDeleted", "Delete", "deleted Incus instance %s", inst.Name)
+		r.event(f, corev1.EventTypeNormal, "InstanceDeleted", "Delete", inst.Name, "deleted Incus instance %s", inst.Name)
+	}
+	// The owner reference lets a cluster's garbage collector do this too;
+	// control planes without one (the lab's) would keep the password.
+	secret := &corev1.Secret{}
+	err = r.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret)
+	if err == nil && metav1.IsControlledBy(secret, f) {
+		err = r.Delete(ctx, secret)
+	}
+	if client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("deleting the connection Secret: %w", err)
 	}
 	r.Metrics.ForgetFormation(f.Namespace, f.Name)
 	r.forget(client.ObjectKeyFromObject(f))

@@ -211,3 +211,13 @@ func (r *FormationReconciler) forget(key types.NamespacedName) {
 	}
 	delete(r.mem, key)
 }
+
+// event records an Event on the formation. The member it concerns, if any,
+// is part of the action: events.k8s.io folds events with the same reason
+// and action into one series, which would hide all members but the first.
+func (r *FormationReconciler) event(f *redisv1alpha1.RedisSentinelFormation, eventType, reason, action, member, note string, args ...any) {
+	if member != "" {
+		action += " " + member
+	}
+	r.Recorder.Eventf(f, nil, eventType, reason, action, note, args...)
+}

@@ -55,11 +55,11 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 	}
 	for _, a := range s.plan.Actions {
 		if err := r.execute(ctx, s, a); err != nil {
-			r.Recorder.Eventf(s.f, nil, corev1.EventTypeWarning, "HealFailed", string(a.Kind), "%s on %s failed (%s); retrying: %v", a.Kind, a.Member, a.Reason, err)
+			r.event(s.f, corev1.EventTypeWarning, "HealFailed", string(a.Kind), a.Member, "%s on %s failed (%s); retrying: %v", a.Kind, a.Member, a.Reason, err)
 			return fmt.Errorf("%s on %s: %w", a.Kind, a.Member, err)
 		}
 		s.log.Info("healing action done", "action", a.Kind, "member", a.Member, "target", a.Target.String(), "reason", a.Reason)
-		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), "%s: %s", a.Member, a.Reason)
+		r.event(s.f, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), a.Member, "%s: %s", a.Member, a.Reason)
 		s.progressing = "healing: " + string(a.Kind) + " " + a.Member
 	}
 	if s.plan.FailoverInProgress {

@@ -210,10 +210,10 @@ func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationSt
 			return nil // re-read on the next pass, never re-sent
 		case err != nil:
 			s.degrade(ReasonInstanceError, "creating instance %s: %v", m.name, err)
-			r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "CreateFailed", "CreateInstance", "creating instance %s failed; retrying: %v", m.name, err)
+			r.event(f, corev1.EventTypeWarning, "CreateFailed", "CreateInstance", m.name, "creating instance %s failed; retrying: %v", m.name, err)
 			return err
 		}
-		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceCreated", "CreateInstance", "created and started Incus instance %s", m.name)
+		r.event(f, corev1.EventTypeNormal, "InstanceCreated", "CreateInstance", m.name, "created and started Incus instance %s", m.name)
 		inst, err := s.incus.GetInstance(ctx, m.name)
 		if err != nil {
 			return err
@@ -225,7 +225,7 @@ func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationSt
 			s.degrade(ReasonInstanceError, "starting instance %s: %v", m.name, err)
 			return err
 		}
-		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "InstanceStarted", "StartInstance", "started stopped Incus instance %s", m.name)
+		r.event(f, corev1.EventTypeNormal, "InstanceStarted", "StartInstance", m.name, "started stopped Incus instance %s", m.name)
 		s.progressing = "starting instances"
 		return nil
 	}

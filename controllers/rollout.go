@@ -62,7 +62,7 @@ func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState
 			continue
 		}
 		s.progressing = fmt.Sprintf("replacing member %s (%d of %d members to replace)", m.name, len(outdated), len(s.members))
-		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "ReplacingMember", "Rollout", "%s: its container is rebuilt from the new spec; it rejoins as a replica", m.name)
+		r.event(s.f, corev1.EventTypeNormal, "ReplacingMember", "Rollout", m.name, "%s: its container is rebuilt from the new spec; it rejoins as a replica", m.name)
 		s.log.Info("replacing an outdated replica; the next member waits until it has synced", "member", m.name, "remaining", len(outdated))
 		if err := s.incus.DeleteInstance(ctx, m.name); err != nil {
 			return nil, fmt.Errorf("deleting outdated member %s: %w", m.name, err)
@@ -120,7 +120,7 @@ func (r *FormationReconciler) removeLeaving(ctx context.Context, s *formationSta
 		if err := s.incus.DeleteInstance(ctx, m.name); err != nil {
 			return fmt.Errorf("removing member %s: %w", m.name, err)
 		}
-		r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "MemberRemoved", "ScaleDown", "removed %s (spec.members is %d)", m.name, s.f.Spec.Members)
+		r.event(s.f, corev1.EventTypeNormal, "MemberRemoved", "ScaleDown", m.name, "removed %s (spec.members is %d)", m.name, s.f.Spec.Members)
 		s.progressing = "scaling down to " + fmt.Sprint(s.f.Spec.Members) + " members"
 	}
 	return nil

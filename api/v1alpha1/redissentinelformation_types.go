@@ -408,7 +408,7 @@ type RedisSentinelFormationStatus struct {
 
 	// ReadyMembers counts healthy members (a master or a linked replica).
 	// +optional
-	ReadyMembers int32 `json:"readyMembers,omitempty"`
+	ReadyMembers int32 `json:"readyMembers"`
 
 	// Members lists every member, ordered by name.
 	// +listType=map
@@ -422,7 +422,7 @@ type RedisSentinelFormationStatus struct {
 
 	// Failovers counts the master switches observed.
 	// +optional
-	Failovers int64 `json:"failovers,omitempty"`
+	Failovers int64 `json:"failovers"`
 
 	// LastFailover describes the latest master switch.
 	// +optional

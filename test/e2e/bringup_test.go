@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -139,10 +140,14 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 		t.Fatalf("rebuilt replica lost the data: %q, %v", v, err)
 	}
 
-	// Deleting the resource removes its instances and nothing else.
+	// Deleting the resource removes its instances, its connection Secret
+	// (even without a garbage collector, as here) and nothing else.
 	deleteFormation(t, f)
 	if _, err := incusSrv.GetInstance(ctx, unrelated); err != nil {
 		t.Fatalf("the unrelated instance was touched: %v", err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the connection Secret outlived the formation: %v", err)
 	}
 	assertNoSecretInLogs(t, password, sentinelPassword)
 }
