@@ -75,8 +75,15 @@ func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState
 	return nil, nil
 }
 
-// plannedFailover asks one healthy sentinel to fail over, unless a failover
-// runs or one was asked for moments ago.
+// plannedFailover moves the master role without losing acknowledged
+// writes: it holds writes on the master, waits until every linked replica
+// has everything, and only then asks a healthy sentinel to fail over.
+// Without the hold, SENTINEL FAILOVER promotes a replica while the master
+// still takes writes that other replicas acknowledge; those replicas then
+// need a full resync from the new master and drop the writes. With equal
+// offsets they resync partially, at once, and the new master has linked
+// replicas (min-replicas-to-write) immediately. Nothing is asked while a
+// failover runs or moments after the last request.
 func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationState, reason string) error {
 	if s.plan.FailoverInProgress {
 		return nil
@@ -87,19 +94,69 @@ func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationS
 	if recent {
 		return nil
 	}
+	master := s.masterMember()
+	var sentinel *memberState
 	for _, m := range s.members {
 		if m.obs.Running && m.obs.SentinelErr == nil && m.quorumErr == nil {
-			if err := s.admin.SentinelFailover(ctx, m.obs.Sentinel, s.f.Spec.MasterName); err != nil {
-				return err
-			}
-			r.remember(key, func(mem *memory) { mem.lastPlannedFailover = r.now() })
-			s.progressing = reason
-			r.Recorder.Eventf(s.f, nil, corev1.EventTypeNormal, "PlannedFailover", "Rollout", "%s (asked sentinel %s)", reason, m.name)
-			s.log.Info("planned failover requested", "reason", reason, "sentinel", m.name)
-			return nil
+			sentinel = m
+			break
 		}
 	}
-	return fmt.Errorf("no sentinel with quorum to carry out the planned failover (%s)", reason)
+	if master == nil || sentinel == nil {
+		return fmt.Errorf("no answering master, or no sentinel with quorum, for the planned failover (%s)", reason)
+	}
+	if err := s.admin.PauseWrites(ctx, master.obs.Redis, writeHold); err != nil {
+		return err
+	}
+	if err := r.waitReplicasCaughtUp(ctx, s, master); err != nil {
+		_ = s.admin.ResumeWrites(ctx, master.obs.Redis)
+		return err
+	}
+	if err := s.admin.SentinelFailover(ctx, sentinel.obs.Sentinel, s.f.Spec.MasterName); err != nil {
+		_ = s.admin.ResumeWrites(ctx, master.obs.Redis)
+		return err
+	}
+	// The hold simply expires: by then Sentinel has switched, and the old
+	// master refuses writes (no replicas left) or is a replica.
+	r.remember(key, func(mem *memory) { mem.lastPlannedFailover = r.now() })
+	s.progressing = reason
+	r.event(s.f, corev1.EventTypeNormal, "PlannedFailover", "Rollout", master.name, "%s (writes held until the replicas caught up; asked sentinel %s)", reason, sentinel.name)
+	s.log.Info("planned failover requested", "reason", reason, "sentinel", sentinel.name)
+	return nil
+}
+
+// writeHold bounds how long clients wait on a planned failover: catching up
+// takes milliseconds, Sentinel's promotion about a second.
+const writeHold = 3 * time.Second
+
+// waitReplicasCaughtUp waits, briefly, until every replica linked to the
+// master has replicated its whole stream.
+func (r *FormationReconciler) waitReplicasCaughtUp(ctx context.Context, s *formationState, master *memberState) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		m, err := s.admin.Replication(ctx, master.obs.Redis)
+		if err != nil {
+			return err
+		}
+		behind := ""
+		for _, o := range s.members {
+			if o == master || !o.obs.Running || o.obs.RedisErr != nil || !o.obs.Repl.LinkUp {
+				continue
+			}
+			repl, err := s.admin.Replication(ctx, o.obs.Redis)
+			if err != nil || repl.Offset < m.Offset {
+				behind = o.name
+				break
+			}
+		}
+		if behind == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replica %s did not catch up with the master within a second; the planned failover is retried", behind)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // removeLeaving deletes members beyond spec.members, never the master: a

@@ -165,6 +165,21 @@ func (a *goRedisAdmin) ConfigSet(ctx context.Context, server Endpoint, settings 
 	return nil
 }
 
+func (a *goRedisAdmin) PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error {
+	err := a.dialer.server(server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
+	if err != nil {
+		return fmt.Errorf("CLIENT PAUSE WRITE on %s: %w", server, err)
+	}
+	return nil
+}
+
+func (a *goRedisAdmin) ResumeWrites(ctx context.Context, server Endpoint) error {
+	if err := a.dialer.server(server, a.creds.Password).ClientUnpause(ctx).Err(); err != nil {
+		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
+	}
+	return nil
+}
+
 func (a *goRedisAdmin) sentinelClient(s Endpoint) *redis.SentinelClient {
 	return a.dialer.sentinel(s, a.creds.SentinelPassword)
 }

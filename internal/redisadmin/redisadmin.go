@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrNoSuchMaster is returned when a sentinel does not monitor the name.
@@ -116,6 +117,11 @@ type Admin interface {
 	// ConfigSet applies settings at run time and persists them with
 	// CONFIG REWRITE.
 	ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error
+	// PauseWrites holds write commands on a redis-server for d (CLIENT
+	// PAUSE WRITE): clients wait instead of writing and replication stops
+	// advancing, so replicas can catch up exactly. ResumeWrites ends it.
+	PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error
+	ResumeWrites(ctx context.Context, server Endpoint) error
 
 	// Sentinel* talk to a redis-sentinel.
 	SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error)

@@ -130,6 +130,10 @@ func RedisConf(r Redis) ([]byte, error) {
 	c.directive("replica-serve-stale-data", kw("yes"))
 	c.directive("replica-read-only", kw("yes"))
 	c.directive("repl-diskless-sync", kw("yes"))
+	// Start a full sync at once instead of waiting 5 s for more replicas:
+	// after a failover a master refuses writes (min-replicas-to-write)
+	// until a replica is linked again.
+	c.directive("repl-diskless-sync-delay", num(0))
 	c.directive("replica-priority", num(100))
 	if replicaOf != nil {
 		c.directive("replicaof", str(replicaOf.Host), num(replicaOf.Port))
@@ -172,12 +176,13 @@ func RuntimeSettings(r Redis) (map[string]string, error) {
 	}
 	yesNo := map[bool]string{true: "yes", false: "no"}
 	return map[string]string{
-		"maxmemory":             r.Maxmemory,
-		"maxmemory-policy":      r.MaxmemoryPolicy,
-		"appendonly":            yesNo[r.AppendOnly],
-		"appendfsync":           r.AppendFsync,
-		"save":                  strings.Join(save, " "),
-		"min-replicas-to-write": strconv.Itoa(r.MinReplicasToWrite),
-		"min-replicas-max-lag":  strconv.Itoa(r.MinReplicasMaxLag),
+		"maxmemory":                r.Maxmemory,
+		"maxmemory-policy":         r.MaxmemoryPolicy,
+		"appendonly":               yesNo[r.AppendOnly],
+		"appendfsync":              r.AppendFsync,
+		"save":                     strings.Join(save, " "),
+		"min-replicas-to-write":    strconv.Itoa(r.MinReplicasToWrite),
+		"min-replicas-max-lag":     strconv.Itoa(r.MinReplicasMaxLag),
+		"repl-diskless-sync-delay": "0",
 	}, nil
 }

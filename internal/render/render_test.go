@@ -102,7 +102,7 @@ func TestRedisConfDirectives(t *testing.T) {
 		{"min-replicas-max-lag", "10"},
 		{"replica-serve-stale-data", "yes"},
 		{"replica-read-only", "yes"},
-		{"repl-diskless-sync", "yes"},
+		{"repl-diskless-sync", "yes"}, {"repl-diskless-sync-delay", "0"},
 		{"replica-priority", "100"},
 	}
 	replica := typicalRedis()
