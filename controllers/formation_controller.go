@@ -186,6 +186,10 @@ type memory struct {
 	lastCanary   time.Time
 	// lastPlannedFailover is when a planned failover was last asked for.
 	lastPlannedFailover time.Time
+	// password is the data-plane password the members were last given;
+	// retireAt is when the one before it stops being accepted.
+	password string
+	retireAt time.Time
 }
 
 // remember runs f on the formation's memory under the lock.

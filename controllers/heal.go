@@ -26,6 +26,9 @@ const (
 // reconcileTopology observes the members, decides with Sentinel's majority
 // as the truth, and carries out the decided actions.
 func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formationState) error {
+	if err := r.rotatePassword(ctx, s); err != nil {
+		return err
+	}
 	r.observe(ctx, s)
 	r.watchSentinels(s)
 	key := client.ObjectKeyFromObject(s.f)

@@ -38,6 +38,9 @@ type Options struct {
 	ResyncPeriod time.Duration
 	// RedisTimeout bounds each command to a redis-server or sentinel.
 	RedisTimeout time.Duration
+	// PasswordGrace is how long a rotated data-plane password stays valid
+	// beside the new one, so clients can reload the connection Secret.
+	PasswordGrace time.Duration
 }
 
 // BindFlags registers the options on a flag set.
@@ -45,6 +48,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "formations reconciled in parallel")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", 15*time.Second, "safety-net poll of every Ready formation")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", time.Second, "timeout of each command to a redis-server or sentinel")
+	fs.DurationVar(&o.PasswordGrace, "password-grace", 10*time.Minute, "how long a rotated data-plane password stays valid beside the new one")
 }
 
 // Dependencies are the backends the controller talks to; nil fields get the

@@ -165,6 +165,25 @@ func (a *goRedisAdmin) ConfigSet(ctx context.Context, server Endpoint, settings 
 	return nil
 }
 
+func (a *goRedisAdmin) AddPassword(ctx context.Context, server Endpoint, password string) error {
+	c := a.dialer.server(server, a.creds.Password)
+	if err := c.Do(ctx, "ACL", "SETUSER", "default", "on", ">"+password).Err(); err != nil {
+		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+	}
+	return a.ConfigSet(ctx, server, map[string]string{"masterauth": password})
+}
+
+func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server Endpoint, password string) error {
+	c := a.dialer.server(server, a.creds.Password)
+	if err := c.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+password).Err(); err != nil {
+		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+	}
+	if err := c.ConfigRewrite(ctx).Err(); err != nil {
+		return fmt.Errorf("CONFIG REWRITE on %s: %w", server, err)
+	}
+	return nil
+}
+
 func (a *goRedisAdmin) PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error {
 	err := a.dialer.server(server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
 	if err != nil {

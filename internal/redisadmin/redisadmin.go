@@ -117,6 +117,13 @@ type Admin interface {
 	// ConfigSet applies settings at run time and persists them with
 	// CONFIG REWRITE.
 	ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error
+	// AddPassword makes a redis-server accept password besides the ones it
+	// has (ACL SETUSER default >password) and replicate with it
+	// (masterauth), persisted with CONFIG REWRITE.
+	AddPassword(ctx context.Context, server Endpoint, password string) error
+	// OnlyPassword makes password the only one accepted (ACL SETUSER
+	// default resetpass >password), persisted with CONFIG REWRITE.
+	OnlyPassword(ctx context.Context, server Endpoint, password string) error
 	// PauseWrites holds write commands on a redis-server for d (CLIENT
 	// PAUSE WRITE): clients wait instead of writing and replication stops
 	// advancing, so replicas can catch up exactly. ResumeWrites ends it.

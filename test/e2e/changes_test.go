@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 )
 
 // update patches the formation's spec.
@@ -166,4 +168,75 @@ func TestLiveChanges(t *testing.T) {
 	if !strings.Contains(kubectl(t, "get", "rsf", "-n", f.Namespace, f.Name, "-o", "jsonpath={.spec.incus.image}"), alias) {
 		t.Fatal("spec not updated")
 	}
+}
+
+// passwordGrace is the e2e manager's grace for a rotated password.
+const passwordGrace = 30 * time.Second
+
+// TestPasswordRotation: rotating the data-plane password Secret keeps a
+// client built from the old connection Secret working through the grace
+// period, a client from the new Secret works, nothing fails over, and the
+// old password is refused afterwards.
+func TestPasswordRotation(t *testing.T) {
+	f := newFormation(t, "rotate", formationOpts{})
+	cur := waitReady(t, f, 3*time.Minute)
+	oldPassword := secretValue(t, f.Namespace, "redis-pw")
+	before := connectionClient(t, f)
+	defer before.Close()
+
+	newPassword := "rotated-" + strings.Repeat("Q9vX", 6)
+	secret := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: "redis-pw"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	secret.Data["password"] = []byte(newPassword)
+	if err := k8s.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	rotatedAt := time.Now()
+	eventually(t, time.Minute, "the connection Secret carries the new password", func() (bool, string) {
+		conn := &corev1.Secret{}
+		_ = k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn)
+		return strings.Contains(string(conn.Data["REDIS_URL"]), newPassword), "not yet"
+	})
+	after := connectionClient(t, f)
+	defer after.Close()
+	for i := 0; time.Since(rotatedAt) < passwordGrace-5*time.Second; i++ {
+		for name, c := range map[string]*redis.Client{"old": before, "new": after} {
+			if err := c.Set(context.Background(), fmt.Sprint("rot:", name, i), i, 0).Err(); err != nil {
+				t.Fatalf("client from the %s connection Secret failed %s after the rotation: %v", name, time.Since(rotatedAt), err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cur = readyAfter(t, f, time.Minute)
+	for _, m := range cur.Status.Members {
+		if m.Role == redisv1alpha1.RoleReplica && !m.MasterLinkUp {
+			t.Fatalf("replica %s lost its link after the rotation", m.Name)
+		}
+	}
+	if cur.Status.Failovers != 0 {
+		t.Fatalf("the rotation caused %d failovers", cur.Status.Failovers)
+	}
+	eventually(t, 2*passwordGrace, "the old password is retired", func() (bool, string) {
+		err := redisAt(cur.Status.Master.Address, oldPassword).Ping(context.Background()).Err()
+		return err != nil && strings.Contains(err.Error(), "WRONGPASS"), fmt.Sprint(err)
+	})
+	if err := after.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the new password stopped working: %v", err)
+	}
+	assertNoSecretInLogs(t, oldPassword, newPassword)
+}
+
+func connectionClient(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *redis.Client {
+	t.Helper()
+	conn := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
+		t.Fatal(err)
+	}
+	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -88,7 +88,7 @@ func startManager(ctx context.Context, c *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second}
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace}
 	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
 		return err
 	}
