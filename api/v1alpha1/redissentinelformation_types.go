@@ -32,6 +32,7 @@ type AppendFsync string
 // +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite < self.members",message="spec.redis.minReplicasToWrite must be below spec.members, or no master could ever accept writes",fieldPath=".redis.minReplicasToWrite"
 // +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || size(self.incus.targets) >= self.members",message="spec.incus.targets must name a placement target for every member when set",fieldPath=".incus.targets"
 // +kubebuilder:validation:XValidation:rule="self.sentinel.parallelSyncs < self.members",message="spec.sentinel.parallelSyncs must be below spec.members",fieldPath=".sentinel.parallelSyncs"
+// +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite == 0 || self.redis.minReplicasMaxLagSeconds * 1000 < self.sentinel.downAfterMilliseconds",message="spec.redis.minReplicasMaxLagSeconds must be shorter than spec.sentinel.downAfterMilliseconds: an isolated master must stop taking writes before the others can promote a new one",fieldPath=".redis.minReplicasMaxLagSeconds"
 type RedisSentinelFormationSpec struct {
 	// MasterName is the name Sentinel monitors the primary under; backends
 	// pass it to their FailoverClient.
@@ -157,8 +158,10 @@ type RedisSpec struct {
 	MinReplicasToWrite *int32 `json:"minReplicasToWrite,omitempty"`
 
 	// MinReplicasMaxLagSeconds is how stale a replica's acknowledgement may
-	// be and still count towards MinReplicasToWrite.
-	// +kubebuilder:default=10
+	// be and still count towards MinReplicasToWrite. It must be shorter than
+	// the Sentinel down-after time, so that a master cut off from its
+	// replicas refuses writes before a new master can be promoted.
+	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=3600
 	// +optional
