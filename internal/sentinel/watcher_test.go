@@ -171,3 +171,35 @@ func TestWatchRealSentinel(t *testing.T) {
 		t.Fatal("history kept after Forget")
 	}
 }
+
+// FuzzEventPayload: whatever a sentinel publishes, recording it never
+// panics, keeps the history bounded, never keeps a credential set with
+// SENTINEL SET, and records at most one switch per announcement.
+func FuzzEventPayload(f *testing.F) {
+	f.Add("+switch-master", "mymaster 10.0.0.1 6379 10.0.0.2 6379")
+	f.Add("+sdown", "master mymaster 10.0.0.1 6379")
+	f.Add("+set", "master mymaster 10.0.0.1 6379 auth-pass hunter2-secret")
+	f.Add("+set", "master mymaster 10.0.0.1 6379 AUTH-USER bob")
+	f.Add("-sdown", "master")
+	f.Add("+switch-master", "")
+	f.Fuzz(func(t *testing.T, typ, payload string) {
+		f := &formation{sdownAt: map[string]time.Time{}}
+		for i := range MaxEvents + 3 {
+			f.add(Event{Time: time.Unix(int64(i*2), 0), Type: typ, Payload: payload}) // within switchWindow
+		}
+		if len(f.events) > MaxEvents {
+			t.Fatalf("history grew to %d", len(f.events))
+		}
+		if len(f.switches) > 1 {
+			t.Fatalf("one announcement repeated within a minute recorded %d switches", len(f.switches))
+		}
+		if typ == "+set" && len(f.events) > 0 {
+			kept := strings.Fields(f.events[0].Payload)
+			for i := 0; i+1 < len(kept); i++ {
+				if secretOptions[strings.ToLower(kept[i])] && kept[i+1] != "<redacted>" {
+					t.Fatalf("kept a credential: %q", f.events[0].Payload)
+				}
+			}
+		}
+	})
+}
