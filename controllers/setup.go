@@ -67,10 +67,16 @@ type Dependencies struct {
 // secretRefIndex indexes formations by the Secrets they read.
 const secretRefIndex = ".spec.secretRefs"
 
-// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;update;patch
+// The manager's permissions, each used by the code (reviewed in
+// docs/security.md): formations are read and patched (finalizer), their
+// status written, their finalizers subresource updated (owner references
+// with blockOwnerDeletion on the connection Secret); Secrets are read and
+// watched (password Secrets, remote Incus Secret) and the connection Secret
+// is created, updated and deleted; Events are recorded.
+// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;update
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,7 +25,9 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -52,7 +56,7 @@ func TestMain(m *testing.M) {
 	env, c, err := testenv.Start()
 	if err == nil {
 		cfg = c
-		err = startManager(ctx, c)
+		err = startManager(ctx, env, c)
 	}
 	if err == nil {
 		incusSrv, err = incus.Connect(ctx, incus.Options{})
@@ -74,13 +78,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startManager(ctx context.Context, c *rest.Config) error {
+// startManager runs the manager in-process as a user that holds nothing but
+// the generated ClusterRole (config/rbac/role.yaml), so every e2e test also
+// proves that role is enough.
+func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config) error {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = redisv1alpha1.AddToScheme(scheme)
 	logger := zap.New(logs.core(), zap.AddCaller())
 	ctrl.SetLogger(zapr.NewLogger(logger))
-	mgr, err := ctrl.NewManager(c, ctrl.Options{
+	managerCfg, err := managerUser(ctx, env, c, scheme)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -105,6 +116,38 @@ func startManager(ctx context.Context, c *rest.Config) error {
 		return fmt.Errorf("manager cache did not sync")
 	}
 	return nil
+}
+
+// managerUser creates a user bound to the generated manager ClusterRole
+// and returns its config.
+func managerUser(ctx context.Context, env *envtest.Environment, admin *rest.Config, scheme *runtime.Scheme) (*rest.Config, error) {
+	adminClient, err := client.New(admin, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		return nil, err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "rsf-manager", APIGroup: "rbac.authorization.k8s.io"}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := adminClient.Create(ctx, obj); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", obj.GetName(), err)
+		}
+	}
+	user, err := env.AddUser(envtest.User{Name: "rsf-manager"}, admin)
+	if err != nil {
+		return nil, err
+	}
+	return user.Config(), nil
 }
 
 // stack returns the API client, or fails/skips when the stack is missing.
