@@ -111,15 +111,43 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	phaseErr := r.runPhases(ctx, s)
 	r.computeStatus(s, phaseErr)
-	if !equality.Semantic.DeepEqual(before, &f.Status) {
+	if r.statusWorthWriting(client.ObjectKeyFromObject(f), before, &f.Status) {
 		if err := r.Status().Update(ctx, f); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 			}
 			return ctrl.Result{}, fmt.Errorf("updating status: %w", err)
 		}
+		r.remember(client.ObjectKeyFromObject(f), func(m *memory) { m.statusWritten = r.now() })
 	}
 	return r.result(s, phaseErr)
+}
+
+// offsetRefresh is how often a status whose only change is replication
+// offsets and lag is written: they move with every write and every
+// replication ping, and would otherwise cost an API write per resync.
+const offsetRefresh = 30 * time.Second
+
+// statusWorthWriting reports whether the observed status must be written:
+// any change but offsets at once, offsets alone every offsetRefresh.
+func (r *FormationReconciler) statusWorthWriting(key types.NamespacedName, before, after *redisv1alpha1.RedisSentinelFormationStatus) bool {
+	if equality.Semantic.DeepEqual(before, after) {
+		return false
+	}
+	if !equality.Semantic.DeepEqual(withoutOffsets(before), withoutOffsets(after)) {
+		return true
+	}
+	var last time.Time
+	r.remember(key, func(m *memory) { last = m.statusWritten })
+	return r.now().Sub(last) >= offsetRefresh
+}
+
+func withoutOffsets(st *redisv1alpha1.RedisSentinelFormationStatus) *redisv1alpha1.RedisSentinelFormationStatus {
+	c := st.DeepCopy()
+	for i := range c.Members {
+		c.Members[i].ReplicationOffset, c.Members[i].LagBytes = 0, 0
+	}
+	return c
 }
 
 func (r *FormationReconciler) runPhases(ctx context.Context, s *formationState) error {
@@ -186,6 +214,10 @@ type memory struct {
 	lastCanary   time.Time
 	// lastPlannedFailover is when a planned failover was last asked for.
 	lastPlannedFailover time.Time
+	// started is when the operator last started each member's container.
+	started map[string]time.Time
+	// statusWritten is when the status was last written.
+	statusWritten time.Time
 	// password is the data-plane password the members were last given;
 	// retireAt is when the one before it stops being accepted.
 	password string
@@ -201,7 +233,7 @@ func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)
 	}
 	m := r.mem[key]
 	if m == nil {
-		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}, settingsApplied: map[string][32]byte{}}
+		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}, settingsApplied: map[string][32]byte{}, started: map[string]time.Time{}}
 		r.mem[key] = m
 	}
 	f(m)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
@@ -220,14 +222,7 @@ func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationSt
 		}
 		m.instance = inst
 	case m.instance.Status == "Stopped":
-		s.log.Info("starting stopped member instance", "instance", m.name)
-		if err := s.incus.StartInstance(ctx, m.name); err != nil && !errors.Is(err, incus.ErrOperationPending) {
-			s.degrade(ReasonInstanceError, "starting instance %s: %v", m.name, err)
-			return err
-		}
-		r.event(f, corev1.EventTypeNormal, "InstanceStarted", "StartInstance", m.name, "started stopped Incus instance %s", m.name)
-		s.progressing = "starting instances"
-		return nil
+		return r.startStopped(ctx, s, m)
 	}
 	if m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4 {
 		if err := s.incus.UpdateInstanceDevice(ctx, m.name, "eth0", map[string]string{"ipv4.address": m.instance.IPv4}); err != nil {
@@ -289,4 +284,31 @@ func previousAddress(f *redisv1alpha1.RedisSentinelFormation, name string) strin
 		}
 	}
 	return ""
+}
+
+// crashWindow: a container that stops again within this time after the
+// operator started it is crashing, not stopped by someone.
+const crashWindow = time.Minute
+
+// startStopped starts a stopped member's container. One that stops again
+// right after being started is reported (Degraded, with where to look) and
+// started again only once the crash window has passed.
+func (r *FormationReconciler) startStopped(ctx context.Context, s *formationState, m *memberState) error {
+	key := client.ObjectKeyFromObject(s.f)
+	var last time.Time
+	r.remember(key, func(mem *memory) { last = mem.started[m.name] })
+	if since := r.now().Sub(last); since < crashWindow {
+		s.degrade(ReasonInstanceError, "instance %s stopped again %s after it was started (a failing init, see `incus console %s --show-log`, or stopped by hand); next start in %s",
+			m.name, since.Round(time.Second), m.name, (crashWindow - since).Round(time.Second))
+		return nil
+	}
+	s.log.Info("starting stopped member instance", "instance", m.name)
+	if err := s.incus.StartInstance(ctx, m.name); err != nil && !errors.Is(err, incus.ErrOperationPending) {
+		s.degrade(ReasonInstanceError, "starting instance %s: %v", m.name, err)
+		return err
+	}
+	r.remember(key, func(mem *memory) { mem.started[m.name] = r.now() })
+	r.event(s.f, corev1.EventTypeNormal, "InstanceStarted", "StartInstance", m.name, "started stopped Incus instance %s", m.name)
+	s.progressing = "starting instances"
+	return nil
 }
