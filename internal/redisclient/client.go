@@ -61,64 +61,49 @@ func orDefault(d, def time.Duration) time.Duration {
 // client for cfg.Addr otherwise. Both are *redis.Client, so a caller can
 // hold either as redis.UniversalClient or redis.Cmdable. The caller closes it.
 func New(cfg config.Redis, opts Options) (*redis.Client, error) {
+	// One set of options; go-redis derives the failover or the simple form.
+	u := &redis.UniversalOptions{
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		DB:                    cfg.DB,
+		ClientName:            opts.ClientName,
+		MaxRetries:            opts.MaxRetries,
+		MinRetryBackoff:       opts.MinRetryBackoff,
+		MaxRetryBackoff:       opts.MaxRetryBackoff,
+		DialerRetries:         opts.DialerRetries,
+		DialTimeout:           orDefault(opts.DialTimeout, DefaultDialTimeout),
+		ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+		ContextTimeoutEnabled: true,
+		PoolSize:              opts.PoolSize,
+		// Self-hosted redis-server has no maintenance notifications;
+		// "auto" would only cost a failing handshake per connection.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
 	var c *redis.Client
 	if cfg.SentinelMode() {
 		if cfg.MasterName == "" {
 			return nil, fmt.Errorf("redisclient: %s is required in Sentinel mode", config.EnvMasterName)
 		}
-		fo := &redis.FailoverOptions{
-			MasterName:            cfg.MasterName,
-			SentinelAddrs:         cfg.SentinelAddrs,
-			SentinelPassword:      cfg.SentinelPassword,
-			Username:              cfg.Username,
-			Password:              cfg.Password,
-			DB:                    cfg.DB,
-			ClientName:            opts.ClientName,
-			MaxRetries:            opts.MaxRetries,
-			MinRetryBackoff:       opts.MinRetryBackoff,
-			MaxRetryBackoff:       opts.MaxRetryBackoff,
-			DialerRetries:         opts.DialerRetries,
-			DialTimeout:           orDefault(opts.DialTimeout, DefaultDialTimeout),
-			ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
-			WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
-			ContextTimeoutEnabled: true,
-			PoolSize:              opts.PoolSize,
-		}
+		u.Addrs, u.MasterName, u.SentinelPassword = cfg.SentinelAddrs, cfg.MasterName, cfg.SentinelPassword
 		if cfg.TLS {
-			fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		c = redis.NewFailoverClient(fo)
+		c = redis.NewFailoverClient(u.Failover())
 	} else {
 		if cfg.Addr == "" {
 			return nil, fmt.Errorf("redisclient: %s is required without %s", config.EnvURL, config.EnvSentinelAddrs)
 		}
-		o := &redis.Options{
-			Network:               cfg.Network,
-			Addr:                  cfg.Addr,
-			Username:              cfg.Username,
-			Password:              cfg.Password,
-			DB:                    cfg.DB,
-			ClientName:            opts.ClientName,
-			MaxRetries:            opts.MaxRetries,
-			MinRetryBackoff:       opts.MinRetryBackoff,
-			MaxRetryBackoff:       opts.MaxRetryBackoff,
-			DialerRetries:         opts.DialerRetries,
-			DialTimeout:           orDefault(opts.DialTimeout, DefaultDialTimeout),
-			ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
-			WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
-			ContextTimeoutEnabled: true,
-			PoolSize:              opts.PoolSize,
-			// Self-hosted redis-server has no maintenance notifications;
-			// "auto" would only cost a failing handshake per connection.
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		}
+		u.Addrs = []string{cfg.Addr}
 		if cfg.TLS {
 			host := cfg.Addr
 			if h, _, err := net.SplitHostPort(cfg.Addr); err == nil {
 				host = h
 			}
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 		}
+		o := u.Simple()
+		o.Network = cfg.Network
 		c = redis.NewClient(o)
 	}
 	if opts.Metrics != nil {
