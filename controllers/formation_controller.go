@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,10 +31,9 @@ type FormationReconciler struct {
 	Incus     incus.ServerSource
 	Redis     redisadmin.Dialer
 	Metrics   *metrics.Operator
-	// Cache counts the canary client's hits and misses.
-	Cache   *metrics.Cache
-	Watcher SentinelWatcher
-	Options Options
+	Canary    CanaryProber
+	Watcher   SentinelWatcher
+	Options   Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
@@ -207,11 +205,8 @@ type memory struct {
 	// settingsApplied is the digest of the runtime settings each member was
 	// last given with CONFIG SET.
 	settingsApplied map[string][32]byte
-	// canary is the formation's canary client, built from connection data
-	// with the digest canaryDigest; lastCanary is its last probe.
-	canary       *redis.Client
-	canaryDigest [32]byte
-	lastCanary   time.Time
+	// lastCanary is the formation's last canary probe.
+	lastCanary time.Time
 	// lastPlannedFailover is when a planned failover was last asked for.
 	lastPlannedFailover time.Time
 	// started is when the operator last started each member's container.
@@ -242,10 +237,8 @@ func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)
 func (r *FormationReconciler) forget(key types.NamespacedName) {
 	r.memMu.Lock()
 	defer r.memMu.Unlock()
-	if m := r.mem[key]; m != nil && m.canary != nil {
-		_ = m.canary.Close()
-	}
 	delete(r.mem, key)
+	r.Canary.Forget(key.String())
 }
 
 // event records an Event on the formation. The member it concerns, if any,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,14 +57,35 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 	if s.plan.FailoverInProgress {
 		s.log.Info("failover in progress; no healing action until Sentinel finishes", "master", s.plan.MasterMember)
 	}
+	// New members are configured at once (each in its own container); the
+	// other actions run in the decided order.
+	var configure, ordered []topology.Action
 	for _, a := range s.plan.Actions {
-		if err := r.execute(ctx, s, a); err != nil {
-			r.event(s.f, corev1.EventTypeWarning, "HealFailed", string(a.Kind), a.Member, "%s on %s failed (%s); retrying: %v", a.Kind, a.Member, a.Reason, err)
-			return fmt.Errorf("%s on %s: %w", a.Kind, a.Member, err)
+		if a.Kind == topology.Configure {
+			configure = append(configure, a)
+		} else {
+			ordered = append(ordered, a)
 		}
-		s.log.Info("healing action done", "action", a.Kind, "member", a.Member, "target", a.Target.String(), "reason", a.Reason)
-		r.event(s.f, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), a.Member, "%s: %s", a.Member, a.Reason)
-		s.progressing = "healing: " + string(a.Kind) + " " + a.Member
+	}
+	errs := make([]error, len(configure))
+	var wg sync.WaitGroup
+	for i, a := range configure {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.execute(ctx, s, a)
+		}()
+	}
+	wg.Wait()
+	for i, a := range configure {
+		if err := r.report(s, a, errs[i]); err != nil {
+			return err
+		}
+	}
+	for _, a := range ordered {
+		if err := r.report(s, a, r.execute(ctx, s, a)); err != nil {
+			return err
+		}
 	}
 	if s.plan.FailoverInProgress {
 		return nil
@@ -106,6 +128,18 @@ func (r *FormationReconciler) applyRuntimeSettings(ctx context.Context, s *forma
 		r.remember(key, func(mem *memory) { mem.settingsApplied[m.name] = digest })
 		s.log.V(1).Info("runtime settings applied", "member", m.name)
 	}
+	return nil
+}
+
+// report logs and records the outcome of one healing action.
+func (r *FormationReconciler) report(s *formationState, a topology.Action, err error) error {
+	if err != nil {
+		r.event(s.f, corev1.EventTypeWarning, "HealFailed", string(a.Kind), a.Member, "%s on %s failed (%s); retrying: %v", a.Kind, a.Member, a.Reason, err)
+		return fmt.Errorf("%s on %s: %w", a.Kind, a.Member, err)
+	}
+	s.log.Info("healing action done", "action", a.Kind, "member", a.Member, "target", a.Target.String(), "reason", a.Reason)
+	r.event(s.f, corev1.EventTypeNormal, string(a.Kind), string(a.Kind), a.Member, "%s: %s", a.Member, a.Reason)
+	s.progressing = "healing: " + string(a.Kind) + " " + a.Member
 	return nil
 }
 

@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -103,7 +105,10 @@ func (r *FormationReconciler) reconcileInstances(ctx context.Context, s *formati
 	if err := r.ensureFinalizer(ctx, f); err != nil {
 		return err
 	}
-	if _, err := r.rolloutStep(ctx, s); err != nil {
+	if err := r.rolloutStep(ctx, s); err != nil {
+		return err
+	}
+	if err := r.createMissing(ctx, s); err != nil {
 		return err
 	}
 	for _, m := range s.members {
@@ -142,6 +147,10 @@ func (r *FormationReconciler) readInstances(ctx context.Context, s *formationSta
 			case err != nil:
 				s.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
 				return err
+			case inst.Config[keyFormationUID] == string(f.UID):
+				// Ours, though the list missed it (seen with a container
+				// still booting).
+				m.instance = inst
 			default:
 				s.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
 					m.name, keyFormationUID, inst.Config[keyFormationUID])
@@ -197,30 +206,60 @@ func (r *FormationReconciler) checkPrerequisites(ctx context.Context, s *formati
 	return nil
 }
 
-// ensureInstance creates a missing container, starts a stopped one and pins
-// a running one's address so it survives restarts and rebuilds.
-func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationState, m *memberState) error {
+// createMissing creates every missing member's container at once: Incus
+// unpacks each from the image independently, so a formation comes up in
+// the time of one create rather than N.
+func (r *FormationReconciler) createMissing(ctx context.Context, s *formationState) error {
 	f := s.f
-	switch {
-	case m.instance == nil:
+	var missing []*memberState
+	for _, m := range s.members {
+		if m.instance == nil {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	s.progressing = "creating instances"
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	for i, m := range missing {
 		spec := r.instanceSpec(f, m.index, previousAddress(f, m.name))
 		s.log.Info("creating member instance", "instance", m.name, "pinnedAddress", spec.Devices["eth0"]["ipv4.address"])
-		err := s.incus.CreateInstance(ctx, spec)
-		s.progressing = "creating instances"
-		switch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.incus.CreateInstance(ctx, spec)
+		}()
+	}
+	wg.Wait()
+	var firstErr error
+	for i, m := range missing {
+		switch err := errs[i]; {
 		case errors.Is(err, incus.ErrOperationPending), errors.Is(err, incus.ErrAlreadyExists):
-			return nil // re-read on the next pass, never re-sent
+			// re-read on the next pass, never re-sent
 		case err != nil:
 			s.degrade(ReasonInstanceError, "creating instance %s: %v", m.name, err)
 			r.event(f, corev1.EventTypeWarning, "CreateFailed", "CreateInstance", m.name, "creating instance %s failed; retrying: %v", m.name, err)
-			return err
+			firstErr = cmp.Or(firstErr, err)
+		default:
+			r.event(f, corev1.EventTypeNormal, "InstanceCreated", "CreateInstance", m.name, "created and started Incus instance %s", m.name)
+			inst, err := s.incus.GetInstance(ctx, m.name)
+			if err != nil {
+				return err
+			}
+			m.instance = inst
 		}
-		r.event(f, corev1.EventTypeNormal, "InstanceCreated", "CreateInstance", m.name, "created and started Incus instance %s", m.name)
-		inst, err := s.incus.GetInstance(ctx, m.name)
-		if err != nil {
-			return err
-		}
-		m.instance = inst
+	}
+	return firstErr
+}
+
+// ensureInstance starts a stopped container and pins a running one's
+// address so it survives restarts and rebuilds.
+func (r *FormationReconciler) ensureInstance(ctx context.Context, s *formationState, m *memberState) error {
+	switch {
+	case m.instance == nil:
+		return nil // its create is pending
 	case m.instance.Status == "Stopped":
 		return r.startStopped(ctx, s, m)
 	}

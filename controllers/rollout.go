@@ -46,12 +46,12 @@ func (s *formationState) outdated() []*memberState {
 // rolloutStep replaces at most one outdated member per pass, and only while
 // the formation is whole (Ready at the last pass and every member present):
 // replicas first, each rebuilt and synced before the next; the master last,
-// after a planned failover moved the role away. It returns the member whose
-// container it deleted, if any; the caller re-creates it at once.
-func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState) (*memberState, error) {
+// after a planned failover moved the role away. A deleted member is
+// re-created at once by the caller.
+func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState) error {
 	outdated := s.outdated()
 	if len(outdated) == 0 || s.f.Status.Phase != redisv1alpha1.PhaseReady || s.anyInstanceMissing() || len(s.leaving) > 0 {
-		return nil, nil
+		return nil
 	}
 	master := ""
 	if s.f.Status.Master != nil {
@@ -65,14 +65,14 @@ func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState
 		r.event(s.f, corev1.EventTypeNormal, "ReplacingMember", "Rollout", m.name, "%s: its container is rebuilt from the new spec; it rejoins as a replica", m.name)
 		s.log.Info("replacing an outdated replica; the next member waits until it has synced", "member", m.name, "remaining", len(outdated))
 		if err := s.incus.DeleteInstance(ctx, m.name); err != nil {
-			return nil, fmt.Errorf("deleting outdated member %s: %w", m.name, err)
+			return fmt.Errorf("deleting outdated member %s: %w", m.name, err)
 		}
 		m.instance = nil
-		return m, nil
+		return nil
 	}
 	// Only the master is left: move the role first.
 	s.plannedFailover = "planned failover away from " + master + " before replacing it"
-	return nil, nil
+	return nil
 }
 
 // plannedFailover moves the master role without losing acknowledged

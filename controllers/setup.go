@@ -26,6 +26,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
@@ -57,8 +58,9 @@ type Dependencies struct {
 	Incus   incus.ServerSource
 	Redis   redisadmin.Dialer
 	Metrics *metrics.Operator
-	// Cache counts the canary client's hits and misses.
-	Cache *metrics.Cache
+	// Canary nil: a redisclient.Prober whose hits and misses are counted
+	// in the manager's metrics (subsystem "canary").
+	Canary CanaryProber
 	// Watcher nil: the real Sentinel event watcher, which triggers a
 	// reconcile on every event.
 	Watcher SentinelWatcher
@@ -92,8 +94,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if deps.Metrics == nil {
 		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
 	}
-	if deps.Cache == nil {
-		deps.Cache = metrics.NewCache(ctrlmetrics.Registry)
+	if deps.Canary == nil {
+		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
 	}
 	// Sentinel events enqueue their formation through this channel.
 	triggers := make(chan event.GenericEvent, 1024)
@@ -122,6 +124,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		Incus:     deps.Incus,
 		Redis:     deps.Redis,
 		Metrics:   deps.Metrics,
+		Canary:    deps.Canary,
 		Watcher:   deps.Watcher,
 		Options:   opts,
 	}

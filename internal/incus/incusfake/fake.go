@@ -4,8 +4,10 @@
 // on: ErrNotFound / ErrAlreadyExists wrapping, idempotent start and stop,
 // DeleteInstance of a missing instance returning nil, instance-local devices
 // created from the (fake) expanded ones, WriteFile treating mode 0 as 0644.
-// Started instances get a deterministic IPv4 10.99.0.x (x = creation order,
-// starting at 2; stable across restarts) unless eth0 pins ipv4.address.
+// Started instances get a deterministic IPv4 in 10.99.0.0/16 (10.99.0.2,
+// 10.99.0.3, ... in creation order, 250 per /24; stable across restarts)
+// unless eth0 pins ipv4.address. The addresses exist nowhere: nothing may
+// dial them.
 // It is safe for concurrent use.
 package incusfake
 
@@ -101,7 +103,7 @@ func New() *Fake {
 		failNext:  map[string][]error{},
 		calls:     map[string]int{},
 		instances: map[string]*instance{},
-		nextIP:    2,
+		nextIP:    0,
 		ProfileDevices: map[string]map[string]map[string]string{
 			"rsf-redis": {
 				"eth0": {"type": "nic", "network": "rsfbr0", "name": "eth0"},
@@ -299,7 +301,7 @@ func (f *Fake) add(spec incus.InstanceSpec) *instance {
 	inst := &instance{
 		spec:    spec,
 		status:  "Stopped",
-		ip:      fmt.Sprintf("10.99.0.%d", f.nextIP),
+		ip:      fmt.Sprintf("10.99.%d.%d", f.nextIP/250, f.nextIP%250+2), // 2..251 per /24, then the next one
 		created: f.Now(),
 		files:   map[string]File{},
 	}
