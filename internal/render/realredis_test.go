@@ -62,7 +62,7 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 	for _, line := range strings.SplitAfter(string(conf), "\n") {
 		trimmed := strings.Trim(line, " \t\r\n")
 		if trimmed != "" && trimmed[0] != '#' {
-			args, ok := sdsSplitArgs(trimmed)
+			args, ok := SplitArgs(trimmed)
 			if ok && len(args) == 2 {
 				if p, found := paths[args[0]]; found {
 					line = args[0] + " " + quoteToken(p) + "\n"
@@ -292,7 +292,7 @@ func TestRealRedisServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines, err := parseConf(b)
+		lines, err := ParseConf(b)
 		if err != nil {
 			t.Fatalf("rewritten redis.conf: %v", err)
 		}
@@ -411,7 +411,7 @@ func TestRealSentinel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines, err := parseConf(b)
+	lines, err := ParseConf(b)
 	if err != nil {
 		t.Fatalf("Sentinel's rewritten config: %v\n%s", err, b)
 	}

@@ -376,7 +376,7 @@ func TestQuoteTokenAllBytes(t *testing.T) {
 					t.Fatalf("quoteToken(%q) = %q contains %#x", s, q, q[i])
 				}
 			}
-			args, ok := sdsSplitArgs("requirepass " + q)
+			args, ok := SplitArgs("requirepass " + q)
 			if !ok || len(args) != 2 || args[1] != s {
 				t.Fatalf("quoteToken(%q) = %q parses as %q, %v", s, q, args, ok)
 			}
@@ -431,29 +431,29 @@ func TestSdsSplitArgs(t *testing.T) {
 		{`back\slash`, []string{`back\slash`}},
 	}
 	for _, tt := range tests {
-		got, ok := sdsSplitArgs(tt.in)
+		got, ok := SplitArgs(tt.in)
 		if tt.want == nil {
 			if ok {
-				t.Errorf("sdsSplitArgs(%q) = %q, want NULL", tt.in, got)
+				t.Errorf("SplitArgs(%q) = %q, want NULL", tt.in, got)
 			}
 			continue
 		}
 		if !ok || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("sdsSplitArgs(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+			t.Errorf("SplitArgs(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
 		}
 	}
 }
 
 func TestParseConf(t *testing.T) {
-	got, err := parseConf([]byte("# comment\n\n  PORT 1 \r\n\t# indented comment\nSentinel Monitor m 1.2.3.4 5 1\n"))
+	got, err := ParseConf([]byte("# comment\n\n  PORT 1 \r\n\t# indented comment\nSentinel Monitor m 1.2.3.4 5 1\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []confLine{{Num: 3, Args: []string{"port", "1"}}, {Num: 5, Args: []string{"sentinel", "Monitor", "m", "1.2.3.4", "5", "1"}}}
+	want := []Line{{Num: 3, Args: []string{"port", "1"}}, {Num: 5, Args: []string{"sentinel", "Monitor", "m", "1.2.3.4", "5", "1"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
-	if _, err := parseConf([]byte("requirepass \"a\nb\"\n")); err == nil {
+	if _, err := ParseConf([]byte("requirepass \"a\nb\"\n")); err == nil {
 		t.Fatal("a raw newline inside quotes must be an unbalanced-quote error")
 	}
 }
@@ -481,7 +481,7 @@ func TestRuntimeSettingsMatchTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf, _ := RedisConf(in)
-	lines, err := parseConf(conf)
+	lines, err := ParseConf(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,9 +47,9 @@ func checkOutputBytes(t *testing.T, out []byte) {
 	}
 }
 
-func mustParse(t *testing.T, out []byte) []confLine {
+func mustParse(t *testing.T, out []byte) []Line {
 	t.Helper()
-	lines, err := parseConf(out)
+	lines, err := ParseConf(out)
 	if err != nil {
 		t.Fatalf("rendered config does not parse: %v\n%s", err, out)
 	}
@@ -57,8 +57,8 @@ func mustParse(t *testing.T, out []byte) []confLine {
 }
 
 // substitute replaces every argument equal to a key of repl (placeholders).
-func substitute(lines []confLine, repl map[string]string) []confLine {
-	out := make([]confLine, len(lines))
+func substitute(lines []Line, repl map[string]string) []Line {
+	out := make([]Line, len(lines))
 	for i, l := range lines {
 		args := make([]string, len(l.Args))
 		for j, a := range l.Args {
@@ -67,12 +67,12 @@ func substitute(lines []confLine, repl map[string]string) []confLine {
 			}
 			args[j] = a
 		}
-		out[i] = confLine{Num: l.Num, Args: args}
+		out[i] = Line{Num: l.Num, Args: args}
 	}
 	return out
 }
 
-func compareLines(t *testing.T, got, want []confLine) {
+func compareLines(t *testing.T, got, want []Line) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d directives, want %d", len(got), len(want))
@@ -84,7 +84,7 @@ func compareLines(t *testing.T, got, want []confLine) {
 	}
 }
 
-func expectOnce(t *testing.T, lines []confLine, key string, want ...string) {
+func expectOnce(t *testing.T, lines []Line, key string, want ...string) {
 	t.Helper()
 	found := linesFor(lines, key)
 	if len(found) != 1 {
@@ -241,7 +241,7 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 		{"sentinel auth-pass " + s.MasterName + " " + s.RedisPassword, []string{"sentinel", "auth-pass", s.MasterName, s.RedisPassword}},
 		{"sentinel monitor " + s.MasterName + " " + master + " 6379 2", []string{"sentinel", "monitor", s.MasterName, master, "6379", "2"}},
 	} {
-		got, err := parseConf([]byte(rewritten.line + "\n"))
+		got, err := ParseConf([]byte(rewritten.line + "\n"))
 		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0].Args, rewritten.want) {
 			t.Fatalf("Sentinel's own unquoted rewrite would not round-trip: %q -> %v %v", rewritten.line, got, err)
 		}

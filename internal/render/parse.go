@@ -5,11 +5,12 @@ import (
 	"strings"
 )
 
-// This file is a test-only port of the parts of Redis 7.0 that read a config
-// file: sdssplitargs() from src/sds.c and the line loop of
-// loadServerConfigFromString() from src/config.c. The renderer is checked
-// against it, and it is checked against a real redis-server in
-// realredis_test.go.
+// This file ports the parts of Redis 7.0 that read a config file:
+// sdssplitargs() from src/sds.c and the line loop of
+// loadServerConfigFromString() from src/config.c. The renderer's output is
+// checked against it (round trips, fuzzing), it is checked against a real
+// redis-server (realredis_test.go), and the simulated Redis of the
+// benchmarks reads the operator's files with it.
 
 // cIsSpace is isspace() in the C locale (Redis never sets LC_CTYPE).
 func cIsSpace(c byte) bool {
@@ -36,11 +37,11 @@ func hexDigitToInt(c byte) byte {
 	return 0
 }
 
-// sdsSplitArgs ports sdssplitargs(). The input is a C string, so it ends at
+// SplitArgs ports sdssplitargs(). The input is a C string, so it ends at
 // its first NUL byte. ok is false where Redis returns NULL (unbalanced quotes,
 // or a closing quote followed by something other than a space). An empty or
 // all-blank line gives zero arguments and ok.
-func sdsSplitArgs(line string) (args []string, ok bool) {
+func SplitArgs(line string) (args []string, ok bool) {
 	if i := strings.IndexByte(line, 0); i >= 0 {
 		line = line[:i]
 	}
@@ -133,28 +134,28 @@ func sdsSplitArgs(line string) (args []string, ok bool) {
 	}
 }
 
-// confLine is one directive as Redis sees it.
-type confLine struct {
+// Line is one directive as Redis sees it.
+type Line struct {
 	Num  int // 1-based line number in the file
 	Args []string
 }
 
-// parseConf ports the line loop of loadServerConfigFromString(): the file is
+// ParseConf ports the line loop of loadServerConfigFromString(): the file is
 // read as a C string (strlen), split on '\n', each line trimmed of " \t\r\n",
 // comments and blank lines skipped, the rest split with sdssplitargs and the
 // directive name lower-cased.
-func parseConf(data []byte) ([]confLine, error) {
+func ParseConf(data []byte) ([]Line, error) {
 	s := string(data)
 	if i := strings.IndexByte(s, 0); i >= 0 {
 		s = s[:i]
 	}
-	var out []confLine
+	var out []Line
 	for i, l := range strings.Split(s, "\n") {
 		l = strings.Trim(l, " \t\r\n")
 		if l == "" || l[0] == '#' {
 			continue
 		}
-		argv, ok := sdsSplitArgs(l)
+		argv, ok := SplitArgs(l)
 		if !ok {
 			return nil, fmt.Errorf("line %d: Unbalanced quotes in configuration line", i+1)
 		}
@@ -162,7 +163,7 @@ func parseConf(data []byte) ([]confLine, error) {
 			continue
 		}
 		argv[0] = asciiLower(argv[0])
-		out = append(out, confLine{Num: i + 1, Args: argv})
+		out = append(out, Line{Num: i + 1, Args: argv})
 	}
 	return out, nil
 }
@@ -188,7 +189,7 @@ func directiveKey(args []string) string {
 }
 
 // linesFor returns every parsed line whose directiveKey is key.
-func linesFor(lines []confLine, key string) [][]string {
+func linesFor(lines []Line, key string) [][]string {
 	var out [][]string
 	for _, l := range lines {
 		if directiveKey(l.Args) == key {
