@@ -88,3 +88,32 @@ lab-down: ## Delete the sample formation and its containers, stop the operator a
 .PHONY: lab-status
 lab-status: ## Show what of the lab runs (processes, readiness, formations, containers).
 	hack/lab.sh status
+
+##@ Benchmarks
+
+# Load conditions recorded in docs/benchmarks.md, e.g. BENCH_NOTE="idle machine".
+BENCH_NOTE ?=
+# The real-stack benchmarks (test/bench): apply -> Ready, failover drills,
+# steady state, the operator process's CPU and memory.
+BENCH_REAL ?= ApplyToReady|Failover|SteadyState|OperatorProcess
+# The scale benchmark on the fake backends runs in a network namespace with
+# only loopback: the fake's instance addresses exist nowhere, and although
+# the benchmark stubs everything that would dial them (Sentinel watcher,
+# canary), nothing can leave such a namespace even if one were missed.
+# kube-apiserver needs a default route to pick its advertise address (here
+# via lo); 10.0.0.0/8 unreachable makes any stray dial fail at once.
+BENCH_NETNS = unshare --net sh -ec 'ip link set lo up; ip addr add 10.255.255.1/32 dev lo; \
+	ip route add default dev lo; ip route add unreachable 10.0.0.0/8; exec "$$0" "$$@"'
+
+.PHONY: bench
+bench: ## Measure the operator against its targets on the real stack (as root, ~30-60 min): prints one table, writes docs/benchmarks.md.
+	go build -o $(BIN)/bench-manager .
+	go test -c -o $(BIN)/bench.test ./test/bench/
+	@export KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" RSF_BENCH_MANAGER="$(BIN)/bench-manager"; { \
+		$(BIN)/bench.test -test.v -test.run '^$$' -test.bench '$(BENCH_REAL)' -test.benchtime 1x -test.timeout 90m \
+			|| echo "BENCH-FAILED: test/bench (real stack)"; \
+		$(BENCH_NETNS) $(BIN)/bench.test -test.v -test.run '^$$' -test.bench 'ScaleFake' -test.benchtime 1x -test.timeout 60m \
+			|| echo "BENCH-FAILED: test/bench ScaleFake"; \
+		go test -run '^$$' -bench 'GetSetPaired$$' -benchtime 20000x -count 1 ./internal/redisclient/ \
+			|| echo "BENCH-FAILED: internal/redisclient"; \
+	} 2>&1 | tee $(BIN)/bench.out | go run ./hack/benchtable -o docs/benchmarks.md -note "$(BENCH_NOTE)"

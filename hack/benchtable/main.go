@@ -1,0 +1,449 @@
+// Command benchtable reads `go test -bench` output of the operator's
+// benchmarks (test/bench, internal/redisclient) on stdin, prints one
+// Markdown table (figure | measured | target | met?) and writes it, with
+// the machine description and how each figure is measured, to
+// docs/benchmarks.md. Lab host timings come from the Timings table of
+// docs/lab-host.md (and from test/lab/idempotence.sh's "timing:" line when
+// it is in the input).
+//
+//	go test -run '^$' -bench . -benchtime 1x ./test/bench/ | go run ./hack/benchtable
+//
+// It exits 1 when the input reports a failed benchmark or package (the
+// table is still written, with the missing figures marked).
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	out := flag.String("o", "docs/benchmarks.md", "Markdown file to write (\"\" writes none)")
+	labDoc := flag.String("lab-doc", "docs/lab-host.md,docs/lab.md", "comma-separated documents whose timings tables have the lab host playbook and `make lab` timings")
+	note := flag.String("note", "", "load conditions and anything else to say about the run")
+	flag.Parse()
+
+	in, err := parse(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(2)
+	}
+	in.lab = labTimings(*labDoc, in.lab)
+	rows := evaluate(in)
+	table := markdownTable(rows)
+	fmt.Print(table)
+	if *out != "" {
+		doc := document(in, rows, table, *note)
+		if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "benchtable: wrote %s\n", *out)
+	}
+	if len(in.failures) > 0 {
+		fmt.Fprintf(os.Stderr, "benchtable: failures in the input: %s\n", strings.Join(in.failures, "; "))
+		os.Exit(1)
+	}
+}
+
+// input is what the benchmark output says.
+type input struct {
+	metrics  map[string]float64 // unit -> value
+	ran      map[string]bool    // benchmark names that reported a result
+	skipped  map[string]string  // benchmark -> reason
+	failures []string
+	cpu      string
+	lab      map[string]string // lab timing figure -> value
+}
+
+var (
+	benchLine  = regexp.MustCompile(`^(Benchmark[^\s-]+)(-\d+)?\s+(\d+)\s+(.*)$`)
+	statusLine = regexp.MustCompile(`^\s*--- (SKIP|FAIL): (Benchmark\S+)`)
+	labLine    = regexp.MustCompile(`timing: run 1 ([\d.]+) s, run 2 ([\d.]+) s`)
+	procSuffix = regexp.MustCompile(`-\d+$`)
+)
+
+func parse(r io.Reader) (*input, error) {
+	in := &input{metrics: map[string]float64{}, ran: map[string]bool{}, skipped: map[string]string{}, lab: map[string]string{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var pending string // benchmark whose SKIP/FAIL reason follows
+	for sc.Scan() {
+		line := sc.Text()
+		if m := benchLine.FindStringSubmatch(line); m != nil {
+			in.ran[m[1]] = true
+			fields := strings.Fields(m[4])
+			for i := 0; i+1 < len(fields); i += 2 {
+				v, err := strconv.ParseFloat(fields[i], 64)
+				if err != nil {
+					break
+				}
+				in.metrics[fields[i+1]] = v
+			}
+			pending = ""
+			continue
+		}
+		if m := statusLine.FindStringSubmatch(line); m != nil {
+			name := procSuffix.ReplaceAllString(m[2], "")
+			if m[1] == "FAIL" {
+				in.failures = append(in.failures, name+" failed")
+			} else {
+				in.skipped[name] = ""
+			}
+			pending = name
+			continue
+		}
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "cpu: "):
+			in.cpu = strings.TrimPrefix(line, "cpu: ")
+		case strings.HasPrefix(line, "FAIL\t"), strings.HasPrefix(line, "BENCH-FAILED"):
+			in.failures = append(in.failures, trimmed)
+		case pending != "" && strings.HasPrefix(line, "    ") && trimmed != "":
+			if _, ok := in.skipped[pending]; ok && in.skipped[pending] == "" {
+				in.skipped[pending] = trimmed
+			}
+		}
+		if m := labLine.FindStringSubmatch(line); m != nil {
+			in.lab["first"] = m[1] + " s (test/lab/idempotence.sh, this run)"
+			in.lab["second"] = m[2] + " s (test/lab/idempotence.sh, this run)"
+		}
+	}
+	return in, sc.Err()
+}
+
+// labTimings reads the lab timings tables of the documents (rows starting
+// with "| Playbook, first run", "| Playbook, converged host" and any row
+// naming `make lab`) unless the input already had this run's timings.
+func labTimings(paths string, got map[string]string) map[string]string {
+	for _, path := range strings.Split(paths, ",") {
+		labTimingsFrom(strings.TrimSpace(path), got)
+	}
+	return got
+}
+
+func labTimingsFrom(path string, got map[string]string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		if len(cells) != 2 {
+			continue
+		}
+		name, value := strings.TrimSpace(cells[0]), strings.TrimSpace(cells[1])
+		src := value + " (" + path + ")"
+		switch {
+		case strings.HasPrefix(name, "Playbook, first run") && got["first"] == "":
+			got["first"] = src
+		case strings.HasPrefix(name, "Playbook, converged host") && got["second"] == "":
+			got["second"] = src
+		case strings.Contains(name, "`make lab`") && got["make-lab"] == "":
+			got["make-lab"] = src
+		}
+	}
+}
+
+// row is one line of the table.
+type row struct {
+	figure, measured, target, met, how string
+}
+
+// num formats a value with a unit.
+func num(v float64, unit string) string {
+	switch {
+	case v == 0:
+		return "0" + unit
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64) + unit
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64) + unit
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64) + unit
+	}
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+const (
+	notMeasured = "not measured"
+	noTarget    = "—"
+)
+
+func evaluate(in *input) []row {
+	m := func(unit string) (float64, bool) { v, ok := in.metrics[unit]; return v, ok }
+	missing := func(bench string) string {
+		if reason, ok := in.skipped[bench]; ok {
+			return notMeasured + " (skipped: " + strings.TrimSpace(reason) + ")"
+		}
+		return notMeasured
+	}
+	var rows []row
+	add := func(r row) { rows = append(rows, r) }
+
+	// apply -> Ready
+	if med, ok := m("apply-ready-median-s"); ok {
+		mx, _ := m("apply-ready-max-s")
+		runs, _ := m("apply-ready-runs")
+		add(row{"apply → Ready, one formation", fmt.Sprintf("median %s, max %s (%d runs)", num(med, " s"), num(mx, " s"), int(runs)), "≤ 20 s", yesNo(med <= 20),
+			"Create the formation (3 members, its password Secrets already there), poll the API every 100 ms until Ready=True and phase Ready; delete it and wait until its containers are gone before the next run. In-process manager with the real backends and the operator's default options."})
+	} else {
+		add(row{"apply → Ready, one formation", missing("BenchmarkApplyToReady"), "≤ 20 s", noTarget, ""})
+	}
+	if all, ok := m("apply-parallel-all-ready-s"); ok {
+		med, _ := m("apply-parallel-median-s")
+		n, _ := m("apply-parallel-formations")
+		add(row{fmt.Sprintf("apply → Ready, %d formations at once", int(n)), fmt.Sprintf("all Ready after %s (median %s)", num(all, " s"), num(med, " s")), "≤ 20 s", yesNo(all <= 20),
+			"Create the formations back to back and time until the last one is Ready (same polling)."})
+	} else {
+		add(row{"apply → Ready, 5 formations at once", missing("BenchmarkApplyToReady"), "≤ 20 s", noTarget, ""})
+	}
+
+	// failover
+	drills, _ := m("drills")
+	if med, ok := m("kill-switch-median-s"); ok {
+		mx, _ := m("kill-switch-max-s")
+		add(row{"failover: kill → +switch-master", fmt.Sprintf("median %s, max %s (%d drills)", num(med, " s"), num(mx, " s"), int(drills)), noTarget + " (down-after 5000 ms + election)", noTarget,
+			"Hard-stop the master's container (incus stop --force) and poll a surviving sentinel's SENTINEL GET-MASTER-ADDR-BY-NAME every 20 ms until it names another master. Consecutive drills on one formation (down-after 5000 ms), each after the formation is Ready again (the operator restarts the stopped container; the old master rejoins as a replica)."})
+	} else {
+		add(row{"failover: kill → +switch-master", missing("BenchmarkFailover"), noTarget, noTarget, ""})
+	}
+	if med, ok := m("switch-status-median-s"); ok {
+		mx, _ := m("switch-status-max-s")
+		add(row{"failover: +switch-master → status updated", fmt.Sprintf("median %s, max %s", num(med, " s"), num(mx, " s")), "≤ 1 s", yesNo(mx <= 1),
+			"The time the status change was first seen (API polled every 20 ms) minus status.lastFailover.time, the moment the operator's Sentinel watcher received +switch-master. 0 when status named the new master before the event arrived (a reconcile saw Sentinel's new state first). Judged on the max."})
+	} else {
+		add(row{"failover: +switch-master → status updated", missing("BenchmarkFailover"), "≤ 1 s", noTarget, ""})
+	}
+	if med, ok := m("kill-status-median-s"); ok {
+		mx, _ := m("kill-status-max-s")
+		add(row{"failover: kill → status updated", fmt.Sprintf("median %s, max %s", num(med, " s"), num(mx, " s")), "≤ 7.5 s at down-after 5000 ms", yesNo(mx <= 7.5),
+			"From the hard stop until status.master names another member (API polled every 20 ms). Judged on the max."})
+	} else {
+		add(row{"failover: kill → status updated", missing("BenchmarkFailover"), "≤ 7.5 s at down-after 5000 ms", noTarget, ""})
+	}
+
+	// client overhead
+	if p, ok := m("plain-median-ns"); ok && p > 0 {
+		i, _ := m("instrumented-median-ns")
+		ratio := i / p
+		add(row{"client overhead, instrumented / plain go-redis", fmt.Sprintf("%.4f (%+.2f %%; SET+GET median %s vs %s µs)", ratio, 100*(ratio-1), num(i/1000, ""), num(p/1000, "")), "≤ 1.03 (≤ 3 %)", yesNo(ratio <= 1.03),
+			"internal/redisclient BenchmarkGetSetPaired: a SET + GET round trip on a loopback redis-server through the plain client and the instrumented one (metrics hook), interleaved and alternating which goes first; ratio of the medians."})
+	} else {
+		add(row{"client overhead, instrumented / plain go-redis", missing("BenchmarkGetSetPaired"), "≤ 1.03 (≤ 3 %)", noTarget, ""})
+	}
+
+	// steady state
+	if w, ok := m("steady-incus-writes-per-reconcile"); ok {
+		r, _ := m("steady-incus-reads-per-reconcile")
+		cmds, _ := m("steady-redis-cmds-per-reconcile")
+		wcmds, _ := m("steady-redis-write-cmds-per-reconcile")
+		rps, _ := m("steady-reconciles-per-s")
+		sw, _ := m("steady-status-writes-per-reconcile")
+		resync, _ := m("steady-resync-period-s")
+		how := "One formation Ready on real containers, in-process manager with counting decorators around the real Incus connector (internal/incus.Counting) and go-redis dialer (internal/redisadmin.Counting). After a whole resync period without an Incus write, the counters are reset and read after the window; reconciles from controller_runtime_reconcile_total."
+		add(row{"steady state: Incus write calls per reconcile", num(w, ""), "0", yesNo(w == 0), how + " Writes are CreateInstance, StartInstance, StopInstance, DeleteInstance, UpdateInstanceDevice, WriteFile and Exec."})
+		add(row{"steady state: Incus read calls per reconcile", num(r, ""), "bounded (≤ 4: one per member + 1)", yesNo(r <= 4), "Same window; every other Server method. The bound is this table's reading of \"a bounded number\" for 3 members."})
+		measured := fmt.Sprintf("%s admin (%s writes)", num(cmds, ""), num(wcmds, ""))
+		if canary, ok := m("steady-canary-cmds-per-reconcile"); ok {
+			measured += fmt.Sprintf(" + %s canary", num(canary, ""))
+		}
+		add(row{"steady state: Redis commands per reconcile", measured, "bounded", yesNo(cmds <= 30),
+			"Same window; admin commands are Admin calls × the commands each sends (redisadmin.CommandsPerCall; AUTH on new connections not counted). The canary (controllers/canary.go: SET + GET through a FailoverClient, at most every 5 s) bypasses the Admin dialer: its commands are the larger of what its client's hook counted (rsf_cache_hits/misses_total, subsystem canary) and 2 × its successful probes (rsf_formation_canary_latency_seconds count), without the client's own Sentinel discovery. \"Bounded\" is checked on the admin commands as ≤ 10 per member."})
+		add(row{"steady state: reconciles per second (1 formation)", fmt.Sprintf("%s (resync %s)", num(rps, "/s"), num(resync, " s")), noTarget, noTarget, "Same window. A Ready formation is reconciled once per resync period plus Sentinel events; more would be a reconcile loop."})
+		add(row{"steady state: status writes per reconcile", num(sw, ""), noTarget, noTarget, "Same window; MODIFIED events of the formation seen by a watch (the status fields that changed are logged in the benchmark output)."})
+	} else {
+		add(row{"steady state: Incus write calls per reconcile", missing("BenchmarkSteadyState"), "0", noTarget, ""})
+	}
+
+	// operator process
+	procN := procSizes(in.metrics)
+	howProc := "bin/manager as its own process (default flags: 4 workers, resync 15 s) against the envtest API server, formations Ready on real containers; after 20 s to settle, over the window: CPU = (utime+stime delta)/wall from /proc/<pid>/stat, RSS = the largest VmRSS sampled every second, VmHWM from /proc/<pid>/status, reconciles/s from its /metrics."
+	if len(procN) == 0 {
+		add(row{"operator CPU / resident memory", missing("BenchmarkOperatorProcess"), "RSS ≤ 80 MB with 10", noTarget, ""})
+	}
+	for _, n := range procN {
+		tag := strconv.Itoa(n)
+		cpu := in.metrics["proc-cpu-pct-"+tag]
+		rss := in.metrics["proc-rss-MiB-"+tag]
+		hwm := in.metrics["proc-hwm-MiB-"+tag]
+		rps := in.metrics["proc-reconciles-per-s-"+tag]
+		add(row{fmt.Sprintf("operator CPU, %d formation(s)", n), fmt.Sprintf("%s of one core (%s reconciles/s)", num(cpu, " %"), num(rps, "")), noTarget, noTarget, howProc})
+		target, met := noTarget, noTarget
+		if n == 10 {
+			target = "≤ 80 MB (76.3 MiB)"
+			met = yesNo(rss*(1<<20) <= 80e6)
+		}
+		add(row{fmt.Sprintf("operator resident memory, %d formation(s)", n), fmt.Sprintf("%s (VmHWM %s)", num(rss, " MiB"), num(hwm, " MiB")), target, met, howProc})
+	}
+
+	// scale on the fake backend
+	if t, ok := m("scale-converge-s"); ok {
+		n, _ := m("scale-formations")
+		hwm, _ := m("scale-hwm-MiB")
+		heap, _ := m("scale-heap-inuse-MiB")
+		rpf, _ := m("scale-reconciles-per-formation")
+		how := "envtest API server + the manager in-process (default options) on the fake Incus backend (incusfake) and the simulated Redis world (internal/redisadmin/redisfake, which answers like Redis 7.0 from the configuration the operator writes), no-op Sentinel watcher, in a loopback-only network namespace. From the first create (with the namespace's password Secrets in place) until the last formation is Ready; memory is the benchmark process (manager, its cache and the fakes), not the API server."
+		add(row{fmt.Sprintf("controller scale: %d formations to Ready (fake Incus)", int(n)), fmt.Sprintf("%s (%s reconciles per formation)", num(t, " s"), num(rpf, "")), noTarget, noTarget, how})
+		add(row{fmt.Sprintf("controller scale: memory with %d formations", int(n)), fmt.Sprintf("VmHWM %s (Go heap in use %s)", num(hwm, " MiB"), num(heap, " MiB")), noTarget, noTarget, how})
+		if w, ok := m("scale-steady-incus-writes-per-reconcile"); ok {
+			r, _ := m("scale-steady-incus-reads-per-reconcile")
+			rps, _ := m("scale-steady-reconciles-per-s")
+			add(row{fmt.Sprintf("controller scale: steady state with %d formations", int(n)), fmt.Sprintf("%s Incus writes and %s reads per reconcile, %s reconciles/s", num(w, ""), num(r, ""), num(rps, "")), "0 writes", yesNo(w == 0),
+				"After all are Ready, counters reset, one resync period + 5 s."})
+		}
+	} else {
+		add(row{"controller scale: 500 formations to Ready (fake Incus)", missing("BenchmarkScaleFake"), noTarget, noTarget, ""})
+	}
+
+	// lab host
+	for _, l := range []struct{ key, figure string }{
+		{"first", "lab host playbook, first run"},
+		{"second", "lab host playbook, second run (changed=0)"},
+		{"make-lab", "`make lab`"},
+	} {
+		v := in.lab[l.key]
+		if v == "" {
+			v = "not recorded"
+		}
+		add(row{l.figure, v, noTarget, noTarget, "Recorded by other work: test/lab/idempotence.sh prints the wall time of both playbook runs; docs/lab-host.md keeps the measured values."})
+	}
+	return rows
+}
+
+// procSizes are the formation counts of the operator process figures.
+func procSizes(metrics map[string]float64) []int {
+	var out []int
+	for unit := range metrics {
+		if tag, ok := strings.CutPrefix(unit, "proc-rss-MiB-"); ok {
+			if n, err := strconv.Atoi(tag); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func markdownTable(rows []row) string {
+	var b strings.Builder
+	b.WriteString("| Figure | Measured | Target | Met? |\n| --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", escape(r.figure), escape(r.measured), escape(r.target), r.met)
+	}
+	return b.String()
+}
+
+func document(in *input, rows []row, table, note string) string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Generated by `make bench` (hack/benchtable from the `go test -bench` output of test/bench and internal/redisclient). ")
+	b.WriteString("Every figure is a Go benchmark run once (`-benchtime 1x`) that reports its measurements; nothing asserts a timing, so `make test` never fails on a slow machine. Rerun `make bench` to refresh this page.\n\n")
+	b.WriteString("## Machine\n\n")
+	for _, l := range machine(in) {
+		b.WriteString("- " + l + "\n")
+	}
+	if note != "" {
+		b.WriteString("- Conditions: " + note + "\n")
+	}
+	b.WriteString("\n## Results\n\n")
+	b.WriteString(table)
+	if len(in.failures) > 0 {
+		b.WriteString("\nFailures in this run: " + escape(strings.Join(in.failures, "; ")) + "\n")
+	}
+	b.WriteString("\n## How each figure is measured\n\n")
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r.how == "" || seen[r.how] {
+			continue
+		}
+		seen[r.how] = true
+		b.WriteString("- **" + r.figure + "**: " + r.how + "\n")
+	}
+	b.WriteString("\n## Raw metrics\n\n```\n")
+	units := make([]string, 0, len(in.metrics))
+	for u := range in.metrics {
+		if u != "ns/op" && u != "B/op" && u != "allocs/op" {
+			units = append(units, u)
+		}
+	}
+	sort.Strings(units)
+	for _, u := range units {
+		fmt.Fprintf(&b, "%-45s %g\n", u, in.metrics[u])
+	}
+	b.WriteString("```\n")
+	return b.String()
+}
+
+func machine(in *input) []string {
+	var out []string
+	cpu := in.cpu
+	if cpu == "" {
+		cpu = cpuModel()
+	}
+	out = append(out, fmt.Sprintf("CPU: %s, nproc %d", cpu, runtime.NumCPU()))
+	if mem := memTotal(); mem != "" {
+		out = append(out, "Memory: "+mem)
+	}
+	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		out = append(out, "Kernel: "+strings.TrimSpace(string(k)))
+	}
+	if v, err := exec.Command("incus", "version").Output(); err == nil {
+		out = append(out, "Incus: "+strings.Join(strings.Fields(string(v)), " "))
+	}
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(l))
+		if len(f) >= 3 {
+			out = append(out, fmt.Sprintf("Load average when the table was written (1/5/15 min): %s %s %s", f[0], f[1], f[2]))
+		}
+	}
+	out = append(out, "Date: "+time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	return out
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func memTotal() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
+				return fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,842 @@
+// Package redisfake simulates the redis-servers and sentinels of formations
+// in memory, for controller tests and the scale benchmark on the fake Incus
+// backend (incusfake). It never opens a network connection.
+//
+// A World implements redisadmin.Dialer. Attached to an incusfake.Fake, it
+// reacts to the operator's configuration scripts the way the real member
+// containers do: an Exec that starts redis-server reads the redis.conf the
+// operator wrote into the instance (address, port, passwords, replicaof),
+// one that starts redis-sentinel reads sentinel.conf (sentinel monitor and
+// its settings), `touch /etc/redis/rsf-configured` marks the member
+// configured, and the probe script reports those states. Commands it does
+// not know exit 1, so a change of the operator's scripts shows up in tests
+// instead of being silently accepted.
+//
+// Answers follow Redis 7.0:
+//   - INFO replication: a replica's link is up when its master's
+//     redis-server runs and accepts its masterauth; a linked replica has
+//     the master's offset; a master counts its linked replicas.
+//   - SENTINEL MASTER: the monitored address and settings; num-slaves and
+//     num-other-sentinels count every replica and every other sentinel (same
+//     master name and address) seen since MONITOR or RESET, including ones
+//     that went away since, as Sentinel does; flags add s_down while the
+//     master's redis-server does not answer (no automatic failover: use
+//     SENTINEL FAILOVER).
+//   - SENTINEL CKQUORUM: OK when the usable sentinels (this one and the
+//     known peers that run and monitor the same master) reach the quorum
+//     and a majority of the known sentinels.
+//   - Passwords are checked: requirepass (and passwords added with
+//     AddPassword) for clients, masterauth for replication, the sentinel's
+//     requirepass.
+//
+// Stopping or deleting an instance in incusfake is not observed; use Crash
+// to take a member's processes down.
+package redisfake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+)
+
+// Paths and markers the operator uses inside a member (controllers/heal.go,
+// controllers/observe.go).
+const (
+	RedisConfPath    = "/etc/redis/redis.conf"
+	SentinelConfPath = "/etc/redis/sentinel.conf"
+	ConfiguredMarker = "/etc/redis/rsf-configured"
+)
+
+// Sentinel's defaults for a master added with SENTINEL MONITOR.
+const (
+	defaultDownAfterMs       = 30000
+	defaultFailoverTimeoutMs = 180000
+	defaultParallelSyncs     = 1
+)
+
+// initialOffset is a master's replication offset: constant, so that an
+// unchanged formation observes unchanged offsets (real masters advance
+// theirs with every replication ping).
+const initialOffset = 1000
+
+// World is the simulated set of members. Use New, then Attach.
+type World struct {
+	mu      sync.Mutex
+	files   func(instance, path string) ([]byte, bool)
+	members map[string]*member // by instance name
+	byHost  map[string]*member // by address
+	// problems are configuration errors met when a process started (the
+	// real service would fail after systemctl start --no-block returned).
+	problems []string
+}
+
+type member struct {
+	instance   string
+	host       string
+	configured bool
+	redis      *redisProc    // nil: not running
+	sentinel   *sentinelProc // nil: not running
+	// stoppedSentinel is a stopped sentinel's state: Sentinel rewrites its
+	// config file, so it starts again where it stopped.
+	stoppedSentinel *sentinelProc
+}
+
+type redisProc struct {
+	port int
+	// passwords the default user accepts (requirepass, ACL SETUSER >pw);
+	// none: no authentication.
+	passwords  map[string]bool
+	masterauth string
+	// pausedUntil: CLIENT PAUSE WRITE (replication offsets are constant
+	// here anyway).
+	pausedUntil time.Time
+	replicaOf   redisadmin.Endpoint
+	maxmemory   int64
+	offset      int64
+	config      map[string]string
+}
+
+type sentinelProc struct {
+	port        int
+	requirepass string
+	masters     map[string]*monitor
+}
+
+type monitor struct {
+	addr            redisadmin.Endpoint
+	quorum          int
+	downAfter       int
+	failoverTimeout int
+	parallelSyncs   int
+	authPass        string
+	epoch           int64
+	replicas        map[redisadmin.Endpoint]bool // seen since MONITOR or RESET
+	sentinels       map[redisadmin.Endpoint]bool
+}
+
+var _ redisadmin.Dialer = (*World)(nil)
+
+// New returns an empty world; Attach it to the Incus fake the operator
+// uses.
+func New() *World {
+	return &World{members: map[string]*member{}, byHost: map[string]*member{}}
+}
+
+// Attach makes the world handle f's Exec calls and read the files written
+// into f's instances. It replaces f.ExecFunc; call it before use.
+func (w *World) Attach(f *incusfake.Fake) {
+	w.files = func(instance, path string) ([]byte, bool) {
+		file, ok := f.File(instance, path)
+		return file.Content, ok
+	}
+	f.ExecFunc = w.Exec
+}
+
+// Problems returns the configuration errors met when processes started.
+func (w *World) Problems() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.problems)
+}
+
+// Crash stops an instance's redis-server and sentinel, as a container
+// restart does (redis-server stays down: it is not enabled).
+func (w *World) Crash(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.members[instance]
+	if m == nil {
+		return
+	}
+	m.redis = nil
+	if m.sentinel != nil {
+		m.stoppedSentinel, m.sentinel = m.sentinel, nil
+	}
+}
+
+// Forget drops everything known about an instance, as when it is deleted.
+func (w *World) Forget(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m := w.members[instance]; m != nil {
+		if w.byHost[m.host] == m {
+			delete(w.byHost, m.host)
+		}
+		delete(w.members, instance)
+	}
+}
+
+func (w *World) member(instance string) *member {
+	m := w.members[instance]
+	if m == nil {
+		m = &member{instance: instance}
+		w.members[instance] = m
+	}
+	return m
+}
+
+func (w *World) setHost(m *member, host string) {
+	if m.host == host {
+		return
+	}
+	if w.byHost[m.host] == m {
+		delete(w.byHost, m.host)
+	}
+	m.host = host
+	w.byHost[host] = m
+}
+
+// Exec runs the operator's scripts (incusfake.Fake.ExecFunc).
+func (w *World) Exec(instance string, command []string) (incus.ExecResult, error) {
+	if len(command) != 3 || command[0] != "sh" || command[1] != "-c" {
+		return fail(127, "redisfake: unsupported command %q", command), nil
+	}
+	script := command[2]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if strings.Contains(script, "systemctl is-active") {
+		return w.probe(instance), nil
+	}
+	for _, step := range splitScript(script) {
+		fields := strings.Fields(step)
+		switch {
+		case len(fields) == 0, step == "set -e", step == "true":
+		case fields[0] == "chown" && len(fields) >= 3:
+			for _, path := range fields[2:] {
+				if _, ok := w.files(instance, path); !ok {
+					return fail(1, "chown: cannot access '%s': No such file or directory", path), nil
+				}
+			}
+		case step == "systemctl enable --now redis-sentinel", step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
+			w.startSentinel(instance)
+		case step == "systemctl start --no-block redis-server", step == "systemctl start redis-server":
+			w.startRedis(instance)
+		case len(fields) == 2 && fields[0] == "touch" && fields[1] == ConfiguredMarker:
+			w.member(instance).configured = true
+		default:
+			return fail(127, "redisfake: unsupported step %q", step), nil
+		}
+	}
+	return incus.ExecResult{}, nil
+}
+
+func fail(code int, format string, args ...any) incus.ExecResult {
+	return incus.ExecResult{ExitCode: code, Stderr: fmt.Sprintf(format, args...) + "\n"}
+}
+
+// splitScript splits a shell script on ;, && and newlines (the operator's
+// scripts use nothing else).
+func splitScript(script string) []string {
+	var out []string
+	for _, part := range strings.FieldsFunc(script, func(r rune) bool { return r == ';' || r == '\n' }) {
+		for _, step := range strings.Split(part, "&&") {
+			out = append(out, strings.TrimSpace(step))
+		}
+	}
+	return out
+}
+
+func (w *World) probe(instance string) incus.ExecResult {
+	configured, redisState, sentinelState := "no", "inactive", "inactive"
+	if m := w.members[instance]; m != nil {
+		if m.configured {
+			configured = "yes"
+		}
+		if m.redis != nil {
+			redisState = "active"
+		}
+		if m.sentinel != nil {
+			sentinelState = "active"
+		}
+	}
+	return incus.ExecResult{Stdout: configured + " " + redisState + " " + sentinelState + "\n"}
+}
+
+func (w *World) problem(instance, format string, args ...any) {
+	w.problems = append(w.problems, instance+": "+fmt.Sprintf(format, args...))
+}
+
+// readConf reads and parses, as Redis does, a file the operator wrote: one
+// argument list per directive, the name lower-cased.
+func (w *World) readConf(instance, path string) ([][]string, bool) {
+	data, ok := w.files(instance, path)
+	if !ok {
+		w.problem(instance, "%s does not exist", path)
+		return nil, false
+	}
+	lines, err := render.ParseConf(data)
+	if err != nil {
+		w.problem(instance, "%s: %v", path, err)
+		return nil, false
+	}
+	dirs := make([][]string, len(lines))
+	for i, l := range lines {
+		dirs[i] = l.Args
+	}
+	return dirs, true
+}
+
+func (w *World) startRedis(instance string) {
+	m := w.member(instance)
+	if m.redis != nil {
+		return // systemctl start of an active unit
+	}
+	dirs, ok := w.readConf(instance, RedisConfPath)
+	if !ok {
+		return
+	}
+	r := &redisProc{port: 6379, config: map[string]string{}, passwords: map[string]bool{}}
+	var host string
+	for _, d := range dirs {
+		if len(d) < 2 {
+			continue
+		}
+		r.config[d[0]] = strings.Join(d[1:], " ")
+		switch d[0] {
+		case "bind":
+			host = d[1]
+		case "port":
+			r.port, _ = strconv.Atoi(d[1])
+		case "requirepass":
+			if d[1] != "" {
+				r.passwords = map[string]bool{d[1]: true}
+			}
+		case "masterauth":
+			r.masterauth = d[1]
+		case "maxmemory":
+			r.maxmemory = memoryBytes(d[1])
+		case "replicaof", "slaveof":
+			if len(d) == 3 {
+				port, _ := strconv.Atoi(d[2])
+				r.replicaOf = redisadmin.Endpoint{Host: d[1], Port: port}
+			}
+		}
+	}
+	if host == "" || r.port <= 0 {
+		w.problem(instance, "redis.conf has no bind address or port")
+		return
+	}
+	if r.replicaOf.IsZero() {
+		r.offset = initialOffset
+	}
+	w.setHost(m, host)
+	m.redis = r
+}
+
+func (w *World) startSentinel(instance string) {
+	m := w.member(instance)
+	if m.sentinel != nil {
+		return
+	}
+	if m.stoppedSentinel != nil {
+		m.sentinel, m.stoppedSentinel = m.stoppedSentinel, nil
+		return
+	}
+	dirs, ok := w.readConf(instance, SentinelConfPath)
+	if !ok {
+		return
+	}
+	s := &sentinelProc{port: 26379, masters: map[string]*monitor{}}
+	var host string
+	for _, d := range dirs {
+		if len(d) < 2 {
+			continue
+		}
+		switch d[0] {
+		case "bind":
+			host = d[1]
+		case "port":
+			s.port, _ = strconv.Atoi(d[1])
+		case "requirepass":
+			s.requirepass = d[1]
+		case "sentinel":
+			w.sentinelDirective(instance, s, d[1:])
+		}
+	}
+	if host == "" || s.port <= 0 {
+		w.problem(instance, "sentinel.conf has no bind address or port")
+		return
+	}
+	w.setHost(m, host)
+	m.sentinel = s
+}
+
+// sentinelDirective applies one `sentinel ...` line of sentinel.conf.
+func (w *World) sentinelDirective(instance string, s *sentinelProc, args []string) {
+	sub := strings.ToLower(args[0])
+	if sub == "monitor" {
+		if len(args) != 5 {
+			w.problem(instance, "sentinel monitor needs 4 arguments")
+			return
+		}
+		port, _ := strconv.Atoi(args[3])
+		quorum, _ := strconv.Atoi(args[4])
+		s.masters[args[1]] = newMonitor(redisadmin.Endpoint{Host: args[2], Port: port}, quorum)
+		return
+	}
+	if len(args) != 3 {
+		return // announce-ip, resolve-hostnames, sentinel-pass, ...
+	}
+	mon := s.masters[args[1]]
+	if mon == nil {
+		return
+	}
+	if err := mon.set(sub, args[2]); err != nil {
+		w.problem(instance, "sentinel.conf: %v", err)
+	}
+}
+
+func newMonitor(addr redisadmin.Endpoint, quorum int) *monitor {
+	return &monitor{
+		addr: addr, quorum: quorum,
+		downAfter: defaultDownAfterMs, failoverTimeout: defaultFailoverTimeoutMs, parallelSyncs: defaultParallelSyncs,
+		replicas: map[redisadmin.Endpoint]bool{}, sentinels: map[redisadmin.Endpoint]bool{},
+	}
+}
+
+func (mon *monitor) set(key, value string) error {
+	n, err := strconv.Atoi(value)
+	numeric := func(min int, dst *int) error {
+		if err != nil || n < min {
+			return fmt.Errorf("ERR Invalid argument '%s' for SENTINEL SET '%s'", value, key)
+		}
+		*dst = n
+		return nil
+	}
+	switch key {
+	case "quorum":
+		return numeric(1, &mon.quorum)
+	case "down-after-milliseconds":
+		return numeric(1, &mon.downAfter)
+	case "failover-timeout":
+		return numeric(1, &mon.failoverTimeout)
+	case "parallel-syncs":
+		return numeric(1, &mon.parallelSyncs)
+	case "auth-pass":
+		mon.authPass = value
+		return nil
+	}
+	return fmt.Errorf("ERR Invalid argument '%s' for SENTINEL SET", key)
+}
+
+// Admin implements redisadmin.Dialer.
+func (w *World) Admin(creds redisadmin.Credentials) redisadmin.Admin {
+	return &admin{w: w, creds: creds}
+}
+
+type admin struct {
+	w     *World
+	creds redisadmin.Credentials
+}
+
+var _ redisadmin.Admin = (*admin)(nil)
+
+// errRefused is what a client gets from an address where nothing listens.
+func errRefused(e redisadmin.Endpoint) error {
+	return fmt.Errorf("dial tcp %s: connect: connection refused", e)
+}
+
+var errWrongPass = errors.New("WRONGPASS invalid username-password pair or user is disabled.")
+
+// redisAt is the running redis-server at e, checked against password.
+func (w *World) redisAt(e redisadmin.Endpoint, password string) (*member, error) {
+	m := w.byHost[e.Host]
+	if m == nil || m.redis == nil || m.redis.port != e.Port {
+		return nil, errRefused(e)
+	}
+	if !m.redis.accepts(password) {
+		return nil, errWrongPass
+	}
+	return m, nil
+}
+
+func (r *redisProc) accepts(password string) bool {
+	return len(r.passwords) == 0 || r.passwords[password]
+}
+
+func (w *World) sentinelAt(e redisadmin.Endpoint, password string) (*member, error) {
+	m := w.byHost[e.Host]
+	if m == nil || m.sentinel == nil || m.sentinel.port != e.Port {
+		return nil, errRefused(e)
+	}
+	if m.sentinel.requirepass != "" && password != m.sentinel.requirepass {
+		return nil, errWrongPass
+	}
+	return m, nil
+}
+
+func (m *member) redisEndpoint() redisadmin.Endpoint {
+	return redisadmin.Endpoint{Host: m.host, Port: m.redis.port}
+}
+
+// masterOf is the running redis-server a replica replicates from, if its
+// masterauth is accepted.
+func (w *World) masterOf(m *member) *member {
+	target := m.redis.replicaOf
+	mm := w.byHost[target.Host]
+	if mm == nil || mm.redis == nil || mm.redis.port != target.Port {
+		return nil
+	}
+	if !mm.redis.accepts(m.redis.masterauth) {
+		return nil
+	}
+	return mm
+}
+
+func (w *World) replication(m *member) redisadmin.Replication {
+	r := m.redis
+	out := redisadmin.Replication{UsedMemory: 1 << 20, Maxmemory: r.maxmemory}
+	if r.replicaOf.IsZero() {
+		out.Role = "master"
+		out.Offset = r.offset
+		self := m.redisEndpoint()
+		for _, o := range w.members {
+			if o.redis != nil && o.redis.replicaOf == self && w.masterOf(o) == m {
+				out.ConnectedReplicas++
+			}
+		}
+		return out
+	}
+	out.Role = "slave"
+	out.Master = r.replicaOf
+	if mm := w.masterOf(m); mm != nil {
+		out.LinkUp = true
+		r.offset = mm.redis.offset
+	}
+	out.Offset = r.offset
+	return out
+}
+
+func (a *admin) Replication(_ context.Context, server redisadmin.Endpoint) (redisadmin.Replication, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return redisadmin.Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
+	}
+	return a.w.replication(m), nil
+}
+
+func (a *admin) ReplicaOf(_ context.Context, server, master redisadmin.Endpoint) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("REPLICAOF on %s: %w", server, err)
+	}
+	if master == m.redisEndpoint() {
+		return fmt.Errorf("REPLICAOF on %s: ERR Can't replicate to myself", server)
+	}
+	if master.IsZero() && !m.redis.replicaOf.IsZero() {
+		m.redis.offset = max(m.redis.offset, initialOffset)
+	}
+	m.redis.replicaOf = master
+	return nil
+}
+
+func (a *admin) ConfigSet(_ context.Context, server redisadmin.Endpoint, settings map[string]string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("CONFIG SET on %s: %w", server, err)
+	}
+	maps.Copy(m.redis.config, settings)
+	if v, ok := settings["maxmemory"]; ok {
+		m.redis.maxmemory = memoryBytes(v)
+	}
+	return nil
+}
+
+func (a *admin) AddPassword(_ context.Context, server redisadmin.Endpoint, password string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+	}
+	m.redis.passwords[password] = true
+	m.redis.masterauth = password
+	return nil
+}
+
+func (a *admin) OnlyPassword(_ context.Context, server redisadmin.Endpoint, password string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+	}
+	m.redis.passwords = map[string]bool{password: true}
+	return nil
+}
+
+func (a *admin) PauseWrites(_ context.Context, server redisadmin.Endpoint, d time.Duration) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("CLIENT PAUSE on %s: %w", server, err)
+	}
+	m.redis.pausedUntil = time.Now().Add(d)
+	return nil
+}
+
+func (a *admin) ResumeWrites(_ context.Context, server redisadmin.Endpoint) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.redisAt(server, a.creds.Password)
+	if err != nil {
+		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
+	}
+	m.redis.pausedUntil = time.Time{}
+	return nil
+}
+
+// monitorOf is the sentinel at e and its master called name.
+func (w *World) monitorOf(command string, e redisadmin.Endpoint, password, name string) (*member, *monitor, error) {
+	m, err := w.sentinelAt(e, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("SENTINEL %s on %s: %w", command, e, err)
+	}
+	mon := m.sentinel.masters[name]
+	if mon == nil {
+		return nil, nil, fmt.Errorf("SENTINEL %s on %s: %w", command, e, redisadmin.ErrNoSuchMaster)
+	}
+	return m, mon, nil
+}
+
+// masterUp: the sentinel reaches its master (running, auth-pass accepted).
+func (w *World) masterUp(mon *monitor) bool {
+	mm := w.byHost[mon.addr.Host]
+	return mm != nil && mm.redis != nil && mm.redis.port == mon.addr.Port && mm.redis.accepts(mon.authPass)
+}
+
+// discover adds the replicas and sentinels a sentinel learns about through
+// its master (INFO and hello messages), which needs the master to answer.
+func (w *World) discover(self *member, name string, mon *monitor) {
+	if !w.masterUp(mon) {
+		return
+	}
+	for _, o := range w.members {
+		if o.redis != nil && o.redis.replicaOf == mon.addr && w.masterOf(o) != nil {
+			mon.replicas[o.redisEndpoint()] = true
+		}
+		if o != self && o.sentinel != nil {
+			if om := o.sentinel.masters[name]; om != nil && om.addr == mon.addr {
+				mon.sentinels[redisadmin.Endpoint{Host: o.host, Port: o.sentinel.port}] = true
+			}
+		}
+	}
+}
+
+func (a *admin) SentinelMaster(_ context.Context, sentinel redisadmin.Endpoint, name string) (redisadmin.MasterState, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, mon, err := a.w.monitorOf("MASTER", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return redisadmin.MasterState{}, err
+	}
+	a.w.discover(m, name, mon)
+	flags := []string{"master"}
+	if !a.w.masterUp(mon) {
+		flags = []string{"s_down", "master"}
+	}
+	return redisadmin.MasterState{
+		Address:           mon.addr,
+		Flags:             flags,
+		Quorum:            mon.quorum,
+		DownAfterMs:       mon.downAfter,
+		FailoverTimeoutMs: mon.failoverTimeout,
+		ParallelSyncs:     mon.parallelSyncs,
+		NumReplicas:       len(mon.replicas),
+		NumOtherSentinels: len(mon.sentinels),
+		ConfigEpoch:       mon.epoch,
+	}, nil
+}
+
+func (a *admin) SentinelReplicas(_ context.Context, sentinel redisadmin.Endpoint, name string) ([]redisadmin.Peer, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, mon, err := a.w.monitorOf("REPLICAS", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return nil, err
+	}
+	a.w.discover(m, name, mon)
+	var out []redisadmin.Peer
+	for _, e := range sortedEndpoints(mon.replicas) {
+		flags := []string{"slave"}
+		if o := a.w.byHost[e.Host]; o == nil || o.redis == nil || o.redis.port != e.Port {
+			flags = []string{"s_down", "slave", "disconnected"}
+		}
+		out = append(out, redisadmin.Peer{Address: e, Flags: flags})
+	}
+	return out, nil
+}
+
+func (a *admin) SentinelSentinels(_ context.Context, sentinel redisadmin.Endpoint, name string) ([]redisadmin.Peer, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, mon, err := a.w.monitorOf("SENTINELS", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return nil, err
+	}
+	a.w.discover(m, name, mon)
+	var out []redisadmin.Peer
+	for _, e := range sortedEndpoints(mon.sentinels) {
+		flags := []string{"sentinel"}
+		if !a.w.usablePeer(e, name) {
+			flags = []string{"s_down", "sentinel", "disconnected"}
+		}
+		out = append(out, redisadmin.Peer{Address: e, Flags: flags})
+	}
+	return out, nil
+}
+
+func (w *World) usablePeer(e redisadmin.Endpoint, name string) bool {
+	o := w.byHost[e.Host]
+	return o != nil && o.sentinel != nil && o.sentinel.port == e.Port && o.sentinel.masters[name] != nil
+}
+
+func (a *admin) SentinelCKQuorum(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, mon, err := a.w.monitorOf("CKQUORUM", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return err
+	}
+	a.w.discover(m, name, mon)
+	usable, voters := 1, 1+len(mon.sentinels)
+	for e := range mon.sentinels {
+		if a.w.usablePeer(e, name) {
+			usable++
+		}
+	}
+	switch {
+	case usable < mon.quorum:
+		return fmt.Errorf("SENTINEL CKQUORUM on %s: NOQUORUM %d usable Sentinels. Not enough available Sentinels to reach the specified quorum for this master", sentinel, usable)
+	case usable < voters/2+1:
+		return fmt.Errorf("SENTINEL CKQUORUM on %s: NOQUORUM %d usable Sentinels. Not enough available Sentinels to reach the majority and authorize a failover", sentinel, usable)
+	}
+	return nil
+}
+
+func (a *admin) SentinelMonitor(_ context.Context, sentinel redisadmin.Endpoint, name string, master redisadmin.Endpoint, quorum int) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.sentinelAt(sentinel, a.creds.SentinelPassword)
+	if err != nil {
+		return fmt.Errorf("SENTINEL MONITOR on %s: %w", sentinel, err)
+	}
+	switch {
+	case m.sentinel.masters[name] != nil:
+		return fmt.Errorf("SENTINEL MONITOR on %s: ERR Duplicate master name.", sentinel)
+	case quorum <= 0:
+		return fmt.Errorf("SENTINEL MONITOR on %s: ERR Quorum must be 1 or greater.", sentinel)
+	case master.IsZero() || master.Port <= 0:
+		return fmt.Errorf("SENTINEL MONITOR on %s: ERR Invalid IP address or hostname specified", sentinel)
+	}
+	m.sentinel.masters[name] = newMonitor(master, quorum)
+	return nil
+}
+
+func (a *admin) SentinelRemove(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, _, err := a.w.monitorOf("REMOVE", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return err
+	}
+	delete(m.sentinel.masters, name)
+	return nil
+}
+
+func (a *admin) SentinelSet(_ context.Context, sentinel redisadmin.Endpoint, name string, settings map[string]string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	_, mon, err := a.w.monitorOf("SET", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return err
+	}
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		if err := mon.set(key, settings[key]); err != nil {
+			return fmt.Errorf("SENTINEL SET %s on %s: %w", key, sentinel, err)
+		}
+	}
+	return nil
+}
+
+func (a *admin) SentinelReset(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	_, mon, err := a.w.monitorOf("RESET", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return err
+	}
+	mon.replicas, mon.sentinels = map[redisadmin.Endpoint]bool{}, map[redisadmin.Endpoint]bool{}
+	return nil
+}
+
+// SentinelFailover promotes the first linked replica of the sentinel's
+// master, re-points the other replicas and the old master at it, and moves
+// every sentinel monitoring the old address to the new one with a new
+// config epoch, at once.
+func (a *admin) SentinelFailover(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	w := a.w
+	_, mon, err := w.monitorOf("FAILOVER", sentinel, a.creds.SentinelPassword, name)
+	if err != nil {
+		return err
+	}
+	old := mon.addr
+	var promoted *member
+	for _, instance := range slices.Sorted(maps.Keys(w.members)) {
+		o := w.members[instance]
+		if o.redis != nil && o.redis.replicaOf == old && w.masterOf(o) != nil {
+			promoted = o
+			break
+		}
+	}
+	if promoted == nil {
+		return fmt.Errorf("SENTINEL FAILOVER on %s: NOGOODSLAVE No suitable replica to promote", sentinel)
+	}
+	newAddr := promoted.redisEndpoint()
+	promoted.redis.replicaOf = redisadmin.Endpoint{}
+	for _, o := range w.members {
+		if o.redis != nil && o != promoted && (o.redis.replicaOf == old || o.redisEndpoint() == old) {
+			o.redis.replicaOf = newAddr
+		}
+	}
+	epoch := mon.epoch + 1
+	for _, o := range w.members {
+		if o.sentinel == nil {
+			continue
+		}
+		if om := o.sentinel.masters[name]; om != nil && om.addr == old {
+			om.addr, om.epoch = newAddr, epoch
+			om.replicas, om.sentinels = map[redisadmin.Endpoint]bool{}, map[redisadmin.Endpoint]bool{}
+		}
+	}
+	return nil
+}
+
+func sortedEndpoints(set map[redisadmin.Endpoint]bool) []redisadmin.Endpoint {
+	return slices.SortedFunc(maps.Keys(set), func(a, b redisadmin.Endpoint) int {
+		if c := strings.Compare(a.Host, b.Host); c != 0 {
+			return c
+		}
+		return a.Port - b.Port
+	})
+}

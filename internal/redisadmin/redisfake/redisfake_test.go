@@ -1,0 +1,269 @@
+package redisfake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+)
+
+const (
+	password         = "redis-pw-\"quoted\""
+	sentinelPassword = "sentinel-pw"
+	masterName       = "mymaster"
+)
+
+// configureScript is the operator's configure step (controllers/heal.go).
+const configureScript = "set -e; chown redis:redis /etc/redis/redis.conf /etc/redis/sentinel.conf" +
+	" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch /etc/redis/rsf-configured"
+
+var probe = []string{"sh", "-c", `printf '%s %s %s\n' "$(test -f /etc/redis/rsf-configured && echo yes || echo no)" ` +
+	`"$(systemctl is-active redis-server)" "$(systemctl is-active redis-sentinel)"`}
+
+// formation creates three running instances and configures them the way
+// the operator does: member 1 master, 2 and 3 its replicas, every sentinel
+// monitoring member 1.
+func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []redisadmin.Endpoint) {
+	t.Helper()
+	ctx := context.Background()
+	f := incusfake.New()
+	w := redisfake.New()
+	w.Attach(f)
+	var hosts []string
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("f-%d", i)
+		if err := f.CreateInstance(ctx, incus.InstanceSpec{Name: name, Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"}}); err != nil {
+			t.Fatal(err)
+		}
+		inst, err := f.GetInstance(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, inst.IPv4)
+	}
+	master := render.Endpoint{Host: hosts[0], Port: 6379}
+	var redises []redisadmin.Endpoint
+	for i, host := range hosts {
+		name := fmt.Sprintf("f-%d", i+1)
+		if res, _ := f.Exec(ctx, name, probe); res.Stdout != "no inactive inactive\n" {
+			t.Fatalf("probe of a new member: %q", res.Stdout)
+		}
+		r := render.Redis{Address: host, Port: 6379, Password: password, Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec"}
+		if i > 0 {
+			r.ReplicaOf = &master
+		}
+		conf, err := render.RedisConf(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sconf, err := render.SentinelConf(render.Sentinel{Address: host, Port: 26379, Password: sentinelPassword, MasterName: masterName,
+			Master: master, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1, RedisPassword: "redis-pw-quoted"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Before the files exist, chown fails like in the container.
+		if res, _ := f.Exec(ctx, name, []string{"sh", "-c", configureScript}); res.ExitCode == 0 {
+			t.Fatal("configure without files succeeded")
+		}
+		_ = f.WriteFile(ctx, name, "/etc/redis/redis.conf", conf, 0o640, 0, 0)
+		_ = f.WriteFile(ctx, name, "/etc/redis/sentinel.conf", sconf, 0o640, 0, 0)
+		if res, err := f.Exec(ctx, name, []string{"sh", "-c", configureScript}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("configure %s: %+v %v", name, res, err)
+		}
+		if res, _ := f.Exec(ctx, name, probe); res.Stdout != "yes active active\n" {
+			t.Fatalf("probe of a configured member: %q", res.Stdout)
+		}
+		redises = append(redises, redisadmin.Endpoint{Host: host, Port: 6379})
+	}
+	if p := w.Problems(); len(p) > 0 {
+		t.Fatalf("problems: %v", p)
+	}
+	return f, w, redises
+}
+
+func sentinelOf(e redisadmin.Endpoint) redisadmin.Endpoint {
+	return redisadmin.Endpoint{Host: e.Host, Port: 26379}
+}
+
+func TestFormationComesUp(t *testing.T) {
+	ctx := context.Background()
+	_, w, redises := formation(t)
+	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+
+	m, err := a.Replication(ctx, redises[0])
+	if err != nil || !m.IsMaster() || m.ConnectedReplicas != 2 || m.Offset == 0 || m.Maxmemory != 1<<30 {
+		t.Fatalf("master INFO: %+v %v", m, err)
+	}
+	for _, e := range redises[1:] {
+		r, err := a.Replication(ctx, e)
+		if err != nil || r.IsMaster() || r.Master != redises[0] || !r.LinkUp || r.Offset != m.Offset {
+			t.Fatalf("replica %s INFO: %+v %v", e, r, err)
+		}
+	}
+	// The password the sentinel.conf carried is wrong: the sentinels see
+	// the master down until auth-pass is fixed.
+	st, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), masterName)
+	if err != nil || !st.HasFlag("s_down") || st.NumReplicas != 0 {
+		t.Fatalf("SENTINEL MASTER with a wrong auth-pass: %+v %v", st, err)
+	}
+	for _, e := range redises {
+		if err := a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range redises {
+		st, err := a.SentinelMaster(ctx, sentinelOf(e), masterName)
+		if err != nil || st.Address != redises[0] || st.HasFlag("s_down") || st.NumReplicas != 2 || st.NumOtherSentinels != 2 ||
+			st.Quorum != 2 || st.DownAfterMs != 5000 || st.FailoverTimeoutMs != 30000 || st.ParallelSyncs != 1 {
+			t.Fatalf("SENTINEL MASTER on %s: %+v %v", e, st, err)
+		}
+		if err := a.SentinelCKQuorum(ctx, sentinelOf(e), masterName); err != nil {
+			t.Fatalf("CKQUORUM: %v", err)
+		}
+	}
+	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), "other"); !errors.Is(err, redisadmin.ErrNoSuchMaster) {
+		t.Fatalf("unknown master name: %v", err)
+	}
+	bad := w.Admin(redisadmin.Credentials{Password: "nope", SentinelPassword: "nope"})
+	if _, err := bad.Replication(ctx, redises[0]); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := bad.SentinelMaster(ctx, sentinelOf(redises[0]), masterName); err == nil {
+		t.Fatal("wrong sentinel password accepted")
+	}
+}
+
+func TestCrashFailoverAndReset(t *testing.T) {
+	ctx := context.Background()
+	f, w, redises := formation(t)
+	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	for _, e := range redises {
+		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
+		_, _ = a.SentinelMaster(ctx, sentinelOf(e), masterName)
+	}
+
+	// A replica's processes die: it stays counted, quorum holds (2 of 3).
+	w.Crash("f-3")
+	if _, err := a.Replication(ctx, redises[2]); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("crashed redis answers: %v", err)
+	}
+	if res, _ := f.Exec(ctx, "f-3", probe); res.Stdout != "yes inactive inactive\n" {
+		t.Fatalf("probe of a crashed member: %q", res.Stdout)
+	}
+	st, _ := a.SentinelMaster(ctx, sentinelOf(redises[0]), masterName)
+	if st.NumReplicas != 2 || st.NumOtherSentinels != 2 {
+		t.Fatalf("departed peers forgotten without RESET: %+v", st)
+	}
+	if err := a.SentinelCKQuorum(ctx, sentinelOf(redises[0]), masterName); err != nil {
+		t.Fatalf("CKQUORUM with 2 of 3: %v", err)
+	}
+	w.Crash("f-2")
+	if err := a.SentinelCKQuorum(ctx, sentinelOf(redises[0]), masterName); err == nil {
+		t.Fatal("CKQUORUM OK with 1 of 3 sentinels")
+	}
+	// Restarted: the sentinel comes back with its state.
+	for _, name := range []string{"f-2", "f-3"} {
+		if res, _ := f.Exec(ctx, name, []string{"sh", "-c", "set -e; systemctl start --no-block redis-sentinel"}); res.ExitCode != 0 {
+			t.Fatal(res.Stderr)
+		}
+		if res, _ := f.Exec(ctx, name, []string{"sh", "-c", "set -e; chown redis:redis /etc/redis/redis.conf && systemctl start --no-block redis-server"}); res.ExitCode != 0 {
+			t.Fatal(res.Stderr)
+		}
+	}
+	if err := a.SentinelCKQuorum(ctx, sentinelOf(redises[1]), masterName); err != nil {
+		t.Fatalf("CKQUORUM after restart: %v", err)
+	}
+
+	// Failover: member 2 promoted, 1 and 3 follow it, sentinels move.
+	if err := a.SentinelFailover(ctx, sentinelOf(redises[0]), masterName); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Replication(ctx, redises[1]); !r.IsMaster() {
+		t.Fatalf("promoted: %+v", r)
+	}
+	for _, e := range []redisadmin.Endpoint{redises[0], redises[2]} {
+		if r, _ := a.Replication(ctx, e); r.IsMaster() || r.Master != redises[1] || !r.LinkUp {
+			t.Fatalf("%s after failover: %+v", e, r)
+		}
+	}
+	for _, e := range redises {
+		st, err := a.SentinelMaster(ctx, sentinelOf(e), masterName)
+		if err != nil || st.Address != redises[1] || st.ConfigEpoch != 1 || st.NumReplicas != 2 || st.NumOtherSentinels != 2 {
+			t.Fatalf("sentinel %s after failover: %+v %v", e, st, err)
+		}
+	}
+
+	// REMOVE + MONITOR, RESET.
+	s := sentinelOf(redises[2])
+	if err := a.SentinelMonitor(ctx, s, masterName, redises[1], 2); err == nil {
+		t.Fatal("duplicate MONITOR accepted")
+	}
+	if err := a.SentinelRemove(ctx, s, masterName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SentinelMaster(ctx, s, masterName); !errors.Is(err, redisadmin.ErrNoSuchMaster) {
+		t.Fatalf("after REMOVE: %v", err)
+	}
+	if err := a.SentinelMonitor(ctx, s, masterName, redises[1], 2); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.SentinelMaster(ctx, s, masterName); st.DownAfterMs != 30000 || !st.HasFlag("s_down") {
+		t.Fatalf("a fresh MONITOR has Sentinel's defaults and no auth-pass: %+v", st)
+	}
+	if err := a.SentinelReset(ctx, sentinelOf(redises[0]), masterName); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ReplicaOf(ctx, redises[0], redises[0]); err == nil {
+		t.Fatal("REPLICAOF itself accepted")
+	}
+}
+
+func TestPasswordRotation(t *testing.T) {
+	ctx := context.Background()
+	_, w, redises := formation(t)
+	old := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	for _, e := range redises {
+		if err := old.AddPassword(ctx, e, "next-pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := w.Admin(redisadmin.Credentials{Password: "next-pw", SentinelPassword: sentinelPassword})
+	for _, a := range []redisadmin.Admin{old, next} {
+		if r, err := a.Replication(ctx, redises[1]); err != nil || !r.LinkUp {
+			t.Fatalf("both passwords accepted, replicas linked with the new masterauth: %+v %v", r, err)
+		}
+	}
+	for _, e := range redises {
+		if err := next.OnlyPassword(ctx, e, "next-pw"); err != nil {
+			t.Fatal(err)
+		}
+		if err := next.PauseWrites(ctx, e, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := next.ResumeWrites(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := old.Replication(ctx, redises[0]); err == nil {
+		t.Fatal("the old password is still accepted after OnlyPassword")
+	}
+	if r, err := next.Replication(ctx, redises[2]); err != nil || !r.LinkUp {
+		t.Fatalf("after rotation: %+v %v", r, err)
+	}
+}
+
+func TestUnknownCommandsFail(t *testing.T) {
+	f, _, _ := formation(t)
+	res, err := f.Exec(context.Background(), "f-1", []string{"sh", "-c", "set -e; rm -rf /var/lib/redis"})
+	if err != nil || res.ExitCode == 0 {
+		t.Fatalf("unknown script: %+v %v", res, err)
+	}
+}

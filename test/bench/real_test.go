@@ -1,0 +1,384 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+)
+
+// counted are real backends behind counting decorators.
+type counted struct {
+	incus  *incus.CountingSource
+	redis  *redisadmin.CountingDialer
+	dialer *redisadmin.GoRedisDialer
+	reg    *prometheus.Registry
+}
+
+// realDeps are the operator's real backends (local incusd, go-redis, the
+// Sentinel event watcher), counted.
+func realDeps(b *testing.B) (controllers.Dependencies, *counted) {
+	c := &counted{incus: incus.Counting(incus.NewConnector()), reg: prometheus.NewRegistry()}
+	c.dialer = redisadmin.NewGoRedisDialer(defaultOptions().RedisTimeout)
+	c.redis = redisadmin.Counting(c.dialer)
+	b.Cleanup(c.dialer.Close)
+	canary := redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(c.reg), MaxRetries: -1, DialerRetries: 1})
+	return controllers.Dependencies{Incus: c.incus, Redis: c.redis, Metrics: metrics.NewOperator(c.reg), Canary: canary}, c
+}
+
+// canaryCommands counts the Redis commands the operator's canary sent: its
+// client's hook counts every answered and failed command by subsystem
+// (hooked, counted), and every successful probe is a SET and a GET
+// (probes, from the canary latency histogram). The hook only counts when
+// the reconciler has the Cache: controllers.SetupWithManager builds one but
+// (at the time of writing) does not hand it over.
+func (c *counted) canaryCommands() (hooked, probes float64) {
+	return counterSum(c.reg, "canary", metrics.CacheHitsTotal, metrics.CacheMissesTotal),
+		histogramCount(c.reg, metrics.FormationCanaryLatency)
+}
+
+// BenchmarkApplyToReady times create -> Ready of one formation
+// (BENCH_APPLY_RUNS times, each deleted before the next) and of
+// BENCH_APPLY_PARALLEL formations created at once, on real containers with
+// the in-process manager.
+func BenchmarkApplyToReady(b *testing.B) {
+	needStack(b)
+	runs, parallel := envInt("BENCH_APPLY_RUNS", 5), envInt("BENCH_APPLY_PARALLEL", 5)
+	ns := benchNamespace(b, "bench-apply")
+	deps, _ := realDeps(b)
+	startManager(b, []string{ns}, defaultOptions(), deps)
+	tr := newTracker(b, true)
+
+	var single []time.Duration
+	for i := range runs {
+		f := newFormation(ns, fmt.Sprintf("%s-s%d", ns, i))
+		start := time.Now()
+		tr.create(b, f)
+		ready, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 100*time.Millisecond, 10*time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		single = append(single, ready[client.ObjectKeyFromObject(f)].Sub(start))
+		b.Logf("run %d: apply -> Ready %s", i+1, single[i].Round(10*time.Millisecond))
+		if err := deleteAndWait([]*redisv1alpha1.RedisSentinelFormation{f}, true, 5*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		tr.forget(f)
+	}
+
+	var fs []*redisv1alpha1.RedisSentinelFormation
+	for i := range parallel {
+		fs = append(fs, newFormation(ns, fmt.Sprintf("%s-p%d", ns, i)))
+	}
+	start := time.Now()
+	for _, f := range fs {
+		tr.create(b, f)
+	}
+	ready, err := waitReady(ns, fs, 100*time.Millisecond, 15*time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var each []time.Duration
+	for _, at := range ready {
+		each = append(each, at.Sub(start))
+	}
+	b.Logf("%d at once: each Ready after %v", parallel, each)
+	if err := deleteAndWait(fs, true, 10*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	tr.forget(fs...)
+
+	b.ReportMetric(median(single).Seconds(), "apply-ready-median-s")
+	b.ReportMetric(maxOf(single).Seconds(), "apply-ready-max-s")
+	b.ReportMetric(float64(len(single)), "apply-ready-runs")
+	b.ReportMetric(maxOf(each).Seconds(), "apply-parallel-all-ready-s")
+	b.ReportMetric(median(each).Seconds(), "apply-parallel-median-s")
+	b.ReportMetric(float64(parallel), "apply-parallel-formations")
+}
+
+// drill is one master kill.
+type drill struct {
+	killToSwitch, killToStatus, switchToStatus time.Duration
+	// switchToStatusRaw is negative when status named the new master
+	// before the watcher received +switch-master.
+	switchToStatusRaw time.Duration
+	from, to          string
+}
+
+// BenchmarkFailover runs BENCH_DRILLS consecutive failover drills on one
+// formation (down-after 5000 ms, the default): hard-stop the master's
+// container and time, polling every 20 ms, kill -> a surviving sentinel's
+// GET-MASTER-ADDR-BY-NAME names another master, kill -> status.master
+// changes, and +switch-master (status.lastFailover.time, the moment the
+// operator's watcher received the event) -> that status was seen. Between
+// drills the formation must be Ready again (the operator starts the
+// stopped container and the old master rejoins as a replica).
+func BenchmarkFailover(b *testing.B) {
+	needStack(b)
+	drills := envInt("BENCH_DRILLS", 5)
+	ns := benchNamespace(b, "bench-drill")
+	deps, _ := realDeps(b)
+	startManager(b, []string{ns}, defaultOptions(), deps)
+	tr := newTracker(b, true)
+	f := newFormation(ns, ns)
+	tr.create(b, f)
+	if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+
+	var toSwitch, toStatus, switchToStatus []time.Duration
+	for i := range drills {
+		d, err := killMaster(f)
+		if err != nil {
+			b.Fatalf("drill %d: %v", i+1, err)
+		}
+		b.Logf("drill %d: %s -> %s: kill -> sentinel %s, kill -> status %s, +switch-master -> status %s", i+1, d.from, d.to,
+			d.killToSwitch.Round(time.Millisecond), d.killToStatus.Round(time.Millisecond), d.switchToStatusRaw.Round(time.Millisecond))
+		toSwitch = append(toSwitch, d.killToSwitch)
+		toStatus = append(toStatus, d.killToStatus)
+		switchToStatus = append(switchToStatus, d.switchToStatus)
+		again := time.Now()
+		if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
+			b.Fatalf("drill %d: not Ready again: %v", i+1, err)
+		}
+		b.Logf("drill %d: Ready again %s after the status change", i+1, time.Since(again).Round(100*time.Millisecond))
+	}
+	b.ReportMetric(float64(len(toSwitch)), "drills")
+	b.ReportMetric(median(toSwitch).Seconds(), "kill-switch-median-s")
+	b.ReportMetric(maxOf(toSwitch).Seconds(), "kill-switch-max-s")
+	b.ReportMetric(median(toStatus).Seconds(), "kill-status-median-s")
+	b.ReportMetric(maxOf(toStatus).Seconds(), "kill-status-max-s")
+	b.ReportMetric(median(switchToStatus).Seconds(), "switch-status-median-s")
+	b.ReportMetric(maxOf(switchToStatus).Seconds(), "switch-status-max-s")
+}
+
+// killMaster hard-stops the master's container and times the failover.
+func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
+	ctx := context.Background()
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
+		return drill{}, err
+	}
+	old := cur.Status.Master
+	if old == nil {
+		return drill{}, fmt.Errorf("no master in status")
+	}
+	var witness string // a surviving sentinel
+	for _, m := range cur.Status.Members {
+		if m.Name != old.Member && m.Address != "" {
+			witness = net.JoinHostPort(m.Address, fmt.Sprint(cur.Spec.Redis.SentinelPort))
+			break
+		}
+	}
+	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Password: sentinelPassword, DisableIdentity: true,
+		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	defer s.Close()
+	if err := s.Ping(ctx).Err(); err != nil { // connect before the kill
+		return drill{}, fmt.Errorf("witness sentinel %s: %w", witness, err)
+	}
+
+	statusSeen := make(chan time.Time, 1)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go func() {
+		for pollCtx.Err() == nil {
+			c := &redisv1alpha1.RedisSentinelFormation{}
+			if err := k8s.Get(pollCtx, client.ObjectKeyFromObject(f), c); err == nil && c.Status.Master != nil && c.Status.Master.Member != old.Member {
+				statusSeen <- time.Now()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	killedAt := time.Now()
+	if err := incusSrv.StopInstance(ctx, old.Member, true); err != nil {
+		return drill{}, fmt.Errorf("hard-stopping %s: %w", old.Member, err)
+	}
+	d := drill{from: old.Member}
+	deadline := killedAt.Add(2 * time.Minute)
+	for {
+		addr, err := s.GetMasterAddrByName(ctx, cur.Spec.MasterName).Result()
+		if err == nil && len(addr) == 2 && addr[0] != old.Address {
+			d.killToSwitch = time.Since(killedAt)
+			break
+		}
+		if time.Now().After(deadline) {
+			return d, fmt.Errorf("the witness sentinel still names %s two minutes after the kill (%v %v)", old.Address, addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case at := <-statusSeen:
+		d.killToStatus = at.Sub(killedAt)
+	case <-time.After(2 * time.Minute):
+		return d, fmt.Errorf("status.master still %s two minutes after the kill; log tail:\n%s", old.Member, logs.tail(20))
+	}
+	// lastFailover.time is the +switch-master event's arrival; a reconcile
+	// that saw the switch in Sentinel's state first records its own time
+	// and the event then corrects it, so read it a moment later.
+	time.Sleep(2 * time.Second)
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
+		return d, err
+	}
+	if cur.Status.Master != nil {
+		d.to = cur.Status.Master.Member
+	}
+	if lf := cur.Status.LastFailover; lf != nil && lf.To == d.to {
+		d.switchToStatusRaw = d.killToStatus - lf.Time.Sub(killedAt)
+		d.switchToStatus = max(0, d.switchToStatusRaw)
+	}
+	return d, nil
+}
+
+// BenchmarkSteadyState brings one formation to Ready on real containers,
+// waits until a whole resync period passes without an Incus write, then
+// counts over BENCH_STEADY (60 s) the Incus calls (reads, writes) and the
+// Redis commands per reconcile, reconciles per second and status writes
+// (resource updates) per reconcile. The resync period is the operator's
+// default (15 s).
+func BenchmarkSteadyState(b *testing.B) {
+	needStack(b)
+	window := envDuration("BENCH_STEADY", time.Minute)
+	ns := benchNamespace(b, "bench-steady")
+	deps, c := realDeps(b)
+	opts := defaultOptions()
+	startManager(b, []string{ns}, opts, deps)
+	tr := newTracker(b, true)
+	f := newFormation(ns, ns)
+	tr.create(b, f)
+	if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+
+	// Settled: one resync period and a margin without an Incus write.
+	quiet := false
+	for range 6 {
+		c.incus.Reset()
+		time.Sleep(opts.ResyncPeriod + 5*time.Second)
+		if c.incus.Writes() == 0 {
+			quiet = true
+			break
+		}
+		b.Logf("not settled yet: Incus calls %v", c.incus.Calls())
+	}
+	if !quiet {
+		b.Logf("the formation never went a resync period without an Incus write; measuring anyway")
+	}
+
+	ctx := context.Background()
+	w, err := k8s.Watch(ctx, &redisv1alpha1.RedisSentinelFormationList{}, client.InNamespace(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	counted := make(chan int)
+	changed := map[string]int{} // status fields that changed in those writes
+	go func() {
+		n := 0
+		var prev *redisv1alpha1.RedisSentinelFormation
+		for ev := range w.ResultChan() {
+			cur, ok := ev.Object.(*redisv1alpha1.RedisSentinelFormation)
+			if !ok {
+				continue
+			}
+			if ev.Type == watch.Modified {
+				n++
+				if prev != nil {
+					for _, field := range statusDiff(prev, cur) {
+						changed[field]++
+					}
+				}
+			}
+			prev = cur
+		}
+		counted <- n
+	}()
+	time.Sleep(200 * time.Millisecond) // the watch's initial ADDED events
+	c.incus.Reset()
+	c.redis.Reset()
+	hooked0, probes0 := c.canaryCommands()
+	r0 := reconcileTotal()
+	start := time.Now()
+	time.Sleep(window)
+	reconciles := reconcileTotal() - r0
+	hooked1, probes1 := c.canaryCommands()
+	// Each successful probe is SET + GET; the hook count, when it works,
+	// also has the failed ones.
+	canary := max(hooked1-hooked0, 2*(probes1-probes0))
+	elapsed := time.Since(start)
+	w.Stop()
+	updates := <-counted
+	cmds := c.redis.Counts()
+	b.Logf("over %s: %.0f reconciles, Incus calls %v, Redis calls %v (%d commands), %.0f canary probes (%.0f commands counted by its hook), %d resource updates (changed: %v)",
+		elapsed.Round(time.Millisecond), reconciles, c.incus.Calls(), cmds.Calls, cmds.Commands, probes1-probes0, hooked1-hooked0, updates, changed)
+	if os.Getenv("BENCH_DEBUG") != "" {
+		b.Logf("log tail:\n%s", logs.tail(60))
+	}
+	if reconciles == 0 {
+		b.Fatal("no reconcile during the window")
+	}
+	b.ReportMetric(float64(c.incus.Writes())/reconciles, "steady-incus-writes-per-reconcile")
+	b.ReportMetric(float64(c.incus.Reads())/reconciles, "steady-incus-reads-per-reconcile")
+	b.ReportMetric(float64(cmds.Commands)/reconciles, "steady-redis-cmds-per-reconcile")
+	b.ReportMetric(float64(cmds.WriteCommands)/reconciles, "steady-redis-write-cmds-per-reconcile")
+	b.ReportMetric(canary/reconciles, "steady-canary-cmds-per-reconcile")
+	b.ReportMetric(reconciles/elapsed.Seconds(), "steady-reconciles-per-s")
+	b.ReportMetric(float64(updates)/reconciles, "steady-status-writes-per-reconcile")
+	b.ReportMetric(opts.ResyncPeriod.Seconds(), "steady-resync-period-s")
+}
+
+// statusDiff names the status fields (members[i].field for members) that
+// differ between two versions of a formation.
+func statusDiff(a, b *redisv1alpha1.RedisSentinelFormation) []string {
+	flat := func(f *redisv1alpha1.RedisSentinelFormation) map[string]string {
+		out := map[string]string{}
+		var st map[string]any
+		data, _ := json.Marshal(f.Status)
+		_ = json.Unmarshal(data, &st)
+		for k, v := range st {
+			if list, ok := v.([]any); ok && k == "members" {
+				for i, m := range list {
+					fields, _ := m.(map[string]any)
+					for fk, fv := range fields {
+						out[fmt.Sprintf("members[%d].%s", i, fk)] = fmt.Sprint(fv)
+					}
+				}
+				continue
+			}
+			data, _ := json.Marshal(v)
+			out[k] = string(data)
+		}
+		return out
+	}
+	fa, fb := flat(a), flat(b)
+	var diff []string
+	for k, v := range fb {
+		if fa[k] != v {
+			diff = append(diff, k)
+		}
+	}
+	for k := range fa {
+		if _, ok := fb[k]; !ok {
+			diff = append(diff, k)
+		}
+	}
+	if a.Generation != b.Generation {
+		diff = append(diff, "metadata.generation")
+	}
+	return diff
+}
