@@ -55,7 +55,7 @@ build: ## Build the operator binary into bin/manager.
 ##@ Test
 
 .PHONY: test
-test: verify-generated vet test-deps test-lab test-go ## Everything, on the real stack (what .ci/run calls).
+test: verify-generated vet test-deps test-lab test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
 
 .PHONY: test-deps
 test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
@@ -68,7 +68,12 @@ test-lab: ## Lab host: playbook syntax, idempotence (runs it twice), container s
 
 .PHONY: test-go
 test-go: ## Go tests: unit, envtest on a real kube-apiserver + etcd, e2e on the real incusd.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) -timeout 60m ./...
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) -timeout 60m $$(go list ./... | grep -v /test/chaos)
+
+.PHONY: test-chaos
+test-chaos: ## Chaos drills on real containers (test/chaos, ~5-10 min); result table in bin/chaos-report.md (see docs/reliability.md).
+	RSF_CHAOS_REPORT=$(BIN)/chaos-report.md KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
+		go test $(GO_TEST_FLAGS) -v -timeout 40m ./test/chaos/
 
 ##@ Lab
 

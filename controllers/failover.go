@@ -21,7 +21,8 @@ type SentinelWatcher interface {
 	Watch(key client.ObjectKey, password string, targets []sentinel.Target)
 	Forget(key client.ObjectKey)
 	Events(key client.ObjectKey) []sentinel.Event
-	TakeSwitches(key client.ObjectKey) []sentinel.Switch
+	PendingSwitches(key client.ObjectKey) []sentinel.Switch
+	AckSwitches(key client.ObjectKey, n int)
 }
 
 // followSwitches writes master switches announced by Sentinel into status
@@ -33,16 +34,20 @@ type SentinelWatcher interface {
 // switch taken from the watcher must not be lost.
 func (r *FormationReconciler) followSwitches(ctx context.Context, s *formationState) error {
 	key := client.ObjectKeyFromObject(s.f)
-	switches := r.Watcher.TakeSwitches(key)
+	switches := r.Watcher.PendingSwitches(key)
 	if len(switches) == 0 {
 		return nil
 	}
 	first := true
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if !first {
-			if err := r.APIReader.Get(ctx, key, s.f); err != nil {
+			// A fresh object: decoding into the old one would keep
+			// fields the server no longer has.
+			fresh := &redisv1alpha1.RedisSentinelFormation{}
+			if err := r.APIReader.Get(ctx, key, fresh); err != nil {
 				return err
 			}
+			s.f = fresh
 		}
 		first = false
 		for _, sw := range switches {
@@ -51,6 +56,21 @@ func (r *FormationReconciler) followSwitches(ctx context.Context, s *formationSt
 		r.recordEvents(s)
 		return r.Status().Update(ctx, s.f)
 	})
+	if err == nil {
+		r.Watcher.AckSwitches(key, len(switches))
+	}
+	return err
+}
+
+// recordPendingSwitches records switches announced while this reconcile
+// ran, with their timing, before the observed master is compared; they are
+// acknowledged once the status is written.
+func (r *FormationReconciler) recordPendingSwitches(s *formationState) {
+	switches := r.Watcher.PendingSwitches(client.ObjectKeyFromObject(s.f))
+	for _, sw := range switches {
+		r.recordSwitch(s, sw)
+	}
+	s.recordedSwitches = len(switches)
 }
 
 func (r *FormationReconciler) recordSwitch(s *formationState, sw sentinel.Switch) {
@@ -61,9 +81,10 @@ func (r *FormationReconciler) recordSwitch(s *formationState, sw sentinel.Switch
 		duration = &metav1.Duration{Duration: sw.Duration}
 	}
 	if last := f.Status.LastFailover; last != nil && f.Status.Master != nil && f.Status.Master.Member == to && last.To == to {
-		// A reconcile already saw this switch in Sentinel's state; add what
-		// only the event knows.
-		if last.Duration == nil {
+		// Recorded already: by a reconcile that saw this switch in
+		// Sentinel's state (add what only the event knows), or from this
+		// very event by an earlier attempt.
+		if last.Duration == nil && duration != nil {
 			last.Duration, last.Time = duration, metav1.NewMicroTime(sw.Time)
 		}
 		return

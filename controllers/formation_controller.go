@@ -54,6 +54,9 @@ type formationState struct {
 	plan    topology.Plan
 	// progressing says what the operator is doing; "" when idle.
 	progressing string
+	// recordedSwitches counts the watcher's pending switches this status
+	// records; they are acknowledged once it is written.
+	recordedSwitches int
 	// plannedFailover, when set, asks Sentinel to move the master role
 	// (a rollout reached the master); it says why.
 	plannedFailover string
@@ -105,6 +108,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.followSwitches(ctx, s); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording a master switch: %w", err)
 	}
+	f = s.f // re-read if the switch write met a conflict
 	before = f.Status.DeepCopy()
 
 	phaseErr := r.runPhases(ctx, s)
@@ -118,6 +122,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		r.remember(client.ObjectKeyFromObject(f), func(m *memory) { m.statusWritten = r.now() })
 	}
+	r.Watcher.AckSwitches(client.ObjectKeyFromObject(f), s.recordedSwitches)
 	return r.result(s, phaseErr)
 }
 

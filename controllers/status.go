@@ -46,6 +46,7 @@ func (r *FormationReconciler) computeStatus(s *formationState, phaseErr error) {
 // observedTopology writes members, master, sentinels and failovers.
 func (r *FormationReconciler) observedTopology(s *formationState) {
 	f := s.f
+	r.recordPendingSwitches(s)
 	statuses := make([]redisv1alpha1.MemberStatus, 0, len(s.members))
 	var ready int32
 	var masterOffset int64
@@ -85,9 +86,9 @@ func (s *formationState) masterMember() *memberState {
 }
 
 func memberStatus(s *formationState, m *memberState, masterOffset int64) redisv1alpha1.MemberStatus {
-	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown}
+	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(s.f, m)}
 	if m.instance != nil {
-		st.Address, st.InstanceState = m.instance.IPv4, m.instance.Status
+		st.InstanceState = m.instance.Status
 	}
 	o := m.obs
 	st.SentinelUp = o.Running && o.SentinelErr == nil
@@ -103,6 +104,21 @@ func memberStatus(s *formationState, m *memberState, masterOffset int64) redisv1
 	}
 	st.Health = memberHealth(s, m)
 	return st
+}
+
+// memberAddress is where the member lives: its running container's address,
+// else the address pinned on its eth0, else the last one status recorded.
+// A stopped or deleted container keeps its address, so it is rebuilt there.
+func memberAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberState) string {
+	if m.instance != nil {
+		if m.instance.IPv4 != "" {
+			return m.instance.IPv4
+		}
+		if pinned := m.instance.Devices["eth0"]["ipv4.address"]; pinned != "" {
+			return pinned
+		}
+	}
+	return previousAddress(f, m.name)
 }
 
 func memberHealth(s *formationState, m *memberState) redisv1alpha1.MemberHealth {
@@ -133,8 +149,13 @@ func memberHealth(s *formationState, m *memberState) redisv1alpha1.MemberHealth 
 func (r *FormationReconciler) updateMaster(s *formationState) {
 	f := s.f
 	p := s.plan
-	if p.MasterMember == "" || !p.Authoritative {
+	switch {
+	case p.MasterMember == "" || !p.Authoritative:
 		return // keep the last known master rather than guess
+	case p.FailoverInProgress || s.recordedSwitches > 0:
+		// The observation predates a switch recorded from Sentinel's
+		// event in this pass, or was taken while Sentinel was switching.
+		return
 	}
 	now := metav1.NewTime(r.now())
 	prev := f.Status.Master

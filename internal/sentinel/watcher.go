@@ -156,17 +156,25 @@ func (w *Watcher) Events(key types.NamespacedName) []Event {
 	return nil
 }
 
-// TakeSwitches returns the master switches seen since the last call.
-func (w *Watcher) TakeSwitches(key types.NamespacedName) []Switch {
+// PendingSwitches returns the master switches not yet acknowledged, oldest
+// first. They stay pending until AckSwitches: a status write that fails
+// must not lose one.
+func (w *Watcher) PendingSwitches(key types.NamespacedName) []Switch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f := w.formations[key]
-	if f == nil {
-		return nil
+	if f := w.formations[key]; f != nil {
+		return append([]Switch(nil), f.switches...)
 	}
-	out := f.switches
-	f.switches = nil
-	return out
+	return nil
+}
+
+// AckSwitches drops the n oldest pending switches, once recorded.
+func (w *Watcher) AckSwitches(key types.NamespacedName, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f := w.formations[key]; f != nil {
+		f.switches = f.switches[min(n, len(f.switches)):]
+	}
 }
 
 func (s *subscription) stop() {

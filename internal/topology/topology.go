@@ -28,7 +28,7 @@ const ConvergeGrace = 20 * time.Second
 // sentinel: a reset makes a sentinel forget its replicas and peers for about
 // ten seconds, so resetting in a loop can leave a formation unable to fail
 // over.
-const ResetCooldown = 10 * time.Minute
+const ResetCooldown = 3 * time.Minute
 
 // Desired is the part of the spec the decisions depend on.
 type Desired struct {
@@ -233,8 +233,12 @@ func findMaster(in Input) Plan {
 func masterFromSentinels(in Input) (Plan, bool) {
 	votes := map[redisadmin.Endpoint]int{}
 	epochs := map[redisadmin.Endpoint]int64{}
+	// A sentinel that is failing over reports the master it is leaving
+	// (with the new epoch already): it votes only when no other does.
+	leaving := func(m Member) bool { return m.View.FailoverInProgress() }
+	others := slices.ContainsFunc(in.Members, func(m Member) bool { return m.monitoring() && !leaving(m) })
 	for _, m := range in.Members {
-		if !m.monitoring() {
+		if !m.monitoring() || (others && leaving(m)) {
 			continue
 		}
 		votes[m.View.Address]++

@@ -232,6 +232,18 @@ func TestDecide(t *testing.T) {
 			wantMaster: "cache-1", wantSource: SourceSentinels, wantFailover: true,
 		},
 		{
+			name: "partition: the leader reports the master it is leaving with the new epoch; the switched sentinel names the new one",
+			members: with(with(with(healthy(1), 1, func(m *Member) {
+				m.View.ConfigEpoch = 0 // isolated with the old master
+			}), 2, func(m *Member) {
+				m.View.Flags, m.View.ConfigEpoch = []string{"master", "s_down", "o_down", "failover_in_progress"}, 1
+			}), 3, func(m *Member) {
+				m.View.Address, m.View.ConfigEpoch = ep(3), 1
+				m.Repl = redisadmin.Replication{Role: "master", Offset: 6000}
+			}),
+			wantMaster: "cache-3", wantSource: SourceSentinels, wantFailover: true,
+		},
+		{
 			name: "master objectively down: failover imminent, nothing done",
 			members: with(with(healthy(1), 2, func(m *Member) { m.View.Flags = []string{"master", "s_down", "o_down"} }),
 				3, func(m *Member) { m.Repl.Master = ep(2) }),

@@ -379,10 +379,11 @@ func (nopCanary) Forget(string) {}
 
 type nopWatcher struct{}
 
-func (nopWatcher) Watch(client.ObjectKey, string, []sentinel.Target) {}
-func (nopWatcher) Forget(client.ObjectKey)                           {}
-func (nopWatcher) Events(client.ObjectKey) []sentinel.Event          { return nil }
-func (nopWatcher) TakeSwitches(client.ObjectKey) []sentinel.Switch   { return nil }
+func (nopWatcher) Watch(client.ObjectKey, string, []sentinel.Target)  {}
+func (nopWatcher) Forget(client.ObjectKey)                            {}
+func (nopWatcher) Events(client.ObjectKey) []sentinel.Event           { return nil }
+func (nopWatcher) PendingSwitches(client.ObjectKey) []sentinel.Switch { return nil }
+func (nopWatcher) AckSwitches(client.ObjectKey, int)                  {}
 
 var _ controllers.SentinelWatcher = nopWatcher{}
 
