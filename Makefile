@@ -99,8 +99,9 @@ lab-status: ## Show what of the lab runs (processes, readiness, formations, cont
 # Load conditions recorded in docs/benchmarks.md, e.g. BENCH_NOTE="idle machine".
 BENCH_NOTE ?=
 # The real-stack benchmarks (test/bench): apply -> Ready, failover drills,
-# steady state, the operator process's CPU and memory.
-BENCH_REAL ?= ApplyToReady|Failover|SteadyState|OperatorProcess
+# write gap during an image roll, steady state, the operator process's CPU
+# and memory.
+BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess
 # The scale benchmark on the fake backends runs in a network namespace with
 # only loopback: the fake's instance addresses exist nowhere, and although
 # the benchmark stubs everything that would dial them (Sentinel watcher,

@@ -239,6 +239,18 @@ func evaluate(in *input) []row {
 		add(row{"failover: kill → status updated", missing("BenchmarkFailover"), "≤ 7.5 s at down-after 5000 ms", noTarget, ""})
 	}
 
+	// image roll
+	if gap, ok := m("roll-write-gap-s"); ok {
+		lost, _ := m("roll-acked-lost")
+		switches, _ := m("roll-master-switches")
+		took, _ := m("roll-duration-s")
+		how := "test/bench BenchmarkImageRoll: a Ready formation's image alias is changed to a second alias of the lab image, so every container is replaced (replicas first, then a planned failover that holds writes until the replicas caught up, then the old master), while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient."
+		add(row{"image roll: longest gap in successful writes", num(gap, " s"), "≤ 2 s", yesNo(gap <= 2), how})
+		add(row{"image roll: acknowledged writes lost, master switches", fmt.Sprintf("%s lost, %s switch(es); roll took %s", num(lost, ""), num(switches, ""), num(took, " s")), "0 lost, 1 switch", yesNo(lost == 0 && switches == 1), how})
+	} else {
+		add(row{"image roll: longest gap in successful writes", missing("BenchmarkImageRoll"), "≤ 2 s", noTarget, ""})
+	}
+
 	// client overhead
 	if p, ok := m("plain-median-ns"); ok && p > 0 {
 		i, _ := m("instrumented-median-ns")

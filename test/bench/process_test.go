@@ -15,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // BenchmarkOperatorProcess runs the operator binary as its own process
@@ -102,12 +100,7 @@ func startOperator(b *testing.B) *operator {
 		}
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["bench"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["bench"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["bench"] = &clientcmdapi.Context{Cluster: "bench", AuthInfo: "bench"}
-	kc.CurrentContext = "bench"
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+	if err := harness.WriteKubeconfig(cfg, kubeconfig); err != nil {
 		b.Fatal(err)
 	}
 	port, err := freePort()

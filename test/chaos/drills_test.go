@@ -78,7 +78,7 @@ func TestChaos(t *testing.T) {
 		writersMu.Lock()
 		for _, w := range writers {
 			if w.f == a {
-				keys = append(keys, w.ackedKeys()...)
+				keys = append(keys, w.Acknowledged()...)
 			}
 		}
 		writersMu.Unlock()
@@ -267,9 +267,9 @@ func sentinelDrill(t *testing.T, a *formation, r *result, cur *redisv1alpha1.Red
 			r.note("surviving sentinel reports NOQUORUM after %.1f s", time.Since(injected).Seconds())
 		}
 	}
-	acked := w.ackedCount()
+	acked := len(w.Acknowledged())
 	time.Sleep(max(0, 20*time.Second-time.Since(injected)))
-	if w.ackedCount() == acked {
+	if len(w.Acknowledged()) == acked {
 		t.Errorf("no write was acknowledged while sentinels %v were down; the master is fine", victims)
 	}
 	c = get(t, a)
@@ -428,15 +428,15 @@ func drillIncusdRestart(t *testing.T, a *formation) *writer {
 	injected := time.Now()
 	argv := killIncusd(t)
 	t.Cleanup(func() { startIncusd(t, argv) })
-	acked := w.ackedCount()
+	acked := len(w.Acknowledged())
 	c := waitCondition(t, a, 90*time.Second, redisv1alpha1.ConditionDegraded, metav1.ConditionTrue, controllers.ReasonIncusUnreachable)
 	r.note("Degraded=IncusUnreachable %.1f s after the kill", time.Since(injected).Seconds())
 	if rc := condition(c, redisv1alpha1.ConditionReady); rc == nil || rc.Status != metav1.ConditionFalse || c.Status.Phase == redisv1alpha1.PhaseReady {
 		t.Errorf("status claims all is fine while incusd is down: %s", describeConditions(c))
 	}
-	if w.ackedCount() == acked {
+	if len(w.Acknowledged()) == acked {
 		time.Sleep(2 * time.Second)
-		if w.ackedCount() == acked {
+		if len(w.Acknowledged()) == acked {
 			t.Errorf("no write acknowledged while incusd was down: the data plane does not need it")
 		}
 	}
@@ -461,7 +461,7 @@ func drillIncusdRestart(t *testing.T, a *formation) *writer {
 	tr.checkMasterMoves(t, cur.Status.Master.Member)
 	p.checkOneWriter(t, injected)
 	w.finish(t)
-	r.note("longest write gap %.1f s", w.longestGap.Seconds())
+	r.note("longest write gap %.1f s", w.Stats().LongestGap.Seconds())
 	return w
 }
 
@@ -476,7 +476,7 @@ func drillAPIServerRestart(t *testing.T, a *formation) *writer {
 	api := env.ControlPlane.GetAPIServer()
 
 	injected := time.Now()
-	acked := w.ackedCount()
+	acked := len(w.Acknowledged())
 	t.Cleanup(func() {
 		if err := k8s.Get(context.Background(), a.key, &redisv1alpha1.RedisSentinelFormation{}); err != nil {
 			_ = api.Start()
@@ -500,7 +500,7 @@ func drillAPIServerRestart(t *testing.T, a *formation) *writer {
 		return err != nil, "still accepting connections"
 	})
 	time.Sleep(max(2*time.Second, 15*time.Second-time.Since(injected)))
-	if w.ackedCount() == acked {
+	if len(w.Acknowledged()) == acked {
 		t.Errorf("no write acknowledged while the API server was down")
 	}
 	healed := time.Now()
@@ -575,7 +575,7 @@ func replicaRebuildDrill(t *testing.T, a *formation, r *result, drill string, re
 	p := startProbes(t, a, cur.Status.Members)
 	tr := startTracker(t, a)
 	time.Sleep(3 * time.Second)
-	early := w.ackedKeys()
+	early := w.Acknowledged()
 	if len(early) == 0 {
 		t.Fatal("no write acknowledged before the deletion")
 	}

@@ -25,6 +25,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // Bounds. They are invariants, not benchmarks: the machine is small and
@@ -50,6 +51,11 @@ type formation struct {
 }
 
 func (f *formation) name() string { return f.key.Name }
+
+// object is the formation's identity as a resource, for the harness.
+func (f *formation) object() *redisv1alpha1.RedisSentinelFormation {
+	return &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Namespace: f.key.Namespace, Name: f.key.Name}}
+}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -350,23 +356,13 @@ func connectionClient(t *testing.T, f *formation, opts redisclient.Options) *red
 
 // ---------------------------------------------------------------- writer
 
-// writer writes keys through a client built from the connection Secret
-// (a Sentinel FailoverClient) and remembers which ones a replica
-// acknowledged (SET + WAIT 1 in one pipeline, so WAIT runs on the
-// connection that wrote).
+// writer is the drill's harness.Writer (SET + WAIT 1 through the
+// connection Secret's client), whose counts go into the drill's result.
 type writer struct {
-	f      *formation
-	prefix string
-	mu     sync.Mutex
-	acked  []string
-	// attempts, ok and failed count pipelines; lastOK and longestGap time
-	// the longest stretch without a successful write.
-	attempts, ok, failed int
-	lastOK               time.Time
-	longestGap           time.Duration
-	stop, done           chan struct{}
-	stopped, finished    bool
-	result               writeResult
+	*harness.Writer
+	f        *formation
+	finished bool
+	result   writeResult
 }
 
 type writeResult struct{ attempted, acked, lost int }
@@ -381,51 +377,17 @@ var (
 // drill finishes it, or at the drill's end if it failed before.
 func startWriter(t *testing.T, f *formation, drill string, r *result) *writer {
 	t.Helper()
-	c := connectionClient(t, f, redisclient.Options{})
-	w := &writer{f: f, prefix: "chaos:" + drill + ":", stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	hw, err := harness.StartWriter(context.Background(), k8s, f.object(), harness.WriterOptions{
+		Prefix:  "chaos:" + drill + ":",
+		OnError: func(err error) { leaks.sawError("writer", err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{Writer: hw, f: f}
 	writersMu.Lock()
 	writers = append(writers, w)
 	writersMu.Unlock()
-	go func() {
-		defer close(w.done)
-		defer c.Close()
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("%s%d", w.prefix, i)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			pipe := c.Pipeline()
-			pipe.Set(ctx, key, key, 0)
-			wait := pipe.Do(ctx, "WAIT", 1, 500)
-			_, err := pipe.Exec(ctx)
-			cancel()
-			n, _ := wait.Int64()
-			if err != nil {
-				leaks.sawError("writer", err)
-			}
-			w.mu.Lock()
-			w.attempts++
-			if err == nil {
-				w.ok++
-				w.longestGap = max(w.longestGap, time.Since(w.lastOK))
-				w.lastOK = time.Now()
-				if n >= 1 {
-					w.acked = append(w.acked, key)
-				}
-			} else {
-				w.failed++
-			}
-			w.mu.Unlock()
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-			} else {
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-	}()
 	// Don't stop without waiting: a leaked writer would write into the
 	// next drill. A drill that failed before finishing the writer still
 	// gets its acknowledged writes checked.
@@ -438,73 +400,29 @@ func startWriter(t *testing.T, f *formation, drill string, r *result) *writer {
 	return w
 }
 
-func (w *writer) halt() {
-	w.mu.Lock()
-	stopped := w.stopped
-	w.stopped = true
-	w.mu.Unlock()
-	if !stopped {
-		close(w.stop)
-	}
-	<-w.done
-}
-
-// ackedCount is how many writes were acknowledged so far.
-func (w *writer) ackedCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.acked)
-}
-
-func (w *writer) ackedKeys() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.acked)
-}
-
 // finish stops the writer and reads every acknowledged key back through a
 // fresh client: none may be lost.
 func (w *writer) finish(t *testing.T) writeResult {
 	t.Helper()
-	w.halt()
+	st := w.Stop()
 	w.finished = true
-	lost := verifyKeys(t, w.f, w.acked)
-	w.result = writeResult{attempted: w.attempts, acked: len(w.acked), lost: len(lost)}
+	lost := verifyKeys(t, w.f, w.Acknowledged())
+	w.result = writeResult{attempted: st.Attempted, acked: st.Acknowledged, lost: len(lost)}
 	t.Logf("writes: %d attempted, %d ok, %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s",
-		w.attempts, w.ok, len(w.acked), len(lost), w.longestGap.Round(time.Millisecond))
+		st.Attempted, st.OK, st.Acknowledged, len(lost), st.LongestGap.Round(time.Millisecond))
 	if len(lost) > 0 {
-		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(lost), len(w.acked), lost[:min(5, len(lost))])
+		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(lost), st.Acknowledged, lost[:min(5, len(lost))])
 	}
 	return w.result
 }
 
-// verifyKeys reads keys (whose value is the key) through a fresh client
-// from the connection Secret and returns those missing or wrong. A read
-// error is retried for a while: it is not a loss until the formation
-// answers.
+// verifyKeys returns the keys (whose value is the key) that the formation
+// no longer serves.
 func verifyKeys(t *testing.T, f *formation, keys []string) []string {
 	t.Helper()
-	c := connectionClient(t, f, redisclient.Options{})
-	defer c.Close()
-	var lost []string
-	for start := 0; start < len(keys); start += 500 {
-		batch := keys[start:min(len(keys), start+500)]
-		var vals []any
-		eventually(t, time.Minute, "reading acknowledged keys back", func() (bool, string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var err error
-			vals, err = c.MGet(ctx, batch...).Result()
-			if err != nil {
-				leaks.sawError("verify", err)
-			}
-			return err == nil, fmt.Sprint(err)
-		})
-		for i, k := range batch {
-			if s, ok := vals[i].(string); !ok || s != k {
-				lost = append(lost, k)
-			}
-		}
+	lost, err := harness.LostKeys(context.Background(), k8s, f.object(), keys, func(err error) { leaks.sawError("verify", err) })
+	if err != nil {
+		t.Fatal(err)
 	}
 	return lost
 }

@@ -42,14 +42,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // Lab names created by the lab-host playbook.
@@ -135,12 +134,7 @@ func setup() error {
 		return &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
 	}
 	kubeconfigPath = filepath.Join(workDir, "kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["chaos"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["chaos"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["chaos"] = &clientcmdapi.Context{Cluster: "chaos", AuthInfo: "chaos"}
-	kc.CurrentContext = "chaos"
-	if err := clientcmd.WriteToFile(*kc, kubeconfigPath); err != nil {
+	if err := harness.WriteKubeconfig(cfg, kubeconfigPath); err != nil {
 		return err
 	}
 	if managerBin = os.Getenv("RSF_CHAOS_MANAGER"); managerBin != "" {

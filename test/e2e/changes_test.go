@@ -16,6 +16,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // update patches the formation's spec.
@@ -81,7 +82,7 @@ func TestLiveChanges(t *testing.T) {
 	f := newFormation(t, "changes", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
 	pw, spw := secretValue(t, f.Namespace, "redis-pw"), secretValue(t, f.Namespace, "sentinel-pw")
-	w := startWriter(t, f)
+	w, _ := startWriter(t, f)
 	before := runIDs(t, cur, pw, spw)
 
 	// Runtime settings: live, on every member, no restart, no failover.
@@ -142,9 +143,7 @@ func TestLiveChanges(t *testing.T) {
 		created[m.Name] = inst.CreatedAt
 	}
 	failoversBefore := cur.Status.Failovers
-	w.mu.Lock()
-	w.longestGap = 0
-	w.mu.Unlock()
+	w.ResetGap()
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Incus.Image = alias })
 	eventually(t, 10*time.Minute, "every container replaced and the formation Ready", func() (bool, string) {
 		cur = get(t, f)
@@ -160,11 +159,8 @@ func TestLiveChanges(t *testing.T) {
 	if switches := cur.Status.Failovers - failoversBefore; switches != 1 {
 		t.Fatalf("the roll switched the master %d times, want exactly 1", switches)
 	}
-	w.mu.Lock()
-	gap := w.longestGap
-	w.mu.Unlock()
-	attempts, acked, lost := w.finish(t, f)
-	t.Logf("image roll: longest gap in successful writes %s; writes %d attempted, %d acknowledged, %d lost", gap, attempts, acked, lost)
+	st := finishWriter(t, f, w, nil)
+	t.Logf("image roll: longest gap in successful writes %s", st.LongestGap)
 	if !strings.Contains(kubectl(t, "get", "rsf", "-n", f.Namespace, f.Name, "-o", "jsonpath={.spec.incus.image}"), alias) {
 		t.Fatal("spec not updated")
 	}
@@ -230,11 +226,7 @@ func TestPasswordRotation(t *testing.T) {
 
 func connectionClient(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *redis.Client {
 	t.Helper()
-	conn := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
-		t.Fatal(err)
-	}
-	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	c, err := harness.ConnectionClient(context.Background(), k8s, f, redisclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,17 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
-	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // drill is the outcome of one master kill.
@@ -103,104 +100,40 @@ func watchMasterChange(ctx context.Context, f *redisv1alpha1.RedisSentinelFormat
 	}
 }
 
-// writer writes keys through a client built from the connection Secret and
-// remembers which were acknowledged by a replica (WAIT 1).
-type writer struct {
-	mu       sync.Mutex
-	acked    []string
-	attempts int
-	// ok and failed count pipelines by outcome; lastOK and longestGap time
-	// the longest stretch without a successful write.
-	ok, failed int
-	lastOK     time.Time
-	longestGap time.Duration
-	cache      *metrics.Cache
-	stop       chan struct{}
-	done       chan struct{}
-}
-
-func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *writer {
+// startWriter starts the backends' client writing to f (WAIT 1), counted
+// in its own registry so its hits and misses can be checked exactly.
+func startWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (*harness.Writer, *metrics.Cache) {
 	t.Helper()
-	conn := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
-		t.Fatal(err)
-	}
-	// The backend's client: built from the connection Secret, instrumented
-	// with its own registry so its counts can be checked exactly.
-	w := &writer{stop: make(chan struct{}), done: make(chan struct{}), cache: metrics.NewCache(prometheus.NewRegistry()), lastOK: time.Now()}
-	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{Metrics: w.cache})
+	cache := metrics.NewCache(prometheus.NewRegistry())
+	w, err := harness.StartWriter(context.Background(), k8s, f, harness.WriterOptions{Metrics: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		defer close(w.done)
-		defer c.Close()
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("drill:%s:%d", f.Name, i)
-			ctx, cancel := context.WithTimeout(redisclient.WithSubsystem(context.Background(), "presence"), time.Second)
-			// One pipeline, so WAIT runs on the connection that wrote.
-			pipe := c.Pipeline()
-			pipe.Set(ctx, key, key, 0)
-			wait := pipe.Do(ctx, "WAIT", 1, 500)
-			_, err := pipe.Exec(ctx)
-			cancel()
-			replicas, _ := wait.Int64()
-			w.mu.Lock()
-			w.attempts++
-			if err == nil {
-				w.ok++
-				w.longestGap = max(w.longestGap, time.Since(w.lastOK))
-				w.lastOK = time.Now()
-			} else {
-				w.failed++
-			}
-			if err == nil && replicas >= 1 {
-				w.acked = append(w.acked, key)
-			}
-			w.mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	return w
+	return w, cache
 }
 
-// finish stops the writer and checks every acknowledged key through a fresh
-// client: none may be lost.
-func (w *writer) finish(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (attempts, acked, lost int) {
+// finishWriter stops the writer, checks that no acknowledged write is lost
+// and, when cache is set, that its hits and misses match the pipelines:
+// each is SET + WAIT, two hits when it succeeds, two misses when it fails.
+func finishWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, w *harness.Writer, cache *metrics.Cache) harness.WriterStats {
 	t.Helper()
-	close(w.stop)
-	<-w.done
-	conn := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
-		t.Fatal(err)
-	}
-	c, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
+	st := w.Stop()
+	lost, err := w.Lost(context.Background(), k8s, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	var missing []string
-	for _, key := range w.acked {
-		if v, err := c.Get(context.Background(), key).Result(); err != nil || v != key {
-			missing = append(missing, key)
+	if len(lost) > 0 {
+		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(lost), st.Acknowledged, lost[:min(5, len(lost))])
+	}
+	if cache != nil {
+		hits := testutil.ToFloat64(cache.HitCounter(metrics.SubsystemPresence))
+		misses := testutil.ToFloat64(cache.MissCounter(metrics.SubsystemPresence))
+		if hits != float64(2*st.OK) || misses != float64(2*st.Failed) {
+			t.Errorf("presence hits %v misses %v; the client saw %d successful and %d failed pipelines", hits, misses, st.OK, st.Failed)
 		}
 	}
-	if len(missing) > 0 {
-		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(missing), len(w.acked), missing[:min(5, len(missing))])
-	}
-	// Each pipeline is SET + WAIT: two hits when it succeeds, two misses
-	// when it fails.
-	hits := testutil.ToFloat64(w.cache.HitCounter(metrics.SubsystemPresence))
-	misses := testutil.ToFloat64(w.cache.MissCounter(metrics.SubsystemPresence))
-	if hits != float64(2*w.ok) || misses != float64(2*w.failed) {
-		t.Errorf("presence hits %v misses %v; the client saw %d successful and %d failed pipelines", hits, misses, w.ok, w.failed)
-	}
-	return w.attempts, len(w.acked), len(missing)
+	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s", st.Attempted, st.Acknowledged, len(lost), st.LongestGap)
+	return st
 }
 
 // TestFailoverDrill: hard-stop the master; a new master is elected within
@@ -210,7 +143,7 @@ func (w *writer) finish(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (
 func TestFailoverDrill(t *testing.T) {
 	f := newFormation(t, "failover", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
-	w := startWriter(t, f)
+	w, cache := startWriter(t, f)
 	time.Sleep(time.Second)
 
 	d := killMaster(t, f, secretValue(t, f.Namespace, "sentinel-pw"))
@@ -237,11 +170,10 @@ func TestFailoverDrill(t *testing.T) {
 	if m := memberStatus(cur, d.From); m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
 		t.Fatalf("old master %s: role %s, link up %v", d.From, m.Role, m.MasterLinkUp)
 	}
-	attempts, acked, lost := w.finish(t, f)
-	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s", attempts, acked, lost, w.longestGap)
+	st := finishWriter(t, f, w, cache)
 	// The backend recovers within the failover window (failover-timeout).
-	if w.longestGap >= 30*time.Second {
-		t.Fatalf("the connection Secret's client was unavailable for %s", w.longestGap)
+	if st.LongestGap >= 30*time.Second {
+		t.Fatalf("the connection Secret's client was unavailable for %s", st.LongestGap)
 	}
 }
 
@@ -314,13 +246,8 @@ var kubeconfigPath string
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	kubeconfigOnce.Do(func() {
-		kc := clientcmdapi.NewConfig()
-		kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-		kc.AuthInfos["e2e"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-		kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "e2e"}
-		kc.CurrentContext = "e2e"
 		kubeconfigPath = filepath.Join(os.TempDir(), "rsf-e2e-kubeconfig-"+strconv.Itoa(os.Getpid()))
-		if err := clientcmd.WriteToFile(*kc, kubeconfigPath); err != nil {
+		if err := harness.WriteKubeconfig(cfg, kubeconfigPath); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -200,6 +200,14 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 		createSecret(t, name, "redis-pw", "password", o.password)
 		createSecret(t, name, "sentinel-pw", "password", o.sentinelPass)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			path := filepath.Join(os.TempDir(), "rsf-e2e-"+name+".log")
+			if err := os.WriteFile(path, []byte(logs.String()), 0o600); err == nil {
+				t.Logf("operator log written to %s", path)
+			}
+		}
+	})
 	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
 	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
 	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}

@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
+)
+
+// BenchmarkImageRoll changes a Ready formation's image alias (to a second
+// alias of the lab image, so every container is replaced) while a writer
+// writes through the connection Secret's client (SET + WAIT 1), and reports
+// the longest gap between two successful writes (target <= 2 s), the
+// acknowledged writes lost (target 0), the master switches (target 1) and
+// the roll's duration.
+func BenchmarkImageRoll(b *testing.B) {
+	needStack(b)
+	ctx := context.Background()
+	ns := benchNamespace(b, "bench-roll")
+	deps, _ := realDeps(b)
+	startManager(b, []string{ns}, defaultOptions(), deps)
+	tr := newTracker(b, true)
+	f := newFormation(ns, ns+"-r")
+	tr.create(b, f)
+	if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 100*time.Millisecond, 10*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	alias := secondAlias(b)
+
+	w, err := harness.StartWriter(ctx, k8s, f, harness.WriterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
+		b.Fatal(err)
+	}
+	failovers, gen := cur.Status.Failovers, cur.Generation
+	created := map[string]time.Time{}
+	for _, m := range cur.Status.Members {
+		inst, err := incusSrv.GetInstance(ctx, m.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		created[m.Name] = inst.CreatedAt
+	}
+	w.ResetGap()
+	start := time.Now()
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Incus.Image = alias
+	if err := k8s.Patch(ctx, cur, patch); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Minute)
+	for !rolled(ctx, f, gen, created) {
+		if time.Now().After(deadline) {
+			b.Fatalf("the roll did not finish within 15 minutes; log:\n%s", logs.tail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	took := time.Since(start)
+	st := w.Stop()
+	lost, err := w.Lost(ctx, k8s, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("image roll: %s, longest write gap %s, %d writes (%d acknowledged, %d lost), %d master switches",
+		took.Round(100*time.Millisecond), st.LongestGap.Round(time.Millisecond), st.Attempted, st.Acknowledged, len(lost), cur.Status.Failovers-failovers)
+	b.ReportMetric(st.LongestGap.Seconds(), "roll-write-gap-s")
+	b.ReportMetric(float64(len(lost)), "roll-acked-lost")
+	b.ReportMetric(float64(cur.Status.Failovers-failovers), "roll-master-switches")
+	b.ReportMetric(took.Seconds(), "roll-duration-s")
+}
+
+// rolled: every container was replaced and the formation is Ready at the
+// new generation.
+func rolled(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, gen int64, created map[string]time.Time) bool {
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if k8s.Get(ctx, client.ObjectKeyFromObject(f), cur) != nil || cur.Generation == gen || cur.Status.ObservedGeneration != cur.Generation || !isReady(cur) {
+		return false
+	}
+	for name, at := range created {
+		inst, err := incusSrv.GetInstance(ctx, name)
+		if err != nil || !inst.CreatedAt.After(at) {
+			return false
+		}
+	}
+	return true
+}
+
+// secondAlias creates another alias of the lab image for the run.
+func secondAlias(b *testing.B) string {
+	out, err := exec.Command("incus", "query", "/1.0/images/aliases/"+labImage).Output()
+	if err != nil {
+		b.Fatalf("reading the lab image alias: %v", err)
+	}
+	var target struct{ Target string }
+	if err := json.Unmarshal(out, &target); err != nil || target.Target == "" {
+		b.Fatalf("lab image alias target: %q %v", out, err)
+	}
+	alias := fmt.Sprintf("%s-roll-%s", labImage, uniqueName("x"))
+	if out, err := exec.Command("incus", "image", "alias", "create", alias, target.Target).CombinedOutput(); err != nil {
+		b.Fatalf("creating image alias: %v %s", err, out)
+	}
+	b.Cleanup(func() { _ = exec.Command("incus", "image", "alias", "delete", alias).Run() })
+	return alias
+}
