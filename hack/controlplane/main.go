@@ -36,6 +36,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 const loopback = "127.0.0.1"
@@ -113,11 +115,11 @@ func run() error {
 	// Pin both client endpoints to loopback instead of relying on envtest's
 	// default ("localhost", resolved): the lab serves this machine only.
 	if apiPort == 0 {
-		if apiPort, err = freePort(); err != nil {
+		if apiPort, err = testenv.FreePort(); err != nil {
 			return err
 		}
 	}
-	etcdPort, err := freePort()
+	etcdPort, err := testenv.FreePort()
 	if err != nil {
 		return err
 	}
@@ -189,16 +191,6 @@ func run() error {
 
 func openLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-}
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func checkLoopback(hosts ...string) error {

@@ -383,7 +383,7 @@ func (s *server) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		InstancePut: api.InstancePut{
 			Profiles: spec.Profiles,
 			Config:   maps.Clone(spec.Config),
-			Devices:  cloneDevices(spec.Devices),
+			Devices:  CloneDevices(spec.Devices),
 		},
 	}
 
@@ -871,7 +871,7 @@ func fromAPI(f *api.InstanceFull) Instance {
 		Name:      f.Name,
 		Status:    f.Status,
 		Config:    maps.Clone(map[string]string(f.Config)),
-		Devices:   cloneDevices(f.Devices),
+		Devices:   CloneDevices(f.Devices),
 		Location:  f.Location,
 		CreatedAt: f.CreatedAt,
 	}
@@ -898,17 +898,4 @@ func fromAPI(f *api.InstanceFull) Instance {
 	}
 
 	return inst
-}
-
-func cloneDevices(in map[string]map[string]string) map[string]map[string]string {
-	if in == nil {
-		return nil
-	}
-
-	out := make(map[string]map[string]string, len(in))
-	for k, v := range in {
-		out[k] = maps.Clone(v)
-	}
-
-	return out
 }

@@ -13,6 +13,7 @@ package incus
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"time"
 )
@@ -142,3 +143,15 @@ type Options struct {
 
 // DefaultSocketPath is the unix socket used when Options.SocketPath is "".
 const DefaultSocketPath = "/var/lib/incus/unix.socket"
+
+// CloneDevices deep-copies a device map (device name -> its config).
+func CloneDevices(in map[string]map[string]string) map[string]map[string]string {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]map[string]string, len(in))
+	for k, v := range in {
+		out[k] = maps.Clone(v)
+	}
+	return out
+}

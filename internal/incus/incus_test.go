@@ -10,16 +10,11 @@ package incus
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 const (
@@ -593,42 +590,9 @@ func assertNoBlindRetry(ctx context.Context, t *testing.T, s *server, name strin
 	}
 }
 
-// selfSigned returns a PEM certificate and key valid for 127.0.0.1.
-func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
-	t.Helper()
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{cn},
-	}
-
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
 func TestConnectBadRemote(t *testing.T) {
-	cert, key := selfSigned(t, "client")
-	serverCert, _ := selfSigned(t, "server")
+	cert, key := testenv.SelfSignedCert(t, "client")
+	serverCert, _ := testenv.SelfSignedCert(t, "server")
 
 	for _, c := range []struct {
 		name   string
@@ -682,8 +646,8 @@ func TestConnectRemoteTrust(t *testing.T) {
 	defer srv.Close()
 
 	pinned := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	cert, key := selfSigned(t, "client")
-	other, _ := selfSigned(t, "other")
+	cert, key := testenv.SelfSignedCert(t, "client")
+	other, _ := testenv.SelfSignedCert(t, "other")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

@@ -14,7 +14,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
-	"github.com/incusops/redis-sentinel-operator/internal/testredis"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // counts is hits and misses per subsystem label.
@@ -143,7 +143,7 @@ func TestHookCountsAgainstRealRedis(t *testing.T) {
 // closedAddr returns a loopback address nothing listens on.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	port, err := testredis.FreePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

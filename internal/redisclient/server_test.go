@@ -114,7 +114,7 @@ sentinel failover-timeout %s 60000
 func startOnFreePort(dir, password string, sentinel bool, conf func(port int) string) (*testredis.Proc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := testredis.FreePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}

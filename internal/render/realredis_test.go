@@ -40,7 +40,7 @@ func needRedis(t *testing.T) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := testredis.FreePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

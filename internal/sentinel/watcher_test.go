@@ -115,13 +115,13 @@ func TestWatchRealSentinel(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const password, sentinelPassword = "data-pw-0123456789", "sentinel-pw-0123456789"
-	masterPort, _ := testredis.FreePort()
+	masterPort, _ := testenv.FreePort()
 	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\n", masterPort, password)), password, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer master.Stop()
-	sentinelPort, _ := testredis.FreePort()
+	sentinelPort, _ := testenv.FreePort()
 	sentinelConf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
 		"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n", sentinelPort, sentinelPassword, masterPort, password))
 	sentinel, err := testredis.Start(dir, sentinelPort, sentinelConf, sentinelPassword, true)

@@ -49,16 +49,6 @@ func Binary() (string, error) {
 	return bin, nil
 }
 
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Start writes conf into dir and starts redis-server on it (as a sentinel
 // when sentinel is true), then waits until it answers PING with password on
 // port. The file stays writable: Sentinel and CONFIG REWRITE rewrite it.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,7 +102,7 @@ func startOperator(b *testing.B) *operator {
 	if err := harness.WriteKubeconfig(cfg, kubeconfig); err != nil {
 		b.Fatal(err)
 	}
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -146,15 +145,6 @@ func startOperator(b *testing.B) *operator {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (op *operator) tail(n int) string {

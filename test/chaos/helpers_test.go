@@ -146,24 +146,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	eventuallyOr(t, timeout, what, cond, nil)
 }
 
-// eventuallyOr is eventually with more to say on a timeout.
+// eventuallyOr is eventually with more to say on a timeout; the operator's
+// latest log lines are always added.
 func eventuallyOr(t *testing.T, timeout time.Duration, what string, cond func() (bool, string), diagnose func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
+	harness.Eventually(t, timeout, what, cond, func() string {
+		more := ""
+		if diagnose != nil {
+			more = diagnose() + "\n"
 		}
-		last = detail
-		time.Sleep(250 * time.Millisecond)
-	}
-	more := ""
-	if diagnose != nil {
-		more = "\n" + diagnose()
-	}
-	t.Fatalf("timed out after %s waiting for %s; last: %s%s\noperator log tail:\n%s", timeout, what, last, more, op.tail(25))
+		return more + "operator log tail:\n" + op.tail(25)
+	})
 }
 
 // diagnose describes the formation's instances: state, address and the

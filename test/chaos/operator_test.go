@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // operator is the operator binary running as its own process against the
@@ -39,7 +40,7 @@ func (o *operator) start(t *testing.T) {
 	if o.logPath == "" {
 		o.logPath = filepath.Join(workDir, "manager.log")
 	}
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,13 +155,4 @@ func (o *operator) log() string {
 func (o *operator) tail(n int) string {
 	lines := strings.Split(strings.TrimSpace(o.log()), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

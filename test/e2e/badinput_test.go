@@ -2,14 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"testing"
 	"time"
 
@@ -19,6 +12,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // TestBadInput: every bad input gets a clear condition and nothing is
@@ -131,7 +125,7 @@ func conditionMessage(f *redisv1alpha1.RedisSentinelFormation, typ string) strin
 // with a well-formed client certificate, so only the connection fails.
 func createRemoteSecret(t *testing.T, ns string) {
 	t.Helper()
-	certPEM, keyPEM := selfSigned(t)
+	certPEM, keyPEM := testenv.SelfSignedCert(t, "e2e")
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "remote-incus", Namespace: ns},
 		Data: map[string][]byte{
@@ -141,22 +135,4 @@ func createRemoteSecret(t *testing.T, ns string) {
 	if err := k8s.Create(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // Lab names created by the lab-host playbook.
@@ -255,17 +256,7 @@ func deleteFormation(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last: %s\noperator log tail:\n%s", timeout, what, last, logs.tail(30))
+	harness.Eventually(t, timeout, what, cond, func() string { return "operator log tail:\n" + logs.tail(30) })
 }
 
 // get reads the formation's current state.

@@ -288,7 +288,7 @@ func (f *Fake) enter(ctx context.Context, method string) error {
 func (f *Fake) add(spec incus.InstanceSpec) *instance {
 	spec.Profiles = slices.Clone(spec.Profiles)
 	spec.Config = maps.Clone(spec.Config)
-	spec.Devices = cloneDevices(spec.Devices)
+	spec.Devices = incus.CloneDevices(spec.Devices)
 
 	if spec.Config == nil {
 		spec.Config = map[string]string{}
@@ -336,7 +336,7 @@ func (f *Fake) view(inst *instance) incus.Instance {
 		Name:      inst.spec.Name,
 		Status:    inst.status,
 		Config:    maps.Clone(inst.spec.Config),
-		Devices:   cloneDevices(inst.spec.Devices),
+		Devices:   incus.CloneDevices(inst.spec.Devices),
 		Location:  "none",
 		CreatedAt: inst.created,
 	}
@@ -601,19 +601,6 @@ func (f *Fake) exists(ctx context.Context, method string, m map[string]bool, nam
 	}
 
 	return m[name], nil
-}
-
-func cloneDevices(in map[string]map[string]string) map[string]map[string]string {
-	if in == nil {
-		return nil
-	}
-
-	out := make(map[string]map[string]string, len(in))
-	for k, v := range in {
-		out[k] = maps.Clone(v)
-	}
-
-	return out
 }
 
 var _ incus.ServerSource = (*Fake)(nil)
