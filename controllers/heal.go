@@ -24,6 +24,12 @@ const (
 	sentinelConfPath = "/etc/redis/sentinel.conf"
 )
 
+// awaitMembersOnBootstrap bounds how long a new formation waits, after its
+// creation, for every member's address before it is bootstrapped anyway
+// (see topology.Input.AwaitMembersUntil): a member that never comes up
+// delays the others by at most this.
+const awaitMembersOnBootstrap = 30 * time.Second
+
 // reconcileTopology observes the members, decides with Sentinel's majority
 // as the truth, and carries out the decided actions.
 func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formationState) error {
@@ -39,6 +45,8 @@ func (r *FormationReconciler) reconcileTopology(ctx context.Context, s *formatio
 	})
 	if s.f.Status.Master != nil {
 		in.PreviousMaster = s.f.Status.Master.Member
+	} else {
+		in.AwaitMembersUntil = s.f.CreationTimestamp.Add(awaitMembersOnBootstrap)
 	}
 	for _, m := range s.members {
 		in.Members = append(in.Members, m.obs)
@@ -232,12 +240,21 @@ func (r *FormationReconciler) configureMember(ctx context.Context, s *formationS
 	if monitored.IsZero() {
 		monitored = m.obs.Redis
 	}
+	// Every other member with an address is a replica of the master (or is
+	// being configured as one): Sentinel would otherwise learn of those that
+	// attach after its first INFO of the master only from the next one.
+	var replicas []render.Endpoint
+	for _, o := range s.members {
+		if o.obs.Redis.Host != "" && o.obs.Redis != monitored {
+			replicas = append(replicas, render.Endpoint(o.obs.Redis))
+		}
+	}
 	d := desired(s.f)
 	conf, err := render.SentinelConf(render.Sentinel{
 		Address: m.obs.Sentinel.Host, Port: m.obs.Sentinel.Port, Password: s.creds.SentinelPassword,
 		MasterName: d.MasterName, Master: render.Endpoint(monitored), Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
-		RedisPassword: s.creds.Password,
+		RedisPassword: s.creds.Password, KnownReplicas: replicas,
 	})
 	if err != nil {
 		return err

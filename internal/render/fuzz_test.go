@@ -44,6 +44,7 @@ func FuzzSentinelConf(f *testing.F) {
 		s.RedisPassword = redisPassword
 		s.MasterName = masterName
 		s.Address = address
+		s.KnownReplicas[1].Host = address
 		checkSentinelRoundTrip(t, s)
 	})
 }

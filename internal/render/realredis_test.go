@@ -327,7 +327,11 @@ func TestRealSentinel(t *testing.T) {
 	}
 	start(t, t.TempDir(), masterPort, masterConf, redisPassword, false)
 
+	// A replica known from the file only: nothing listens there, so
+	// Sentinel cannot have learned it from the master's INFO.
+	configOnlyReplica := Endpoint{Host: "127.0.0.1", Port: freePort(t)}
 	s := Sentinel{
+		KnownReplicas:     []Endpoint{configOnlyReplica},
 		Address:           "127.0.0.1",
 		Port:              sentinelPort,
 		Password:          sentinelPassword,
@@ -391,6 +395,13 @@ func TestRealSentinel(t *testing.T) {
 		if m[k] != v {
 			t.Errorf("SENTINEL MASTER %s = %q, want %q", k, m[k], v)
 		}
+	}
+	replicas, err := sc.Replicas(ctx, name).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := net.JoinHostPort(configOnlyReplica.Host, strconv.Itoa(configOnlyReplica.Port)); len(replicas) != 1 || replicas[0]["name"] != want {
+		t.Errorf("SENTINEL REPLICAS = %v, want only the known replica %s", replicas, want)
 	}
 	// Outlast down-after-milliseconds: a failing AUTH would show as s_down.
 	time.Sleep(time.Until(started.Add(3 * time.Second)))

@@ -64,6 +64,7 @@ func typicalSentinel() Sentinel {
 		FailoverTimeoutMs: 60000,
 		ParallelSyncs:     1,
 		RedisPassword:     "s3cr3t-Passw0rd",
+		KnownReplicas:     []Endpoint{{Host: "10.42.0.11", Port: 6379}, {Host: "10.42.0.12", Port: 6380}},
 	}
 }
 
@@ -199,6 +200,8 @@ func TestSentinelConfDirectives(t *testing.T) {
 		{"sentinel", "down-after-milliseconds", "mymaster", "5000"},
 		{"sentinel", "failover-timeout", "mymaster", "60000"},
 		{"sentinel", "parallel-syncs", "mymaster", "1"},
+		{"sentinel", "known-replica", "mymaster", "10.42.0.11", "6379"},
+		{"sentinel", "known-replica", "mymaster", "10.42.0.12", "6380"},
 	}
 	s := typicalSentinel()
 	out, err := SentinelConf(s)
@@ -307,6 +310,8 @@ func TestSentinelConfErrors(t *testing.T) {
 		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\nrequirepass x" }},
 		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\x00" }},
 		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\t" }},
+		{"KnownReplicas[1].Host", func(s *Sentinel) { s.KnownReplicas[1].Host = "10.42.0.12\nsentinel monitor x 1.2.3.4 6379 1" }},
+		{"KnownReplicas[0].Port", func(s *Sentinel) { s.KnownReplicas[0].Port = 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

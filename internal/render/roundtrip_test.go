@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -224,11 +225,18 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 		switch directiveKey(l.Args) {
 		case "sentinel monitor":
 			seenMonitor = true
-		case "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs":
+		case "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs", "sentinel known-replica":
 			if !seenMonitor {
 				t.Fatalf("%q before sentinel monitor", l.Args)
 			}
 		}
+	}
+	var wantReplicas [][]string
+	for _, r := range s.KnownReplicas {
+		wantReplicas = append(wantReplicas, []string{"sentinel", "known-replica", s.MasterName, net.ParseIP(r.Host).String(), strconv.Itoa(r.Port)})
+	}
+	if got := linesFor(lines, "sentinel known-replica"); !reflect.DeepEqual(got, wantReplicas) {
+		t.Fatalf("known-replica lines %q, want %q", got, wantReplicas)
 	}
 
 	// Sentinel 7.0 later rewrites these lines itself with printf("%s"),

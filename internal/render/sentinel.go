@@ -1,5 +1,7 @@
 package render
 
+import "fmt"
+
 // Debian bookworm's locations, as used by its redis-sentinel.service.
 const (
 	sentinelLogfile = "/var/log/redis/redis-sentinel.log"
@@ -18,6 +20,10 @@ type Sentinel struct {
 	FailoverTimeoutMs int
 	ParallelSyncs     int
 	RedisPassword     string // `sentinel auth-pass <master> <pw>`
+	// KnownReplicas are listed as `sentinel known-replica` so that Sentinel
+	// monitors them from the start instead of from its next INFO of the
+	// master (every 10 s).
+	KnownReplicas []Endpoint
 }
 
 // SentinelConf renders the bootstrap sentinel.conf. Sentinel owns the file
@@ -63,6 +69,16 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	}
 	if err := sentinelPassword("RedisPassword", s.RedisPassword); err != nil {
 		return nil, err
+	}
+	replicas := make([]string, len(s.KnownReplicas))
+	for i, r := range s.KnownReplicas {
+		field := fmt.Sprintf("KnownReplicas[%d]", i)
+		if replicas[i], err = ipLiteral(field+".Host", r.Host); err != nil {
+			return nil, err
+		}
+		if err := port(field+".Port", r.Port); err != nil {
+			return nil, err
+		}
 	}
 
 	name := str(s.MasterName)
@@ -112,5 +128,8 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	c.directive("sentinel", kw("down-after-milliseconds"), name, num(s.DownAfterMs))
 	c.directive("sentinel", kw("failover-timeout"), name, num(s.FailoverTimeoutMs))
 	c.directive("sentinel", kw("parallel-syncs"), name, num(s.ParallelSyncs))
+	for i, r := range s.KnownReplicas {
+		c.directive("sentinel", kw("known-replica"), name, str(replicas[i]), num(r.Port))
+	}
 	return c.bytes(), nil
 }

@@ -98,7 +98,12 @@ type Input struct {
 	// monitoring another address than the master (Plan.Stale of earlier
 	// passes).
 	StaleSince map[string]time.Time
-	Now        time.Time
+	// AwaitMembersUntil: until then a new formation is not bootstrapped
+	// while a member has no address, so that every member is configured
+	// knowing all the others (Sentinel otherwise learns a replica only from
+	// its next INFO of the master, up to 10 s later).
+	AwaitMembersUntil time.Time
+	Now               time.Time
 }
 
 // Source says where the master was learned from.
@@ -116,7 +121,7 @@ const (
 	SourcePrevious Source = "previous"
 	// SourceBootstrap: a new formation; its first running member.
 	SourceBootstrap Source = "bootstrap"
-	// SourceNone: no member runs.
+	// SourceNone: no member runs, or a new formation awaits its members.
 	SourceNone Source = "none"
 )
 
@@ -215,6 +220,9 @@ func findMaster(in Input) Plan {
 	}
 	if m, ok := memberNamed(in, in.PreviousMaster); ok && m.Running {
 		return Plan{Master: m.Redis, MasterMember: m.Name, Source: SourcePrevious, Authoritative: true}
+	}
+	if in.Now.Before(in.AwaitMembersUntil) && slices.ContainsFunc(in.Members, func(m Member) bool { return !m.Running }) {
+		return Plan{Source: SourceNone}
 	}
 	for _, m := range in.Members {
 		if m.Running {

@@ -85,6 +85,7 @@ func TestDecide(t *testing.T) {
 		lastReset    map[string]time.Time
 		staleSince   map[string]time.Time
 		departing    int
+		awaitMembers bool // within Input.AwaitMembersUntil
 		wantMaster   string
 		wantSource   Source
 		wantFailover bool
@@ -102,7 +103,8 @@ func TestDecide(t *testing.T) {
 				{Name: "cache-2", Redis: ep(2), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
 				{Name: "cache-3", Redis: ep(3), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
 			},
-			wantMaster: "cache-1", wantSource: SourceBootstrap,
+			awaitMembers: true,
+			wantMaster:   "cache-1", wantSource: SourceBootstrap,
 			wantActions: []string{"Configure cache-1", "Configure cache-2 -> 10.77.0.11:6379", "Configure cache-3 -> 10.77.0.11:6379"},
 		},
 		{
@@ -313,6 +315,26 @@ func TestDecide(t *testing.T) {
 			wantMaster: "cache-2", wantSource: SourceSentinelMinority,
 		},
 		{
+			name: "new formation, a member still without an address: nothing is configured yet",
+			members: []Member{
+				{Name: "cache-1", Redis: ep(1), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+				{Name: "cache-2"},
+				{Name: "cache-3", Redis: ep(3), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+			},
+			awaitMembers: true,
+			wantSource:   SourceNone,
+		},
+		{
+			name: "new formation whose member never came up: bootstrapped without it once the wait is over",
+			members: []Member{
+				{Name: "cache-1"},
+				{Name: "cache-2", Redis: ep(2), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+				{Name: "cache-3", Redis: ep(3), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+			},
+			wantMaster: "cache-2", wantSource: SourceBootstrap,
+			wantActions: []string{"Configure cache-2", "Configure cache-3 -> 10.77.0.12:6379"},
+		},
+		{
 			name:       "no container runs",
 			members:    []Member{{Name: "cache-1"}, {Name: "cache-2"}, {Name: "cache-3"}},
 			wantSource: SourceNone,
@@ -320,7 +342,11 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Decide(Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Departing: tc.departing, Now: now})
+			in := Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Departing: tc.departing, Now: now}
+			if tc.awaitMembers {
+				in.AwaitMembersUntil = now.Add(time.Second)
+			}
+			p := Decide(in)
 			if p.MasterMember != tc.wantMaster || p.Source != tc.wantSource {
 				t.Errorf("master %q from %s, want %q from %s", p.MasterMember, p.Source, tc.wantMaster, tc.wantSource)
 			}

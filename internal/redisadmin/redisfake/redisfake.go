@@ -385,6 +385,13 @@ func (w *World) sentinelDirective(instance string, s *sentinelProc, args []strin
 		s.masters[args[1]] = newMonitor(redisadmin.Endpoint{Host: args[2], Port: port}, quorum)
 		return
 	}
+	if sub == "known-replica" && len(args) == 4 {
+		if mon := s.masters[args[1]]; mon != nil {
+			port, _ := strconv.Atoi(args[3])
+			mon.replicas[redisadmin.Endpoint{Host: args[2], Port: port}] = true
+		}
+		return
+	}
 	if len(args) != 3 {
 		return // announce-ip, resolve-hostnames, sentinel-pass, ...
 	}
