@@ -96,9 +96,11 @@ func (w *Watcher) Watch(key types.NamespacedName, password string, targets []Tar
 		f = &formation{subs: map[string]*subscription{}, sdownAt: map[string]time.Time{}}
 		w.formations[key] = f
 	}
+	// Subscriptions are cancelled, not waited for: a dead sentinel's read
+	// must not hold the lock that every other sentinel's events need.
 	if f.password != password {
 		for addr, s := range f.subs {
-			s.stop()
+			s.cancel()
 			delete(f.subs, addr)
 		}
 		f.password = password
@@ -109,7 +111,7 @@ func (w *Watcher) Watch(key types.NamespacedName, password string, targets []Tar
 	}
 	for addr, s := range f.subs {
 		if member, ok := want[addr]; !ok || member != s.member {
-			s.stop()
+			s.cancel()
 			delete(f.subs, addr)
 		}
 	}
@@ -204,6 +206,9 @@ func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member,
 	defer client.Close()
 	ps := client.PSubscribe(ctx, "*")
 	defer ps.Close()
+	// Closing the PubSub ends a read blocked on a sentinel that vanished
+	// (a stopped container sends no RST) at once instead of at its timeout.
+	defer context.AfterFunc(ctx, func() { _ = ps.Close() })()
 
 	backoff := newBackoff()
 	failing := false
@@ -239,7 +244,7 @@ func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member,
 			// (Re)subscribed: events may have been missed meanwhile.
 			w.trigger(key, Event{Time: time.Now(), Sentinel: member, Type: "subscribed"})
 		case *redis.Message:
-			w.record(key, Event{Time: time.Now(), Sentinel: member, Type: m.Channel, Payload: m.Payload})
+			w.record(ctx, key, Event{Time: time.Now(), Sentinel: member, Type: m.Channel, Payload: m.Payload})
 		}
 	}
 }
@@ -253,16 +258,19 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// record keeps the event and the failover bookkeeping, then triggers.
-func (w *Watcher) record(key types.NamespacedName, e Event) {
+// record keeps the event and the failover bookkeeping, then triggers. An
+// event read by a subscription that Watch has since cancelled (under the
+// same lock) is dropped.
+func (w *Watcher) record(ctx context.Context, key types.NamespacedName, e Event) {
 	e = redact(e)
 	w.mu.Lock()
 	f := w.formations[key]
-	if f != nil {
+	keep := f != nil && ctx.Err() == nil
+	if keep {
 		f.add(e)
 	}
 	w.mu.Unlock()
-	if f != nil {
+	if keep {
 		w.trigger(key, e)
 	}
 }

@@ -109,25 +109,37 @@ func (r *recorder) reset() {
 // TestWatchRealSentinel: a real redis-sentinel on loopback; the watcher
 // authenticates, sees +sdown when the master dies, and resubscribes after
 // the sentinel restarts.
-func TestWatchRealSentinel(t *testing.T) {
+const password, sentinelPassword = "data-pw-0123456789", "sentinel-pw-0123456789"
+
+// startSentinel runs a real redis-server master and a redis-sentinel
+// monitoring it (quorum 1, down-after 1 s) on loopback.
+func startSentinel(t *testing.T) (master, sentinel *testredis.Proc) {
+	t.Helper()
 	if _, err := testredis.Binary(); err != nil {
 		testenv.Unavailable(t, "redis-server", err)
 	}
 	dir := t.TempDir()
-	const password, sentinelPassword = "data-pw-0123456789", "sentinel-pw-0123456789"
 	masterPort, _ := testenv.FreePort()
 	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\n", masterPort, password)), password, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer master.Stop()
+	t.Cleanup(master.Stop)
 	sentinelPort, _ := testenv.FreePort()
 	sentinelConf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
 		"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n", sentinelPort, sentinelPassword, masterPort, password))
-	sentinel, err := testredis.Start(dir, sentinelPort, sentinelConf, sentinelPassword, true)
+	sentinel, err = testredis.Start(dir, sentinelPort, sentinelConf, sentinelPassword, true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(sentinel.Stop)
+	return master, sentinel
+}
+
+func TestWatchRealSentinel(t *testing.T) {
+	master, sentinel := startSentinel(t)
+	dir := t.TempDir()
+	sentinelPort := sentinel.Port
 
 	rec := &recorder{}
 	w := New(logr.Discard(), rec.trigger)
@@ -202,4 +214,46 @@ func FuzzEventPayload(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDroppingAHungSentinel: a sentinel whose container stopped answers
+// nothing and sends no RST (here: a real sentinel, SIGSTOPped). Dropping it
+// from the targets must not wait for its read to time out (5 s), because
+// Watch runs inside a reconcile and holds the lock every other sentinel's
+// events need; and the dropped subscription's connection is closed.
+func TestDroppingAHungSentinel(t *testing.T) {
+	_, sentinel := startSentinel(t)
+	rec := &recorder{}
+	w := New(logr.Discard(), rec.trigger)
+	defer w.Stop()
+	w.Watch(key, sentinelPassword, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
+	rec.waitFor(t, 5*time.Second, "subscribed", "")
+
+	thaw := sentinel.Freeze()
+	returned := make(chan struct{})
+	go func() {
+		w.Watch(key, sentinelPassword, nil)
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		thaw()
+		t.Fatal("Watch waited for the hung sentinel's read to time out")
+	}
+	thaw()
+
+	admin := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), Password: sentinelPassword})
+	defer admin.Close()
+	var list string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		cmd := redis.NewStringCmd(context.Background(), "client", "list")
+		if err := admin.Process(context.Background(), cmd); err != nil {
+			t.Fatal(err)
+		}
+		if list = cmd.Val(); !strings.Contains(list, "psub=1") {
+			return
+		}
+	}
+	t.Fatalf("the dropped subscription's connection is still open:\n%s", list)
 }

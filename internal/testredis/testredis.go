@@ -143,6 +143,14 @@ func (p *Proc) StopAtCleanup(t testing.TB, logs ...string) {
 	})
 }
 
+// Freeze stops the process (SIGSTOP) without closing its sockets, like a
+// host that vanished: connections stay open and nothing answers. thaw
+// resumes it.
+func (p *Proc) Freeze() (thaw func()) {
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	return func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+}
+
 // Kill stops the process at once, as a crash would.
 func (p *Proc) Kill() {
 	p.once.Do(func() {
