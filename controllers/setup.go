@@ -6,10 +6,13 @@ package controllers
 import (
 	"context"
 	"flag"
+	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +45,10 @@ type Options struct {
 	// PasswordGrace is how long a rotated data-plane password stays valid
 	// beside the new one, so clients can reload the connection Secret.
 	PasswordGrace time.Duration
+	// MaxRetryDelay caps the exponential backoff after a failed reconcile
+	// (controller-runtime's default cap is 1000 s): a formation whose
+	// healing failed while a fault lasted is retried soon after it ends.
+	MaxRetryDelay time.Duration
 }
 
 // BindFlags registers the options on a flag set.
@@ -50,6 +57,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", 15*time.Second, "safety-net poll of every Ready formation")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", time.Second, "timeout of each command to a redis-server or sentinel")
 	fs.DurationVar(&o.PasswordGrace, "password-grace", 10*time.Minute, "how long a rotated data-plane password stays valid beside the new one")
+	fs.DurationVar(&o.MaxRetryDelay, "max-retry-delay", 5*time.Second, "longest backoff before a failed reconcile of a formation is retried")
 }
 
 // Dependencies are the backends the controller talks to; nil fields get the
@@ -84,6 +92,9 @@ const secretRefIndex = ".spec.secretRefs"
 
 // SetupWithManager registers the formation controller with a manager.
 func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
+	if opts.MaxRetryDelay <= 0 {
+		return fmt.Errorf("--max-retry-delay must be positive, got %s", opts.MaxRetryDelay)
+	}
 	if deps.Incus == nil {
 		deps.Incus = incus.NewConnector()
 	}
@@ -136,8 +147,18 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay)}).
 		Complete(r)
+}
+
+// retryLimiter is controller-runtime's default rate limiter (per-item
+// exponential backoff from 5 ms, and an overall 10/s bucket with a burst of
+// 100) with the per-item backoff capped at maxDelay.
+func retryLimiter(maxDelay time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxDelay),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
 
 func referencedSecrets(obj client.Object) []string {

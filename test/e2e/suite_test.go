@@ -100,7 +100,7 @@ func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config)
 	if err != nil {
 		return err
 	}
-	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace}
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second}
 	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
 		return err
 	}
