@@ -72,7 +72,7 @@ type formation struct {
 	events   []Event
 	sdownAt  map[string]time.Time // master ip:port -> first +sdown
 	switches []Switch             // not yet taken by the controller
-	lastSeen []Switch             // recent switches, to fold duplicates
+	last     Switch               // the latest switch, to fold its announcements
 }
 
 type subscription struct {
@@ -333,11 +333,12 @@ func (f *formation) add(e Event) {
 	}
 }
 
+// addSwitch records a master switch unless it is another sentinel's
+// announcement of the latest one. Only the latest counts: after A->B and
+// B->A, a new A->B is a third failover, however soon it follows.
 func (f *formation) addSwitch(at time.Time, from, to string) {
-	for _, s := range f.lastSeen {
-		if s.From == from && s.To == to && at.Sub(s.Time) < switchWindow {
-			return // every sentinel announces the same switch
-		}
+	if f.last.From == from && f.last.To == to && at.Sub(f.last.Time) < switchWindow {
+		return
 	}
 	sw := Switch{Time: at, From: from, To: to}
 	if down, ok := f.sdownAt[from]; ok {
@@ -345,8 +346,5 @@ func (f *formation) addSwitch(at time.Time, from, to string) {
 		delete(f.sdownAt, from)
 	}
 	f.switches = append(f.switches, sw)
-	f.lastSeen = append(f.lastSeen, sw)
-	if len(f.lastSeen) > 8 {
-		f.lastSeen = f.lastSeen[len(f.lastSeen)-8:]
-	}
+	f.last = sw
 }

@@ -54,6 +54,21 @@ func TestFailoverBookkeeping(t *testing.T) {
 		t.Fatalf("a healed +sdown timed a later switch: %s", d)
 	}
 
+	// Failovers back and forth within a minute are each recorded once,
+	// however many sentinels announce them.
+	for i, payload := range []string{
+		"mymaster 10.77.0.13 6379 10.77.0.11 6379",
+		"mymaster 10.77.0.11 6379 10.77.0.13 6379",
+		"mymaster 10.77.0.13 6379 10.77.0.11 6379",
+	} {
+		for j, s := range []string{"cache-3", "cache-2", "cache-1"} {
+			f.add(Event{Time: at(210000 + i*12000 + j*900), Sentinel: s, Type: "+switch-master", Payload: payload})
+		}
+	}
+	if n := len(f.switches); n != 5 {
+		t.Fatalf("%d switches recorded, want 5 (each flip once): %+v", n, f.switches)
+	}
+
 	for i := range 3 * MaxEvents {
 		f.add(Event{Time: at(300000 + i*5000), Type: "+slave", Payload: fmt.Sprint(i)})
 	}
