@@ -105,6 +105,7 @@ func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationS
 	if master == nil || sentinel == nil {
 		return fmt.Errorf("no answering master, or no sentinel with quorum, for the planned failover (%s)", reason)
 	}
+	holdEnds := time.Now().Add(writeHold)
 	if err := s.admin.PauseWrites(ctx, master.obs.Redis, writeHold); err != nil {
 		return err
 	}
@@ -116,9 +117,8 @@ func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationS
 		_ = s.admin.ResumeWrites(ctx, master.obs.Redis)
 		return err
 	}
-	// The hold simply expires: by then Sentinel has switched, and the old
-	// master refuses writes (no replicas left) or is a replica.
 	r.remember(key, func(mem *memory) { mem.lastPlannedFailover = r.now() })
+	r.releaseHold(ctx, s, master, holdEnds)
 	s.progressing = reason
 	r.event(s.f, corev1.EventTypeNormal, "PlannedFailover", "Rollout", master.name, "%s (writes held until the replicas caught up; asked sentinel %s)", reason, sentinel.name)
 	s.log.Info("planned failover requested", "reason", reason, "sentinel", sentinel.name)
@@ -128,6 +128,35 @@ func (r *FormationReconciler) plannedFailover(ctx context.Context, s *formationS
 // writeHold bounds how long clients wait on a planned failover: catching up
 // takes milliseconds, Sentinel's promotion about a second.
 const writeHold = 3 * time.Second
+
+// releaseHold ends the write hold on the old master as soon as Sentinel has
+// promoted a replica, by making the old master a replica of it: the held
+// writes then fail with READONLY, on which go-redis drops the connection and
+// asks Sentinel again, instead of waiting for the hold to expire (Sentinel
+// announces the switch to clients only at the end of the failover). If no
+// promotion is seen in time the hold simply expires; the old master then
+// refuses writes (no replicas left, min-replicas-to-write) or has been
+// turned into a replica by Sentinel.
+func (r *FormationReconciler) releaseHold(ctx context.Context, s *formationState, master *memberState, holdEnds time.Time) {
+	for time.Now().Before(holdEnds) {
+		for _, o := range s.members {
+			if o == master || !o.obs.Running || o.obs.RedisErr != nil {
+				continue
+			}
+			if repl, err := s.admin.Replication(ctx, o.obs.Redis); err != nil || repl.Role != "master" {
+				continue
+			}
+			if err := s.admin.ReplicaOf(ctx, master.obs.Redis, o.obs.Redis); err != nil {
+				s.log.Info("could not demote the old master after the promotion; its write hold expires by itself", "member", master.name, "error", err.Error())
+				return
+			}
+			_ = s.admin.ResumeWrites(ctx, master.obs.Redis)
+			s.log.Info("old master demoted as soon as Sentinel promoted a replica; held writes released", "member", master.name, "promoted", o.name)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // waitReplicasCaughtUp waits, briefly, until every replica linked to the
 // master has replicated its whole stream.
