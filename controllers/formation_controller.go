@@ -113,6 +113,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	phaseErr := r.runPhases(ctx, s)
 	r.computeStatus(s, phaseErr)
+	r.remember(client.ObjectKeyFromObject(f), func(m *memory) { m.phase = f.Status.Phase })
 	if r.statusWorthWriting(client.ObjectKeyFromObject(f), before, &f.Status) {
 		if err := r.Status().Update(ctx, f); err != nil {
 			if apierrors.IsConflict(err) {
@@ -218,6 +219,10 @@ type memory struct {
 	started map[string]time.Time
 	// statusWritten is when the status was last written.
 	statusWritten time.Time
+	// phase is the phase the last pass computed. The cached object's
+	// status can lag behind the last write, so gating on it could start a
+	// second replacement before the first replaced member has synced.
+	phase redisv1alpha1.FormationPhase
 	// password is the data-plane password the members were last given;
 	// retireAt is when the one before it stops being accepted.
 	password string

@@ -44,13 +44,16 @@ func (s *formationState) outdated() []*memberState {
 }
 
 // rolloutStep replaces at most one outdated member per pass, and only while
-// the formation is whole (Ready at the last pass and every member present):
+// the formation is whole (Ready as this process computed it at the last
+// pass, and every member present):
 // replicas first, each rebuilt and synced before the next; the master last,
 // after a planned failover moved the role away. A deleted member is
 // re-created at once by the caller.
 func (r *FormationReconciler) rolloutStep(ctx context.Context, s *formationState) error {
 	outdated := s.outdated()
-	if len(outdated) == 0 || s.f.Status.Phase != redisv1alpha1.PhaseReady || s.anyInstanceMissing() || len(s.leaving) > 0 {
+	var phase redisv1alpha1.FormationPhase
+	r.remember(client.ObjectKeyFromObject(s.f), func(m *memory) { phase = m.phase })
+	if len(outdated) == 0 || phase != redisv1alpha1.PhaseReady || s.anyInstanceMissing() || len(s.leaving) > 0 {
 		return nil
 	}
 	master := ""
