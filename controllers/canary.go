@@ -36,23 +36,37 @@ func (r *FormationReconciler) reconcileCanary(ctx context.Context, s *formationS
 	if s.masterMember() == nil || s.f.Status.Connection == nil || s.f.Status.Phase == "" || s.f.Status.Phase == redisv1alpha1.PhaseProvisioning {
 		return nil
 	}
-	due := false
-	r.remember(client.ObjectKeyFromObject(s.f), func(m *memory) {
+	key := client.ObjectKeyFromObject(s.f)
+	var mem *memory
+	r.remember(key, func(m *memory) {
 		if r.now().Sub(m.lastCanary) >= canaryInterval {
-			m.lastCanary, due = r.now(), true
+			m.lastCanary, mem = r.now(), m
 		}
 	})
-	if !due {
+	if mem == nil {
 		return nil
 	}
-	probeCtx, cancel := context.WithTimeout(ctx, canaryTimeout)
-	defer cancel()
-	latency, err := r.Canary.Probe(probeCtx, client.ObjectKeyFromObject(s.f).String(), connectionData(s, s.f.Status.Connection.SentinelAddresses))
-	r.Metrics.CanaryResult(s.f.Namespace, s.f.Name, err == nil, latency)
-	if err != nil {
-		s.log.Info("canary write+read through Sentinel discovery failed; backends using the connection Secret may fail too; probing again on the next pass",
-			"error", err.Error())
-	}
+	// The probe runs beside the reconcile, at most one per formation
+	// (canaryTimeout < canaryInterval): during a failover it can wait on the
+	// dead master for the whole timeout, and a reconcile waiting with it
+	// would hold back the next one, which writes the switch into status.
+	data, log := connectionData(s, s.f.Status.Connection.SentinelAddresses), s.log
+	go func() {
+		probeCtx, cancel := context.WithTimeout(context.Background(), canaryTimeout)
+		defer cancel()
+		latency, err := r.Canary.Probe(probeCtx, key.String(), data)
+		r.memMu.Lock()
+		defer r.memMu.Unlock()
+		if r.mem[key] != mem {
+			r.Canary.Forget(key.String()) // deleted meanwhile: no client, no series left behind
+			return
+		}
+		r.Metrics.CanaryResult(key.Namespace, key.Name, err == nil, latency)
+		if err != nil {
+			log.Info("canary write+read through Sentinel discovery failed; backends using the connection Secret may fail too; probing again on the next pass",
+				"error", err.Error())
+		}
+	}()
 	return nil
 }
 

@@ -73,8 +73,8 @@ func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (
 	if client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("deleting the connection Secret: %w", err)
 	}
+	r.forget(client.ObjectKeyFromObject(f)) // first: a canary still running then records nothing
 	r.Metrics.ForgetFormation(f.Namespace, f.Name)
-	r.forget(client.ObjectKeyFromObject(f))
 	r.Watcher.Forget(client.ObjectKeyFromObject(f))
 	patch := client.MergeFrom(f.DeepCopy())
 	controllerutil.RemoveFinalizer(f, finalizerName)
