@@ -8,11 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
-	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
@@ -120,7 +121,7 @@ func (r *FormationReconciler) applyRuntimeSettings(ctx context.Context, s *forma
 		if !m.obs.Running || m.obs.RedisErr != nil {
 			continue
 		}
-		settings, err := render.RuntimeSettings(redisSettings(s.f, m.obs.Redis, s.creds.Password, redisadmin.Endpoint{}))
+		settings, err := render.RuntimeSettings(redisSettings(s.f, m.obs.Redis, s.creds.Password, endpoint.Endpoint{}))
 		if err != nil {
 			return err
 		}
@@ -216,7 +217,7 @@ func (s *formationState) member(name string) *memberState {
 
 // monitor makes a sentinel monitor the master with every spec setting and the
 // data-plane password.
-func (r *FormationReconciler) monitor(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+func (r *FormationReconciler) monitor(ctx context.Context, s *formationState, m *memberState, master endpoint.Endpoint) error {
 	d := desired(s.f)
 	if err := s.admin.SentinelMonitor(ctx, m.obs.Sentinel, d.MasterName, master, d.Quorum); err != nil {
 		return err
@@ -232,7 +233,7 @@ func (r *FormationReconciler) monitor(ctx context.Context, s *formationState, m 
 // configureMember writes a new member's redis.conf (a replica of master, or
 // the master when master is zero) and its bootstrap sentinel.conf, then
 // starts both. Sentinel owns its file afterwards.
-func (r *FormationReconciler) configureMember(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+func (r *FormationReconciler) configureMember(ctx context.Context, s *formationState, m *memberState, master endpoint.Endpoint) error {
 	if err := r.writeRedisConf(ctx, s, m, master); err != nil {
 		return err
 	}
@@ -243,16 +244,16 @@ func (r *FormationReconciler) configureMember(ctx context.Context, s *formationS
 	// Every other member with an address is a replica of the master (or is
 	// being configured as one): Sentinel would otherwise learn of those that
 	// attach after its first INFO of the master only from the next one.
-	var replicas []render.Endpoint
+	var replicas []endpoint.Endpoint
 	for _, o := range s.members {
 		if o.obs.Redis.Host != "" && o.obs.Redis != monitored {
-			replicas = append(replicas, render.Endpoint(o.obs.Redis))
+			replicas = append(replicas, endpoint.Endpoint(o.obs.Redis))
 		}
 	}
 	d := desired(s.f)
 	conf, err := render.SentinelConf(render.Sentinel{
 		Address: m.obs.Sentinel.Host, Port: m.obs.Sentinel.Port, Password: s.creds.SentinelPassword,
-		MasterName: d.MasterName, Master: render.Endpoint(monitored), Quorum: d.Quorum,
+		MasterName: d.MasterName, Master: endpoint.Endpoint(monitored), Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
 		RedisPassword: s.creds.Password, KnownReplicas: replicas,
 	})
@@ -268,7 +269,7 @@ func (r *FormationReconciler) configureMember(ctx context.Context, s *formationS
 		" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch "+configuredMarker)
 }
 
-func (r *FormationReconciler) writeRedisConf(ctx context.Context, s *formationState, m *memberState, master redisadmin.Endpoint) error {
+func (r *FormationReconciler) writeRedisConf(ctx context.Context, s *formationState, m *memberState, master endpoint.Endpoint) error {
 	conf, err := render.RedisConf(redisSettings(s.f, m.obs.Redis, s.creds.Password, master))
 	if err != nil {
 		return err
@@ -277,7 +278,7 @@ func (r *FormationReconciler) writeRedisConf(ctx context.Context, s *formationSt
 }
 
 // redisSettings is the render input of a member's redis.conf.
-func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self redisadmin.Endpoint, password string, master redisadmin.Endpoint) render.Redis {
+func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self endpoint.Endpoint, password string, master endpoint.Endpoint) render.Redis {
 	spec := f.Spec.Redis
 	cfg := render.Redis{
 		Address:           self.Host,
@@ -298,7 +299,7 @@ func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self redisadmin.Endp
 		}
 	}
 	if !master.IsZero() {
-		cfg.ReplicaOf = &render.Endpoint{Host: master.Host, Port: master.Port}
+		cfg.ReplicaOf = &endpoint.Endpoint{Host: master.Host, Port: master.Port}
 	}
 	return cfg
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -31,8 +32,8 @@ func (r *FormationReconciler) observe(ctx context.Context, s *formationState) {
 			continue
 		}
 		m.obs.Running = true
-		m.obs.Redis = redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
-		m.obs.Sentinel = redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.SentinelPort)}
+		m.obs.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
+		m.obs.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.SentinelPort)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

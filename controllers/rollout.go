@@ -8,11 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
-	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 // plannedFailoverPause keeps a planned failover from being asked for twice
@@ -197,7 +198,7 @@ func (r *FormationReconciler) waitReplicasCaughtUp(ctx context.Context, s *forma
 // the topology decisions.
 func (r *FormationReconciler) removeLeaving(ctx context.Context, s *formationState) error {
 	for _, m := range s.leaving {
-		if m.instance != nil && m.instance.IPv4 != "" && s.plan.Master == (redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}) {
+		if m.instance != nil && m.instance.IPv4 != "" && s.plan.Master == (endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}) {
 			return r.plannedFailover(ctx, s, "planned failover away from "+m.name+", which the scale-down removes")
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,14 +55,14 @@ func (r *FormationReconciler) addPassword(ctx context.Context, s *formationState
 		if m.instance == nil || m.instance.IPv4 == "" {
 			continue // created or restarted later from the new password
 		}
-		server := redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
+		server := endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
 		if err := old.AddPassword(ctx, server, s.creds.Password); err != nil {
 			// Already switched (a retried rotation) answers to the new one.
 			if err2 := s.admin.AddPassword(ctx, server, s.creds.Password); err2 != nil {
 				return fmt.Errorf("adding the new password on %s: %w", m.name, err)
 			}
 		}
-		sentinel := redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.SentinelPort)}
+		sentinel := endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.SentinelPort)}
 		if err := s.admin.SentinelSet(ctx, sentinel, s.f.Spec.MasterName, map[string]string{"auth-pass": s.creds.Password}); err != nil {
 			return err
 		}
@@ -81,7 +83,7 @@ func (r *FormationReconciler) retirePassword(ctx context.Context, s *formationSt
 		if m.instance == nil || m.instance.IPv4 == "" {
 			continue
 		}
-		server := redisadmin.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
+		server := endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
 		if err := s.admin.OnlyPassword(ctx, server, s.creds.Password); err != nil {
 			return fmt.Errorf("retiring the previous password on %s: %w", m.name, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // Admin method names counted by CountingDialer.
@@ -128,82 +130,82 @@ type countingAdmin struct {
 
 var _ Admin = (*countingAdmin)(nil)
 
-func (a *countingAdmin) Replication(ctx context.Context, server Endpoint) (Replication, error) {
+func (a *countingAdmin) Replication(ctx context.Context, server endpoint.Endpoint) (Replication, error) {
 	a.d.count(MethodReplication, 0)
 	return a.inner.Replication(ctx, server)
 }
 
-func (a *countingAdmin) ReplicaOf(ctx context.Context, server, master Endpoint) error {
+func (a *countingAdmin) ReplicaOf(ctx context.Context, server, master endpoint.Endpoint) error {
 	a.d.count(MethodReplicaOf, 0)
 	return a.inner.ReplicaOf(ctx, server, master)
 }
 
-func (a *countingAdmin) ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error {
+func (a *countingAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error {
 	a.d.count(MethodConfigSet, len(settings))
 	return a.inner.ConfigSet(ctx, server, settings)
 }
 
-func (a *countingAdmin) AddPassword(ctx context.Context, server Endpoint, password string) error {
+func (a *countingAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
 	a.d.count(MethodAddPassword, 0)
 	return a.inner.AddPassword(ctx, server, password)
 }
 
-func (a *countingAdmin) OnlyPassword(ctx context.Context, server Endpoint, password string) error {
+func (a *countingAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
 	a.d.count(MethodOnlyPassword, 0)
 	return a.inner.OnlyPassword(ctx, server, password)
 }
 
-func (a *countingAdmin) PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error {
+func (a *countingAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error {
 	a.d.count(MethodPauseWrites, 0)
 	return a.inner.PauseWrites(ctx, server, d)
 }
 
-func (a *countingAdmin) ResumeWrites(ctx context.Context, server Endpoint) error {
+func (a *countingAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoint) error {
 	a.d.count(MethodResumeWrites, 0)
 	return a.inner.ResumeWrites(ctx, server)
 }
 
-func (a *countingAdmin) SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error) {
+func (a *countingAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {
 	a.d.count(MethodSentinelMaster, 0)
 	return a.inner.SentinelMaster(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelReplicas(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+func (a *countingAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
 	a.d.count(MethodSentinelReplicas, 0)
 	return a.inner.SentinelReplicas(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelSentinels(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+func (a *countingAdmin) SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
 	a.d.count(MethodSentinelSentinels, 0)
 	return a.inner.SentinelSentinels(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelCKQuorum(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *countingAdmin) SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.d.count(MethodSentinelCKQuorum, 0)
 	return a.inner.SentinelCKQuorum(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelMonitor(ctx context.Context, sentinel Endpoint, name string, master Endpoint, quorum int) error {
+func (a *countingAdmin) SentinelMonitor(ctx context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error {
 	a.d.count(MethodSentinelMonitor, 0)
 	return a.inner.SentinelMonitor(ctx, sentinel, name, master, quorum)
 }
 
-func (a *countingAdmin) SentinelRemove(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *countingAdmin) SentinelRemove(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.d.count(MethodSentinelRemove, 0)
 	return a.inner.SentinelRemove(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelSet(ctx context.Context, sentinel Endpoint, name string, settings map[string]string) error {
+func (a *countingAdmin) SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
 	a.d.count(MethodSentinelSet, len(settings))
 	return a.inner.SentinelSet(ctx, sentinel, name, settings)
 }
 
-func (a *countingAdmin) SentinelReset(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *countingAdmin) SentinelReset(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.d.count(MethodSentinelReset, 0)
 	return a.inner.SentinelReset(ctx, sentinel, name)
 }
 
-func (a *countingAdmin) SentinelFailover(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *countingAdmin) SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.d.count(MethodSentinelFailover, 0)
 	return a.inner.SentinelFailover(ctx, sentinel, name)
 }

@@ -6,44 +6,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 // nopAdmin answers every call with zero values.
 type nopAdmin struct{ creds redisadmin.Credentials }
 
-func (nopAdmin) Replication(context.Context, redisadmin.Endpoint) (redisadmin.Replication, error) {
+func (nopAdmin) Replication(context.Context, endpoint.Endpoint) (redisadmin.Replication, error) {
 	return redisadmin.Replication{Role: "master"}, nil
 }
-func (nopAdmin) ReplicaOf(context.Context, redisadmin.Endpoint, redisadmin.Endpoint) error {
+func (nopAdmin) ReplicaOf(context.Context, endpoint.Endpoint, endpoint.Endpoint) error {
 	return nil
 }
-func (nopAdmin) ConfigSet(context.Context, redisadmin.Endpoint, map[string]string) error { return nil }
-func (nopAdmin) AddPassword(context.Context, redisadmin.Endpoint, string) error          { return nil }
-func (nopAdmin) OnlyPassword(context.Context, redisadmin.Endpoint, string) error         { return nil }
-func (nopAdmin) PauseWrites(context.Context, redisadmin.Endpoint, time.Duration) error {
+func (nopAdmin) ConfigSet(context.Context, endpoint.Endpoint, map[string]string) error { return nil }
+func (nopAdmin) AddPassword(context.Context, endpoint.Endpoint, string) error          { return nil }
+func (nopAdmin) OnlyPassword(context.Context, endpoint.Endpoint, string) error         { return nil }
+func (nopAdmin) PauseWrites(context.Context, endpoint.Endpoint, time.Duration) error {
 	return nil
 }
-func (nopAdmin) ResumeWrites(context.Context, redisadmin.Endpoint) error { return nil }
-func (nopAdmin) SentinelMaster(context.Context, redisadmin.Endpoint, string) (redisadmin.MasterState, error) {
+func (nopAdmin) ResumeWrites(context.Context, endpoint.Endpoint) error { return nil }
+func (nopAdmin) SentinelMaster(context.Context, endpoint.Endpoint, string) (redisadmin.MasterState, error) {
 	return redisadmin.MasterState{Quorum: 2}, nil
 }
-func (nopAdmin) SentinelReplicas(context.Context, redisadmin.Endpoint, string) ([]redisadmin.Peer, error) {
+func (nopAdmin) SentinelReplicas(context.Context, endpoint.Endpoint, string) ([]redisadmin.Peer, error) {
 	return nil, nil
 }
-func (nopAdmin) SentinelSentinels(context.Context, redisadmin.Endpoint, string) ([]redisadmin.Peer, error) {
+func (nopAdmin) SentinelSentinels(context.Context, endpoint.Endpoint, string) ([]redisadmin.Peer, error) {
 	return nil, nil
 }
-func (nopAdmin) SentinelCKQuorum(context.Context, redisadmin.Endpoint, string) error { return nil }
-func (nopAdmin) SentinelMonitor(context.Context, redisadmin.Endpoint, string, redisadmin.Endpoint, int) error {
+func (nopAdmin) SentinelCKQuorum(context.Context, endpoint.Endpoint, string) error { return nil }
+func (nopAdmin) SentinelMonitor(context.Context, endpoint.Endpoint, string, endpoint.Endpoint, int) error {
 	return nil
 }
-func (nopAdmin) SentinelRemove(context.Context, redisadmin.Endpoint, string) error { return nil }
-func (nopAdmin) SentinelSet(context.Context, redisadmin.Endpoint, string, map[string]string) error {
+func (nopAdmin) SentinelRemove(context.Context, endpoint.Endpoint, string) error { return nil }
+func (nopAdmin) SentinelSet(context.Context, endpoint.Endpoint, string, map[string]string) error {
 	return nil
 }
-func (nopAdmin) SentinelReset(context.Context, redisadmin.Endpoint, string) error    { return nil }
-func (nopAdmin) SentinelFailover(context.Context, redisadmin.Endpoint, string) error { return nil }
+func (nopAdmin) SentinelReset(context.Context, endpoint.Endpoint, string) error    { return nil }
+func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) error { return nil }
 
 type nopDialer struct{ got []redisadmin.Credentials }
 
@@ -61,7 +62,7 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 	if len(inner.got) != 1 || inner.got[0] != creds {
 		t.Fatalf("credentials not passed through: %v", inner.got)
 	}
-	var e redisadmin.Endpoint
+	var e endpoint.Endpoint
 	if r, _ := a.Replication(ctx, e); r.Role != "master" {
 		t.Fatal("answer not passed through")
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 )
@@ -95,14 +97,14 @@ func cached[C interface{ Close() error }](mu *sync.Mutex, cache map[string]cache
 	return c
 }
 
-func (d *GoRedisDialer) server(addr Endpoint, password string) *redis.Client {
+func (d *GoRedisDialer) server(addr endpoint.Endpoint, password string) *redis.Client {
 	key := addr.String()
 	return cached(&d.mu, d.servers, key, password, func() *redis.Client {
 		return redis.NewClient(d.options(key, password))
 	})
 }
 
-func (d *GoRedisDialer) sentinel(addr Endpoint, password string) *redis.SentinelClient {
+func (d *GoRedisDialer) sentinel(addr endpoint.Endpoint, password string) *redis.SentinelClient {
 	key := addr.String()
 	return cached(&d.mu, d.sentinels, key, password, func() *redis.SentinelClient {
 		return redis.NewSentinelClient(d.options(key, password))
@@ -114,7 +116,7 @@ type goRedisAdmin struct {
 	creds  Credentials
 }
 
-func (a *goRedisAdmin) Replication(ctx context.Context, server Endpoint) (Replication, error) {
+func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint) (Replication, error) {
 	info, err := a.dialer.server(server, a.creds.Password).InfoMap(ctx, "replication", "memory").Result()
 	if err != nil {
 		return Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
@@ -131,13 +133,13 @@ func (a *goRedisAdmin) Replication(ctx context.Context, server Endpoint) (Replic
 	if r.IsMaster() {
 		r.Offset = atoi64(repl["master_repl_offset"])
 	} else {
-		r.Master = Endpoint{Host: repl["master_host"], Port: atoi(repl["master_port"])}
+		r.Master = endpoint.Endpoint{Host: repl["master_host"], Port: atoi(repl["master_port"])}
 		r.Offset = atoi64(repl["slave_repl_offset"])
 	}
 	return r, nil
 }
 
-func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master Endpoint) error {
+func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master endpoint.Endpoint) error {
 	c := a.dialer.server(server, a.creds.Password)
 	host, port := "NO", "ONE"
 	if !master.IsZero() {
@@ -152,7 +154,7 @@ func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master Endpoint) e
 	return nil
 }
 
-func (a *goRedisAdmin) ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error {
+func (a *goRedisAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error {
 	c := a.dialer.server(server, a.creds.Password)
 	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		if err := c.ConfigSet(ctx, key, settings[key]).Err(); err != nil {
@@ -165,7 +167,7 @@ func (a *goRedisAdmin) ConfigSet(ctx context.Context, server Endpoint, settings 
 	return nil
 }
 
-func (a *goRedisAdmin) AddPassword(ctx context.Context, server Endpoint, password string) error {
+func (a *goRedisAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
 	c := a.dialer.server(server, a.creds.Password)
 	if err := c.Do(ctx, "ACL", "SETUSER", "default", "on", ">"+password).Err(); err != nil {
 		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
@@ -173,7 +175,7 @@ func (a *goRedisAdmin) AddPassword(ctx context.Context, server Endpoint, passwor
 	return a.ConfigSet(ctx, server, map[string]string{"masterauth": password})
 }
 
-func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server Endpoint, password string) error {
+func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
 	c := a.dialer.server(server, a.creds.Password)
 	if err := c.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+password).Err(); err != nil {
 		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
@@ -184,7 +186,7 @@ func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server Endpoint, passwo
 	return nil
 }
 
-func (a *goRedisAdmin) PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error {
+func (a *goRedisAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error {
 	err := a.dialer.server(server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
 	if err != nil {
 		return fmt.Errorf("CLIENT PAUSE WRITE on %s: %w", server, err)
@@ -192,24 +194,24 @@ func (a *goRedisAdmin) PauseWrites(ctx context.Context, server Endpoint, d time.
 	return nil
 }
 
-func (a *goRedisAdmin) ResumeWrites(ctx context.Context, server Endpoint) error {
+func (a *goRedisAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoint) error {
 	if err := a.dialer.server(server, a.creds.Password).ClientUnpause(ctx).Err(); err != nil {
 		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
 	}
 	return nil
 }
 
-func (a *goRedisAdmin) sentinelClient(s Endpoint) *redis.SentinelClient {
+func (a *goRedisAdmin) sentinelClient(s endpoint.Endpoint) *redis.SentinelClient {
 	return a.dialer.sentinel(s, a.creds.SentinelPassword)
 }
 
-func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error) {
+func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {
 	m, err := a.sentinelClient(sentinel).Master(ctx, name).Result()
 	if err != nil {
 		return MasterState{}, sentinelErr("MASTER", sentinel, err)
 	}
 	return MasterState{
-		Address:           Endpoint{Host: m["ip"], Port: atoi(m["port"])},
+		Address:           endpoint.Endpoint{Host: m["ip"], Port: atoi(m["port"])},
 		Flags:             strings.Split(m["flags"], ","),
 		Quorum:            atoi(m["quorum"]),
 		DownAfterMs:       atoi(m["down-after-milliseconds"]),
@@ -221,7 +223,7 @@ func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel Endpoint, na
 	}, nil
 }
 
-func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
 	list, err := a.sentinelClient(sentinel).Replicas(ctx, name).Result()
 	if err != nil {
 		return nil, sentinelErr("REPLICAS", sentinel, err)
@@ -229,7 +231,7 @@ func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel Endpoint, 
 	return peers(list), nil
 }
 
-func (a *goRedisAdmin) SentinelSentinels(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error) {
+func (a *goRedisAdmin) SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
 	list, err := a.sentinelClient(sentinel).Sentinels(ctx, name).Result()
 	if err != nil {
 		return nil, sentinelErr("SENTINELS", sentinel, err)
@@ -237,20 +239,20 @@ func (a *goRedisAdmin) SentinelSentinels(ctx context.Context, sentinel Endpoint,
 	return peers(list), nil
 }
 
-func (a *goRedisAdmin) SentinelCKQuorum(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *goRedisAdmin) SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	return sentinelErr("CKQUORUM", sentinel, a.sentinelClient(sentinel).CkQuorum(ctx, name).Err())
 }
 
-func (a *goRedisAdmin) SentinelMonitor(ctx context.Context, sentinel Endpoint, name string, master Endpoint, quorum int) error {
+func (a *goRedisAdmin) SentinelMonitor(ctx context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error {
 	err := a.sentinelClient(sentinel).Monitor(ctx, name, master.Host, strconv.Itoa(master.Port), strconv.Itoa(quorum)).Err()
 	return sentinelErr("MONITOR", sentinel, err)
 }
 
-func (a *goRedisAdmin) SentinelRemove(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *goRedisAdmin) SentinelRemove(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	return sentinelErr("REMOVE", sentinel, a.sentinelClient(sentinel).Remove(ctx, name).Err())
 }
 
-func (a *goRedisAdmin) SentinelSet(ctx context.Context, sentinel Endpoint, name string, settings map[string]string) error {
+func (a *goRedisAdmin) SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
 	c := a.sentinelClient(sentinel)
 	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		if err := c.Set(ctx, name, key, settings[key]).Err(); err != nil {
@@ -260,16 +262,16 @@ func (a *goRedisAdmin) SentinelSet(ctx context.Context, sentinel Endpoint, name 
 	return nil
 }
 
-func (a *goRedisAdmin) SentinelReset(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *goRedisAdmin) SentinelReset(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	return sentinelErr("RESET", sentinel, a.sentinelClient(sentinel).Reset(ctx, name).Err())
 }
 
-func (a *goRedisAdmin) SentinelFailover(ctx context.Context, sentinel Endpoint, name string) error {
+func (a *goRedisAdmin) SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	return sentinelErr("FAILOVER", sentinel, a.sentinelClient(sentinel).Failover(ctx, name).Err())
 }
 
 // sentinelErr names the command and sentinel, and maps "no such master".
-func sentinelErr(command string, sentinel Endpoint, err error) error {
+func sentinelErr(command string, sentinel endpoint.Endpoint, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -284,7 +286,7 @@ func peers(list []map[string]string) []Peer {
 	out := make([]Peer, 0, len(list))
 	for _, m := range list {
 		out = append(out, Peer{
-			Address: Endpoint{Host: m["ip"], Port: atoi(m["port"])},
+			Address: endpoint.Endpoint{Host: m["ip"], Port: atoi(m["port"])},
 			Flags:   strings.Split(m["flags"], ","),
 			RunID:   m["runid"],
 		})

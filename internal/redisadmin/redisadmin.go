@@ -7,33 +7,21 @@ package redisadmin
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // ErrNoSuchMaster is returned when a sentinel does not monitor the name.
 var ErrNoSuchMaster = errors.New("sentinel does not monitor this master name")
-
-// Endpoint is an ip:port.
-type Endpoint struct {
-	Host string
-	Port int
-}
-
-// String is host:port.
-func (e Endpoint) String() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
-
-// IsZero reports whether the endpoint is unset.
-func (e Endpoint) IsZero() bool { return e.Host == "" }
 
 // Replication is a redis-server's INFO replication (and memory) answer.
 type Replication struct {
 	// Role is "master" or "slave", as Redis says.
 	Role string
 	// Master is a replica's master (zero for a master).
-	Master Endpoint
+	Master endpoint.Endpoint
 	// LinkUp is a replica's master_link_status == up.
 	LinkUp bool
 	// Syncing is a replica's initial sync in progress.
@@ -52,7 +40,7 @@ func (r Replication) IsMaster() bool { return r.Role == "master" }
 
 // MasterState is a sentinel's SENTINEL MASTER answer.
 type MasterState struct {
-	Address           Endpoint
+	Address           endpoint.Endpoint
 	Flags             []string
 	Quorum            int
 	DownAfterMs       int
@@ -86,7 +74,7 @@ func (m MasterState) FailoverInProgress() bool {
 
 // Peer is a replica or sentinel as a sentinel lists it.
 type Peer struct {
-	Address Endpoint
+	Address endpoint.Endpoint
 	Flags   []string
 	RunID   string
 }
@@ -110,36 +98,36 @@ type Credentials struct {
 // Admin runs administrative commands against one formation's servers.
 type Admin interface {
 	// Replication reads INFO replication and memory from a redis-server.
-	Replication(ctx context.Context, server Endpoint) (Replication, error)
+	Replication(ctx context.Context, server endpoint.Endpoint) (Replication, error)
 	// ReplicaOf points a redis-server at a master; a zero master promotes
 	// it (REPLICAOF NO ONE). The change is persisted with CONFIG REWRITE.
-	ReplicaOf(ctx context.Context, server, master Endpoint) error
+	ReplicaOf(ctx context.Context, server, master endpoint.Endpoint) error
 	// ConfigSet applies settings at run time and persists them with
 	// CONFIG REWRITE.
-	ConfigSet(ctx context.Context, server Endpoint, settings map[string]string) error
+	ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error
 	// AddPassword makes a redis-server accept password besides the ones it
 	// has (ACL SETUSER default >password) and replicate with it
 	// (masterauth), persisted with CONFIG REWRITE.
-	AddPassword(ctx context.Context, server Endpoint, password string) error
+	AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error
 	// OnlyPassword makes password the only one accepted (ACL SETUSER
 	// default resetpass >password), persisted with CONFIG REWRITE.
-	OnlyPassword(ctx context.Context, server Endpoint, password string) error
+	OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error
 	// PauseWrites holds write commands on a redis-server for d (CLIENT
 	// PAUSE WRITE): clients wait instead of writing and replication stops
 	// advancing, so replicas can catch up exactly. ResumeWrites ends it.
-	PauseWrites(ctx context.Context, server Endpoint, d time.Duration) error
-	ResumeWrites(ctx context.Context, server Endpoint) error
+	PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error
+	ResumeWrites(ctx context.Context, server endpoint.Endpoint) error
 
 	// Sentinel* talk to a redis-sentinel.
-	SentinelMaster(ctx context.Context, sentinel Endpoint, name string) (MasterState, error)
-	SentinelReplicas(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error)
-	SentinelSentinels(ctx context.Context, sentinel Endpoint, name string) ([]Peer, error)
-	SentinelCKQuorum(ctx context.Context, sentinel Endpoint, name string) error
-	SentinelMonitor(ctx context.Context, sentinel Endpoint, name string, master Endpoint, quorum int) error
-	SentinelRemove(ctx context.Context, sentinel Endpoint, name string) error
-	SentinelSet(ctx context.Context, sentinel Endpoint, name string, settings map[string]string) error
-	SentinelReset(ctx context.Context, sentinel Endpoint, name string) error
-	SentinelFailover(ctx context.Context, sentinel Endpoint, name string) error
+	SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error)
+	SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error)
+	SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error)
+	SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error
+	SentinelMonitor(ctx context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error
+	SentinelRemove(ctx context.Context, sentinel endpoint.Endpoint, name string) error
+	SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error
+	SentinelReset(ctx context.Context, sentinel endpoint.Endpoint, name string) error
+	SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 }
 
 // Dialer gives an Admin for a formation's credentials.

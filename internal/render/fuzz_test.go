@@ -3,6 +3,8 @@ package render
 import (
 	"strings"
 	"testing"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // go test -fuzz=FuzzRedisConf ./internal/render/
@@ -21,7 +23,7 @@ func FuzzRedisConf(f *testing.F) {
 		r.Maxmemory = maxmemory
 		r.Address = address
 		if replica {
-			r.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: 6379}
+			r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: 6379}
 		}
 		checkRedisRoundTrip(t, r)
 	})

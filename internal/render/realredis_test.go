@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
@@ -165,7 +167,7 @@ func TestRealRedisServer(t *testing.T) {
 	replica.AppendFsync = "always"
 	replica.SavePoints = nil
 	replica.MinReplicasToWrite = 0
-	replica.ReplicaOf = &Endpoint{Host: "127.0.0.1", Port: masterPort}
+	replica.ReplicaOf = &endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort}
 
 	masterDir, replicaDir := t.TempDir(), t.TempDir()
 	var procs []*testredis.Proc // master, replica
@@ -312,7 +314,7 @@ func TestRealSentinel(t *testing.T) {
 	const name = "it-master.1"
 
 	if _, err := SentinelConf(Sentinel{Address: "127.0.0.1", Port: 1, Password: "x", MasterName: name,
-		Master: Endpoint{Host: "127.0.0.1", Port: 2}, Quorum: 1, DownAfterMs: 1, FailoverTimeoutMs: 1, ParallelSyncs: 1,
+		Master: endpoint.Endpoint{Host: "127.0.0.1", Port: 2}, Quorum: 1, DownAfterMs: 1, FailoverTimeoutMs: 1, ParallelSyncs: 1,
 		RedisPassword: hostilePassword}); err == nil {
 		t.Fatal("SentinelConf accepted a password Sentinel would rewrite into broken lines")
 	}
@@ -329,14 +331,14 @@ func TestRealSentinel(t *testing.T) {
 
 	// A replica known from the file only: nothing listens there, so
 	// Sentinel cannot have learned it from the master's INFO.
-	configOnlyReplica := Endpoint{Host: "127.0.0.1", Port: freePort(t)}
+	configOnlyReplica := endpoint.Endpoint{Host: "127.0.0.1", Port: freePort(t)}
 	s := Sentinel{
-		KnownReplicas:     []Endpoint{configOnlyReplica},
+		KnownReplicas:     []endpoint.Endpoint{configOnlyReplica},
 		Address:           "127.0.0.1",
 		Port:              sentinelPort,
 		Password:          sentinelPassword,
 		MasterName:        name,
-		Master:            Endpoint{Host: "127.0.0.1", Port: masterPort},
+		Master:            endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort},
 		Quorum:            1,
 		DownAfterMs:       2000,
 		FailoverTimeoutMs: 60000,

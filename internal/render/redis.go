@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // Debian bookworm's locations, as used by its redis-server.service.
@@ -25,8 +27,8 @@ type Redis struct {
 	AppendFsync        string      // always|everysec|no
 	SavePoints         []SavePoint // empty => `save ""` (RDB off)
 	MinReplicasToWrite int
-	MinReplicasMaxLag  int       // seconds
-	ReplicaOf          *Endpoint // nil: starts as master; else `replicaof host port`
+	MinReplicasMaxLag  int                // seconds
+	ReplicaOf          *endpoint.Endpoint // nil: starts as master; else `replicaof host port`
 }
 
 // RedisConf renders redis.conf. On invalid input it returns a *FieldError
@@ -65,7 +67,7 @@ func RedisConf(r Redis) ([]byte, error) {
 	if err := intRange("MinReplicasMaxLag", r.MinReplicasMaxLag, 0); err != nil {
 		return nil, err
 	}
-	var replicaOf *Endpoint
+	var replicaOf *endpoint.Endpoint
 	if r.ReplicaOf != nil {
 		host, err := ipLiteral("ReplicaOf.Host", r.ReplicaOf.Host)
 		if err != nil {
@@ -77,7 +79,7 @@ func RedisConf(r Redis) ([]byte, error) {
 		if host == addr && r.ReplicaOf.Port == r.Port {
 			return nil, fieldErr("ReplicaOf", "must not point at the member itself (%s port %d)", host, r.Port)
 		}
-		replicaOf = &Endpoint{Host: host, Port: r.ReplicaOf.Port}
+		replicaOf = &endpoint.Endpoint{Host: host, Port: r.ReplicaOf.Port}
 	}
 
 	var c conf

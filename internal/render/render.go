@@ -21,13 +21,6 @@ import (
 	"strconv"
 )
 
-// Endpoint is a Redis address. Host must be an IP literal (Sentinel runs with
-// resolve-hostnames no).
-type Endpoint struct {
-	Host string
-	Port int
-}
-
 // SavePoint is one RDB snapshot trigger: save after Seconds if at least
 // Changes keys changed.
 type SavePoint struct {

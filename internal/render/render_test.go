@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // nastyStrings are values that would break a naive renderer. They seed the
@@ -58,13 +60,13 @@ func typicalSentinel() Sentinel {
 		Port:              26379,
 		Password:          "sentinel-S3cret",
 		MasterName:        "mymaster",
-		Master:            Endpoint{Host: "10.42.0.10", Port: 6379},
+		Master:            endpoint.Endpoint{Host: "10.42.0.10", Port: 6379},
 		Quorum:            2,
 		DownAfterMs:       5000,
 		FailoverTimeoutMs: 60000,
 		ParallelSyncs:     1,
 		RedisPassword:     "s3cr3t-Passw0rd",
-		KnownReplicas:     []Endpoint{{Host: "10.42.0.11", Port: 6379}, {Host: "10.42.0.12", Port: 6380}},
+		KnownReplicas:     []endpoint.Endpoint{{Host: "10.42.0.11", Port: 6379}, {Host: "10.42.0.12", Port: 6380}},
 	}
 }
 
@@ -107,7 +109,7 @@ func TestRedisConfDirectives(t *testing.T) {
 		{"replica-priority", "100"},
 	}
 	replica := typicalRedis()
-	replica.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: 6380}
+	replica.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: 6380}
 
 	noPersistence := typicalRedis()
 	noPersistence.AppendOnly = false
@@ -169,7 +171,7 @@ func TestRedisConfDirectives(t *testing.T) {
 func TestRedisConfIPv6(t *testing.T) {
 	r := typicalRedis()
 	r.Address = "fd42:0:0::11"
-	r.ReplicaOf = &Endpoint{Host: "::ffff:10.42.0.10", Port: 6379}
+	r.ReplicaOf = &endpoint.Endpoint{Host: "::ffff:10.42.0.10", Port: 6379}
 	out, err := RedisConf(r)
 	if err != nil {
 		t.Fatal(err)
@@ -253,9 +255,9 @@ func TestRedisConfErrors(t *testing.T) {
 		{"SavePoints[0].Seconds", func(r *Redis) { r.SavePoints = []SavePoint{{math.MaxInt32 + 1, 1}} }},
 		{"MinReplicasToWrite", func(r *Redis) { r.MinReplicasToWrite = -1 }},
 		{"MinReplicasMaxLag", func(r *Redis) { r.MinReplicasMaxLag = -1 }},
-		{"ReplicaOf.Host", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "redis-0", Port: 6379} }},
-		{"ReplicaOf.Port", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: -1} }},
-		{"ReplicaOf", func(r *Redis) { r.ReplicaOf = &Endpoint{Host: "10.42.0.11", Port: 6379} }},
+		{"ReplicaOf.Host", func(r *Redis) { r.ReplicaOf = &endpoint.Endpoint{Host: "redis-0", Port: 6379} }},
+		{"ReplicaOf.Port", func(r *Redis) { r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: -1} }},
+		{"ReplicaOf", func(r *Redis) { r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.11", Port: 6379} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -351,7 +353,7 @@ func TestRoundTripNastyPasswords(t *testing.T) {
 		r := typicalRedis()
 		r.Password = pw
 		checkRedisRoundTrip(t, r)
-		r.ReplicaOf = &Endpoint{Host: "10.42.0.10", Port: 6379}
+		r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: 6379}
 		checkRedisRoundTrip(t, r)
 
 		s := typicalSentinel()

@@ -1,6 +1,10 @@
 package render
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+)
 
 // Debian bookworm's locations, as used by its redis-sentinel.service.
 const (
@@ -14,7 +18,7 @@ type Sentinel struct {
 	Port              int
 	Password          string // sentinel's own requirepass, and `sentinel sentinel-pass` for sentinel-to-sentinel auth
 	MasterName        string
-	Master            Endpoint
+	Master            endpoint.Endpoint
 	Quorum            int
 	DownAfterMs       int
 	FailoverTimeoutMs int
@@ -23,7 +27,7 @@ type Sentinel struct {
 	// KnownReplicas are listed as `sentinel known-replica` so that Sentinel
 	// monitors them from the start instead of from its next INFO of the
 	// master (every 10 s).
-	KnownReplicas []Endpoint
+	KnownReplicas []endpoint.Endpoint
 }
 
 // SentinelConf renders the bootstrap sentinel.conf. Sentinel owns the file

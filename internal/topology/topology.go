@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
@@ -54,7 +55,7 @@ type Member struct {
 	Name string
 	// Redis and Sentinel are the member's endpoints; Host is "" when the
 	// member has no address yet.
-	Redis, Sentinel redisadmin.Endpoint
+	Redis, Sentinel endpoint.Endpoint
 	// Running: the container runs and has its address.
 	Running bool
 
@@ -155,7 +156,7 @@ const (
 type Action struct {
 	Kind     Kind
 	Member   string
-	Target   redisadmin.Endpoint
+	Target   endpoint.Endpoint
 	Settings map[string]string
 	Reason   string
 }
@@ -163,7 +164,7 @@ type Action struct {
 // Plan is Decide's answer.
 type Plan struct {
 	// Master is the master's endpoint; zero when none can be named.
-	Master redisadmin.Endpoint
+	Master endpoint.Endpoint
 	// MasterMember is the member at Master, "" if no member has it.
 	MasterMember string
 	Source       Source
@@ -239,8 +240,8 @@ func findMaster(in Input) Plan {
 // is authoritative when it is strictly newer than the other views or a
 // majority of the members' sentinels share it.
 func masterFromSentinels(in Input) (Plan, bool) {
-	votes := map[redisadmin.Endpoint]int{}
-	epochs := map[redisadmin.Endpoint]int64{}
+	votes := map[endpoint.Endpoint]int{}
+	epochs := map[endpoint.Endpoint]int64{}
 	// A sentinel that is failing over reports the master it is leaving
 	// (with the new epoch already): it votes only when no other does.
 	leaving := func(m Member) bool { return m.View.FailoverInProgress() }
@@ -256,8 +257,8 @@ func masterFromSentinels(in Input) (Plan, bool) {
 		return Plan{}, false
 	}
 	// Deterministic: newest epoch, then most votes, then address order.
-	candidates := slices.SortedFunc(maps.Keys(votes), func(a, b redisadmin.Endpoint) int {
-		return cmp.Or(cmp.Compare(epochs[b], epochs[a]), cmp.Compare(votes[b], votes[a]), compareEndpoints(a, b))
+	candidates := slices.SortedFunc(maps.Keys(votes), func(a, b endpoint.Endpoint) int {
+		return cmp.Or(cmp.Compare(epochs[b], epochs[a]), cmp.Compare(votes[b], votes[a]), endpoint.Compare(a, b))
 	})
 	best := candidates[0]
 	// Newer than a view that disagrees: a lone reachable sentinel cannot
@@ -288,7 +289,7 @@ func masterFromRedis(in Input) (Plan, bool) {
 			if a.Repl.Offset != b.Repl.Offset {
 				return cmp.Compare(a.Repl.Offset, b.Repl.Offset)
 			}
-			return compareEndpoints(b.Redis, a.Redis)
+			return endpoint.Compare(b.Redis, a.Redis)
 		})
 		return Plan{Master: best.Redis, MasterMember: best.Name, Source: SourceRedis, Authoritative: true}, true
 	}
@@ -301,7 +302,7 @@ func masterFromRedis(in Input) (Plan, bool) {
 	return Plan{}, false
 }
 
-func failoverInProgress(in Input, master redisadmin.Endpoint) bool {
+func failoverInProgress(in Input, master endpoint.Endpoint) bool {
 	for _, m := range in.Members {
 		if !m.monitoring() {
 			continue
@@ -334,7 +335,7 @@ func redisActions(in Input, p Plan, m Member) []Action {
 	isMaster := m.Redis == p.Master
 	target := p.Master
 	if isMaster {
-		target = redisadmin.Endpoint{}
+		target = endpoint.Endpoint{}
 	}
 	switch {
 	case !m.configured():
@@ -420,7 +421,7 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 	return nil
 }
 
-func newestEpochFor(in Input, master redisadmin.Endpoint) int64 {
+func newestEpochFor(in Input, master endpoint.Endpoint) int64 {
 	var epoch int64
 	for _, m := range in.Members {
 		if m.monitoring() && m.View.Address == master {
@@ -478,7 +479,7 @@ func resetAction(in Input, p Plan) (Action, bool) {
 	return Action{}, false
 }
 
-func memberAt(in Input, e redisadmin.Endpoint) string {
+func memberAt(in Input, e endpoint.Endpoint) string {
 	if e.IsZero() {
 		return ""
 	}
@@ -497,8 +498,4 @@ func memberNamed(in Input, name string) (Member, bool) {
 		}
 	}
 	return Member{}, false
-}
-
-func compareEndpoints(a, b redisadmin.Endpoint) int {
-	return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Port, b.Port))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
@@ -17,8 +18,8 @@ var (
 	errDown = errors.New("connection refused")
 )
 
-func ep(n int) redisadmin.Endpoint {
-	return redisadmin.Endpoint{Host: fmt.Sprintf("10.77.0.%d", 10+n), Port: 6379}
+func ep(n int) endpoint.Endpoint {
+	return endpoint.Endpoint{Host: fmt.Sprintf("10.77.0.%d", 10+n), Port: 6379}
 }
 
 // member builds a healthy member n (1-based) whose sentinel sees master
@@ -27,7 +28,7 @@ func member(n, master int) Member {
 	m := Member{
 		Name:     fmt.Sprintf("cache-%d", n),
 		Redis:    ep(n),
-		Sentinel: redisadmin.Endpoint{Host: ep(n).Host, Port: 26379},
+		Sentinel: endpoint.Endpoint{Host: ep(n).Host, Port: 26379},
 		Running:  true,
 		View: redisadmin.MasterState{
 			Address: ep(master), Flags: []string{"master"}, Quorum: 2, DownAfterMs: 5000,
@@ -160,7 +161,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "sentinel on a wrong address is re-pointed with REMOVE + MONITOR once the grace is over",
 			members: with(healthy(1), 3, func(m *Member) {
-				m.View.Address = redisadmin.Endpoint{Host: "10.77.0.99", Port: 6379}
+				m.View.Address = endpoint.Endpoint{Host: "10.77.0.99", Port: 6379}
 			}),
 			staleSince: map[string]time.Time{"cache-3": now.Add(-ConvergeGrace)},
 			wantMaster: "cache-1", wantSource: SourceSentinels,
@@ -169,7 +170,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "sentinel on a wrong address within the grace: left to converge",
 			members: with(healthy(1), 3, func(m *Member) {
-				m.View.Address = redisadmin.Endpoint{Host: "10.77.0.99", Port: 6379}
+				m.View.Address = endpoint.Endpoint{Host: "10.77.0.99", Port: 6379}
 			}),
 			staleSince: map[string]time.Time{"cache-3": now.Add(-time.Second)},
 			wantMaster: "cache-1", wantSource: SourceSentinels,

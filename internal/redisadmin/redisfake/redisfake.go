@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
@@ -101,7 +102,7 @@ type redisProc struct {
 	// pausedUntil: CLIENT PAUSE WRITE (replication offsets are constant
 	// here anyway).
 	pausedUntil time.Time
-	replicaOf   redisadmin.Endpoint
+	replicaOf   endpoint.Endpoint
 	maxmemory   int64
 	offset      int64
 	config      map[string]string
@@ -114,15 +115,15 @@ type sentinelProc struct {
 }
 
 type monitor struct {
-	addr            redisadmin.Endpoint
+	addr            endpoint.Endpoint
 	quorum          int
 	downAfter       int
 	failoverTimeout int
 	parallelSyncs   int
 	authPass        string
 	epoch           int64
-	replicas        map[redisadmin.Endpoint]bool // seen since MONITOR or RESET
-	sentinels       map[redisadmin.Endpoint]bool
+	replicas        map[endpoint.Endpoint]bool // seen since MONITOR or RESET
+	sentinels       map[endpoint.Endpoint]bool
 }
 
 var _ redisadmin.Dialer = (*World)(nil)
@@ -319,7 +320,7 @@ func (w *World) startRedis(instance string) {
 		case "replicaof", "slaveof":
 			if len(d) == 3 {
 				port, _ := strconv.Atoi(d[2])
-				r.replicaOf = redisadmin.Endpoint{Host: d[1], Port: port}
+				r.replicaOf = endpoint.Endpoint{Host: d[1], Port: port}
 			}
 		}
 	}
@@ -382,13 +383,13 @@ func (w *World) sentinelDirective(instance string, s *sentinelProc, args []strin
 		}
 		port, _ := strconv.Atoi(args[3])
 		quorum, _ := strconv.Atoi(args[4])
-		s.masters[args[1]] = newMonitor(redisadmin.Endpoint{Host: args[2], Port: port}, quorum)
+		s.masters[args[1]] = newMonitor(endpoint.Endpoint{Host: args[2], Port: port}, quorum)
 		return
 	}
 	if sub == "known-replica" && len(args) == 4 {
 		if mon := s.masters[args[1]]; mon != nil {
 			port, _ := strconv.Atoi(args[3])
-			mon.replicas[redisadmin.Endpoint{Host: args[2], Port: port}] = true
+			mon.replicas[endpoint.Endpoint{Host: args[2], Port: port}] = true
 		}
 		return
 	}
@@ -404,11 +405,11 @@ func (w *World) sentinelDirective(instance string, s *sentinelProc, args []strin
 	}
 }
 
-func newMonitor(addr redisadmin.Endpoint, quorum int) *monitor {
+func newMonitor(addr endpoint.Endpoint, quorum int) *monitor {
 	return &monitor{
 		addr: addr, quorum: quorum,
 		downAfter: defaultDownAfterMs, failoverTimeout: defaultFailoverTimeoutMs, parallelSyncs: defaultParallelSyncs,
-		replicas: map[redisadmin.Endpoint]bool{}, sentinels: map[redisadmin.Endpoint]bool{},
+		replicas: map[endpoint.Endpoint]bool{}, sentinels: map[endpoint.Endpoint]bool{},
 	}
 }
 
@@ -450,14 +451,14 @@ type admin struct {
 var _ redisadmin.Admin = (*admin)(nil)
 
 // errRefused is what a client gets from an address where nothing listens.
-func errRefused(e redisadmin.Endpoint) error {
+func errRefused(e endpoint.Endpoint) error {
 	return fmt.Errorf("dial tcp %s: connect: connection refused", e)
 }
 
 var errWrongPass = errors.New("WRONGPASS invalid username-password pair or user is disabled.")
 
 // redisAt is the running redis-server at e, checked against password.
-func (w *World) redisAt(e redisadmin.Endpoint, password string) (*member, error) {
+func (w *World) redisAt(e endpoint.Endpoint, password string) (*member, error) {
 	m := w.byHost[e.Host]
 	if m == nil || m.redis == nil || m.redis.port != e.Port {
 		return nil, errRefused(e)
@@ -472,7 +473,7 @@ func (r *redisProc) accepts(password string) bool {
 	return len(r.passwords) == 0 || r.passwords[password]
 }
 
-func (w *World) sentinelAt(e redisadmin.Endpoint, password string) (*member, error) {
+func (w *World) sentinelAt(e endpoint.Endpoint, password string) (*member, error) {
 	m := w.byHost[e.Host]
 	if m == nil || m.sentinel == nil || m.sentinel.port != e.Port {
 		return nil, errRefused(e)
@@ -483,8 +484,8 @@ func (w *World) sentinelAt(e redisadmin.Endpoint, password string) (*member, err
 	return m, nil
 }
 
-func (m *member) redisEndpoint() redisadmin.Endpoint {
-	return redisadmin.Endpoint{Host: m.host, Port: m.redis.port}
+func (m *member) redisEndpoint() endpoint.Endpoint {
+	return endpoint.Endpoint{Host: m.host, Port: m.redis.port}
 }
 
 // masterOf is the running redis-server a replica replicates from, if its
@@ -525,7 +526,7 @@ func (w *World) replication(m *member) redisadmin.Replication {
 	return out
 }
 
-func (a *admin) Replication(_ context.Context, server redisadmin.Endpoint) (redisadmin.Replication, error) {
+func (a *admin) Replication(_ context.Context, server endpoint.Endpoint) (redisadmin.Replication, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -535,7 +536,7 @@ func (a *admin) Replication(_ context.Context, server redisadmin.Endpoint) (redi
 	return a.w.replication(m), nil
 }
 
-func (a *admin) ReplicaOf(_ context.Context, server, master redisadmin.Endpoint) error {
+func (a *admin) ReplicaOf(_ context.Context, server, master endpoint.Endpoint) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -552,7 +553,7 @@ func (a *admin) ReplicaOf(_ context.Context, server, master redisadmin.Endpoint)
 	return nil
 }
 
-func (a *admin) ConfigSet(_ context.Context, server redisadmin.Endpoint, settings map[string]string) error {
+func (a *admin) ConfigSet(_ context.Context, server endpoint.Endpoint, settings map[string]string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -566,7 +567,7 @@ func (a *admin) ConfigSet(_ context.Context, server redisadmin.Endpoint, setting
 	return nil
 }
 
-func (a *admin) AddPassword(_ context.Context, server redisadmin.Endpoint, password string) error {
+func (a *admin) AddPassword(_ context.Context, server endpoint.Endpoint, password string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -578,7 +579,7 @@ func (a *admin) AddPassword(_ context.Context, server redisadmin.Endpoint, passw
 	return nil
 }
 
-func (a *admin) OnlyPassword(_ context.Context, server redisadmin.Endpoint, password string) error {
+func (a *admin) OnlyPassword(_ context.Context, server endpoint.Endpoint, password string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -589,7 +590,7 @@ func (a *admin) OnlyPassword(_ context.Context, server redisadmin.Endpoint, pass
 	return nil
 }
 
-func (a *admin) PauseWrites(_ context.Context, server redisadmin.Endpoint, d time.Duration) error {
+func (a *admin) PauseWrites(_ context.Context, server endpoint.Endpoint, d time.Duration) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -600,7 +601,7 @@ func (a *admin) PauseWrites(_ context.Context, server redisadmin.Endpoint, d tim
 	return nil
 }
 
-func (a *admin) ResumeWrites(_ context.Context, server redisadmin.Endpoint) error {
+func (a *admin) ResumeWrites(_ context.Context, server endpoint.Endpoint) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.redisAt(server, a.creds.Password)
@@ -612,7 +613,7 @@ func (a *admin) ResumeWrites(_ context.Context, server redisadmin.Endpoint) erro
 }
 
 // monitorOf is the sentinel at e and its master called name.
-func (w *World) monitorOf(command string, e redisadmin.Endpoint, password, name string) (*member, *monitor, error) {
+func (w *World) monitorOf(command string, e endpoint.Endpoint, password, name string) (*member, *monitor, error) {
 	m, err := w.sentinelAt(e, password)
 	if err != nil {
 		return nil, nil, fmt.Errorf("SENTINEL %s on %s: %w", command, e, err)
@@ -642,13 +643,13 @@ func (w *World) discover(self *member, name string, mon *monitor) {
 		}
 		if o != self && o.sentinel != nil {
 			if om := o.sentinel.masters[name]; om != nil && om.addr == mon.addr {
-				mon.sentinels[redisadmin.Endpoint{Host: o.host, Port: o.sentinel.port}] = true
+				mon.sentinels[endpoint.Endpoint{Host: o.host, Port: o.sentinel.port}] = true
 			}
 		}
 	}
 }
 
-func (a *admin) SentinelMaster(_ context.Context, sentinel redisadmin.Endpoint, name string) (redisadmin.MasterState, error) {
+func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, name string) (redisadmin.MasterState, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, mon, err := a.w.monitorOf("MASTER", sentinel, a.creds.SentinelPassword, name)
@@ -673,7 +674,7 @@ func (a *admin) SentinelMaster(_ context.Context, sentinel redisadmin.Endpoint, 
 	}, nil
 }
 
-func (a *admin) SentinelReplicas(_ context.Context, sentinel redisadmin.Endpoint, name string) ([]redisadmin.Peer, error) {
+func (a *admin) SentinelReplicas(_ context.Context, sentinel endpoint.Endpoint, name string) ([]redisadmin.Peer, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, mon, err := a.w.monitorOf("REPLICAS", sentinel, a.creds.SentinelPassword, name)
@@ -692,7 +693,7 @@ func (a *admin) SentinelReplicas(_ context.Context, sentinel redisadmin.Endpoint
 	return out, nil
 }
 
-func (a *admin) SentinelSentinels(_ context.Context, sentinel redisadmin.Endpoint, name string) ([]redisadmin.Peer, error) {
+func (a *admin) SentinelSentinels(_ context.Context, sentinel endpoint.Endpoint, name string) ([]redisadmin.Peer, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, mon, err := a.w.monitorOf("SENTINELS", sentinel, a.creds.SentinelPassword, name)
@@ -711,12 +712,12 @@ func (a *admin) SentinelSentinels(_ context.Context, sentinel redisadmin.Endpoin
 	return out, nil
 }
 
-func (w *World) usablePeer(e redisadmin.Endpoint, name string) bool {
+func (w *World) usablePeer(e endpoint.Endpoint, name string) bool {
 	o := w.byHost[e.Host]
 	return o != nil && o.sentinel != nil && o.sentinel.port == e.Port && o.sentinel.masters[name] != nil
 }
 
-func (a *admin) SentinelCKQuorum(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+func (a *admin) SentinelCKQuorum(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, mon, err := a.w.monitorOf("CKQUORUM", sentinel, a.creds.SentinelPassword, name)
@@ -739,7 +740,7 @@ func (a *admin) SentinelCKQuorum(_ context.Context, sentinel redisadmin.Endpoint
 	return nil
 }
 
-func (a *admin) SentinelMonitor(_ context.Context, sentinel redisadmin.Endpoint, name string, master redisadmin.Endpoint, quorum int) error {
+func (a *admin) SentinelMonitor(_ context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, err := a.w.sentinelAt(sentinel, a.creds.SentinelPassword)
@@ -758,7 +759,7 @@ func (a *admin) SentinelMonitor(_ context.Context, sentinel redisadmin.Endpoint,
 	return nil
 }
 
-func (a *admin) SentinelRemove(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+func (a *admin) SentinelRemove(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	m, _, err := a.w.monitorOf("REMOVE", sentinel, a.creds.SentinelPassword, name)
@@ -769,7 +770,7 @@ func (a *admin) SentinelRemove(_ context.Context, sentinel redisadmin.Endpoint, 
 	return nil
 }
 
-func (a *admin) SentinelSet(_ context.Context, sentinel redisadmin.Endpoint, name string, settings map[string]string) error {
+func (a *admin) SentinelSet(_ context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	_, mon, err := a.w.monitorOf("SET", sentinel, a.creds.SentinelPassword, name)
@@ -784,14 +785,14 @@ func (a *admin) SentinelSet(_ context.Context, sentinel redisadmin.Endpoint, nam
 	return nil
 }
 
-func (a *admin) SentinelReset(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+func (a *admin) SentinelReset(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	_, mon, err := a.w.monitorOf("RESET", sentinel, a.creds.SentinelPassword, name)
 	if err != nil {
 		return err
 	}
-	mon.replicas, mon.sentinels = map[redisadmin.Endpoint]bool{}, map[redisadmin.Endpoint]bool{}
+	mon.replicas, mon.sentinels = map[endpoint.Endpoint]bool{}, map[endpoint.Endpoint]bool{}
 	return nil
 }
 
@@ -799,7 +800,7 @@ func (a *admin) SentinelReset(_ context.Context, sentinel redisadmin.Endpoint, n
 // master, re-points the other replicas and the old master at it, and moves
 // every sentinel monitoring the old address to the new one with a new
 // config epoch, at once.
-func (a *admin) SentinelFailover(_ context.Context, sentinel redisadmin.Endpoint, name string) error {
+func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	w := a.w
@@ -820,7 +821,7 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel redisadmin.Endpoint
 		return fmt.Errorf("SENTINEL FAILOVER on %s: NOGOODSLAVE No suitable replica to promote", sentinel)
 	}
 	newAddr := promoted.redisEndpoint()
-	promoted.redis.replicaOf = redisadmin.Endpoint{}
+	promoted.redis.replicaOf = endpoint.Endpoint{}
 	for _, o := range w.members {
 		if o.redis != nil && o != promoted && (o.redis.replicaOf == old || o.redisEndpoint() == old) {
 			o.redis.replicaOf = newAddr
@@ -833,14 +834,14 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel redisadmin.Endpoint
 		}
 		if om := o.sentinel.masters[name]; om != nil && om.addr == old {
 			om.addr, om.epoch = newAddr, epoch
-			om.replicas, om.sentinels = map[redisadmin.Endpoint]bool{}, map[redisadmin.Endpoint]bool{}
+			om.replicas, om.sentinels = map[endpoint.Endpoint]bool{}, map[endpoint.Endpoint]bool{}
 		}
 	}
 	return nil
 }
 
-func sortedEndpoints(set map[redisadmin.Endpoint]bool) []redisadmin.Endpoint {
-	return slices.SortedFunc(maps.Keys(set), func(a, b redisadmin.Endpoint) int {
+func sortedEndpoints(set map[endpoint.Endpoint]bool) []endpoint.Endpoint {
+	return slices.SortedFunc(maps.Keys(set), func(a, b endpoint.Endpoint) int {
 		if c := strings.Compare(a.Host, b.Host); c != 0 {
 			return c
 		}

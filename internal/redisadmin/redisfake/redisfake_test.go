@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
@@ -31,7 +32,7 @@ var probe = []string{"sh", "-c", `printf '%s %s %s\n' "$(test -f /etc/redis/rsf-
 // formation creates three running instances and configures them the way
 // the operator does: member 1 master, 2 and 3 its replicas, every sentinel
 // monitoring member 1.
-func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []redisadmin.Endpoint) {
+func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []endpoint.Endpoint) {
 	t.Helper()
 	ctx := context.Background()
 	f := incusfake.New()
@@ -49,8 +50,8 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []redisadmin.En
 		}
 		hosts = append(hosts, inst.IPv4)
 	}
-	master := render.Endpoint{Host: hosts[0], Port: 6379}
-	var redises []redisadmin.Endpoint
+	master := endpoint.Endpoint{Host: hosts[0], Port: 6379}
+	var redises []endpoint.Endpoint
 	for i, host := range hosts {
 		name := fmt.Sprintf("f-%d", i+1)
 		if res, _ := f.Exec(ctx, name, probe); res.Stdout != "no inactive inactive\n" {
@@ -81,7 +82,7 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []redisadmin.En
 		if res, _ := f.Exec(ctx, name, probe); res.Stdout != "yes active active\n" {
 			t.Fatalf("probe of a configured member: %q", res.Stdout)
 		}
-		redises = append(redises, redisadmin.Endpoint{Host: host, Port: 6379})
+		redises = append(redises, endpoint.Endpoint{Host: host, Port: 6379})
 	}
 	if p := w.Problems(); len(p) > 0 {
 		t.Fatalf("problems: %v", p)
@@ -89,8 +90,8 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []redisadmin.En
 	return f, w, redises
 }
 
-func sentinelOf(e redisadmin.Endpoint) redisadmin.Endpoint {
-	return redisadmin.Endpoint{Host: e.Host, Port: 26379}
+func sentinelOf(e endpoint.Endpoint) endpoint.Endpoint {
+	return endpoint.Endpoint{Host: e.Host, Port: 26379}
 }
 
 func TestFormationComesUp(t *testing.T) {
@@ -189,7 +190,7 @@ func TestCrashFailoverAndReset(t *testing.T) {
 	if r, _ := a.Replication(ctx, redises[1]); !r.IsMaster() {
 		t.Fatalf("promoted: %+v", r)
 	}
-	for _, e := range []redisadmin.Endpoint{redises[0], redises[2]} {
+	for _, e := range []endpoint.Endpoint{redises[0], redises[2]} {
 		if r, _ := a.Replication(ctx, e); r.IsMaster() || r.Master != redises[1] || !r.LinkUp {
 			t.Fatalf("%s after failover: %+v", e, r)
 		}
