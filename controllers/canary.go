@@ -2,14 +2,14 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"maps"
-	"slices"
+	"sync"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
 
-	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/safe"
 )
 
 // canaryInterval bounds how often one formation is probed.
@@ -26,59 +26,60 @@ type CanaryProber interface {
 	Forget(key string)
 }
 
-// reconcileCanary writes and reads a key through a FailoverClient built from
-// the formation's connection data, the path backends use: Sentinel
-// discovery, authentication, a master that accepts writes. Its result is a
-// metric; a failing canary never fails the reconcile.
-func (r *FormationReconciler) reconcileCanary(ctx context.Context, s *formationState) error {
-	// Not before the formation was first whole: replicas still syncing
-	// make the master refuse writes (min-replicas-to-write) by design.
-	if s.masterMember() == nil || s.f.Status.Connection == nil || s.f.Status.Phase == "" || s.f.Status.Phase == redisv1alpha1.PhaseProvisioning {
-		return nil
+// canary writes and reads a key through a FailoverClient built from a Ready
+// formation's connection data, the path backends use: Sentinel discovery,
+// authentication, a master that accepts writes. Its result is a metric; it
+// never fails or delays a reconcile. When each formation was last probed
+// is a sampling rate, not a decision: a restarted operator simply probes
+// again.
+type canary struct {
+	prober  CanaryProber
+	metrics *metrics.Operator
+	guard   safe.Guard
+
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+func newCanary(prober CanaryProber, m *metrics.Operator, guard safe.Guard) *canary {
+	return &canary{prober: prober, metrics: m, guard: guard, last: map[types.NamespacedName]time.Time{}}
+}
+
+// maybeProbe starts a probe beside the reconcile unless the formation was
+// probed within canaryInterval (canaryTimeout < canaryInterval, so at most
+// one runs per formation). During a failover a probe can wait on the dead
+// master for the whole timeout; a reconcile waiting with it would hold back
+// the next one, which writes the switch into status.
+func (c *canary) maybeProbe(key types.NamespacedName, data map[string][]byte, log logr.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if now.Sub(c.last[key]) < canaryInterval {
+		return
 	}
-	key := client.ObjectKeyFromObject(s.f)
-	var mem *memory
-	r.remember(key, func(m *memory) {
-		if r.now().Sub(m.lastCanary) >= canaryInterval {
-			m.lastCanary, mem = r.now(), m
-		}
-	})
-	if mem == nil {
-		return nil
-	}
-	// The probe runs beside the reconcile, at most one per formation
-	// (canaryTimeout < canaryInterval): during a failover it can wait on the
-	// dead master for the whole timeout, and a reconcile waiting with it
-	// would hold back the next one, which writes the switch into status.
-	data, log := connectionData(s, s.f.Status.Connection.SentinelAddresses), s.log
-	go func() {
-		probeCtx, cancel := context.WithTimeout(context.Background(), canaryTimeout)
+	c.last[key] = now
+	c.guard.Go("canary", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), canaryTimeout)
 		defer cancel()
-		latency, err := r.Canary.Probe(probeCtx, key.String(), data)
-		r.memMu.Lock()
-		defer r.memMu.Unlock()
-		if r.mem[key] != mem {
-			r.Canary.Forget(key.String()) // deleted meanwhile: no client, no series left behind
+		latency, err := c.prober.Probe(ctx, key.String(), data)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.last[key] != now {
+			c.prober.Forget(key.String()) // deleted meanwhile: no client, no series left behind
 			return
 		}
-		r.Metrics.CanaryResult(key.Namespace, key.Name, err == nil, latency)
+		c.metrics.CanaryResult(key.Namespace, key.Name, err == nil, latency)
 		if err != nil {
 			log.Info("canary write+read through Sentinel discovery failed; backends using the connection Secret may fail too; probing again on the next pass",
 				"error", err.Error())
 		}
-	}()
-	return nil
+	})
 }
 
-// digestOf fingerprints settings so that a member is only told again when
-// they changed, without keeping the values themselves.
-func digestOf(data map[string]string) [32]byte {
-	h := sha256.New()
-	for _, k := range slices.Sorted(maps.Keys(data)) {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write([]byte(data[k]))
-		h.Write([]byte{0})
-	}
-	return [32]byte(h.Sum(nil))
+// forget drops the formation's client and sampling time.
+func (c *canary) forget(key types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.last, key)
+	c.prober.Forget(key.String())
 }

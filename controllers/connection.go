@@ -8,14 +8,15 @@ import (
 	"strconv"
 	"strings"
 
+	"bytes"
+
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 // connectionSecretName is the Secret backends mount.
@@ -25,11 +26,11 @@ func connectionSecretName(f *redisv1alpha1.RedisSentinelFormation) string {
 
 // sentinelAddresses are ip:port of every member that has an address, in
 // member order.
-func sentinelAddresses(s *formationState) []string {
+func sentinelAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) []string {
 	var addrs []string
-	for _, m := range s.members {
+	for _, m := range o.members {
 		if m.instance != nil && m.instance.IPv4 != "" {
-			addrs = append(addrs, m.instance.IPv4+":"+strconv.Itoa(int(s.f.Spec.Redis.SentinelPort)))
+			addrs = append(addrs, m.instance.IPv4+":"+strconv.Itoa(int(f.Spec.Redis.SentinelPort)))
 		}
 	}
 	return addrs
@@ -38,61 +39,64 @@ func sentinelAddresses(s *formationState) []string {
 // connectionData is the seed's backend contract. REDIS_URL carries the
 // password and DB; in Sentinel mode its host is not used, so it names the
 // master set instead of an address that changes on failover.
-func connectionData(s *formationState, addrs []string) map[string][]byte {
-	f := s.f
+func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds redisadmin.Credentials, addrs []string) map[string][]byte {
 	u := url.URL{
 		Scheme: "redis",
-		User:   url.UserPassword("", s.creds.Password),
+		User:   url.UserPassword("", creds.Password),
 		Host:   f.Spec.MasterName + ":" + strconv.Itoa(int(f.Spec.Redis.Port)),
 		Path:   "/0",
 	}
 	return map[string][]byte{
 		config.EnvSentinelAddrs:    []byte(strings.Join(addrs, ",")),
 		config.EnvMasterName:       []byte(f.Spec.MasterName),
-		config.EnvSentinelPassword: []byte(s.creds.SentinelPassword),
+		config.EnvSentinelPassword: []byte(creds.SentinelPassword),
 		config.EnvURL:              []byte(u.String()),
 	}
 }
 
-// reconcileConnection writes the connection Secret when its content changes
-// (addresses, passwords, master name); an unchanged formation writes nothing.
-func (r *FormationReconciler) reconcileConnection(ctx context.Context, s *formationState) error {
-	addrs := sentinelAddresses(s)
+// decideConnection writes the connection Secret when its content changes
+// (addresses, passwords, master name); an unchanged formation writes
+// nothing. It carries the password the members accept (the state Secret's),
+// so during a rotation backends get the new one only once every member
+// takes it.
+func decideConnection(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+	addrs := sentinelAddresses(f, o)
 	if len(addrs) == 0 {
-		return nil
+		return
 	}
-	f := s.f
-	want := connectionData(s, addrs)
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret)
+	want := connectionData(f, o.creds, addrs)
+	info := &redisv1alpha1.ConnectionInfo{SentinelAddresses: addrs, MasterName: f.Spec.MasterName, SecretName: connectionSecretName(f)}
+	setInfo := func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.Connection = info }
 	switch {
-	case apierrors.IsNotFound(err):
-		secret = &corev1.Secret{Type: corev1.SecretTypeOpaque, Data: want}
-		secret.Namespace, secret.Name = f.Namespace, connectionSecretName(f)
-		secret.Labels = map[string]string{"app.kubernetes.io/managed-by": "redis-sentinel-operator", "redis.incusops.io/formation": f.Name}
-		if err := controllerutil.SetControllerReference(f, secret, r.Scheme()); err != nil {
-			return err
-		}
-		if err := r.Create(ctx, secret); err != nil {
-			return fmt.Errorf("creating Secret %s: %w", secret.Name, err)
-		}
-		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "ConnectionSecretCreated", "WriteConnection", "wrote Secret %s for backends", secret.Name)
-	case err != nil:
-		return err
-	case !metav1.IsControlledBy(secret, f):
-		s.degrade("ConnectionSecretNotOwned", "Secret %s exists and is not owned by this formation; it is left untouched", secret.Name)
-		return nil
-	case !maps.EqualFunc(secret.Data, want, func(a, b []byte) bool { return string(a) == string(b) }):
-		secret.Data = want
+	case o.connection == nil:
+		p.add(action{kind: actWriteConnection, data: want, reason: "created", record: setInfo})
+	case !metav1.IsControlledBy(o.connection, f):
+		p.degrade(ReasonConnectionSecretNotOwned, "Secret %s exists and is not owned by this formation; it is left untouched", o.connection.Name)
+	case !maps.EqualFunc(o.connection.Data, want, bytes.Equal):
+		p.add(action{kind: actWriteConnection, data: want, reason: "sentinel addresses, master name or passwords changed", record: setInfo})
+	default:
+		p.record = append(p.record, setInfo)
+	}
+}
+
+// writeConnection creates or updates the connection Secret; an update is
+// based on the version observed (a conflict retries the pass).
+func (r *FormationReconciler) writeConnection(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, data map[string][]byte) (created bool, err error) {
+	if o.connection != nil {
+		secret := o.connection.DeepCopy()
+		secret.Data = data
 		if err := r.Update(ctx, secret); err != nil {
-			return fmt.Errorf("updating Secret %s: %w", secret.Name, err)
+			return false, fmt.Errorf("updating Secret %s: %w", secret.Name, err)
 		}
-		r.Recorder.Eventf(f, nil, corev1.EventTypeNormal, "ConnectionSecretUpdated", "WriteConnection", "updated Secret %s (sentinel addresses, master name or passwords changed)", secret.Name)
+		return false, nil
 	}
-	f.Status.Connection = &redisv1alpha1.ConnectionInfo{
-		SentinelAddresses: addrs,
-		MasterName:        f.Spec.MasterName,
-		SecretName:        connectionSecretName(f),
+	secret := &corev1.Secret{Type: corev1.SecretTypeOpaque, Data: data}
+	secret.Namespace, secret.Name, secret.Labels = f.Namespace, connectionSecretName(f), ownedLabels(f)
+	if err := controllerutil.SetControllerReference(f, secret, r.Scheme()); err != nil {
+		return false, err
 	}
-	return nil
+	if err := r.Create(ctx, secret); err != nil {
+		return false, fmt.Errorf("creating Secret %s: %w", secret.Name, err)
+	}
+	return true, nil
 }

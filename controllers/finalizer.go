@@ -30,20 +30,16 @@ const (
 	keyTemplate = "user.rsf.template"
 )
 
-func (r *FormationReconciler) ensureFinalizer(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) error {
-	if controllerutil.ContainsFinalizer(f, finalizerName) {
-		return nil
-	}
-	patch := client.MergeFrom(f.DeepCopy())
+func addFinalizer(f *redisv1alpha1.RedisSentinelFormation) {
 	controllerutil.AddFinalizer(f, finalizerName)
-	return r.Patch(ctx, f, patch)
 }
 
-// finalize deletes exactly the instances carrying the formation's UID, then
-// releases the resource.
-func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (ctrl.Result, error) {
-	f := s.f
+// finalize deletes exactly the instances carrying the formation's UID and
+// the Secrets it owns, forgets it, then releases the resource.
+func (r *FormationReconciler) finalize(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
 	if !controllerutil.ContainsFinalizer(f, finalizerName) {
+		r.forget(client.ObjectKeyFromObject(f))
 		return ctrl.Result{}, nil
 	}
 	srv, _, err := r.connectIncus(ctx, f)
@@ -57,30 +53,30 @@ func (r *FormationReconciler) finalize(ctx context.Context, s *formationState) (
 		return ctrl.Result{}, fmt.Errorf("listing the formation's instances: %w", err)
 	}
 	for _, inst := range owned {
-		s.log.Info("deleting instance of a deleted formation", "instance", inst.Name)
+		log.Info("deleting instance of a deleted formation", "instance", inst.Name)
 		if err := srv.DeleteInstance(ctx, inst.Name); err != nil {
 			return ctrl.Result{}, fmt.Errorf("deleting instance %s: %w", inst.Name, err)
 		}
 		r.event(f, corev1.EventTypeNormal, "InstanceDeleted", "Delete", inst.Name, "deleted Incus instance %s", inst.Name)
 	}
-	// The owner reference lets a cluster's garbage collector do this too;
-	// control planes without one (the lab's) would keep the password.
-	secret := &corev1.Secret{}
-	err = r.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret)
-	if err == nil && metav1.IsControlledBy(secret, f) {
-		err = r.Delete(ctx, secret)
+	// The owner references let a cluster's garbage collector do this too;
+	// control planes without one (the lab's) would keep the passwords.
+	for _, name := range []string{connectionSecretName(f), passwordStateSecretName(f)} {
+		secret := &corev1.Secret{}
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, secret)
+		if err == nil && metav1.IsControlledBy(secret, f) {
+			err = r.Delete(ctx, secret)
+		}
+		if client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting Secret %s: %w", name, err)
+		}
 	}
-	if client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, fmt.Errorf("deleting the connection Secret: %w", err)
-	}
-	r.forget(client.ObjectKeyFromObject(f)) // first: a canary still running then records nothing
-	r.Metrics.ForgetFormation(f.Namespace, f.Name)
-	r.Watcher.Forget(client.ObjectKeyFromObject(f))
+	r.forget(client.ObjectKeyFromObject(f))
 	patch := client.MergeFrom(f.DeepCopy())
 	controllerutil.RemoveFinalizer(f, finalizerName)
 	if err := r.Patch(ctx, f, patch); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	s.log.Info("formation deleted with its instances", "instances", len(owned))
+	log.Info("formation deleted with its instances", "instances", len(owned))
 	return ctrl.Result{}, nil
 }

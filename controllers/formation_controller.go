@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,177 +17,154 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
-	"github.com/incusops/redis-sentinel-operator/internal/topology"
+	"github.com/incusops/redis-sentinel-operator/internal/safe"
 )
 
 // FormationReconciler reconciles RedisSentinelFormation resources.
+//
+// It keeps no decision state between reconciles: everything a pass needs
+// is read from the API (the formation's status and the Secrets it owns),
+// from Incus and from the servers, so a restarted or newly elected
+// operator decides exactly as the previous one would have.
 type FormationReconciler struct {
 	client.Client
-	// APIReader reads from the API server, bypassing the cache.
+	// APIReader reads from the API server, bypassing the cache: a pass
+	// starts from the status the previous pass wrote, never an older copy.
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
 	Incus     incus.ServerSource
 	Redis     redisadmin.Dialer
 	Metrics   *metrics.Operator
-	Canary    CanaryProber
+	Canary    *canary
 	Watcher   SentinelWatcher
+	Guard     safe.Guard
 	Options   Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
-
-	memMu sync.Mutex
-	mem   map[types.NamespacedName]*memory
 }
 
-// formationState carries one reconcile's observations between phases.
-type formationState struct {
-	f       *redisv1alpha1.RedisSentinelFormation
-	log     logr.Logger
-	creds   redisadmin.Credentials
-	incus   incus.Server
-	admin   redisadmin.Admin
-	members []*memberState
-	// leaving are owned instances beyond spec.members (a scale-down).
-	leaving []*memberState
-	plan    topology.Plan
-	// progressing says what the operator is doing; "" when idle.
-	progressing string
-	// recordedSwitches counts the watcher's pending switches this status
-	// records; they are acknowledged once it is written.
-	recordedSwitches int
-	// plannedFailover, when set, asks Sentinel to move the master role
-	// (a rollout reached the master); it says why.
-	plannedFailover string
-	// problems are the reasons the formation is degraded, first one wins
-	// the condition's reason.
-	problems []problem
-}
-
-// memberState is one member: its instance and what its servers said.
-type memberState struct {
-	index    int
-	name     string
-	instance *incus.Instance
-	obs      topology.Member
-	// quorumErr is the sentinel's CKQUORUM answer.
-	quorumErr error
-}
-
-// problem is one reason the formation is not healthy.
-type problem struct {
-	reason  string
-	message string
-}
-
-func (s *formationState) degrade(reason, format string, args ...any) {
-	s.problems = append(s.problems, problem{reason: reason, message: fmt.Sprintf(format, args...)})
-}
-
-// errBlocked stops a reconcile that cannot go on until the user changes
-// something (a Secret, an instance name clash); status says what.
+// errBlocked ends a pass that cannot go on until the user changes something
+// (a Secret, an instance name clash); status says what.
 var errBlocked = errors.New("blocked until the input changes")
 
-// Reconcile runs the phases in order: secrets, instances (which adds the
-// finalizer before the first instance exists), configuration and topology
-// (observe, decide, heal), connection, status.
-// Status is patched once, at the end, from what was observed.
+// Reconcile is one pass: observe Incus, the servers and Sentinel's events
+// into one value; decide the actions from spec, status, the observation and
+// the time; run them; then patch the status once, from the snapshot taken
+// at the start (optimistic lock: a pass computed from an outdated status is
+// never written, it is run again).
 func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	log := ctrl.LoggerFrom(ctx)
 	f := &redisv1alpha1.RedisSentinelFormation{}
-	if err := r.Get(ctx, req.NamespacedName, f); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, f); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone, with or without its finalizer having run: nothing of
+			// it may stay in memory.
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	s := &formationState{f: f, log: log}
-	before := f.Status.DeepCopy()
-
 	if !f.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, s)
+		return r.finalize(ctx, f)
 	}
-	if err := r.followSwitches(ctx, s); err != nil {
-		return ctrl.Result{}, fmt.Errorf("recording a master switch: %w", err)
-	}
-	f = s.f // re-read if the switch write met a conflict
-	before = f.Status.DeepCopy()
-
-	phaseErr := r.runPhases(ctx, s)
-	r.computeStatus(s, phaseErr)
-	r.remember(client.ObjectKeyFromObject(f), func(m *memory) { m.phase = f.Status.Phase })
-	if r.statusWorthWriting(client.ObjectKeyFromObject(f), before, &f.Status) {
-		if err := r.Status().Update(ctx, f); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	base := f.DeepCopy()
+	var notes []note
+	defer func() {
+		if werr := r.writeStatus(ctx, base, f); werr != nil {
+			if apierrors.IsConflict(werr) {
+				log.V(1).Info("the formation changed during the pass; running it again from the new version")
+				result, err = ctrl.Result{Requeue: true}, nil
+				return
 			}
-			return ctrl.Result{}, fmt.Errorf("updating status: %w", err)
+			r.Metrics.ReconcileError(f.Namespace, f.Name, "status")
+			result, err = ctrl.Result{}, fmt.Errorf("writing status: %w", werr)
+			return
 		}
-		r.remember(client.ObjectKeyFromObject(f), func(m *memory) { m.statusWritten = r.now() })
-	}
-	r.Watcher.AckSwitches(client.ObjectKeyFromObject(f), s.recordedSwitches)
-	return r.result(s, phaseErr)
-}
-
-// offsetRefresh is how often a status whose only change is replication
-// offsets and lag is written: they move with every write and every
-// replication ping, and would otherwise cost an API write per resync.
-const offsetRefresh = 30 * time.Second
-
-// statusWorthWriting reports whether the observed status must be written:
-// any change but offsets at once, offsets alone every offsetRefresh.
-func (r *FormationReconciler) statusWorthWriting(key types.NamespacedName, before, after *redisv1alpha1.RedisSentinelFormationStatus) bool {
-	if equality.Semantic.DeepEqual(before, after) {
-		return false
-	}
-	if !equality.Semantic.DeepEqual(withoutOffsets(before), withoutOffsets(after)) {
-		return true
-	}
-	var last time.Time
-	r.remember(key, func(m *memory) { last = m.statusWritten })
-	return r.now().Sub(last) >= offsetRefresh
-}
-
-func withoutOffsets(st *redisv1alpha1.RedisSentinelFormationStatus) *redisv1alpha1.RedisSentinelFormationStatus {
-	c := st.DeepCopy()
-	for i := range c.Members {
-		c.Members[i].ReplicationOffset, c.Members[i].LagBytes = 0, 0
-	}
-	return c
-}
-
-func (r *FormationReconciler) runPhases(ctx context.Context, s *formationState) error {
-	phases := []struct {
-		name string
-		run  func(context.Context, *formationState) error
-	}{
-		{"secrets", r.reconcileSecrets},
-		{"instances", r.reconcileInstances},
-		{"topology", r.reconcileTopology},
-		{"connection", r.reconcileConnection},
-		{"canary", r.reconcileCanary},
-	}
-	for _, p := range phases {
-		if err := p.run(ctx, s); err != nil {
-			if !errors.Is(err, errBlocked) {
-				r.Metrics.ReconcileError(s.f.Namespace, s.f.Name, p.name)
-				s.log.Error(err, "reconcile phase failed; retrying with backoff", "phase", p.name)
+		for _, n := range notes {
+			r.event(f, n.eventType, n.reason, n.action, n.member, "%s", n.message)
+			if n.failover != nil {
+				r.Metrics.FailoverObserved(f.Namespace, f.Name, *n.failover)
 			}
-			return fmt.Errorf("%s: %w", p.name, err)
 		}
+	}()
+
+	// Sentinel's +switch-master reaches status at once, before the slower
+	// full observation (which may wait on a dead master's timeout).
+	if switched, ns := recordSwitches(f, r.Watcher.Switches(req.NamespacedName)); switched {
+		notes = ns
+		return ctrl.Result{Requeue: true}, nil
+	}
+
+	now := r.now()
+	obs := r.observe(ctx, f, log)
+	p := decide(f, obs, r.Options, now)
+	res := r.act(ctx, f, obs, p, log)
+	notes = setStatus(f, obs, p, res, r.Options, now)
+	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(f, obs, p))
+	if obs.creds.SentinelPassword != "" {
+		r.Watcher.Watch(req.NamespacedName, obs.creds.SentinelPassword, sentinelTargets(obs))
+	}
+	if f.Status.Phase == redisv1alpha1.PhaseReady && f.Status.Connection != nil {
+		r.Canary.maybeProbe(req.NamespacedName, connectionData(f, obs.creds, f.Status.Connection.SentinelAddresses), log)
+	}
+	return r.result(f, p, res)
+}
+
+// writeStatus patches what the pass changed: the status (with the
+// snapshot's resourceVersion as an optimistic lock), then the finalizers.
+func (r *FormationReconciler) writeStatus(ctx context.Context, base, f *redisv1alpha1.RedisSentinelFormation) error {
+	if !equality.Semantic.DeepEqual(base.Status, f.Status) {
+		if err := r.Status().Patch(ctx, f, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return err
+		}
+	}
+	if !equality.Semantic.DeepEqual(base.Finalizers, f.Finalizers) {
+		metaBase := f.DeepCopy()
+		metaBase.Finalizers = base.Finalizers
+		return r.Patch(ctx, f, client.MergeFrom(metaBase))
 	}
 	return nil
 }
 
-// result requeues soon while the formation converges and at the resync
-// period once it is Ready: Sentinel events trigger reconciles in between.
-func (r *FormationReconciler) result(s *formationState, phaseErr error) (ctrl.Result, error) {
+// result merges the pass's wishes: an error retries with backoff, a block
+// waits for the watched inputs to change (or a slow poll), and otherwise
+// the soonest requeue wins: the plan's own, a quick one while the formation
+// converges, the resync period once it is Ready.
+func (r *FormationReconciler) result(f *redisv1alpha1.RedisSentinelFormation, p plan, res outcome) (ctrl.Result, error) {
 	switch {
-	case errors.Is(phaseErr, errBlocked):
-		return ctrl.Result{}, nil // watches on Secrets and the resource retrigger
-	case phaseErr != nil:
-		return ctrl.Result{}, phaseErr
-	case s.f.Status.Phase != redisv1alpha1.PhaseReady:
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
-	default:
-		return ctrl.Result{RequeueAfter: r.Options.ResyncPeriod}, nil
+	case errors.Is(res.err, errBlocked):
+		return ctrl.Result{RequeueAfter: blockedPoll}, nil
+	case res.err != nil:
+		r.Metrics.ReconcileError(f.Namespace, f.Name, res.phase)
+		return ctrl.Result{}, res.err
 	}
+	after := r.Options.ResyncPeriod
+	if f.Status.Phase != redisv1alpha1.PhaseReady {
+		after = convergePoll
+	}
+	if p.requeueNow {
+		return ctrl.Result{Requeue: true}, nil
+	}
+	if p.requeue > 0 {
+		after = min(after, p.requeue)
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// convergePoll is how soon a formation that is not Ready is looked at again
+// when nothing else triggers a reconcile.
+const convergePoll = 2 * time.Second
+
+// blockedPoll is how soon a blocked formation is looked at again. Watches
+// on its Secrets retrigger at once; the poll catches what no watch covers
+// (an Incus instance of the same name removed by hand).
+const blockedPoll = time.Minute
+
+// forget drops everything held in memory for a formation: its Sentinel
+// subscriptions, its canary client and its metric series.
+func (r *FormationReconciler) forget(key types.NamespacedName) {
+	r.Watcher.Forget(key)
+	r.Canary.forget(key)
+	r.Metrics.ForgetFormation(key.Namespace, key.Name)
 }
 
 func (r *FormationReconciler) now() time.Time {
@@ -199,56 +174,11 @@ func (r *FormationReconciler) now() time.Time {
 	return time.Now()
 }
 
-// memory is what the controller remembers about a formation between
-// reconciles, beyond its status.
-type memory struct {
-	// lastReset is when each sentinel was last SENTINEL RESET, so that a
-	// reset is never repeated in a loop.
-	lastReset map[string]time.Time
-	// staleSince is since when each sentinel has monitored another address
-	// than the master.
-	staleSince map[string]time.Time
-	// settingsApplied is the digest of the runtime settings each member was
-	// last given with CONFIG SET.
-	settingsApplied map[string][32]byte
-	// lastCanary is the formation's last canary probe.
-	lastCanary time.Time
-	// lastPlannedFailover is when a planned failover was last asked for.
-	lastPlannedFailover time.Time
-	// started is when the operator last started each member's container.
-	started map[string]time.Time
-	// statusWritten is when the status was last written.
-	statusWritten time.Time
-	// phase is the phase the last pass computed. The cached object's
-	// status can lag behind the last write, so gating on it could start a
-	// second replacement before the first replaced member has synced.
-	phase redisv1alpha1.FormationPhase
-	// password is the data-plane password the members were last given;
-	// retireAt is when the one before it stops being accepted.
-	password string
-	retireAt time.Time
-}
-
-// remember runs f on the formation's memory under the lock.
-func (r *FormationReconciler) remember(key types.NamespacedName, f func(*memory)) {
-	r.memMu.Lock()
-	defer r.memMu.Unlock()
-	if r.mem == nil {
-		r.mem = map[types.NamespacedName]*memory{}
-	}
-	m := r.mem[key]
-	if m == nil {
-		m = &memory{lastReset: map[string]time.Time{}, staleSince: map[string]time.Time{}, settingsApplied: map[string][32]byte{}, started: map[string]time.Time{}}
-		r.mem[key] = m
-	}
-	f(m)
-}
-
-func (r *FormationReconciler) forget(key types.NamespacedName) {
-	r.memMu.Lock()
-	defer r.memMu.Unlock()
-	delete(r.mem, key)
-	r.Canary.Forget(key.String())
+// note is an Event to record once the status that it describes is written.
+type note struct {
+	eventType, reason, action, member, message string
+	// failover is set on a note that records a master switch.
+	failover *time.Duration
 }
 
 // event records an Event on the formation. The member it concerns, if any,

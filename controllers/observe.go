@@ -4,13 +4,249 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
+
+// observation is everything one pass knows about a formation besides its
+// spec and status. observe fills it; decide and setStatus only read it.
+type observation struct {
+	// stop, when set, ends the pass before anything is decided: the
+	// formation is blocked (errBlocked) or something it needs could not be
+	// read (retried with backoff). stopPhase names where.
+	stop      error
+	stopPhase string
+	// problems are the reasons the formation is degraded found while
+	// observing (Incus unreachable, a prerequisite missing, ...).
+	problems []problem
+	// secretProblem is why the password Secrets are refused.
+	secretProblem *secretError
+
+	// desiredPassword is the data-plane password in the user's Secret.
+	desiredPassword string
+	// creds are what the members accept now: the password they were last
+	// given (passwordState) and the Sentinel password.
+	creds redisadmin.Credentials
+	// passwordState is the formation's own record of the data-plane
+	// password the members were given, and its predecessor during a
+	// rotation; found is false before the first pass wrote it.
+	passwordState passwordState
+
+	// incus and admin are the handles act uses; decide never calls them.
+	incus incus.Server
+	admin redisadmin.Admin
+
+	members []*memberObs
+	// leaving are owned instances beyond spec.members (a scale-down).
+	leaving []*memberObs
+	// missingPrerequisite names an image, profile, network or pool that a
+	// create or rebuild would need and that Incus lacks.
+	missingPrerequisite *problem
+
+	// connection is the connection Secret as it is (nil: absent).
+	connection *corev1.Secret
+
+	// events and switches are what the Sentinel watcher heard.
+	events   []sentinel.Event
+	switches []sentinel.Switch
+}
+
+// memberObs is one member: its instance and what its servers said.
+type memberObs struct {
+	index    int
+	name     string
+	instance *incus.Instance
+	topology.Member
+	// quorumErr is the sentinel's CKQUORUM answer.
+	quorumErr error
+}
+
+// passwordState is the content of the formation's password state Secret.
+type passwordState struct {
+	found              bool
+	password, previous string
+}
+
+func (o *observation) member(name string) *memberObs {
+	for _, m := range o.members {
+		if m.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+func (o *observation) degrade(reason, format string, args ...any) {
+	o.problems = append(o.problems, problem{reason: reason, message: fmt.Sprintf(format, args...)})
+}
+
+// observe reads, in order: the password Secrets and the formation's
+// password state, Incus (instances, and prerequisites when a create or
+// rebuild may be due), every running member's redis-server and sentinel in
+// parallel, the connection Secret and the Sentinel watcher's events.
+func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, log logr.Logger) *observation {
+	o := &observation{}
+	if !r.observeSecrets(ctx, f, o) {
+		return o
+	}
+	if !r.observeInstances(ctx, f, o) {
+		return o
+	}
+	r.observeServers(ctx, f, o, log)
+	key := client.ObjectKeyFromObject(f)
+	o.events, o.switches = r.Watcher.Events(key), r.Watcher.Switches(key)
+	secret := &corev1.Secret{}
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret); {
+	case err == nil:
+		o.connection = secret
+	case !apierrors.IsNotFound(err):
+		o.stop, o.stopPhase = fmt.Errorf("reading the connection Secret: %w", err), "secrets"
+	}
+	return o
+}
+
+func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	password, sentinelPassword, err := r.readPasswords(ctx, f)
+	if err == nil {
+		o.passwordState, err = r.readPasswordState(ctx, f)
+	}
+	if err != nil {
+		if se, ok := asSecretError(err); ok {
+			o.secretProblem = se
+			err = errBlocked
+		}
+		o.stop, o.stopPhase = err, "secrets"
+		return false
+	}
+	o.desiredPassword = password
+	o.creds = redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword}
+	if o.passwordState.found {
+		o.creds.Password = o.passwordState.password
+	}
+	o.admin = r.Redis.Admin(o.creds)
+	return true
+}
+
+func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	srv, opts, err := r.connectIncus(ctx, f)
+	var se *secretError
+	switch {
+	case errors.As(err, &se):
+		o.degrade(se.reason, "%s", se.message)
+		o.stop, o.stopPhase = errBlocked, "instances"
+		return false
+	case err != nil:
+		o.degrade(ReasonIncusUnreachable, "cannot connect to Incus: %v", err)
+		o.stop, o.stopPhase = err, "instances"
+		return false
+	}
+	o.incus = srv
+	if err := readInstances(ctx, f, o); err != nil {
+		if !errors.Is(err, errBlocked) {
+			r.Incus.Forget(opts) // reconnect next time: incusd may have restarted
+		}
+		o.stop, o.stopPhase = err, "instances"
+		return false
+	}
+	if anyMissing(o.members) || len(outdated(f, o.members)) > 0 {
+		if err := checkPrerequisites(ctx, f, o); err != nil {
+			o.degrade(ReasonIncusUnreachable, "%v", err)
+			o.stop, o.stopPhase = err, "instances"
+			return false
+		}
+	}
+	return true
+}
+
+// readInstances reads the formation's instances with one call, then looks
+// up the names it lacks: an instance there that the formation does not own
+// blocks the formation before anything is created.
+func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
+	owned, err := o.incus.ListInstances(ctx, keyFormationUID, string(f.UID))
+	if err != nil {
+		o.degrade(ReasonIncusUnreachable, "listing the formation's instances: %v", err)
+		return err
+	}
+	byName := map[string]*incus.Instance{}
+	for i := range owned {
+		byName[owned[i].Name] = &owned[i]
+		if index, err := strconv.Atoi(owned[i].Config[keyMember]); err == nil && index > int(f.Spec.Members) {
+			o.leaving = append(o.leaving, &memberObs{index: index, name: owned[i].Name, instance: &owned[i]})
+		}
+	}
+	o.members = make([]*memberObs, 0, f.Spec.Members)
+	for i := 1; i <= int(f.Spec.Members); i++ {
+		m := &memberObs{index: i, name: memberName(f, i), instance: byName[memberName(f, i)]}
+		m.Name = m.name
+		if m.instance == nil {
+			inst, err := o.incus.GetInstance(ctx, m.name)
+			switch {
+			case errors.Is(err, incus.ErrNotFound):
+			case err != nil:
+				o.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
+				return err
+			case inst.Config[keyFormationUID] == string(f.UID):
+				// Ours, though the list missed it (seen with a container
+				// still booting).
+				m.instance = inst
+			default:
+				o.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
+					m.name, keyFormationUID, inst.Config[keyFormationUID])
+				return errBlocked
+			}
+		}
+		o.members = append(o.members, m)
+	}
+	return nil
+}
+
+// prerequisite is an Incus object a create needs.
+type prerequisite struct {
+	reason, kind, name, field string
+	exists                    func(context.Context, string) (bool, error)
+}
+
+// checkPrerequisites names the missing image, profile, network or pool
+// before a create would fail on it, and before a rollout deletes a
+// container it could then not rebuild.
+func checkPrerequisites(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
+	spec := f.Spec.Incus
+	checks := []prerequisite{
+		{ReasonImageMissing, "image alias", spec.Image, "spec.incus.image", o.incus.ImageAliasExists},
+		{ReasonNetworkMissing, "network", spec.Network, "spec.incus.network", o.incus.NetworkExists},
+		{ReasonStoragePoolMissing, "storage pool", spec.StoragePool, "spec.incus.storagePool", o.incus.StoragePoolExists},
+	}
+	for _, p := range spec.Profiles {
+		checks = append(checks, prerequisite{ReasonProfileMissing, "profile", p, "spec.incus.profiles", o.incus.ProfileExists})
+	}
+	for _, c := range checks {
+		if c.name == "" {
+			continue
+		}
+		ok, err := c.exists(ctx, c.name)
+		if err != nil {
+			return fmt.Errorf("checking %s %q: %w", c.kind, c.name, err)
+		}
+		if !ok {
+			o.missingPrerequisite = &problem{c.reason, fmt.Sprintf("Incus has no %s %q (%s); nothing is created or replaced until it exists", c.kind, c.name, c.field)}
+			return nil
+		}
+	}
+	return nil
+}
 
 // configuredMarker is written into a member once the operator configured it;
 // a rebuilt container lacks it.
@@ -22,46 +258,45 @@ const configuredMarker = "/etc/redis/rsf-configured"
 var probeScript = []string{"sh", "-c", `printf '%s %s %s\n' "$(test -f ` + configuredMarker + ` && echo yes || echo no)" ` +
 	`"$(systemctl is-active redis-server)" "$(systemctl is-active redis-sentinel)"`}
 
-// observe asks every running member's redis-server and sentinel, in
+// observeServers asks every running member's redis-server and sentinel, in
 // parallel, and probes inside containers whose servers did not answer.
-func (r *FormationReconciler) observe(ctx context.Context, s *formationState) {
+func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, log logr.Logger) {
 	var wg sync.WaitGroup
-	for _, m := range s.members {
-		m.obs = topology.Member{Name: m.name}
+	for _, m := range o.members {
 		if m.instance == nil || m.instance.Status != "Running" || m.instance.IPv4 == "" {
 			continue
 		}
-		m.obs.Running = true
-		m.obs.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.Port)}
-		m.obs.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(s.f.Spec.Redis.SentinelPort)}
+		m.Running = true
+		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}
+		m.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.SentinelPort)}
 		wg.Add(1)
-		go func() {
+		r.Guard.Go("observe", func() {
 			defer wg.Done()
-			r.observeMember(ctx, s, m)
-		}()
+			observeMember(ctx, f, o, m, log)
+		})
 	}
 	wg.Wait()
 }
 
-func (r *FormationReconciler) observeMember(ctx context.Context, s *formationState, m *memberState) {
-	name := s.f.Spec.MasterName
-	m.obs.Repl, m.obs.RedisErr = s.admin.Replication(ctx, m.obs.Redis)
-	m.obs.View, m.obs.SentinelErr = s.admin.SentinelMaster(ctx, m.obs.Sentinel, name)
-	if m.obs.SentinelErr == nil {
-		m.quorumErr = s.admin.SentinelCKQuorum(ctx, m.obs.Sentinel, name)
+func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, log logr.Logger) {
+	name := f.Spec.MasterName
+	m.Repl, m.RedisErr = o.admin.Replication(ctx, m.Redis)
+	m.View, m.SentinelErr = o.admin.SentinelMaster(ctx, m.Sentinel, name)
+	if m.SentinelErr == nil {
+		m.quorumErr = o.admin.SentinelCKQuorum(ctx, m.Sentinel, name)
 	}
-	if m.obs.RedisErr != nil || (m.obs.SentinelErr != nil && !errors.Is(m.obs.SentinelErr, redisadmin.ErrNoSuchMaster)) {
-		probe, err := r.probe(ctx, s, m.name)
+	if m.RedisErr != nil || (m.SentinelErr != nil && !errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster)) {
+		probe, err := probe(ctx, o.incus, m.name)
 		if err != nil {
-			s.log.Info("cannot probe member; treating it as unreachable until the next pass", "member", m.name, "error", err.Error())
+			log.Info("cannot probe member; treating it as unreachable until the next pass", "member", m.name, "error", err.Error())
 			return
 		}
-		m.obs.Probe = probe
+		m.Probe = probe
 	}
 }
 
-func (r *FormationReconciler) probe(ctx context.Context, s *formationState, instance string) (*topology.Probe, error) {
-	res, err := s.incus.Exec(ctx, instance, probeScript)
+func probe(ctx context.Context, srv incus.Server, instance string) (*topology.Probe, error) {
+	res, err := srv.Exec(ctx, instance, probeScript)
 	if err != nil {
 		return nil, err
 	}
@@ -71,4 +306,15 @@ func (r *FormationReconciler) probe(ctx context.Context, s *formationState, inst
 	}
 	active := func(state string) bool { return state == "active" || state == "activating" || state == "reloading" }
 	return &topology.Probe{Configured: fields[0] == "yes", RedisActive: active(fields[1]), SentinelActive: active(fields[2])}, nil
+}
+
+// sentinelTargets are the formation's running sentinels, for the watcher.
+func sentinelTargets(o *observation) []sentinel.Target {
+	var targets []sentinel.Target
+	for _, m := range o.members {
+		if m.Running {
+			targets = append(targets, sentinel.Target{Member: m.name, Addr: m.Sentinel.String()})
+		}
+	}
+	return targets
 }

@@ -7,8 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
@@ -29,41 +27,18 @@ type secretError struct{ reason, message string }
 
 func (e *secretError) Error() string { return e.message }
 
-// reconcileSecrets reads both passwords and applies the environment's
-// password policy. A failure blocks the formation with SecretsValid=False.
-func (r *FormationReconciler) reconcileSecrets(ctx context.Context, s *formationState) error {
-	f := s.f
+// readPasswords reads both passwords and applies the environment's password
+// policy. A *secretError blocks the formation with SecretsValid=False.
+func (r *FormationReconciler) readPasswords(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (password, sentinelPassword string, err error) {
 	strict := f.Spec.Environment != redisv1alpha1.EnvironmentLab
-	password, err := r.readPassword(ctx, f, "spec.auth.passwordSecretRef", f.Spec.Auth.PasswordSecretRef, strict)
+	password, err = r.readPassword(ctx, f, "spec.auth.passwordSecretRef", f.Spec.Auth.PasswordSecretRef, strict)
 	if err == nil {
-		s.creds.Password = password
-		s.creds.SentinelPassword, err = r.readPassword(ctx, f, "spec.auth.sentinelPasswordSecretRef", f.Spec.Auth.SentinelPasswordSecretRef, strict)
+		sentinelPassword, err = r.readPassword(ctx, f, "spec.auth.sentinelPasswordSecretRef", f.Spec.Auth.SentinelPasswordSecretRef, strict)
 	}
-	if err == nil && strict && s.creds.Password == s.creds.SentinelPassword {
+	if err == nil && strict && password == sentinelPassword {
 		err = &secretError{ReasonPasswordRefused, "the data-plane and Sentinel passwords are the same Secret value; outside the lab they must differ"}
 	}
-	var se *secretError
-	if errors.As(err, &se) {
-		changed := meta.SetStatusCondition(&f.Status.Conditions, metav1.Condition{
-			Type: redisv1alpha1.ConditionSecretsValid, Status: metav1.ConditionFalse,
-			Reason: se.reason, Message: se.message, ObservedGeneration: f.Generation,
-		})
-		if changed {
-			r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, se.reason, "ValidateSecrets", "%s; nothing is created or changed until it is fixed", se.message)
-			s.log.Info("secrets refused; waiting for them to change", "reason", se.reason, "message", se.message)
-		}
-		return errBlocked
-	}
-	if err != nil {
-		return err
-	}
-	meta.SetStatusCondition(&f.Status.Conditions, metav1.Condition{
-		Type: redisv1alpha1.ConditionSecretsValid, Status: metav1.ConditionTrue,
-		Reason: ReasonSecretsValid, Message: "both password Secrets are present and pass the " + string(f.Spec.Environment) + " policy",
-		ObservedGeneration: f.Generation,
-	})
-	s.admin = r.Redis.Admin(s.creds)
-	return nil
+	return password, sentinelPassword, err
 }
 
 func (r *FormationReconciler) readPassword(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, field string, ref redisv1alpha1.SecretKeyReference, strict bool) (string, error) {
@@ -83,4 +58,11 @@ func (r *FormationReconciler) readPassword(ctx context.Context, f *redisv1alpha1
 		return "", &secretError{ReasonPasswordRefused, fmt.Sprintf("the password in Secret %s/%s key %q (%s) %v", f.Namespace, ref.Name, ref.Key, field, err)}
 	}
 	return string(value), nil
+}
+
+// asSecretError returns the *secretError in err, if any.
+func asSecretError(err error) (*secretError, bool) {
+	var se *secretError
+	ok := errors.As(err, &se)
+	return se, ok
 }

@@ -1,6 +1,9 @@
-// Package controllers holds the RedisSentinelFormation reconciler. A reconcile
-// runs small ordered phases (finalizer, secrets, instances, configuration and
-// topology, connection, status); each lives in its own file.
+// Package controllers holds the RedisSentinelFormation reconciler. A
+// reconcile is one pass: observe (observe.go) into one value, decide
+// (decide.go, rotation.go, connection.go; pure) the actions, run them
+// (act.go), and write the status (status.go; pure) once at the end.
+// Everything the next pass needs is in the API: the formation's status and
+// the Secrets it owns.
 package controllers
 
 import (
@@ -13,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +34,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/internal/safe"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
@@ -74,6 +79,17 @@ type Dependencies struct {
 	Watcher SentinelWatcher
 }
 
+// SentinelWatcher is what the controller needs of the Sentinel event
+// watcher (internal/sentinel); tests on fake backends use a stub.
+type SentinelWatcher interface {
+	Watch(key client.ObjectKey, password string, targets []sentinel.Target)
+	Forget(key client.ObjectKey)
+	Events(key client.ObjectKey) []sentinel.Event
+	// Switches are the recent master switches, each with Sentinel's config
+	// epoch (0 when unknown), oldest first.
+	Switches(key client.ObjectKey) []sentinel.Switch
+}
+
 // secretRefIndex indexes formations by the Secrets they read.
 const secretRefIndex = ".spec.secretRefs"
 
@@ -82,9 +98,9 @@ const secretRefIndex = ".spec.secretRefs"
 // status written, their finalizers subresource updated (owner references
 // with blockOwnerDeletion on the connection Secret); Secrets are read and
 // watched (password Secrets, remote Incus Secret) and the connection Secret
-// is created, updated and deleted; Events are recorded.
+// and the password state Secret are created, updated and deleted; Events are recorded.
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;update
+// +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;patch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -105,13 +121,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if deps.Metrics == nil {
 		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
 	}
+	guard := safe.Guard{Log: mgr.GetLogger().WithName("recovered"), Count: deps.Metrics.PanicRecovered}
 	if deps.Canary == nil {
 		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
 	}
 	// Sentinel events enqueue their formation through this channel.
 	triggers := make(chan event.GenericEvent, 1024)
 	if deps.Watcher == nil {
-		w := sentinel.New(mgr.GetLogger().WithName("sentinel-watcher"), func(key types.NamespacedName, e sentinel.Event) {
+		w := sentinel.New(mgr.GetLogger().WithName("sentinel-watcher"), guard, func(key types.NamespacedName, e sentinel.Event) {
 			if e.Type != "subscribed" {
 				deps.Metrics.SentinelEvent(key.Namespace, key.Name, e.Type)
 			}
@@ -135,8 +152,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		Incus:     deps.Incus,
 		Redis:     deps.Redis,
 		Metrics:   deps.Metrics,
-		Canary:    deps.Canary,
+		Canary:    newCanary(deps.Canary, deps.Metrics, guard),
 		Watcher:   deps.Watcher,
+		Guard:     guard,
 		Options:   opts,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
@@ -147,7 +165,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay)}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay), RecoverPanic: ptr.To(true)}).
 		Complete(r)
 }
 

@@ -3,113 +3,160 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
+	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
 
 // Reasons of the Ready, Degraded and Progressing conditions.
 const (
-	ReasonReady            = "FormationReady"
-	ReasonNotReady         = "NotReady"
-	ReasonHealthy          = "Healthy"
-	ReasonNoMaster         = "NoMaster"
-	ReasonMemberDown       = "MemberDown"
-	ReasonSentinelDown     = "SentinelDown"
-	ReasonQuorumLost       = "QuorumLost"
-	ReasonSentinelsPartial = "SentinelDiscoveryIncomplete"
-	ReasonFailingOver      = "FailoverInProgress"
-	ReasonProvisioning     = "Provisioning"
-	ReasonIdle             = "Idle"
-	ReasonBlocked          = "Blocked"
+	ReasonReady                    = "FormationReady"
+	ReasonNotReady                 = "NotReady"
+	ReasonHealthy                  = "Healthy"
+	ReasonNoMaster                 = "NoMaster"
+	ReasonMemberDown               = "MemberDown"
+	ReasonSentinelDown             = "SentinelDown"
+	ReasonQuorumLost               = "QuorumLost"
+	ReasonSentinelsPartial         = "SentinelDiscoveryIncomplete"
+	ReasonFailingOver              = "FailoverInProgress"
+	ReasonProvisioning             = "Provisioning"
+	ReasonIdle                     = "Idle"
+	ReasonBlocked                  = "Blocked"
+	ReasonReplicaBehind            = "ReplicaBehind"
+	ReasonInvalidSpec              = "InvalidSpec"
+	ReasonConnectionSecretNotOwned = "ConnectionSecretNotOwned"
+	ReasonReconcileError           = "ReconcileError"
 )
 
-// computeStatus fills status from what this reconcile observed; it never
-// reports more than was seen.
-func (r *FormationReconciler) computeStatus(s *formationState, phaseErr error) {
-	f := s.f
-	if s.members != nil && s.plan.Source != "" {
-		r.observedTopology(s)
-	}
-	r.recordEvents(s)
-	r.setConditions(s, phaseErr)
-	if phaseErr == nil {
-		f.Status.ObservedGeneration = f.Generation
-	}
-	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(s))
+// problem is one reason the formation is not healthy.
+type problem struct {
+	reason  string
+	message string
 }
 
-// observedTopology writes members, master, sentinels and failovers.
-func (r *FormationReconciler) observedTopology(s *formationState) {
-	f := s.f
-	r.recordPendingSwitches(s)
-	statuses := make([]redisv1alpha1.MemberStatus, 0, len(s.members))
+// offsetRefresh is how often a status whose only change is replication
+// offsets and lag is written: they move with every write and every
+// replication ping, and would otherwise cost an API write per resync.
+const offsetRefresh = 30 * time.Second
+
+// setStatus writes into f.Status what this pass observed and did; it never
+// reports more than was seen. It is pure, like decide, and returns the
+// Events to record once the status is written.
+func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, res outcome, opts Options, now time.Time) []note {
+	before := f.Status.DeepCopy()
+	st := &f.Status
+	var notes []note
+	notes = append(notes, setSecretsValid(f, o)...)
+	if o.stop == nil {
+		setMembers(f, o, p.topology)
+		notes = append(notes, recordMaster(st, p.topology, now)...)
+	}
+	for _, rec := range p.record {
+		if rec != nil {
+			rec(st)
+		}
+	}
+	for _, a := range res.done {
+		if a.record != nil {
+			a.record(st)
+		}
+	}
+	recordEvents(st, o.events)
+	setConditions(f, o, p, res)
+	if o.stop == nil && res.err == nil {
+		st.ObservedGeneration = f.Generation
+	}
+	keepOffsetsUnlessDue(before, st, now)
+	return notes
+}
+
+// setSecretsValid sets the SecretsValid condition from the Secrets read (it
+// is left as it was when they could not be read at all).
+func setSecretsValid(f *redisv1alpha1.RedisSentinelFormation, o *observation) []note {
+	se := o.secretProblem
+	if se == nil && o.stopPhase == "secrets" {
+		return nil
+	}
+	c := metav1.Condition{Type: redisv1alpha1.ConditionSecretsValid, Status: metav1.ConditionTrue, Reason: ReasonSecretsValid,
+		Message: "both password Secrets are present and pass the " + string(f.Spec.Environment) + " policy", ObservedGeneration: f.Generation}
+	if se != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, se.reason, se.message
+	}
+	if !meta.SetStatusCondition(&f.Status.Conditions, c) || se == nil {
+		return nil
+	}
+	return []note{{eventType: corev1.EventTypeWarning, reason: se.reason, action: "ValidateSecrets", message: se.message + "; nothing is created or changed until it is fixed"}}
+}
+
+// setMembers writes members, readiness and sentinels from the observation,
+// keeping each member's bookkeeping (start, reset, stale and settings
+// times) from the previous status.
+func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) {
+	st := &f.Status
+	statuses := make([]redisv1alpha1.MemberStatus, 0, len(o.members))
 	var ready int32
 	var masterOffset int64
-	if mm := s.masterMember(); mm != nil {
-		masterOffset = mm.obs.Repl.Offset
+	if mm := masterMember(o, tp); mm != nil {
+		masterOffset = mm.Repl.Offset
 	}
-	for _, m := range s.members {
-		st := memberStatus(s, m, masterOffset)
-		if st.Health == redisv1alpha1.HealthHealthy {
+	for _, m := range o.members {
+		ms := memberStatus(f, m, tp, masterOffset)
+		if prev := findMember(st.Members, m.name); prev != nil {
+			ms.StartedAt, ms.SentinelResetAt, ms.SentinelStaleSince, ms.SettingsHash = prev.StartedAt, prev.SentinelResetAt, prev.SentinelStaleSince, prev.SettingsHash
+		}
+		if ms.Health == redisv1alpha1.HealthHealthy {
 			ready++
 		}
-		statuses = append(statuses, st)
+		statuses = append(statuses, ms)
 	}
-	f.Status.Members = statuses
-	f.Status.ReadyMembers = ready
+	st.Members, st.ReadyMembers = statuses, ready
 
 	var reachable int32
 	quorumOK := true
-	for _, m := range s.members {
-		if m.obs.Running && m.obs.SentinelErr == nil {
+	for _, m := range o.members {
+		if m.Running && m.SentinelErr == nil {
 			reachable++
 			quorumOK = quorumOK && m.quorumErr == nil
 		}
 	}
-	f.Status.Sentinels = redisv1alpha1.SentinelsStatus{Reachable: reachable, QuorumOK: reachable > 0 && quorumOK}
-	r.updateMaster(s)
+	st.Sentinels = redisv1alpha1.SentinelsStatus{Reachable: reachable, QuorumOK: reachable > 0 && quorumOK}
 }
 
-// masterMember is the plan's master if its redis-server answers as master.
-func (s *formationState) masterMember() *memberState {
-	for _, m := range s.members {
-		if m.name == s.plan.MasterMember && m.obs.Running && m.obs.RedisErr == nil && m.obs.Repl.IsMaster() {
-			return m
-		}
-	}
-	return nil
-}
-
-func memberStatus(s *formationState, m *memberState, masterOffset int64) redisv1alpha1.MemberStatus {
-	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(s.f, m)}
+func memberStatus(f *redisv1alpha1.RedisSentinelFormation, m *memberObs, tp topology.Plan, masterOffset int64) redisv1alpha1.MemberStatus {
+	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(f, m)}
 	if m.instance != nil {
 		st.InstanceState = m.instance.Status
 	}
-	o := m.obs
-	st.SentinelUp = o.Running && o.SentinelErr == nil
-	if o.Running && o.RedisErr == nil {
-		st.ReplicationOffset = o.Repl.Offset
-		if o.Repl.IsMaster() {
+	st.SentinelUp = m.Running && m.SentinelErr == nil
+	if m.redisUp() {
+		st.ReplicationOffset = m.Repl.Offset
+		if m.Repl.IsMaster() {
 			st.Role = redisv1alpha1.RoleMaster
 		} else {
 			st.Role = redisv1alpha1.RoleReplica
-			st.MasterLinkUp = o.Repl.LinkUp
-			st.LagBytes = max(0, masterOffset-o.Repl.Offset)
+			st.MasterLinkUp = m.Repl.LinkUp
+			st.LagBytes = max(0, masterOffset-m.Repl.Offset)
 		}
 	}
-	st.Health = memberHealth(s, m)
+	st.Health = memberHealth(m, tp)
 	return st
 }
 
 // memberAddress is where the member lives: its running container's address,
 // else the address pinned on its eth0, else the last one status recorded.
 // A stopped or deleted container keeps its address, so it is rebuilt there.
-func memberAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberState) string {
+func memberAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) string {
 	if m.instance != nil {
 		if m.instance.IPv4 != "" {
 			return m.instance.IPv4
@@ -121,80 +168,154 @@ func memberAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberState) stri
 	return previousAddress(f, m.name)
 }
 
-func memberHealth(s *formationState, m *memberState) redisv1alpha1.MemberHealth {
-	o := m.obs
+func memberHealth(m *memberObs, tp topology.Plan) redisv1alpha1.MemberHealth {
 	switch {
 	case m.instance == nil:
 		return redisv1alpha1.HealthMissing
 	case m.instance.Status != "Running":
 		return redisv1alpha1.HealthStopped
-	case !o.Running || (o.Probe != nil && !o.Probe.Configured):
+	case !m.Running || (m.Probe != nil && !m.Probe.Configured):
 		return redisv1alpha1.HealthPending
-	case o.RedisErr != nil:
+	case m.RedisErr != nil:
 		return redisv1alpha1.HealthUnreachable
-	case o.Repl.IsMaster():
-		if m.name == s.plan.MasterMember {
+	case m.Repl.IsMaster():
+		if m.name == tp.MasterMember {
 			return redisv1alpha1.HealthHealthy
 		}
 		return redisv1alpha1.HealthSyncing // a second master, being demoted
-	case o.Repl.LinkUp && o.Redis != s.plan.Master && o.Repl.Master == s.plan.Master:
+	case m.Repl.LinkUp && m.Redis != tp.Master && m.Repl.Master == tp.Master:
 		return redisv1alpha1.HealthHealthy
 	default:
 		return redisv1alpha1.HealthSyncing
 	}
 }
 
-// updateMaster records the master Sentinel's majority names and counts a
-// switch away from the previously recorded one as a failover.
-func (r *FormationReconciler) updateMaster(s *formationState) {
-	f := s.f
-	p := s.plan
-	switch {
-	case p.MasterMember == "" || !p.Authoritative:
-		return // keep the last known master rather than guess
-	case p.FailoverInProgress || s.recordedSwitches > 0:
-		// The observation predates a switch recorded from Sentinel's
-		// event in this pass, or was taken while Sentinel was switching.
+// recordMaster records the master Sentinel's majority names. A master with
+// a newer config epoch than the recorded one is a failover, counted once
+// whatever the number of passes or operators that see it; one that the
+// operator missed while it was not running is counted by the first pass
+// that sees it, with the time it was seen.
+func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Plan, now time.Time) []note {
+	if tp.MasterMember == "" || !tp.Authoritative || tp.FailoverInProgress {
+		return nil // keep the last known master rather than guess
+	}
+	prev := st.Master
+	if prev != nil && tp.ConfigEpoch < prev.ConfigEpoch && (len(tp.Stale) > 0 || tp.Source != topology.SourceSentinels) {
+		// Some sentinel has not heard of the recorded switch yet; only
+		// when every answering sentinel agrees on an older epoch (they
+		// were all rebuilt) is their view taken.
+		return nil
+	}
+	if prev != nil && prev.Member == tp.MasterMember {
+		prev.Address, prev.Port = tp.Master.Host, int32(tp.Master.Port)
+		prev.ConfigEpoch = tp.ConfigEpoch
+		return nil
+	}
+	since := metav1.NewTime(now)
+	st.Master = &redisv1alpha1.MasterStatus{Member: tp.MasterMember, Address: tp.Master.Host, Port: int32(tp.Master.Port), Since: &since, ConfigEpoch: tp.ConfigEpoch}
+	if prev == nil {
+		return nil // the first master: a bootstrap, not a failover
+	}
+	return []note{countFailover(st, prev.Member, tp.MasterMember, now, 0, tp.ConfigEpoch)}
+}
+
+// recordSwitches records the Sentinel watcher's master switches that are
+// newer than the recorded master (by config epoch), oldest first. Replaying
+// the same +switch-master any number of times records it once. A switch
+// whose epoch the watcher could not read is left to the full observation.
+func recordSwitches(f *redisv1alpha1.RedisSentinelFormation, switches []sentinel.Switch) (bool, []note) {
+	st := &f.Status
+	var notes []note
+	for _, sw := range switches {
+		if sw.Epoch == 0 || (st.Master != nil && sw.Epoch <= st.Master.ConfigEpoch) {
+			continue
+		}
+		host, portStr, _ := net.SplitHostPort(sw.To)
+		port, _ := strconv.Atoi(portStr)
+		from, to := memberAt(f, sw.From), memberAt(f, sw.To)
+		since := metav1.NewTime(sw.Time)
+		st.Master = &redisv1alpha1.MasterStatus{Member: to, Address: host, Port: int32(port), Since: &since, ConfigEpoch: sw.Epoch}
+		notes = append(notes, countFailover(st, from, to, sw.Time, sw.Duration, sw.Epoch))
+	}
+	return len(notes) > 0, notes
+}
+
+// countFailover records one master switch in status and returns its Event.
+func countFailover(st *redisv1alpha1.RedisSentinelFormationStatus, from, to string, at time.Time, d time.Duration, epoch int64) note {
+	st.Failovers++
+	st.LastFailover = &redisv1alpha1.FailoverRecord{Time: metav1.NewMicroTime(at), From: from, To: to, ConfigEpoch: epoch}
+	outage := "outage not measured: the old master's +sdown was not seen"
+	if d > 0 {
+		st.LastFailover.Duration = &metav1.Duration{Duration: d}
+		outage = "outage " + d.Round(time.Millisecond).String()
+	}
+	return note{eventType: corev1.EventTypeWarning, reason: "MasterSwitched", action: "Failover", member: to,
+		message: fmt.Sprintf("master moved from %s to %s (%s, config epoch %d)", from, to, outage, epoch), failover: &d}
+}
+
+// recordEvents copies the watcher's latest Sentinel events into status.
+func recordEvents(st *redisv1alpha1.RedisSentinelFormationStatus, events []sentinel.Event) {
+	if len(events) == 0 {
 		return
 	}
-	now := metav1.NewTime(r.now())
-	prev := f.Status.Master
-	if prev != nil && prev.Member == p.MasterMember && prev.Address == p.Master.Host {
-		return
+	out := make([]redisv1alpha1.SentinelEvent, 0, len(events))
+	for _, e := range events {
+		out = append(out, redisv1alpha1.SentinelEvent{Time: metav1.NewMicroTime(e.Time), Sentinel: e.Sentinel, Type: e.Type, Message: e.Payload})
 	}
-	f.Status.Master = &redisv1alpha1.MasterStatus{Member: p.MasterMember, Address: p.Master.Host, Port: int32(p.Master.Port), Since: &now}
-	if prev == nil || prev.Member == p.MasterMember {
-		return
+	st.RecentEvents = out
+}
+
+// memberAt names the member at ip:port from status, or returns the address.
+func memberAt(f *redisv1alpha1.RedisSentinelFormation, addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
-	// Seen in Sentinel's state before (or without) its +switch-master event:
-	// the outage's duration is unknown here.
-	r.countFailover(s, prev.Member, p.MasterMember, now.Time, 0)
+	for _, m := range f.Status.Members {
+		if m.Address == host {
+			return m.Name
+		}
+	}
+	return addr
 }
 
 // setConditions derives Ready, Degraded, Progressing and the phase.
-func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
-	f := s.f
-	topo, discovering := topologyProblems(s)
-	problems := append(s.problems, topo...)
-	if phaseErr != nil && len(problems) == 0 && !errors.Is(phaseErr, errBlocked) {
-		problems = append(problems, problem{"ReconcileError", phaseErr.Error()})
+func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, res outcome) {
+	st := &f.Status
+	topologyRan := o.stop == nil
+	problems := append(append(append([]problem(nil), o.problems...), p.problems...), res.problems...)
+	inputProblems := len(problems) > 0 // Incus, input and action problems degrade at any time
+	var topo []problem
+	discovering := false
+	if topologyRan {
+		topo, discovering = topologyProblems(f, o, p.topology)
 	}
-	ready := phaseErr == nil && len(problems) == 0 && !discovering && s.plan.Source != "" && !s.plan.FailoverInProgress &&
-		s.masterMember() != nil && int(f.Status.ReadyMembers) == len(s.members) && len(s.members) == int(f.Spec.Members)
-	secretsBlocked := meta.IsStatusConditionFalse(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
-	bootstrapped := f.Status.Master != nil
+	problems = append(problems, topo...)
+	passErr := res.err
+	if passErr == nil && !errors.Is(o.stop, errBlocked) {
+		passErr = o.stop
+	}
+	if passErr != nil && len(problems) == 0 && !errors.Is(passErr, errBlocked) {
+		problems = append(problems, problem{ReasonReconcileError, passErr.Error()})
+		inputProblems = true
+	}
+	blocked := errors.Is(o.stop, errBlocked) || errors.Is(res.err, errBlocked)
+	ready := topologyRan && passErr == nil && len(problems) == 0 && !discovering && !p.topology.FailoverInProgress &&
+		masterMember(o, p.topology) != nil && int(st.ReadyMembers) == len(o.members) && len(o.members) == int(f.Spec.Members)
+	secretsBlocked := meta.IsStatusConditionFalse(st.Conditions, redisv1alpha1.ConditionSecretsValid)
+	bootstrapped := st.Master != nil
 
 	set := func(t string, status bool, reason, message string) {
 		c := metav1.Condition{Type: t, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: f.Generation}
 		if status {
 			c.Status = metav1.ConditionTrue
 		}
-		meta.SetStatusCondition(&f.Status.Conditions, c)
+		meta.SetStatusCondition(&st.Conditions, c)
 	}
 
 	switch {
 	case ready:
-		set(redisv1alpha1.ConditionReady, true, ReasonReady, fmt.Sprintf("master %s with %d linked replicas; %d sentinels agree, quorum OK", s.plan.MasterMember, len(s.members)-1, f.Status.Sentinels.Reachable))
+		set(redisv1alpha1.ConditionReady, true, ReasonReady, fmt.Sprintf("master %s with %d linked replicas; %d sentinels agree, quorum OK", p.topology.MasterMember, len(o.members)-1, st.Sentinels.Reachable))
 	case secretsBlocked:
 		set(redisv1alpha1.ConditionReady, false, ReasonBlocked, "waiting for valid password Secrets (see SecretsValid)")
 	case len(problems) > 0:
@@ -205,16 +326,18 @@ func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 		set(redisv1alpha1.ConditionReady, false, ReasonNotReady, "members are being created, configured or synced")
 	}
 
-	// Before the first master, lost members are a bring-up in progress;
-	// Incus or input problems (s.problems) degrade at any time.
-	degraded := len(problems) > 0 && (bootstrapped || len(s.problems) > 0)
+	// Before the first master, lost members are a bring-up in progress.
+	degraded := len(problems) > 0 && (bootstrapped || inputProblems)
 	if degraded {
 		set(redisv1alpha1.ConditionDegraded, true, problems[0].reason, joinProblems(problems))
 	} else {
 		set(redisv1alpha1.ConditionDegraded, false, ReasonHealthy, "no member, sentinel or quorum is lost")
 	}
 
-	progressing := s.progressing
+	progressing := p.progressing
+	if res.progressing != "" {
+		progressing = res.progressing
+	}
 	if !ready && progressing == "" && !degraded && !secretsBlocked {
 		progressing = "waiting for members to come up and sync"
 	}
@@ -225,16 +348,16 @@ func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 	}
 
 	switch {
-	case secretsBlocked || errors.Is(phaseErr, errBlocked):
-		f.Status.Phase = redisv1alpha1.PhaseBlocked
-	case s.plan.FailoverInProgress:
-		f.Status.Phase = redisv1alpha1.PhaseFailingOver
+	case secretsBlocked || blocked:
+		st.Phase = redisv1alpha1.PhaseBlocked
+	case p.topology.FailoverInProgress:
+		st.Phase = redisv1alpha1.PhaseFailingOver
 	case ready:
-		f.Status.Phase = redisv1alpha1.PhaseReady
+		st.Phase = redisv1alpha1.PhaseReady
 	case degraded:
-		f.Status.Phase = redisv1alpha1.PhaseDegraded
+		st.Phase = redisv1alpha1.PhaseDegraded
 	default:
-		f.Status.Phase = redisv1alpha1.PhaseProvisioning
+		st.Phase = redisv1alpha1.PhaseProvisioning
 	}
 }
 
@@ -242,31 +365,28 @@ func (r *FormationReconciler) setConditions(s *formationState, phaseErr error) {
 // formation ever had a master these are expected states of a bring-up), and
 // whether sentinels are still discovering their peers, which after a
 // bring-up, scale or reset takes seconds and degrades nothing.
-func topologyProblems(s *formationState) (problems []problem, discovering bool) {
-	if s.plan.Source == "" {
-		return nil, false
-	}
+func topologyProblems(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) (problems []problem, discovering bool) {
 	var out []problem
-	if s.plan.FailoverInProgress {
-		out = append(out, problem{ReasonFailingOver, "Sentinel is failing over from " + s.plan.MasterMember})
-	} else if s.masterMember() == nil {
-		out = append(out, problem{ReasonNoMaster, "no member answers as the master the sentinels name (" + orNone(s.plan.MasterMember) + ")"})
+	if tp.FailoverInProgress {
+		out = append(out, problem{ReasonFailingOver, "Sentinel is failing over from " + tp.MasterMember})
+	} else if masterMember(o, tp) == nil {
+		out = append(out, problem{ReasonNoMaster, "no member answers as the master the sentinels name (" + orNone(tp.MasterMember) + ")"})
 	}
 	var down, sentinelsDown, quorum []string
-	peers := int(s.f.Spec.Members) - 1
+	peers := int(f.Spec.Members) - 1
 	var partial bool
-	for _, m := range s.members {
-		switch memberHealth(s, m) {
+	for _, m := range o.members {
+		switch memberHealth(m, tp) {
 		case redisv1alpha1.HealthMissing, redisv1alpha1.HealthStopped, redisv1alpha1.HealthUnreachable, redisv1alpha1.HealthPending:
 			down = append(down, m.name)
 		}
 		switch {
-		case !m.obs.Running:
-		case m.obs.SentinelErr != nil:
+		case !m.Running:
+		case m.SentinelErr != nil:
 			sentinelsDown = append(sentinelsDown, m.name)
 		case m.quorumErr != nil:
 			quorum = append(quorum, m.name)
-		case m.obs.View.NumOtherSentinels != peers || m.obs.View.NumReplicas != peers:
+		case m.View.NumOtherSentinels != peers || m.View.NumReplicas != peers:
 			partial = true
 		}
 	}
@@ -280,6 +400,30 @@ func topologyProblems(s *formationState) (problems []problem, discovering bool) 
 		out = append(out, problem{ReasonQuorumLost, "sentinels reporting no quorum (CKQUORUM): " + strings.Join(quorum, ", ")})
 	}
 	return out, partial
+}
+
+// keepOffsetsUnlessDue keeps the previous replication offsets and lag when
+// they are the only change and the last sample is younger than
+// offsetRefresh, so an idle formation costs no status write per pass.
+func keepOffsetsUnlessDue(before, after *redisv1alpha1.RedisSentinelFormationStatus, now time.Time) {
+	if equality.Semantic.DeepEqual(before, after) {
+		return
+	}
+	due := before.ReplicationSampledAt == nil || now.Sub(before.ReplicationSampledAt.Time) >= offsetRefresh
+	if !due && equality.Semantic.DeepEqual(withoutOffsets(before), withoutOffsets(after)) {
+		after.Members = before.Members
+		return
+	}
+	after.ReplicationSampledAt = timePtr(now)
+}
+
+func withoutOffsets(st *redisv1alpha1.RedisSentinelFormationStatus) *redisv1alpha1.RedisSentinelFormationStatus {
+	c := st.DeepCopy()
+	for i := range c.Members {
+		c.Members[i].ReplicationOffset, c.Members[i].LagBytes = 0, 0
+	}
+	c.ReplicationSampledAt = nil
+	return c
 }
 
 func joinProblems(ps []problem) string {
@@ -297,20 +441,19 @@ func orNone(s string) string {
 	return s
 }
 
-func metricsObservation(s *formationState) metrics.FormationObservation {
-	f := s.f
+func metricsObservation(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan) metrics.FormationObservation {
 	obs := metrics.FormationObservation{
 		Ready:              f.Status.Phase == redisv1alpha1.PhaseReady,
 		MembersUp:          int(f.Status.ReadyMembers),
 		MembersDesired:     int(f.Spec.Members),
 		SentinelsReachable: int(f.Status.Sentinels.Reachable),
 		QuorumOK:           f.Status.Sentinels.QuorumOK,
-		MasterPresent:      s.masterMember() != nil,
+		MasterPresent:      masterMember(o, p.topology) != nil,
 	}
-	for _, m := range s.members {
+	for _, m := range o.members {
 		mo := metrics.MemberObservation{Name: m.name, ReplicationLagBytes: -1}
-		if m.obs.Running && m.obs.RedisErr == nil {
-			mo.UsedMemoryBytes, mo.MaxMemoryBytes = m.obs.Repl.UsedMemory, m.obs.Repl.Maxmemory
+		if m.redisUp() {
+			mo.UsedMemoryBytes, mo.MaxMemoryBytes = m.Repl.UsedMemory, m.Repl.Maxmemory
 			if st := findMember(f.Status.Members, m.name); st != nil && st.Role != redisv1alpha1.RoleUnknown {
 				mo.ReplicationLagBytes = st.LagBytes
 			}
@@ -327,4 +470,16 @@ func findMember(list []redisv1alpha1.MemberStatus, name string) *redisv1alpha1.M
 		}
 	}
 	return nil
+}
+
+func timePtr(t time.Time) *metav1.Time {
+	mt := metav1.NewTime(t)
+	return &mt
+}
+
+func microTime(t time.Time) metav1.MicroTime { return metav1.NewMicroTime(t) }
+
+func microTimePtr(t time.Time) *metav1.MicroTime {
+	mt := metav1.NewMicroTime(t)
+	return &mt
 }

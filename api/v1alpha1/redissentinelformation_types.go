@@ -334,17 +334,15 @@ type ContainerLimits struct {
 
 // FormationPhase is a one-word summary of the formation for humans; tools
 // should read the conditions.
-// +kubebuilder:validation:Enum=Pending;Provisioning;Ready;Degraded;FailingOver;Blocked;Deleting
+// +kubebuilder:validation:Enum=Provisioning;Ready;Degraded;FailingOver;Blocked
 type FormationPhase string
 
 const (
-	PhasePending      FormationPhase = "Pending"
 	PhaseProvisioning FormationPhase = "Provisioning"
 	PhaseReady        FormationPhase = "Ready"
 	PhaseDegraded     FormationPhase = "Degraded"
 	PhaseFailingOver  FormationPhase = "FailingOver"
 	PhaseBlocked      FormationPhase = "Blocked"
-	PhaseDeleting     FormationPhase = "Deleting"
 )
 
 // Condition types. Reasons are CamelCase constants beside the code that sets
@@ -440,8 +438,68 @@ type RedisSentinelFormationStatus struct {
 	// Connection is what backends need to reach the formation.
 	// +optional
 	Connection *ConnectionInfo `json:"connection,omitempty"`
+
+	// ReplicationSampledAt is when the members' replication offsets and
+	// lag in this status were read. Offsets move with every write, so a
+	// change of offsets alone is written at most every 30 s.
+	// +optional
+	ReplicationSampledAt *metav1.Time `json:"replicationSampledAt,omitempty"`
+
+	// PlannedFailover is a switchover the operator is carrying out (or
+	// did last, until its cooldown ends): a rollout or scale-down moving
+	// the master role away from a member it must replace or remove.
+	// +optional
+	PlannedFailover *PlannedFailoverStatus `json:"plannedFailover,omitempty"`
+
+	// PasswordRotation is set while a rotated data-plane password's
+	// predecessor is still accepted beside it. The predecessor itself is
+	// kept in the Secret named here, which the formation owns.
+	// +optional
+	PasswordRotation *PasswordRotationStatus `json:"passwordRotation,omitempty"`
 }
 
+// PlannedFailoverPhase is a step of a planned failover.
+// +kubebuilder:validation:Enum=HoldingWrites;Promoting;Done
+type PlannedFailoverPhase string
+
+const (
+	// PlannedFailoverHoldingWrites: writes are paused on the master while
+	// its linked replicas catch up with it.
+	PlannedFailoverHoldingWrites PlannedFailoverPhase = "HoldingWrites"
+	// PlannedFailoverPromoting: SENTINEL FAILOVER was asked; the old
+	// master is demoted as soon as a replica is promoted.
+	PlannedFailoverPromoting PlannedFailoverPhase = "Promoting"
+	// PlannedFailoverDone: finished (or given up); kept until the
+	// cooldown after RequestedAt ends.
+	PlannedFailoverDone PlannedFailoverPhase = "Done"
+)
+
+// PlannedFailoverStatus is the progress of a planned failover. It lives in
+// status so that an operator restarted in the middle carries on (or waits
+// out the cooldown) instead of asking Sentinel twice.
+type PlannedFailoverStatus struct {
+	// From is the member the master role moves away from.
+	From string `json:"from"`
+	// Reason says why.
+	Reason string `json:"reason"`
+	// Phase is the current step.
+	Phase PlannedFailoverPhase `json:"phase"`
+	// HoldStartedAt is when writes were paused on From (the pause ends by
+	// itself after a few seconds, also if the operator dies).
+	HoldStartedAt metav1.MicroTime `json:"holdStartedAt"`
+	// RequestedAt is when SENTINEL FAILOVER was asked.
+	// +optional
+	RequestedAt *metav1.MicroTime `json:"requestedAt,omitempty"`
+}
+
+// PasswordRotationStatus is an ongoing data-plane password rotation.
+type PasswordRotationStatus struct {
+	// RetireAt is when the previous password stops being accepted.
+	RetireAt metav1.Time `json:"retireAt"`
+	// StateSecretName is the Secret, owned by the formation, that holds
+	// the password the members were last given and its predecessor.
+	StateSecretName string `json:"stateSecretName"`
+}
 // MasterStatus is the current master.
 type MasterStatus struct {
 	// Member is the member name, e.g. "cache-1".
@@ -453,6 +511,10 @@ type MasterStatus struct {
 	// Since is when this member became master, as far as the operator saw.
 	// +optional
 	Since *metav1.Time `json:"since,omitempty"`
+	// ConfigEpoch is Sentinel's config epoch of this master: a failover
+	// is counted once, when a master with a newer epoch is seen.
+	// +optional
+	ConfigEpoch int64 `json:"configEpoch,omitempty"`
 }
 
 // MemberStatus is one member's observed state.
@@ -485,6 +547,23 @@ type MemberStatus struct {
 	// SentinelUp is true when the member's sentinel answered.
 	// +optional
 	SentinelUp bool `json:"sentinelUp,omitempty"`
+	// StartedAt is when the operator last started the member's stopped
+	// container; one that stops again within a minute is crashing and is
+	// not started again before that minute has passed.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// SentinelResetAt is when the operator last ran SENTINEL RESET on the
+	// member's sentinel (resets are at least 3 minutes apart).
+	// +optional
+	SentinelResetAt *metav1.Time `json:"sentinelResetAt,omitempty"`
+	// SentinelStaleSince is since when the member's sentinel has monitored
+	// another address than the master; after a grace it is re-pointed.
+	// +optional
+	SentinelStaleSince *metav1.Time `json:"sentinelStaleSince,omitempty"`
+	// SettingsHash fingerprints the runtime settings the member's
+	// redis-server was last given with CONFIG SET.
+	// +optional
+	SettingsHash string `json:"settingsHash,omitempty"`
 }
 
 // SentinelsStatus summarises the sentinels.
@@ -497,16 +576,22 @@ type SentinelsStatus struct {
 
 // FailoverRecord describes one master switch.
 type FailoverRecord struct {
-	// Time is when +switch-master was announced.
+	// Time is when +switch-master was announced, or when the operator
+	// first saw the new master if it missed the announcement.
 	Time metav1.MicroTime `json:"time"`
 	// From is the previous master (member name, or address if unknown).
 	From string `json:"from"`
 	// To is the new master (member name, or address if unknown).
 	To string `json:"to"`
 	// Duration runs from the first +sdown of the old master to
-	// +switch-master.
+	// +switch-master; absent when the operator did not see the +sdown
+	// (e.g. it was not running).
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
+	// ConfigEpoch is Sentinel's config epoch of the new master; 0 when
+	// unknown.
+	// +optional
+	ConfigEpoch int64 `json:"configEpoch,omitempty"`
 }
 
 // SentinelEvent is one event published by a sentinel.

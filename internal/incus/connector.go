@@ -2,9 +2,9 @@ package incus
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"sync"
+
+	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 )
 
 // Connector caches one connection per distinct Options so that reconciles
@@ -89,15 +89,7 @@ func (o Options) Key() string {
 		return "unix\x00" + path + "\x00" + o.Project
 	}
 
-	h := sha256.New()
-	for _, b := range [][]byte{o.Remote.ClientCert, o.Remote.ClientKey, o.Remote.ServerCert} {
-		// Length-prefix so that moving bytes between fields changes the key.
-		n := len(b)
-		h.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
-		h.Write(b)
-	}
-
-	return "https\x00" + o.Remote.URL + "\x00" + o.Project + "\x00" + hex.EncodeToString(h.Sum(nil))
+	return "https\x00" + o.Remote.URL + "\x00" + o.Project + "\x00" + fingerprint.Strings(string(o.Remote.ClientCert), string(o.Remote.ClientKey), string(o.Remote.ServerCert))
 }
 
 // ServerSource hands out Servers per Options; *Connector implements it (and

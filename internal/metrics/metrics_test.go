@@ -111,6 +111,7 @@ func TestNamesMatchWhatIsRegistered(t *testing.T) {
 	o.SentinelEvent("ns", "f", "+sdown")
 	o.ReconcileError("ns", "f", "status")
 	o.CanaryResult("ns", "f", true, time.Millisecond)
+	o.PanicRecovered("canary")
 
 	names := append([]string(nil), Names()...)
 	sort.Strings(names)

@@ -25,6 +25,7 @@ const (
 	FormationCanaryLatency      = "rsf_formation_canary_latency_seconds"
 	MemberReplicationLagBytes   = "rsf_member_replication_lag_bytes"
 	MemberMemoryUsedRatio       = "rsf_member_memory_used_ratio"
+	OperatorPanicsTotal         = "rsf_operator_panics_recovered_total"
 )
 
 // Names lists every metric this package exports (cache and operator), as
@@ -48,6 +49,7 @@ func Names() []string {
 		FormationCanaryLatency,
 		MemberReplicationLagBytes,
 		MemberMemoryUsedRatio,
+		OperatorPanicsTotal,
 	}
 }
 
@@ -155,6 +157,7 @@ type Operator struct {
 	canarySuccess                                               *prometheus.GaugeVec
 	canaryLatency                                               *prometheus.HistogramVec
 	lag, memRatio                                               *prometheus.GaugeVec
+	panics                                                      *prometheus.CounterVec
 
 	mu      sync.Mutex
 	members map[formationKey]map[string]struct{}
@@ -196,6 +199,7 @@ func NewOperator(reg prometheus.Registerer) *Operator {
 		canaryLatency:    histogram(FormationCanaryLatency, "Canary SET+GET round trip time.", CanaryLatencyBuckets),
 		lag:              gauge(MemberReplicationLagBytes, "Bytes a member's replication offset is behind the master's.", memberLabels),
 		memRatio:         gauge(MemberMemoryUsedRatio, "used_memory / maxmemory of a member (absent when maxmemory is 0).", memberLabels),
+		panics:           counter(OperatorPanicsTotal, "Panics recovered in the operator's goroutines, by component; the operator kept running.", []string{"component"}),
 		members:          map[formationKey]map[string]struct{}{},
 	}
 }
@@ -292,6 +296,12 @@ func (o *Operator) CanaryResult(ns, name string, ok bool, latency time.Duration)
 	if ok {
 		o.canaryLatency.WithLabelValues(ns, name).Observe(latency.Seconds())
 	}
+}
+
+// PanicRecovered counts a panic recovered in one of the operator's
+// goroutines (see internal/safe).
+func (o *Operator) PanicRecovered(component string) {
+	o.panics.WithLabelValues(component).Inc()
 }
 
 // trackedMembers returns the members known for a formation (tests).

@@ -2,7 +2,6 @@ package redisadmin
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
@@ -30,7 +30,7 @@ type GoRedisDialer struct {
 }
 
 type cachedClient[C interface{ Close() error }] struct {
-	secret [32]byte
+	secret string // fingerprint of the password
 	client C
 }
 
@@ -83,7 +83,7 @@ func (d *GoRedisDialer) options(addr, password string) *redis.Options {
 // cached returns the client for addr, making a new one when none exists or
 // the password changed.
 func cached[C interface{ Close() error }](mu *sync.Mutex, cache map[string]cachedClient[C], addr, password string, create func() C) C {
-	secret := sha256.Sum256([]byte(password))
+	secret := fingerprint.Strings(password)
 	mu.Lock()
 	defer mu.Unlock()
 	if c, ok := cache[addr]; ok {

@@ -171,6 +171,9 @@ type Plan struct {
 	// Authoritative: the master may be enforced (demoting other masters,
 	// re-pointing sentinels). False for a sentinel minority view.
 	Authoritative bool
+	// ConfigEpoch is the newest config epoch the sentinels report for
+	// Master (Source sentinels or sentinel-minority); 0 otherwise.
+	ConfigEpoch int64
 	// FailoverInProgress: a sentinel is failing over (or the master is
 	// objectively down); no healing action is taken meanwhile.
 	FailoverInProgress bool
@@ -265,7 +268,7 @@ func masterFromSentinels(in Input) (Plan, bool) {
 	// know what the unreachable ones decided since.
 	newer := len(candidates) > 1 && epochs[best] > epochs[candidates[1]]
 	majority := votes[best]*2 > max(in.Desired.Members, len(in.Members))
-	p := Plan{Master: best, MasterMember: memberAt(in, best), Source: SourceSentinels, Authoritative: true}
+	p := Plan{Master: best, MasterMember: memberAt(in, best), Source: SourceSentinels, Authoritative: true, ConfigEpoch: epochs[best]}
 	if !majority && !newer {
 		p.Source, p.Authoritative = SourceSentinelMinority, false
 	}

@@ -379,11 +379,10 @@ func (nopCanary) Forget(string) {}
 
 type nopWatcher struct{}
 
-func (nopWatcher) Watch(client.ObjectKey, string, []sentinel.Target)  {}
-func (nopWatcher) Forget(client.ObjectKey)                            {}
-func (nopWatcher) Events(client.ObjectKey) []sentinel.Event           { return nil }
-func (nopWatcher) PendingSwitches(client.ObjectKey) []sentinel.Switch { return nil }
-func (nopWatcher) AckSwitches(client.ObjectKey, int)                  {}
+func (nopWatcher) Watch(client.ObjectKey, string, []sentinel.Target) {}
+func (nopWatcher) Forget(client.ObjectKey)                           {}
+func (nopWatcher) Events(client.ObjectKey) []sentinel.Event          { return nil }
+func (nopWatcher) Switches(client.ObjectKey) []sentinel.Switch       { return nil }
 
 var _ controllers.SentinelWatcher = nopWatcher{}
 

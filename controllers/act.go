@@ -1,0 +1,330 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+	"github.com/incusops/redis-sentinel-operator/internal/topology"
+)
+
+// Paths inside a member container (Debian's).
+const (
+	redisConfPath    = "/etc/redis/redis.conf"
+	sentinelConfPath = "/etc/redis/sentinel.conf"
+)
+
+// outcome is what running a plan did.
+type outcome struct {
+	// done are the actions that succeeded, in order.
+	done []action
+	// err is the first failure; the actions after it did not run. phase
+	// names the part of the pass it belongs to (metrics label).
+	err   error
+	phase string
+	// problems and progressing add to the plan's, for status.
+	problems    []problem
+	progressing string
+}
+
+// act runs the plan's actions in order, stopping at the first failure.
+// Creates and new members' configurations run in parallel (each in its own
+// container); everything else runs one by one. Every action is idempotent
+// and its effect is observed again by the next pass.
+func (r *FormationReconciler) act(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, log logr.Logger) outcome {
+	var res outcome
+	if o.stop != nil {
+		res.err, res.phase = o.stop, o.stopPhase
+		return res
+	}
+	for i := 0; i < len(p.actions); {
+		batch := parallelBatch(p.actions[i:])
+		errs := make([]error, len(batch))
+		if len(batch) == 1 {
+			errs[0] = r.run(ctx, f, o, batch[0], log)
+		} else {
+			var wg sync.WaitGroup
+			for j, a := range batch {
+				wg.Add(1)
+				r.Guard.Go("act", func() {
+					defer wg.Done()
+					errs[j] = errors.New("panicked") // replaced unless run panics
+					errs[j] = r.run(ctx, f, o, a, log)
+				})
+			}
+			wg.Wait()
+		}
+		for j, a := range batch {
+			if err := r.report(f, a, errs[j], &res, log); err != nil && res.err == nil {
+				res.err, res.phase = err, phaseOf(a.kind)
+			}
+		}
+		if res.err != nil {
+			return res
+		}
+		i += len(batch)
+	}
+	return res
+}
+
+// parallelBatch is the run of actions at the head of list that may run at
+// once: creates, or new members' configurations.
+func parallelBatch(list []action) []action {
+	parallel := func(a action) bool {
+		return a.kind == actCreate || (a.kind == actTopology && a.topology.Kind == topology.Configure)
+	}
+	n := 1
+	for n < len(list) && parallel(list[0]) && parallel(list[n]) && list[n].kind == list[0].kind {
+		n++
+	}
+	return list[:n]
+}
+
+func phaseOf(k actionKind) string {
+	switch k {
+	case actAddFinalizer:
+		return "finalizer"
+	case actCreate, actStart, actPin, actReplace, actRemove:
+		return "instances"
+	case actAddPassword, actRetirePassword, actWritePasswordState, actWriteConnection:
+		return "secrets"
+	case actConfigSet:
+		return "configuration"
+	}
+	return "topology"
+}
+
+// report logs, records an Event and notes the progress of one action.
+// Errors that only mean "look again" (an Incus operation still pending, a
+// name taken by our own half-made create) are not failures.
+func (r *FormationReconciler) report(f *redisv1alpha1.RedisSentinelFormation, a action, err error, res *outcome, log logr.Logger) error {
+	if errors.Is(err, incus.ErrOperationPending) || errors.Is(err, incus.ErrAlreadyExists) {
+		log.V(1).Info("Incus operation still pending; the next pass looks again", "action", string(a.kind), "member", a.member)
+		return nil
+	}
+	kind := string(a.kind)
+	if a.kind == actTopology {
+		kind = string(a.topology.Kind)
+	}
+	if err != nil {
+		switch a.kind {
+		case actCreate, actStart, actPin:
+			res.problems = append(res.problems, problem{ReasonInstanceError, fmt.Sprintf("%s %s: %v", kind, a.member, err)})
+		}
+		r.event(f, corev1.EventTypeWarning, "ActionFailed", kind, a.member, "%s %s failed (%s); retrying: %v", kind, a.member, a.reason, err)
+		log.Error(err, "action failed; the pass ends here and is retried with backoff", "action", kind, "member", a.member, "reason", a.reason)
+		return fmt.Errorf("%s %s: %w", kind, a.member, err)
+	}
+	res.done = append(res.done, a)
+	switch a.kind {
+	case actAddFinalizer, actWritePasswordState:
+		return nil // bookkeeping, no Event
+	case actTopology:
+		res.progressing = "healing: " + kind + " " + a.member
+	}
+	log.Info("action done", "action", kind, "member", a.member, "target", a.target.String(), "reason", a.reason)
+	r.event(f, corev1.EventTypeNormal, kind, kind, a.member, "%s: %s", orFormation(a.member), a.reason)
+	return nil
+}
+
+func orFormation(member string) string {
+	if member == "" {
+		return "formation"
+	}
+	return member
+}
+
+// run carries out one action.
+func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, a action, log logr.Logger) error {
+	switch a.kind {
+	case actAddFinalizer:
+		addFinalizer(f) // written with the status at the end of the pass
+		return nil
+	case actCreate:
+		log.Info("creating member instance", "instance", a.member, "pinnedAddress", a.spec.Devices["eth0"]["ipv4.address"])
+		return o.incus.CreateInstance(ctx, a.spec)
+	case actStart:
+		return o.incus.StartInstance(ctx, a.member)
+	case actPin:
+		return o.incus.UpdateInstanceDevice(ctx, a.member, "eth0", map[string]string{"ipv4.address": a.target.Host})
+	case actReplace, actRemove:
+		return o.incus.DeleteInstance(ctx, a.member)
+	case actTopology:
+		return r.heal(ctx, f, o, a.topology)
+	case actConfigSet:
+		return o.admin.ConfigSet(ctx, a.target, a.settings)
+	case actAddPassword:
+		return r.addPassword(ctx, f, o, a.password)
+	case actRetirePassword:
+		return r.retirePassword(ctx, o, a.password)
+	case actWritePasswordState:
+		return r.writePasswordState(ctx, f, a.password, a.previous)
+	case actHoldWrites:
+		return o.admin.PauseWrites(ctx, a.target, writeHold)
+	case actReleaseWrites:
+		return o.admin.ResumeWrites(ctx, a.target)
+	case actSentinelFailover:
+		return o.admin.SentinelFailover(ctx, a.target, f.Spec.MasterName)
+	case actDemoteOldMaster:
+		from := o.member(a.member)
+		if err := o.admin.ReplicaOf(ctx, from.Redis, a.target); err != nil {
+			return err
+		}
+		return o.admin.ResumeWrites(ctx, from.Redis)
+	case actWriteConnection:
+		_, err := r.writeConnection(ctx, f, o, a.data)
+		return err
+	}
+	return fmt.Errorf("unknown action %q", a.kind)
+}
+
+// heal carries out one topology action.
+func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, a topology.Action) error {
+	m := o.member(a.Member)
+	name := f.Spec.MasterName
+	switch a.Kind {
+	case topology.Configure:
+		return r.configureMember(ctx, f, o, m, a.Target)
+	case topology.StartRedis:
+		if err := r.writeRedisConf(ctx, f, o, m, a.Target); err != nil {
+			return err
+		}
+		return runScript(ctx, o.incus, m.name, "chown redis:redis "+redisConfPath+" && systemctl start --no-block redis-server")
+	case topology.StartSentinel:
+		return runScript(ctx, o.incus, m.name, "systemctl start --no-block redis-sentinel")
+	case topology.ReplicaOf:
+		return o.admin.ReplicaOf(ctx, m.Redis, a.Target)
+	case topology.Remonitor:
+		if err := o.admin.SentinelRemove(ctx, m.Sentinel, name); err != nil {
+			return err
+		}
+		return r.monitor(ctx, f, o, m, a.Target)
+	case topology.Monitor:
+		return r.monitor(ctx, f, o, m, a.Target)
+	case topology.SentinelSet:
+		return o.admin.SentinelSet(ctx, m.Sentinel, name, a.Settings)
+	case topology.Reset:
+		return o.admin.SentinelReset(ctx, m.Sentinel, name)
+	}
+	return fmt.Errorf("unknown topology action %q", a.Kind)
+}
+
+// monitor makes a sentinel monitor the master with every spec setting and the
+// data-plane password.
+func (r *FormationReconciler) monitor(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
+	d := desired(f)
+	if err := o.admin.SentinelMonitor(ctx, m.Sentinel, d.MasterName, master, d.Quorum); err != nil {
+		return err
+	}
+	return o.admin.SentinelSet(ctx, m.Sentinel, d.MasterName, map[string]string{
+		"auth-pass":               o.creds.Password,
+		"down-after-milliseconds": strconv.Itoa(d.DownAfterMs),
+		"failover-timeout":        strconv.Itoa(d.FailoverTimeoutMs),
+		"parallel-syncs":          strconv.Itoa(d.ParallelSyncs),
+	})
+}
+
+// configureMember writes a new member's redis.conf (a replica of master, or
+// the master when master is zero) and its bootstrap sentinel.conf, then
+// starts both. Sentinel owns its file afterwards.
+func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
+	if err := r.writeRedisConf(ctx, f, o, m, master); err != nil {
+		return err
+	}
+	monitored := master
+	if monitored.IsZero() {
+		monitored = m.Redis
+	}
+	// Every other member with an address is a replica of the master (or is
+	// being configured as one): Sentinel would otherwise learn of those that
+	// attach after its first INFO of the master only from the next one.
+	var replicas []endpoint.Endpoint
+	for _, other := range o.members {
+		if other.Redis.Host != "" && other.Redis != monitored {
+			replicas = append(replicas, other.Redis)
+		}
+	}
+	d := desired(f)
+	conf, err := render.SentinelConf(render.Sentinel{
+		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Password: o.creds.SentinelPassword,
+		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
+		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
+		RedisPassword: o.creds.Password, KnownReplicas: replicas,
+	})
+	if err != nil {
+		return err
+	}
+	if err := o.incus.WriteFile(ctx, m.name, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
+		return err
+	}
+	// redis-server is started but not enabled: after a container restart it
+	// stays down until the operator decides its role.
+	return runScript(ctx, o.incus, m.name, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
+		" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch "+configuredMarker)
+}
+
+func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
+	conf, err := render.RedisConf(redisSettings(f, m.Redis, o.creds.Password, master))
+	if err != nil {
+		return err
+	}
+	return o.incus.WriteFile(ctx, m.name, redisConfPath, conf, 0o640, 0, 0)
+}
+
+// redisSettings is the render input of a member's redis.conf.
+func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self endpoint.Endpoint, password string, master endpoint.Endpoint) render.Redis {
+	spec := f.Spec.Redis
+	cfg := render.Redis{
+		Address:           self.Host,
+		Port:              self.Port,
+		Password:          password,
+		Maxmemory:         spec.Maxmemory,
+		MaxmemoryPolicy:   string(spec.MaxmemoryPolicy),
+		AppendOnly:        spec.Persistence.AOF.Enabled == nil || *spec.Persistence.AOF.Enabled,
+		AppendFsync:       string(spec.Persistence.AOF.Fsync),
+		MinReplicasMaxLag: int(spec.MinReplicasMaxLagSeconds),
+	}
+	if spec.MinReplicasToWrite != nil {
+		cfg.MinReplicasToWrite = int(*spec.MinReplicasToWrite)
+	}
+	if rdb := spec.Persistence.RDB; rdb.Enabled == nil || *rdb.Enabled {
+		for _, p := range rdb.SavePoints {
+			cfg.SavePoints = append(cfg.SavePoints, render.SavePoint{Seconds: int(p.Seconds), Changes: int(p.Changes)})
+		}
+	}
+	if !master.IsZero() {
+		cfg.ReplicaOf = &endpoint.Endpoint{Host: master.Host, Port: master.Port}
+	}
+	return cfg
+}
+
+// runtimeSettings are the spec's settings a running redis-server takes with
+// CONFIG SET (no address, password or role in them).
+func runtimeSettings(f *redisv1alpha1.RedisSentinelFormation) (map[string]string, error) {
+	// RedisConf validates a complete config, so the render input carries
+	// placeholders for what RuntimeSettings leaves out.
+	return render.RuntimeSettings(redisSettings(f, endpoint.Endpoint{Host: "127.0.0.1", Port: int(f.Spec.Redis.Port)}, "placeholder", endpoint.Endpoint{}))
+}
+
+// runScript executes a shell command in a member and turns a non-zero exit
+// into an error carrying its output (which never holds a password: none is
+// passed).
+func runScript(ctx context.Context, srv incus.Server, instance, script string) error {
+	res, err := srv.Exec(ctx, instance, []string{"sh", "-c", "set -e; " + script})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("%q exited %d: %s%s", script, res.ExitCode, res.Stderr, res.Stdout)
+	}
+	return nil
+}

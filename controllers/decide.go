@@ -1,0 +1,514 @@
+package controllers
+
+import (
+	"fmt"
+	"maps"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/topology"
+)
+
+// actionKind is what an action does.
+type actionKind string
+
+const (
+	actAddFinalizer       actionKind = "AddFinalizer"
+	actCreate             actionKind = "CreateInstance"
+	actStart              actionKind = "StartInstance"
+	actPin                actionKind = "PinAddress"
+	actReplace            actionKind = "ReplaceMember"
+	actRemove             actionKind = "RemoveMember"
+	actTopology           actionKind = "Topology"
+	actConfigSet          actionKind = "ApplySettings"
+	actAddPassword        actionKind = "AddPassword"
+	actRetirePassword     actionKind = "RetirePassword"
+	actWritePasswordState actionKind = "WritePasswordState"
+	actHoldWrites         actionKind = "HoldWrites"
+	actReleaseWrites      actionKind = "ReleaseWrites"
+	actSentinelFailover   actionKind = "SentinelFailover"
+	actDemoteOldMaster    actionKind = "DemoteOldMaster"
+	actWriteConnection    actionKind = "WriteConnection"
+)
+
+// action is one step decided by a pass. Only the fields of its kind are set.
+type action struct {
+	kind   actionKind
+	member string
+	reason string
+	// target is a topology action's master, or the promoted member of a
+	// demotion.
+	target   endpoint.Endpoint
+	topology topology.Action
+	spec     incus.InstanceSpec
+	settings map[string]string
+	// password and previous are data-plane passwords (never logged).
+	password, previous string
+	data               map[string][]byte
+	// record, when set, is applied to the status once the action succeeded:
+	// the bookkeeping the next pass (or the next operator) relies on.
+	record func(*redisv1alpha1.RedisSentinelFormationStatus)
+}
+
+// plan is what decide wants done in one pass.
+type plan struct {
+	topology topology.Plan
+	actions  []action
+	// requeue is how soon the pass wants to look again (0: no wish);
+	// requeueNow asks for the next pass at once (a step that the next
+	// observation must confirm, e.g. a create or a deletion).
+	requeue    time.Duration
+	requeueNow bool
+	// progressing says what the operator is doing; "" when idle.
+	progressing string
+	// problems are reasons the formation is degraded found by deciding.
+	problems []problem
+	// record changes status whatever the actions' outcome.
+	record []func(*redisv1alpha1.RedisSentinelFormationStatus)
+}
+
+func (p *plan) add(a action) { p.actions = append(p.actions, a) }
+
+func (p *plan) wakeIn(d time.Duration) {
+	if p.requeue == 0 || d < p.requeue {
+		p.requeue = d
+	}
+}
+
+func (p *plan) degrade(reason, format string, args ...any) {
+	p.problems = append(p.problems, problem{reason: reason, message: fmt.Sprintf(format, args...)})
+}
+
+// Timing of the decisions.
+const (
+	// crashWindow: a container that stops again within this time after
+	// the operator started it is crashing, not stopped by someone.
+	crashWindow = time.Minute
+	// awaitMembersOnBootstrap bounds how long a new formation waits, after
+	// its creation, for every member's address before it is bootstrapped
+	// anyway (see topology.Input.AwaitMembersUntil).
+	awaitMembersOnBootstrap = 30 * time.Second
+	// writeHold bounds how long clients wait on a planned failover:
+	// catching up takes milliseconds, Sentinel's promotion about a second.
+	writeHold = 3 * time.Second
+	// catchUpBound is how long linked replicas get to replicate the whole
+	// stream of a held master before the planned failover is given up
+	// (and retried after plannedFailoverPause).
+	catchUpBound = time.Second
+	// plannedFailoverPause keeps a planned failover from being asked for
+	// twice while Sentinel carries out the first.
+	plannedFailoverPause = 30 * time.Second
+	// holdPoll and promotionPoll are how often a planned failover's next
+	// step is checked.
+	holdPoll      = 20 * time.Millisecond
+	promotionPoll = 50 * time.Millisecond
+)
+
+// decide is the pure heart of a pass: from the spec, the status, the
+// observation and the time it returns the actions to run and the status
+// bookkeeping they imply. It does no I/O.
+func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Options, now time.Time) plan {
+	var p plan
+	if o.stop != nil {
+		return p
+	}
+	p.topology = topology.Decide(topologyInput(f, o, now))
+	p.record = append(p.record, recordStaleSentinels(p.topology.Stale, now))
+
+	// From here on the formation owns instances: deleting it must remove
+	// them first. A formation that never got this far deletes at once.
+	if !controllerutil.ContainsFinalizer(f, finalizerName) {
+		p.add(action{kind: actAddFinalizer})
+		p.requeueNow = true
+		return p
+	}
+	// A password step runs alone: topology actions of the same pass would
+	// configure sentinels with the password being replaced.
+	if decidePassword(&p, f, o, opts, now) {
+		return p
+	}
+	if decideInstances(&p, f, o, now) {
+		return p
+	}
+	for _, a := range p.topology.Actions {
+		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(a, now)})
+	}
+	if p.topology.FailoverInProgress {
+		p.progressing = "Sentinel is failing over"
+	} else {
+		decideSettings(&p, f, o)
+	}
+	decidePlannedFailover(&p, f, o, now, needsPlannedFailover(f, o, &p))
+	decideScaleDown(&p, f, o)
+	decideConnection(&p, f, o)
+	return p
+}
+
+func topologyInput(f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) topology.Input {
+	in := topology.Input{
+		Desired:    desired(f),
+		Departing:  len(o.leaving),
+		Now:        now,
+		LastReset:  map[string]time.Time{},
+		StaleSince: map[string]time.Time{},
+	}
+	for _, m := range f.Status.Members {
+		if m.SentinelResetAt != nil {
+			in.LastReset[m.Name] = m.SentinelResetAt.Time
+		}
+		if m.SentinelStaleSince != nil {
+			in.StaleSince[m.Name] = m.SentinelStaleSince.Time
+		}
+	}
+	if f.Status.Master != nil {
+		in.PreviousMaster = f.Status.Master.Member
+	} else {
+		in.AwaitMembersUntil = f.CreationTimestamp.Add(awaitMembersOnBootstrap)
+	}
+	for _, m := range o.members {
+		in.Members = append(in.Members, m.Member)
+	}
+	return in
+}
+
+func desired(f *redisv1alpha1.RedisSentinelFormation) topology.Desired {
+	return topology.Desired{
+		MasterName:        f.Spec.MasterName,
+		Members:           int(f.Spec.Members),
+		Quorum:            int(f.Spec.Quorum),
+		DownAfterMs:       int(f.Spec.Sentinel.DownAfterMilliseconds),
+		FailoverTimeoutMs: int(f.Spec.Sentinel.FailoverTimeoutMilliseconds),
+		ParallelSyncs:     int(f.Spec.Sentinel.ParallelSyncs),
+	}
+}
+
+// decideInstances keeps every member's container present, running and
+// pinned to its address, and replaces outdated ones one at a time. It
+// reports whether the pass must end here (a replacement was decided: the
+// next pass observes the result).
+func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) bool {
+	if o.missingPrerequisite != nil {
+		p.degrade(o.missingPrerequisite.reason, "%s", o.missingPrerequisite.message)
+		p.wakeIn(10 * time.Second)
+	}
+	if o.missingPrerequisite == nil {
+		if replaceOutdated(p, f, o) {
+			return true
+		}
+		for _, m := range o.members {
+			if m.instance == nil {
+				spec := instanceSpec(f, m.index, previousAddress(f, m.name))
+				p.add(action{kind: actCreate, member: m.name, spec: spec, reason: "missing"})
+				p.progressing = "creating instances"
+			}
+		}
+	}
+	for _, m := range o.members {
+		switch {
+		case m.instance == nil:
+		case m.instance.Status == "Stopped":
+			decideStart(p, f, m, now)
+		case m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4:
+			p.add(action{kind: actPin, member: m.name, target: endpoint.Endpoint{Host: m.instance.IPv4}, reason: "keep the address across restarts and rebuilds"})
+		}
+	}
+	return false
+}
+
+// decideStart starts a stopped member's container. One that stops again
+// right after being started is reported (Degraded, with where to look) and
+// started again only once the crash window has passed.
+func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs, now time.Time) {
+	if st := findMember(f.Status.Members, m.name); st != nil && st.StartedAt != nil {
+		if since := now.Sub(st.StartedAt.Time); since < crashWindow {
+			p.degrade(ReasonInstanceError, "instance %s stopped again %s after it was started (a failing init, see `incus console %s --show-log`, or stopped by hand); next start in %s",
+				m.name, since.Round(time.Second), m.name, (crashWindow - since).Round(time.Second))
+			p.wakeIn(crashWindow - since)
+			return
+		}
+	}
+	name := m.name
+	p.add(action{kind: actStart, member: name, reason: "stopped", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+		if ms := findMember(st.Members, name); ms != nil {
+			ms.StartedAt = timePtr(now)
+		}
+	}})
+	p.progressing = "starting instances"
+}
+
+// replaceOutdated replaces at most one outdated member per pass, and only
+// while the formation is whole in this very observation (every member
+// present and healthy, nothing leaving, no planned failover under way):
+// replicas first, each rebuilt and synced before the next; the master last,
+// after a planned failover moved the role away (needsPlannedFailover).
+func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	old := outdated(f, o.members)
+	if len(old) == 0 || !whole(f, o, p.topology) {
+		return false
+	}
+	if pf := f.Status.PlannedFailover; pf != nil && pf.Phase != redisv1alpha1.PlannedFailoverDone {
+		return false
+	}
+	for _, m := range old {
+		if m.name == p.topology.MasterMember {
+			continue
+		}
+		p.add(action{kind: actReplace, member: m.name, reason: fmt.Sprintf("its container was built from an older spec (%d of %d members to replace)", len(old), len(o.members))})
+		p.progressing = fmt.Sprintf("replacing member %s (%d of %d members to replace)", m.name, len(old), len(o.members))
+		p.requeueNow = true
+		return true
+	}
+	return false
+}
+
+// whole reports whether every member exists and is healthy in this
+// observation, with nothing leaving and no failover running.
+func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) bool {
+	if len(o.leaving) > 0 || tp.FailoverInProgress || tp.Source == "" || len(o.members) != int(f.Spec.Members) {
+		return false
+	}
+	for _, m := range o.members {
+		if memberHealth(m, tp) != redisv1alpha1.HealthHealthy {
+			return false
+		}
+	}
+	return true
+}
+
+// needsPlannedFailover says why the master role must move, if it must: the
+// master is the last outdated member of a rollout, or a scale-down removes
+// it.
+func needsPlannedFailover(f *redisv1alpha1.RedisSentinelFormation, o *observation, p *plan) string {
+	master := p.topology.MasterMember
+	for _, m := range o.leaving {
+		if m.instance != nil && m.instance.IPv4 != "" && p.topology.Master == (endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}) {
+			return "planned failover away from " + m.name + ", which the scale-down removes"
+		}
+	}
+	old := outdated(f, o.members)
+	if len(old) == 1 && old[0].name == master && master != "" && whole(f, o, p.topology) {
+		p.progressing = "replacing member " + master + ", the master, after a planned failover"
+		return "planned failover away from " + master + " before replacing it"
+	}
+	return ""
+}
+
+// decideScaleDown removes members beyond spec.members, never the master
+// (it first hands its role over with a planned failover) and never during
+// a failover. The remaining sentinels forget the removed ones through the
+// guarded RESET of the topology decisions.
+func decideScaleDown(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+	if len(o.leaving) == 0 || p.topology.FailoverInProgress {
+		return
+	}
+	for _, m := range o.leaving {
+		if m.instance != nil && m.instance.IPv4 != "" && p.topology.Master.Host == m.instance.IPv4 {
+			return
+		}
+	}
+	for _, m := range o.leaving {
+		p.add(action{kind: actRemove, member: m.name, reason: fmt.Sprintf("spec.members is %d", f.Spec.Members)})
+	}
+	p.progressing = fmt.Sprintf("scaling down to %d members", f.Spec.Members)
+}
+
+// decidePlannedFailover moves the master role without losing acknowledged
+// writes, one step per pass, its progress kept in status.plannedFailover:
+//
+//  1. hold writes on the master (CLIENT PAUSE WRITE, which ends by itself
+//     after writeHold even if the operator dies);
+//  2. once every linked replica has replicated the master's whole stream,
+//     ask a sentinel with quorum for SENTINEL FAILOVER;
+//  3. as soon as a replica answers as master, make the old master its
+//     replica: held writes then fail with READONLY and go-redis asks
+//     Sentinel again, instead of waiting out the hold.
+//
+// Without the hold, SENTINEL FAILOVER promotes a replica while the master
+// still takes writes that other replicas acknowledge; those replicas then
+// need a full resync from the new master and drop the writes.
+func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time, need string) {
+	pf := f.Status.PlannedFailover
+	if pf == nil {
+		if need == "" {
+			return
+		}
+		p.progressing = need
+		if p.topology.FailoverInProgress {
+			return
+		}
+		master, sentinel := masterMember(o, p.topology), sentinelWithQuorum(o)
+		if master == nil || sentinel == nil {
+			p.degrade(ReasonNoMaster, "no answering master, or no sentinel with quorum, for the %s; retrying", need)
+			p.wakeIn(convergePoll)
+			return
+		}
+		from := master.name
+		p.add(action{kind: actHoldWrites, member: from, target: master.Redis, reason: need, record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			st.PlannedFailover = &redisv1alpha1.PlannedFailoverStatus{From: from, Reason: need, Phase: redisv1alpha1.PlannedFailoverHoldingWrites, HoldStartedAt: microTime(now)}
+		}})
+		p.wakeIn(holdPoll)
+		return
+	}
+	from := o.member(pf.From)
+	clear := func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.PlannedFailover = nil }
+	switch pf.Phase {
+	case redisv1alpha1.PlannedFailoverHoldingWrites:
+		p.progressing = pf.Reason
+		if from == nil || !from.redisUp() || !from.Repl.IsMaster() {
+			p.record = append(p.record, clear) // the role moved by itself; the hold expires
+			p.requeueNow = true
+			return
+		}
+		if behind := replicaBehind(o, from); behind != "" {
+			if now.Sub(pf.HoldStartedAt.Time) > catchUpBound {
+				p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "replica " + behind + " did not catch up with the master within " + catchUpBound.String() + "; the planned failover is retried", record: clear})
+				p.degrade(ReasonReplicaBehind, "replica %s did not catch up with the held master %s; the planned failover is retried", behind, from.name)
+				return
+			}
+			p.wakeIn(holdPoll)
+			return
+		}
+		sentinel := sentinelWithQuorum(o)
+		if sentinel == nil {
+			p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "no sentinel with quorum", record: clear})
+			return
+		}
+		p.add(action{kind: actSentinelFailover, member: sentinel.name, target: sentinel.Sentinel, reason: pf.Reason, record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if st.PlannedFailover != nil {
+				st.PlannedFailover.Phase, st.PlannedFailover.RequestedAt = redisv1alpha1.PlannedFailoverPromoting, microTimePtr(now)
+			}
+		}})
+		p.wakeIn(promotionPoll)
+	case redisv1alpha1.PlannedFailoverPromoting:
+		p.progressing = pf.Reason
+		done := func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if st.PlannedFailover != nil {
+				st.PlannedFailover.Phase = redisv1alpha1.PlannedFailoverDone
+			}
+		}
+		if promoted := promotedOtherThan(o, pf.From); promoted != nil && from != nil && from.redisUp() {
+			p.add(action{kind: actDemoteOldMaster, member: from.name, target: promoted.Redis, reason: "Sentinel promoted " + promoted.name, record: done})
+			return
+		}
+		if now.Sub(pf.HoldStartedAt.Time) > writeHold {
+			p.record = append(p.record, done) // the hold expired by itself
+			p.requeueNow = true
+			return
+		}
+		p.wakeIn(promotionPoll)
+	case redisv1alpha1.PlannedFailoverDone:
+		if pf.RequestedAt == nil || now.Sub(pf.RequestedAt.Time) >= plannedFailoverPause {
+			p.record = append(p.record, clear)
+			p.requeueNow = need != ""
+			return
+		}
+		if need != "" {
+			p.wakeIn(plannedFailoverPause - now.Sub(pf.RequestedAt.Time))
+		}
+	}
+}
+
+// masterMember is the plan's master if its redis-server answers as master.
+func masterMember(o *observation, tp topology.Plan) *memberObs {
+	for _, m := range o.members {
+		if m.name == tp.MasterMember && m.redisUp() && m.Repl.IsMaster() {
+			return m
+		}
+	}
+	return nil
+}
+
+func sentinelWithQuorum(o *observation) *memberObs {
+	for _, m := range o.members {
+		if m.Running && m.SentinelErr == nil && m.quorumErr == nil {
+			return m
+		}
+	}
+	return nil
+}
+
+// replicaBehind names a replica linked to master whose offset is behind it.
+func replicaBehind(o *observation, master *memberObs) string {
+	for _, m := range o.members {
+		if m != master && m.redisUp() && m.Repl.LinkUp && m.Repl.Offset < master.Repl.Offset {
+			return m.name
+		}
+	}
+	return ""
+}
+
+func promotedOtherThan(o *observation, name string) *memberObs {
+	for _, m := range o.members {
+		if m.name != name && m.redisUp() && m.Repl.IsMaster() {
+			return m
+		}
+	}
+	return nil
+}
+
+func (m *memberObs) redisUp() bool { return m.Running && m.RedisErr == nil }
+
+// recordStaleSentinels keeps, per member, since when its sentinel has
+// monitored another address than the master.
+func recordStaleSentinels(stale []string, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
+	return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+		isStale := map[string]bool{}
+		for _, name := range stale {
+			isStale[name] = true
+		}
+		for i := range st.Members {
+			m := &st.Members[i]
+			switch {
+			case !isStale[m.Name]:
+				m.SentinelStaleSince = nil
+			case m.SentinelStaleSince == nil:
+				m.SentinelStaleSince = timePtr(now)
+			}
+		}
+	}
+}
+
+// recordTopologyAction keeps the time of a SENTINEL RESET, which may not be
+// repeated on the same sentinel within topology.ResetCooldown.
+func recordTopologyAction(a topology.Action, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
+	if a.Kind != topology.Reset {
+		return nil
+	}
+	return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+		if m := findMember(st.Members, a.Member); m != nil {
+			m.SentinelResetAt = timePtr(now)
+		}
+	}
+}
+
+// decideSettings brings every answering redis-server to the spec's runtime
+// settings with CONFIG SET + CONFIG REWRITE, without a restart. A member is
+// told again only when the settings differ from those status records it
+// was last given.
+func decideSettings(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+	for _, m := range o.members {
+		if !m.redisUp() {
+			continue
+		}
+		settings, err := runtimeSettings(f)
+		if err != nil {
+			p.degrade(ReasonInvalidSpec, "%v", err)
+			return
+		}
+		hash := fingerprint.Map(settings)
+		if st := findMember(f.Status.Members, m.name); st != nil && st.SettingsHash == hash {
+			continue
+		}
+		name := m.name
+		p.add(action{kind: actConfigSet, member: name, target: m.Redis, settings: maps.Clone(settings), reason: "runtime settings differ from the spec", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if ms := findMember(st.Members, name); ms != nil {
+				ms.SettingsHash = hash
+			}
+		}})
+	}
+}
