@@ -500,6 +500,7 @@ type PasswordRotationStatus struct {
 	// the password the members were last given and its predecessor.
 	StateSecretName string `json:"stateSecretName"`
 }
+
 // MasterStatus is the current master.
 type MasterStatus struct {
 	// Member is the member name, e.g. "cache-1".
