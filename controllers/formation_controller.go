@@ -90,6 +90,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	// Sentinel's +switch-master reaches status at once, before the slower
 	// full observation (which may wait on a dead master's timeout).
 	if switched, ns := recordSwitches(f, r.Watcher.Switches(req.NamespacedName)); switched {
+		recordEvents(&f.Status, r.Watcher.Events(req.NamespacedName))
 		notes = ns
 		return ctrl.Result{Requeue: true}, nil
 	}

@@ -163,7 +163,11 @@ func eventuallyOr(t *testing.T, timeout time.Duration, what string, cond func() 
 // tail of each one's console log.
 func diagnose(f *formation) string {
 	var b strings.Builder
-	for i := 1; i <= 3; i++ {
+	n := 3
+	if cur, err := getFormation(f); err == nil && cur.Spec.Members > 0 {
+		n = int(cur.Spec.Members)
+	}
+	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("%s-%d", f.name(), i)
 		inst, err := incusSrv.GetInstance(context.Background(), name)
 		if err != nil {
@@ -291,6 +295,18 @@ func redisAt(address string, port int, password string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr: net.JoinHostPort(address, fmt.Sprint(port)), Password: password,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: 2,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// redisAtAuth is redisAt with the password asked for on every new
+// connection.
+func redisAtAuth(address string, port int, password func() string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                net.JoinHostPort(address, fmt.Sprint(port)),
+		CredentialsProvider: func() (string, string) { return "", password() },
+		DialTimeout:         time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: 2,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
@@ -426,56 +442,79 @@ func verifyKeys(t *testing.T, f *formation, keys []string) []string {
 // loop and record when each accepted a write, to prove that no two members
 // accepted writes during overlapping periods.
 type probes struct {
-	mu     sync.Mutex
-	ok     map[string][]span // member -> accepted writes
-	errs   map[string]map[string]time.Time
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed bool
+	mu      sync.Mutex
+	ok      map[string][]span // member -> accepted writes
+	errs    map[string]map[string]time.Time
+	watched map[string]bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
 }
 
 type span struct{ start, end time.Time }
 
 func startProbes(t *testing.T, f *formation, members []redisv1alpha1.MemberStatus) *probes {
 	t.Helper()
-	p := &probes{ok: map[string][]span{}, errs: map[string]map[string]time.Time{}, stop: make(chan struct{})}
+	p := newProbes(t)
+	password := f.password
 	for _, m := range members {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			c := redisAt(m.Address, redisPort, f.password)
-			defer c.Close()
-			for i := 0; ; i++ {
-				select {
-				case <-p.stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-				start := time.Now()
-				err := c.Set(ctx, fmt.Sprintf("chaos:probe:%s:%d", m.Name, i), "x", time.Hour).Err()
-				end := time.Now()
-				cancel()
-				p.mu.Lock()
-				if err == nil {
-					p.ok[m.Name] = append(p.ok[m.Name], span{start, end})
-				} else {
-					leaks.sawError("probe", err)
-					kind := errKind(err)
-					if p.errs[m.Name] == nil {
-						p.errs[m.Name] = map[string]time.Time{}
-					}
-					if _, seen := p.errs[m.Name][kind]; !seen {
-						p.errs[m.Name][kind] = start
-					}
-				}
-				p.mu.Unlock()
-				time.Sleep(50 * time.Millisecond)
-			}
-		}()
+		p.watch(m.Name, m.Address, func() string { return password })
 	}
+	return p
+}
+
+// newProbes returns probes of no member yet; watch adds members (e.g. as a
+// bring-up or a scale-up creates them).
+func newProbes(t *testing.T) *probes {
+	t.Helper()
+	p := &probes{ok: map[string][]span{}, errs: map[string]map[string]time.Time{}, watched: map[string]bool{}, stop: make(chan struct{})}
 	t.Cleanup(p.halt)
 	return p
+}
+
+// watch starts probing a member's redis-server; password is asked for on
+// every new connection (a rotation drill switches it). A member probed
+// already, or probes halted, start nothing.
+func (p *probes) watch(member, address string, password func() string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.watched[member] {
+		return
+	}
+	p.watched[member] = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		c := redisAtAuth(address, redisPort, password)
+		defer c.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			start := time.Now()
+			err := c.Set(ctx, fmt.Sprintf("chaos:probe:%s:%d", member, i), "x", time.Hour).Err()
+			end := time.Now()
+			cancel()
+			p.mu.Lock()
+			if err == nil {
+				p.ok[member] = append(p.ok[member], span{start, end})
+			} else {
+				leaks.sawError("probe", err)
+				kind := errKind(err)
+				if p.errs[member] == nil {
+					p.errs[member] = map[string]time.Time{}
+				}
+				if _, seen := p.errs[member][kind]; !seen {
+					p.errs[member][kind] = start
+				}
+			}
+			p.mu.Unlock()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 }
 
 // errKind is the first word of a Redis error (NOREPLICAS, READONLY...) or

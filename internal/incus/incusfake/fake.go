@@ -68,6 +68,15 @@ type Fake struct {
 	ExecFunc func(instance string, command []string) (incus.ExecResult, error)
 	// Now returns the creation time of new instances (default time.Now).
 	Now func() time.Time
+	// OnStart, OnStop and OnDelete, if set, are told (without the fake's
+	// lock held, after the change) that an instance started (CreateInstance,
+	// StartInstance, SetStatus "Running" of a stopped one), stopped
+	// (StopInstance, SetStatus to another status, DeleteInstance of a
+	// running one, each only when it was running) or was deleted. A
+	// simulation of what runs inside the containers (redisfake) uses them
+	// to bring its processes down and up with the container. Set them
+	// before use.
+	OnStart, OnStop, OnDelete func(instance string)
 
 	failNext map[string][]error
 	calls    map[string]int
@@ -232,20 +241,33 @@ func (f *Fake) Names() []string {
 // crash, "Error"); "Running" assigns an address like a start would.
 func (f *Fake) SetStatus(name, status string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 
 	inst, ok := f.instances[name]
 	if !ok {
+		f.mu.Unlock()
 		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
 	}
 
+	was := inst.status
 	if status == "Running" {
 		f.start(inst)
 	} else {
 		inst.status = status
 	}
+	f.mu.Unlock()
+	f.transition(name, was, status)
 
 	return nil
+}
+
+// transition tells the hooks about a status change. Called without f.mu.
+func (f *Fake) transition(name, was, is string) {
+	switch {
+	case was != "Running" && is == "Running" && f.OnStart != nil:
+		f.OnStart(name)
+	case was == "Running" && is != "Running" && f.OnStop != nil:
+		f.OnStop(name)
+	}
 }
 
 // AddInstance inserts an instance as if created by CreateInstance, with the
@@ -393,6 +415,15 @@ func (f *Fake) ListInstances(ctx context.Context, configKey, value string) ([]in
 
 // CreateInstance implements incus.Server.
 func (f *Fake) CreateInstance(ctx context.Context, spec incus.InstanceSpec) error {
+	if err := f.createInstance(ctx, spec); err != nil {
+		return err
+	}
+	f.transition(spec.Name, "Stopped", "Running")
+
+	return nil
+}
+
+func (f *Fake) createInstance(ctx context.Context, spec incus.InstanceSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 
@@ -426,18 +457,22 @@ func (f *Fake) CreateInstance(ctx context.Context, spec incus.InstanceSpec) erro
 // StartInstance implements incus.Server.
 func (f *Fake) StartInstance(ctx context.Context, name string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 
 	if err := f.enter(ctx, StartInstance); err != nil {
+		f.mu.Unlock()
 		return err
 	}
 
 	inst, ok := f.instances[name]
 	if !ok {
+		f.mu.Unlock()
 		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
 	}
 
+	was := inst.status
 	f.start(inst)
+	f.mu.Unlock()
+	f.transition(name, was, "Running")
 
 	return nil
 }
@@ -445,18 +480,22 @@ func (f *Fake) StartInstance(ctx context.Context, name string) error {
 // StopInstance implements incus.Server.
 func (f *Fake) StopInstance(ctx context.Context, name string, force bool) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 
 	if err := f.enter(ctx, StopInstance); err != nil {
+		f.mu.Unlock()
 		return err
 	}
 
 	inst, ok := f.instances[name]
 	if !ok {
+		f.mu.Unlock()
 		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
 	}
 
+	was := inst.status
 	inst.status = "Stopped"
+	f.mu.Unlock()
+	f.transition(name, was, "Stopped")
 
 	return nil
 }
@@ -464,13 +503,25 @@ func (f *Fake) StopInstance(ctx context.Context, name string, force bool) error 
 // DeleteInstance implements incus.Server.
 func (f *Fake) DeleteInstance(ctx context.Context, name string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 
 	if err := f.enter(ctx, DeleteInstance); err != nil {
+		f.mu.Unlock()
 		return err
 	}
 
+	inst, ok := f.instances[name]
 	delete(f.instances, name)
+	f.mu.Unlock()
+
+	if !ok {
+		return nil
+	}
+
+	f.transition(name, inst.status, "Stopped")
+
+	if f.OnDelete != nil {
+		f.OnDelete(name)
+	}
 
 	return nil
 }

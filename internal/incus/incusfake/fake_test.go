@@ -3,6 +3,7 @@ package incusfake_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 
@@ -117,5 +118,57 @@ func TestFakeSmoke(t *testing.T) {
 
 	if got := f.Calls()[incusfake.CreateInstance]; got != 8 {
 		t.Fatalf("creates = %d", got)
+	}
+}
+
+func TestFakeLifecycleHooks(t *testing.T) {
+	ctx := context.Background()
+	f := incusfake.New()
+	var mu sync.Mutex
+	var got []string
+	record := func(kind string) func(string) {
+		return func(name string) {
+			// The hooks run without the fake's lock: calling back is fine.
+			_, _ = f.GetInstance(ctx, name)
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, kind+" "+name)
+		}
+	}
+	f.OnStart, f.OnStop, f.OnDelete = record("start"), record("stop"), record("delete")
+
+	spec := incus.InstanceSpec{Name: "a", Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"}}
+	steps := []func() error{
+		func() error { return f.CreateInstance(ctx, spec) },
+		func() error { return f.StartInstance(ctx, "a") }, // already running: no hook
+		func() error { return f.StopInstance(ctx, "a", false) },
+		func() error { return f.StopInstance(ctx, "a", true) }, // already stopped: no hook
+		func() error { return f.StartInstance(ctx, "a") },
+		func() error { return f.SetStatus("a", "Error") },
+		func() error { return f.SetStatus("a", "Running") },
+		func() error { return f.DeleteInstance(ctx, "a") },
+		func() error { return f.DeleteInstance(ctx, "a") }, // already gone: no hook
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	want := []string{"start a", "stop a", "start a", "stop a", "start a", "stop a", "delete a"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("hooks: got %q, want %q", got, want)
+	}
+
+	// A failed call tells nobody.
+	got = nil
+	f.FailNext(incusfake.DeleteInstance, errors.New("boom"))
+	if err := f.CreateInstance(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DeleteInstance(ctx, "a"); err == nil {
+		t.Fatal("injected failure not returned")
+	}
+	if want := []string{"start a"}; !slices.Equal(got, want) {
+		t.Fatalf("hooks after a failed delete: got %q, want %q", got, want)
 	}
 }

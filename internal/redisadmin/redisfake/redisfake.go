@@ -29,8 +29,12 @@
 //     AddPassword) for clients, masterauth for replication, the sentinel's
 //     requirepass.
 //
-// Stopping or deleting an instance in incusfake is not observed; use Crash
-// to take a member's processes down.
+// The processes follow their container: stopping an instance in incusfake
+// stops both (as Crash does), starting it again starts the sentinel if the
+// operator enabled it (redis-server is not enabled: it stays down), and
+// deleting it forgets the member (Forget), so a rebuilt container starts
+// unconfigured. Crash takes a member's processes down while its container
+// keeps running.
 package redisfake
 
 import (
@@ -86,8 +90,11 @@ type member struct {
 	instance   string
 	host       string
 	configured bool
-	redis      *redisProc    // nil: not running
-	sentinel   *sentinelProc // nil: not running
+	// sentinelEnabled: systemctl enable ran; the sentinel starts with
+	// the container.
+	sentinelEnabled bool
+	redis           *redisProc    // nil: not running
+	sentinel        *sentinelProc // nil: not running
 	// stoppedSentinel is a stopped sentinel's state: Sentinel rewrites its
 	// config file, so it starts again where it stopped.
 	stoppedSentinel *sentinelProc
@@ -134,14 +141,28 @@ func New() *World {
 	return &World{members: map[string]*member{}, byHost: map[string]*member{}}
 }
 
-// Attach makes the world handle f's Exec calls and read the files written
-// into f's instances. It replaces f.ExecFunc; call it before use.
+// Attach makes the world handle f's Exec calls, read the files written
+// into f's instances and follow their containers' stops, starts and
+// deletions. It replaces f.ExecFunc, f.OnStart, f.OnStop and f.OnDelete;
+// call it before use.
 func (w *World) Attach(f *incusfake.Fake) {
 	w.files = func(instance, path string) ([]byte, bool) {
 		file, ok := f.File(instance, path)
 		return file.Content, ok
 	}
 	f.ExecFunc = w.Exec
+	f.OnStop = w.Crash
+	f.OnDelete = w.Forget
+	f.OnStart = w.boot
+}
+
+// boot starts what starts with the container: an enabled sentinel.
+func (w *World) boot(instance string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m := w.members[instance]; m != nil && m.sentinelEnabled {
+		w.startSentinel(instance)
+	}
 }
 
 // Problems returns the configuration errors met when processes started.
@@ -219,7 +240,10 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 					return fail(1, "chown: cannot access '%s': No such file or directory", path), nil
 				}
 			}
-		case step == "systemctl enable --now redis-sentinel", step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
+		case step == "systemctl enable --now redis-sentinel":
+			w.member(instance).sentinelEnabled = true
+			w.startSentinel(instance)
+		case step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
 			w.startSentinel(instance)
 		case step == "systemctl start --no-block redis-server", step == "systemctl start redis-server":
 			w.startRedis(instance)
@@ -820,6 +844,33 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 	if promoted == nil {
 		return fmt.Errorf("SENTINEL FAILOVER on %s: NOGOODSLAVE No suitable replica to promote", sentinel)
 	}
+	w.failover(name, old, promoted)
+	return nil
+}
+
+// Failover is a failover Sentinel carried out by itself (no operator asked
+// for it) that selected instance: its redis-server must be a linked replica
+// of the master the sentinels monitor under name. It returns the new config
+// epoch.
+func (w *World) Failover(name, instance string) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	promoted := w.members[instance]
+	if promoted == nil || promoted.redis == nil || promoted.redis.replicaOf.IsZero() || w.masterOf(promoted) == nil {
+		return 0, fmt.Errorf("redisfake: %s is not a linked replica", instance)
+	}
+	old := promoted.redis.replicaOf
+	for _, o := range w.members {
+		if o.sentinel != nil && o.sentinel.masters[name] != nil && o.sentinel.masters[name].addr == old {
+			return w.failover(name, old, promoted), nil
+		}
+	}
+	return 0, fmt.Errorf("redisfake: no sentinel monitors %s at %s", name, old)
+}
+
+// failover promotes promoted in place of the master at old. Called with
+// w.mu held.
+func (w *World) failover(name string, old endpoint.Endpoint, promoted *member) int64 {
 	newAddr := promoted.redisEndpoint()
 	promoted.redis.replicaOf = endpoint.Endpoint{}
 	for _, o := range w.members {
@@ -827,7 +878,15 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 			o.redis.replicaOf = newAddr
 		}
 	}
-	epoch := mon.epoch + 1
+	var epoch int64
+	for _, o := range w.members {
+		if o.sentinel != nil {
+			if om := o.sentinel.masters[name]; om != nil && om.addr == old {
+				epoch = max(epoch, om.epoch)
+			}
+		}
+	}
+	epoch++
 	for _, o := range w.members {
 		if o.sentinel == nil {
 			continue
@@ -837,7 +896,7 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 			om.replicas, om.sentinels = map[endpoint.Endpoint]bool{}, map[endpoint.Endpoint]bool{}
 		}
 	}
-	return nil
+	return epoch
 }
 
 func sortedEndpoints(set map[endpoint.Endpoint]bool) []endpoint.Endpoint {

@@ -268,3 +268,96 @@ func TestUnknownCommandsFail(t *testing.T) {
 		t.Fatalf("unknown script: %+v %v", res, err)
 	}
 }
+
+func TestProcessesFollowTheContainer(t *testing.T) {
+	ctx := context.Background()
+	f, w, redises := formation(t)
+	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	probeOf := func(name string) string {
+		t.Helper()
+		res, err := f.Exec(ctx, name, probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Stdout
+	}
+
+	// A stopped container runs nothing.
+	if err := f.StopInstance(ctx, "f-2", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Replication(ctx, redises[1]); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("redis-server of a stopped container answers: %v", err)
+	}
+	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[1]), masterName); err == nil {
+		t.Fatal("sentinel of a stopped container answers")
+	}
+	// Started again: the enabled sentinel comes back with its state,
+	// redis-server (not enabled) stays down.
+	if err := f.StartInstance(ctx, "f-2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := probeOf("f-2"); got != "yes inactive active\n" {
+		t.Fatalf("probe after a container restart: %q", got)
+	}
+	if st, err := a.SentinelMaster(ctx, sentinelOf(redises[1]), masterName); err != nil || st.Address != redises[0] {
+		t.Fatalf("sentinel after a container restart: %+v %v", st, err)
+	}
+	if _, err := a.Replication(ctx, redises[1]); err == nil {
+		t.Fatal("redis-server started with the container")
+	}
+
+	// Deleted and rebuilt under the same name and address: unconfigured,
+	// nothing runs until the operator configures it again.
+	if err := f.DeleteInstance(ctx, "f-3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Replication(ctx, redises[2]); err == nil {
+		t.Fatal("redis-server of a deleted container answers")
+	}
+	spec := incus.InstanceSpec{Name: "f-3", Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"},
+		Devices: map[string]map[string]string{"eth0": {"type": "nic", "network": "rsfbr0", "name": "eth0", "ipv4.address": redises[2].Host}}}
+	if err := f.CreateInstance(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := probeOf("f-3"); got != "no inactive inactive\n" {
+		t.Fatalf("probe of a rebuilt member: %q", got)
+	}
+	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[2]), masterName); err == nil {
+		t.Fatal("sentinel of a rebuilt container answers")
+	}
+}
+
+func TestFailoverToAChosenReplica(t *testing.T) {
+	ctx := context.Background()
+	_, w, redises := formation(t)
+	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	for _, e := range redises {
+		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
+	}
+	if _, err := w.Failover(masterName, "f-1"); err == nil {
+		t.Fatal("the master itself was promoted")
+	}
+	if _, err := w.Failover(masterName, "nope"); err == nil {
+		t.Fatal("an unknown instance was promoted")
+	}
+	epoch, err := w.Failover(masterName, "f-3")
+	if err != nil || epoch != 1 {
+		t.Fatalf("failover to f-3: epoch %d, %v", epoch, err)
+	}
+	if r, _ := a.Replication(ctx, redises[2]); !r.IsMaster() {
+		t.Fatalf("f-3 not promoted: %+v", r)
+	}
+	for _, e := range redises[:2] {
+		if r, _ := a.Replication(ctx, e); r.IsMaster() || r.Master != redises[2] || !r.LinkUp {
+			t.Fatalf("%s after failover: %+v", e, r)
+		}
+		if st, err := a.SentinelMaster(ctx, sentinelOf(e), masterName); err != nil || st.Address != redises[2] || st.ConfigEpoch != 1 {
+			t.Fatalf("sentinel %s after failover: %+v %v", e, st, err)
+		}
+	}
+	// The next failover gets the next epoch.
+	if epoch, err := w.Failover(masterName, "f-1"); err != nil || epoch != 2 {
+		t.Fatalf("second failover: epoch %d, %v", epoch, err)
+	}
+}
