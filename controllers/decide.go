@@ -266,10 +266,12 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	return false
 }
 
-// whole reports whether every member exists and is healthy in this
-// observation, with nothing leaving and no failover running.
+// whole reports whether the formation would be Ready on this observation
+// alone: a master, every member present and healthy, every sentinel
+// answering with quorum and knowing all its peers, nothing leaving and no
+// failover running. A rollout replaces the next member only then.
 func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) bool {
-	if len(o.leaving) > 0 || tp.FailoverInProgress || tp.Source == "" || len(o.members) != int(f.Spec.Members) {
+	if len(o.leaving) > 0 || tp.FailoverInProgress || len(o.members) != int(f.Spec.Members) || masterMember(o, tp) == nil {
 		return false
 	}
 	for _, m := range o.members {
@@ -277,7 +279,8 @@ func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.
 			return false
 		}
 	}
-	return true
+	problems, discovering := topologyProblems(f, o, tp)
+	return len(problems) == 0 && !discovering
 }
 
 // needsPlannedFailover says why the master role must move, if it must: the
@@ -364,12 +367,24 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 			p.requeueNow = true
 			return
 		}
-		if behind := replicaBehind(o, from); behind != "" {
-			if now.Sub(pf.HoldStartedAt.Time) > catchUpBound {
-				p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "replica " + behind + " did not catch up with the master within " + catchUpBound.String() + "; the planned failover is retried", record: clear})
-				p.degrade(ReasonReplicaBehind, "replica %s did not catch up with the held master %s; the planned failover is retried", behind, from.name)
-				return
+		behind := replicaBehind(o, from)
+		if now.Sub(pf.HoldStartedAt.Time) > catchUpBound {
+			// Too late to ask Sentinel within the hold (also after a
+			// failed SENTINEL FAILOVER or an operator restart): give up,
+			// retried after plannedFailoverPause.
+			why := "Sentinel could not be asked in time"
+			if behind != "" {
+				why = "replica " + behind + " did not catch up with the held master"
 			}
+			p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: why + "; the planned failover is retried", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+				if st.PlannedFailover != nil {
+					st.PlannedFailover.Phase, st.PlannedFailover.RequestedAt = redisv1alpha1.PlannedFailoverDone, microTimePtr(now)
+				}
+			}})
+			p.degrade(ReasonReplicaBehind, "planned failover away from %s given up: %s; retried in %s", from.name, why, plannedFailoverPause)
+			return
+		}
+		if behind != "" {
 			p.wakeIn(holdPoll)
 			return
 		}

@@ -92,7 +92,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if switched, ns := recordSwitches(f, r.Watcher.Switches(req.NamespacedName)); switched {
 		recordEvents(&f.Status, r.Watcher.Events(req.NamespacedName))
 		notes = ns
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: nextPass}, nil
 	}
 
 	now := r.now()
@@ -143,13 +143,19 @@ func (r *FormationReconciler) result(f *redisv1alpha1.RedisSentinelFormation, p 
 		after = convergePoll
 	}
 	if p.requeueNow {
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: nextPass}, nil
 	}
 	if p.requeue > 0 {
 		after = min(after, p.requeue)
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
 }
+
+// nextPass is the delay of a pass asked for "at once". It is a delay, not
+// Requeue, because controller-runtime's rate limiter would double the wait
+// of each consecutive Requeue of the same formation (5 ms, 10 ms, ... 5 s):
+// a bring-up or rollout asks for many in a row.
+const nextPass = 5 * time.Millisecond
 
 // convergePoll is how soon a formation that is not Ready is looked at again
 // when nothing else triggers a reconcile.
