@@ -344,7 +344,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 		if p.topology.FailoverInProgress {
 			return
 		}
-		master, sentinel := masterMember(o, p.topology), sentinelWithQuorum(o)
+		master, sentinel := roleHolder(o, p.topology), sentinelWithQuorum(o)
 		if master == nil || sentinel == nil {
 			p.degrade(ReasonNoMaster, "no answering master, or no sentinel with quorum, for the %s; retrying", need)
 			p.wakeIn(convergePoll)
@@ -432,6 +432,21 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 func masterMember(o *observation, tp topology.Plan) *memberObs {
 	for _, m := range o.members {
 		if m.name == tp.MasterMember && m.redisUp() && m.Repl.IsMaster() {
+			return m
+		}
+	}
+	return nil
+}
+
+// roleHolder is the answering master a planned failover moves the role
+// away from: the plan's master member, or a leaving member (a scale-down)
+// at the sentinels' master address, which topology does not know.
+func roleHolder(o *observation, tp topology.Plan) *memberObs {
+	if m := masterMember(o, tp); m != nil {
+		return m
+	}
+	for _, m := range o.leaving {
+		if m.Redis == tp.Master && m.redisUp() && m.Repl.IsMaster() {
 			return m
 		}
 	}

@@ -80,10 +80,13 @@ type passwordState struct {
 	password, previous string
 }
 
+// member is the member called name, also one that is leaving.
 func (o *observation) member(name string) *memberObs {
-	for _, m := range o.members {
-		if m.name == name {
-			return m
+	for _, list := range [][]*memberObs{o.members, o.leaving} {
+		for _, m := range list {
+			if m.name == name {
+				return m
+			}
 		}
 	}
 	return nil
@@ -184,7 +187,9 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	for i := range owned {
 		byName[owned[i].Name] = &owned[i]
 		if index, err := strconv.Atoi(owned[i].Config[keyMember]); err == nil && index > int(f.Spec.Members) {
-			o.leaving = append(o.leaving, &memberObs{index: index, name: owned[i].Name, instance: &owned[i]})
+			m := &memberObs{index: index, name: owned[i].Name, instance: &owned[i]}
+			m.Name = m.name
+			o.leaving = append(o.leaving, m)
 		}
 	}
 	o.members = make([]*memberObs, 0, f.Spec.Members)
@@ -273,6 +278,20 @@ func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alph
 		r.Guard.Go("observe", func() {
 			defer wg.Done()
 			observeMember(ctx, f, o, m, log)
+		})
+	}
+	// A leaving member's redis-server is read too: when it is the master,
+	// a planned failover moves the role away before it is removed.
+	for _, m := range o.leaving {
+		if m.instance.Status != "Running" || m.instance.IPv4 == "" {
+			continue
+		}
+		m.Running = true
+		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}
+		wg.Add(1)
+		r.Guard.Go("observe", func() {
+			defer wg.Done()
+			m.Repl, m.RedisErr = o.admin.Replication(ctx, m.Redis)
 		})
 	}
 	wg.Wait()

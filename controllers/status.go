@@ -74,11 +74,20 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	recordEvents(st, o.events)
 	setConditions(f, o, p, res)
-	if o.stop == nil && res.err == nil {
+	if o.stop == nil && res.err == nil && specRealized(f, o) {
 		st.ObservedGeneration = f.Generation
 	}
 	keepOffsetsUnlessDue(before, st, now)
 	return notes
+}
+
+// specRealized reports whether the observed containers are the spec's: none
+// outdated, none beyond spec.members. Until then a rollout or scale-down of
+// this generation is under way, however Ready each pass looks (a pass
+// replacing a member reports what it saw before the replacement), so the
+// generation is not stamped as observed.
+func specRealized(f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	return len(o.leaving) == 0 && len(outdated(f, o.members)) == 0
 }
 
 // setSecretsValid sets the SecretsValid condition from the Secrets read (it

@@ -849,15 +849,17 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 }
 
 // Failover is a failover Sentinel carried out by itself (no operator asked
-// for it) that selected instance: its redis-server must be a linked replica
-// of the master the sentinels monitor under name. It returns the new config
-// epoch.
+// for it) that selected instance: its redis-server must run as a replica
+// of the master the sentinels monitor under name (which may be down: the
+// usual reason for a failover). Running sentinels move to the new master;
+// stopped ones keep the old one, as a sentinel that missed the failover
+// does. It returns the new config epoch.
 func (w *World) Failover(name, instance string) (int64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	promoted := w.members[instance]
-	if promoted == nil || promoted.redis == nil || promoted.redis.replicaOf.IsZero() || w.masterOf(promoted) == nil {
-		return 0, fmt.Errorf("redisfake: %s is not a linked replica", instance)
+	if promoted == nil || promoted.redis == nil || promoted.redis.replicaOf.IsZero() {
+		return 0, fmt.Errorf("redisfake: %s is not a running replica", instance)
 	}
 	old := promoted.redis.replicaOf
 	for _, o := range w.members {

@@ -330,7 +330,7 @@ func TestProcessesFollowTheContainer(t *testing.T) {
 
 func TestFailoverToAChosenReplica(t *testing.T) {
 	ctx := context.Background()
-	_, w, redises := formation(t)
+	f, w, redises := formation(t)
 	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 	for _, e := range redises {
 		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
@@ -356,8 +356,21 @@ func TestFailoverToAChosenReplica(t *testing.T) {
 			t.Fatalf("sentinel %s after failover: %+v %v", e, st, err)
 		}
 	}
-	// The next failover gets the next epoch.
+	// The master's container stops: a replica is promoted all the same;
+	// the stopped sentinel keeps the old master, also after it starts.
+	if err := f.StopInstance(ctx, "f-3", false); err != nil {
+		t.Fatal(err)
+	}
 	if epoch, err := w.Failover(masterName, "f-1"); err != nil || epoch != 2 {
-		t.Fatalf("second failover: epoch %d, %v", epoch, err)
+		t.Fatalf("failover from a stopped master: epoch %d, %v", epoch, err)
+	}
+	if r, _ := a.Replication(ctx, redises[1]); r.Master != redises[0] || !r.LinkUp {
+		t.Fatalf("f-2 after the failover: %+v", r)
+	}
+	if err := f.StartInstance(ctx, "f-3"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.SentinelMaster(ctx, sentinelOf(redises[2]), masterName); err != nil || st.Address != redises[2] || st.ConfigEpoch != 1 {
+		t.Fatalf("the sentinel that missed the failover: %+v %v", st, err)
 	}
 }

@@ -1,0 +1,292 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
+	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+)
+
+func TestBringUp(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	passes := e.converge(r, testKey, 40)
+	t.Logf("Ready after %d passes", passes)
+
+	f := e.formation(testKey)
+	if !controllerutil.ContainsFinalizer(f, finalizerName) {
+		t.Error("no finalizer")
+	}
+	if f.Status.ObservedGeneration != f.Generation {
+		t.Errorf("observedGeneration %d, generation %d", f.Status.ObservedGeneration, f.Generation)
+	}
+	insts := e.instances(f)
+	if got := sortedKeys(insts); len(got) != 3 || got[0] != "cache-1" || got[2] != "cache-3" {
+		t.Fatalf("instances %v", got)
+	}
+	for name, inst := range insts {
+		if inst.Status != "Running" || inst.Config[keyFormationUID] != string(f.UID) || inst.Config[keyFormation] != testNamespace+"/"+testName ||
+			inst.Config[keyMember] != name[len(name)-1:] || inst.Config[keyTemplate] == "" {
+			t.Errorf("instance %s: %+v", name, inst)
+		}
+		if inst.Devices["eth0"]["ipv4.address"] != inst.IPv4 {
+			t.Errorf("instance %s address %s not pinned: %v", name, inst.IPv4, inst.Devices["eth0"])
+		}
+	}
+	st := f.Status
+	if st.Master == nil || st.Failovers != 0 || st.LastFailover != nil || st.ReadyMembers != 3 || !st.Sentinels.QuorumOK || st.Sentinels.Reachable != 3 {
+		t.Fatalf("status: master %+v failovers %d ready %d sentinels %+v", st.Master, st.Failovers, st.ReadyMembers, st.Sentinels)
+	}
+	master, epoch := e.masterOfWorld(f)
+	if st.Master.Address != master.Host || st.Master.Member != memberAtAddr(f, master.Host) || st.Master.ConfigEpoch != epoch {
+		t.Errorf("status.master %+v, sentinels name %s@%d", st.Master, master, epoch)
+	}
+
+	for _, name := range []string{testName + "-connection", testName + "-password-state"} {
+		s := e.secret(name)
+		if s == nil {
+			t.Fatalf("Secret %s missing", name)
+		}
+		if !metav1.IsControlledBy(s, f) {
+			t.Errorf("Secret %s not owned by the formation: %v", name, s.OwnerReferences)
+		}
+	}
+	conn := e.secret(testName + "-connection").Data
+	if string(conn[config.EnvMasterName]) != "mymaster" || string(conn[config.EnvSentinelPassword]) != testSentinelPassword ||
+		string(conn[config.EnvURL]) != "redis://:"+testPassword+"@mymaster:6379/0" {
+		t.Errorf("connection Secret: %q", conn)
+	}
+	state := e.secret(testName + "-password-state").Data
+	if string(state[stateKeyPassword]) != testPassword || state[stateKeyPrevious] != nil {
+		t.Errorf("password state: %q", state)
+	}
+	if p := e.world.Problems(); len(p) > 0 {
+		t.Errorf("members met configuration problems: %v", p)
+	}
+	if f.Status.Phase != redisv1alpha1.PhaseReady {
+		t.Errorf("phase %s", f.Status.Phase)
+	}
+	// The watcher subscribes to every sentinel; the canary probes the
+	// Ready formation (through the stub: nothing is dialled).
+	e.watcher.mu.Lock()
+	targets := e.watcher.watched[testKey]
+	e.watcher.mu.Unlock()
+	if len(targets) != 3 {
+		t.Errorf("watched sentinels %v", targets)
+	}
+	for _, tg := range targets {
+		if tg.Addr != insts[tg.Member].IPv4+":26379" {
+			t.Errorf("watched sentinel %+v", tg)
+		}
+	}
+	waitCanary(t, e)
+}
+
+// waitCanary waits (real time: the canary runs beside the reconcile) for
+// the formation's canary result.
+func waitCanary(t *testing.T, e *env) {
+	t.Helper()
+	for range 200 {
+		if e.series(testKey)[metrics.FormationCanarySuccess] > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no canary result; prober called %d times", e.prober.probed(testKey.String()))
+}
+
+func TestDeletion(t *testing.T) {
+	t.Run("with the finalizer", func(t *testing.T) {
+		e := standardEnv(t)
+		r := e.newReconciler()
+		e.converge(r, testKey, 40)
+		waitCanary(t, e)
+		f := e.formation(testKey)
+		if len(e.instances(f)) != 3 {
+			t.Fatal("no instances")
+		}
+		if err := e.client.Delete(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		if f := e.formation(testKey); f.DeletionTimestamp.IsZero() {
+			t.Fatal("deleted at once despite the finalizer")
+		}
+		if _, err := e.reconcile(r, testKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Get(context.Background(), testKey, &redisv1alpha1.RedisSentinelFormation{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("formation still there: %v", err)
+		}
+		if names := e.incus.Names(); len(names) != 0 {
+			t.Fatalf("instances left: %v", names)
+		}
+		for _, name := range []string{testName + "-connection", testName + "-password-state"} {
+			if e.secret(name) != nil {
+				t.Errorf("owned Secret %s left", name)
+			}
+		}
+		for _, name := range []string{redisSecretName, sentinelSecretName} {
+			if e.secret(name) == nil {
+				t.Errorf("the user's Secret %s was deleted", name)
+			}
+		}
+		assertForgotten(t, e)
+		// A late event for the formation finds nothing and does nothing.
+		if res, err := e.reconcile(e.newReconciler(), testKey); err != nil || res.RequeueAfter != 0 || res.Requeue {
+			t.Fatalf("reconcile of a deleted formation: %+v %v", res, err)
+		}
+	})
+	t.Run("finalizer removed by hand", func(t *testing.T) {
+		e := standardEnv(t)
+		r := e.newReconciler()
+		e.converge(r, testKey, 40)
+		waitCanary(t, e)
+		f := e.formation(testKey)
+		patch := client.MergeFrom(f.DeepCopy())
+		controllerutil.RemoveFinalizer(f, finalizerName)
+		if err := e.client.Patch(context.Background(), f, patch); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Delete(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := testutil.GatherAndCount(e.registry, metrics.FormationReady, metrics.FormationCanarySuccess); err != nil || n != 2 {
+			t.Fatalf("%d ready and canary series before the formation's deletion was seen (%v), want 2", n, err)
+		}
+		if _, err := e.reconcile(r, testKey); err != nil {
+			t.Fatal(err)
+		}
+		assertForgotten(t, e)
+		// Its instances are left to the user: nothing reached Incus.
+		if names := e.incus.Names(); len(names) != 3 {
+			t.Fatalf("instances: %v", names)
+		}
+	})
+}
+
+// assertForgotten: nothing of the formation stays in the operator's memory.
+func assertForgotten(t *testing.T, e *env) {
+	t.Helper()
+	if !e.watcher.forgotten(testKey) {
+		t.Error("the Sentinel watcher was not told to forget the formation")
+	}
+	if e.prober.forgotten(testKey.String()) == 0 {
+		t.Error("the canary prober was not told to forget the formation")
+	}
+	// A canary probe still running must not bring a series back.
+	time.Sleep(20 * time.Millisecond)
+	if series := e.series(testKey); len(series) != 0 {
+		t.Errorf("metric series left: %v", series)
+	}
+	// The registry holds this formation only: nothing at all is left.
+	if n, err := testutil.GatherAndCount(e.registry); err != nil || n != 0 {
+		t.Errorf("%d series left in the registry (%v)", n, err)
+	}
+}
+
+func TestBlockedSecret(t *testing.T) {
+	f := newFormation(testName)
+	e := newEnv(t, f, passwordSecret(sentinelSecretName, testSentinelPassword))
+	r := e.newReconciler()
+	for range 3 {
+		res, err := e.reconcile(r, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RequeueAfter != blockedPoll {
+			t.Fatalf("result %+v, want a poll after %s", res, blockedPoll)
+		}
+		e.clock.Advance(res.RequeueAfter)
+	}
+	f = e.formation(testKey)
+	c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonSecretNotFound || !strings.Contains(c.Message, redisSecretName) {
+		t.Fatalf("SecretsValid %+v", c)
+	}
+	if f.Status.Phase != redisv1alpha1.PhaseBlocked {
+		t.Fatalf("phase %s", f.Status.Phase)
+	}
+	if controllerutil.ContainsFinalizer(f, finalizerName) {
+		t.Fatal("finalizer added to a blocked formation")
+	}
+	if names := e.incus.Names(); len(names) != 0 || e.incus.Calls()[incusfake.CreateInstance] != 0 {
+		t.Fatalf("instances created: %v", names)
+	}
+	if n := countEvents(e, ReasonSecretNotFound); n != 1 {
+		t.Fatalf("%d SecretNotFound Events, want 1 (when the condition changed)", n)
+	}
+
+	// The Secret appears: the formation comes up.
+	if err := e.client.Create(context.Background(), passwordSecret(redisSecretName, testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	e.converge(r, testKey, 40)
+	f = e.formation(testKey)
+	if !meta.IsStatusConditionTrue(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid) || !controllerutil.ContainsFinalizer(f, finalizerName) || len(e.instances(f)) != 3 {
+		t.Fatalf("after the Secret appeared: %s", describe(f))
+	}
+}
+
+// TestStoppedMember: a stopped container is started and its redis-server
+// brought back as a replica; one that stops again right after is not
+// started again until the crash window has passed.
+func TestStoppedMember(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	ctx := context.Background()
+	starts := func() int { return e.incus.Calls()[incusfake.StartInstance] }
+
+	if err := e.incus.StopInstance(ctx, "cache-3", false); err != nil {
+		t.Fatal(err)
+	}
+	startedAt := e.clock.Now()
+	e.converge(r, testKey, 20)
+	if starts() != 1 {
+		t.Fatalf("%d starts, want 1", starts())
+	}
+	f := e.formation(testKey)
+	if st := findMember(f.Status.Members, "cache-3"); st == nil || st.StartedAt == nil || !st.StartedAt.Time.Equal(startedAt.Truncate(time.Second)) || st.Role != redisv1alpha1.RoleReplica {
+		t.Fatalf("cache-3 after its start: %+v", st)
+	}
+
+	// It stops again 2 s later: reported, not started.
+	e.clock.Advance(2 * time.Second)
+	if err := e.incus.StopInstance(ctx, "cache-3", false); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		res, err := e.reconcile(r, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := e.formation(testKey)
+		if c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionDegraded); c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "stopped again") {
+			t.Fatalf("Degraded %+v", c)
+		}
+		if starts() != 1 {
+			t.Fatal("started again within the crash window")
+		}
+		if res.RequeueAfter <= 0 || res.RequeueAfter > crashWindow {
+			t.Fatalf("requeue %+v", res)
+		}
+		e.clock.Advance(time.Second)
+	}
+	e.clock.Advance(crashWindow)
+	e.converge(r, testKey, 20)
+	if starts() != 2 {
+		t.Fatalf("%d starts, want 2", starts())
+	}
+}
