@@ -167,9 +167,10 @@ const convergePoll = 2 * time.Second
 const blockedPoll = time.Minute
 
 // forget drops everything held in memory for a formation: its Sentinel
-// subscriptions, its canary client and its metric series.
+// subscriptions, its admin and canary clients and its metric series.
 func (r *FormationReconciler) forget(key types.NamespacedName) {
 	r.Watcher.Forget(key)
+	r.Redis.Forget(key.String())
 	r.Canary.forget(key)
 	r.Metrics.ForgetFormation(key.Namespace, key.Name)
 }

@@ -476,7 +476,7 @@ func describe(f *redisv1alpha1.RedisSentinelFormation) string {
 
 // admin talks to the simulated servers with the given data-plane password.
 func (e *env) admin(password string) redisadmin.Admin {
-	return e.world.Admin(redisadmin.Credentials{Password: password, SentinelPassword: testSentinelPassword})
+	return e.world.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: testSentinelPassword})
 }
 
 // instances are the formation's Incus instances by name.

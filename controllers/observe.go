@@ -139,7 +139,7 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 	if o.passwordState.found {
 		o.creds.Password = o.passwordState.password
 	}
-	o.admin = r.Redis.Admin(o.creds)
+	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), o.creds)
 	return true
 }
 

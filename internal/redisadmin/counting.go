@@ -11,27 +11,25 @@ import (
 
 // Admin method names counted by CountingDialer.
 const (
-	MethodReplication       = "Replication"
-	MethodReplicaOf         = "ReplicaOf"
-	MethodConfigSet         = "ConfigSet"
-	MethodAddPassword       = "AddPassword"
-	MethodOnlyPassword      = "OnlyPassword"
-	MethodPauseWrites       = "PauseWrites"
-	MethodResumeWrites      = "ResumeWrites"
-	MethodSentinelMaster    = "SentinelMaster"
-	MethodSentinelReplicas  = "SentinelReplicas"
-	MethodSentinelSentinels = "SentinelSentinels"
-	MethodSentinelCKQuorum  = "SentinelCKQuorum"
-	MethodSentinelMonitor   = "SentinelMonitor"
-	MethodSentinelRemove    = "SentinelRemove"
-	MethodSentinelSet       = "SentinelSet"
-	MethodSentinelReset     = "SentinelReset"
-	MethodSentinelFailover  = "SentinelFailover"
+	MethodReplication      = "Replication"
+	MethodReplicaOf        = "ReplicaOf"
+	MethodConfigSet        = "ConfigSet"
+	MethodAddPassword      = "AddPassword"
+	MethodOnlyPassword     = "OnlyPassword"
+	MethodPauseWrites      = "PauseWrites"
+	MethodResumeWrites     = "ResumeWrites"
+	MethodSentinelMaster   = "SentinelMaster"
+	MethodSentinelCKQuorum = "SentinelCKQuorum"
+	MethodSentinelMonitor  = "SentinelMonitor"
+	MethodSentinelRemove   = "SentinelRemove"
+	MethodSentinelSet      = "SentinelSet"
+	MethodSentinelReset    = "SentinelReset"
+	MethodSentinelFailover = "SentinelFailover"
 )
 
 // ReadMethods are the Admin methods that only read; every other one
 // changes a redis-server or a sentinel.
-var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelReplicas, MethodSentinelSentinels, MethodSentinelCKQuorum}
+var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelCKQuorum}
 
 // CommandsPerCall is how many Redis commands one call of a method sends
 // when every command succeeds, as GoRedisDialer implements it. ConfigSet
@@ -47,8 +45,6 @@ var CommandsPerCall = map[string]int{
 	MethodPauseWrites:       1, // CLIENT PAUSE WRITE
 	MethodResumeWrites:      1, // CLIENT UNPAUSE
 	MethodSentinelMaster:    1,
-	MethodSentinelReplicas:  1,
-	MethodSentinelSentinels: 1,
 	MethodSentinelCKQuorum:  1,
 	MethodSentinelMonitor:   1,
 	MethodSentinelRemove:    1,
@@ -85,9 +81,12 @@ func Counting(inner Dialer) *CountingDialer {
 }
 
 // Admin implements Dialer.
-func (d *CountingDialer) Admin(creds Credentials) Admin {
-	return &countingAdmin{inner: d.inner.Admin(creds), d: d}
+func (d *CountingDialer) Admin(owner string, creds Credentials) Admin {
+	return &countingAdmin{inner: d.inner.Admin(owner, creds), d: d}
 }
+
+// Forget implements Dialer.
+func (d *CountingDialer) Forget(owner string) { d.inner.Forget(owner) }
 
 // Counts returns a copy of the counters.
 func (d *CountingDialer) Counts() Counts {
@@ -168,16 +167,6 @@ func (a *countingAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoi
 func (a *countingAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {
 	a.d.count(MethodSentinelMaster, 0)
 	return a.inner.SentinelMaster(ctx, sentinel, name)
-}
-
-func (a *countingAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
-	a.d.count(MethodSentinelReplicas, 0)
-	return a.inner.SentinelReplicas(ctx, sentinel, name)
-}
-
-func (a *countingAdmin) SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
-	a.d.count(MethodSentinelSentinels, 0)
-	return a.inner.SentinelSentinels(ctx, sentinel, name)
 }
 
 func (a *countingAdmin) SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error {

@@ -29,12 +29,6 @@ func (nopAdmin) ResumeWrites(context.Context, endpoint.Endpoint) error { return 
 func (nopAdmin) SentinelMaster(context.Context, endpoint.Endpoint, string) (redisadmin.MasterState, error) {
 	return redisadmin.MasterState{Quorum: 2}, nil
 }
-func (nopAdmin) SentinelReplicas(context.Context, endpoint.Endpoint, string) ([]redisadmin.Peer, error) {
-	return nil, nil
-}
-func (nopAdmin) SentinelSentinels(context.Context, endpoint.Endpoint, string) ([]redisadmin.Peer, error) {
-	return nil, nil
-}
 func (nopAdmin) SentinelCKQuorum(context.Context, endpoint.Endpoint, string) error { return nil }
 func (nopAdmin) SentinelMonitor(context.Context, endpoint.Endpoint, string, endpoint.Endpoint, int) error {
 	return nil
@@ -48,17 +42,19 @@ func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) err
 
 type nopDialer struct{ got []redisadmin.Credentials }
 
-func (d *nopDialer) Admin(c redisadmin.Credentials) redisadmin.Admin {
+func (d *nopDialer) Admin(_ string, c redisadmin.Credentials) redisadmin.Admin {
 	d.got = append(d.got, c)
 	return nopAdmin{c}
 }
+
+func (d *nopDialer) Forget(string) {}
 
 func TestCountingCountsCallsAndCommands(t *testing.T) {
 	ctx := context.Background()
 	inner := &nopDialer{}
 	d := redisadmin.Counting(inner)
 	creds := redisadmin.Credentials{Password: "a", SentinelPassword: "b"}
-	a := d.Admin(creds)
+	a := d.Admin("ns/f", creds)
 	if len(inner.got) != 1 || inner.got[0] != creds {
 		t.Fatalf("credentials not passed through: %v", inner.got)
 	}
@@ -70,8 +66,6 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 		t.Fatal("answer not passed through")
 	}
 	_ = a.SentinelCKQuorum(ctx, e, "m")
-	_, _ = a.SentinelReplicas(ctx, e, "m")
-	_, _ = a.SentinelSentinels(ctx, e, "m")
 	_ = a.ReplicaOf(ctx, e, e)                                             // 2
 	_ = a.ConfigSet(ctx, e, map[string]string{"maxmemory": "1", "x": "y"}) // 3
 	_ = a.SentinelMonitor(ctx, e, "m", e, 2)                               // 1
@@ -85,10 +79,10 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 	_ = a.ResumeWrites(ctx, e)
 
 	c := d.Counts()
-	if c.ReadCommands != 5 || c.WriteCommands != 2+3+1+2+1+1+1+3+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
+	if c.ReadCommands != 3 || c.WriteCommands != 2+3+1+2+1+1+1+3+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
 		t.Fatalf("counts %+v", c)
 	}
-	if len(c.Calls) != 16 {
+	if len(c.Calls) != 14 {
 		t.Fatalf("calls per method %v", c.Calls)
 	}
 	for m, n := range c.Calls {

@@ -18,13 +18,19 @@ import (
 )
 
 // GoRedisDialer is the real Dialer. It keeps one small go-redis client per
-// address and replaces it when the formation's password changes, so the
-// number of clients stays bounded by the number of member addresses.
+// formation and address and replaces it when the formation's password
+// changes, so the number of clients stays bounded by the number of member
+// addresses; Forget closes a formation's clients.
 type GoRedisDialer struct {
 	// Timeout bounds dialing and each read or write.
 	Timeout time.Duration
 
-	mu        sync.Mutex
+	mu     sync.Mutex
+	owners map[string]*clientSet
+}
+
+// clientSet is one formation's clients, by address.
+type clientSet struct {
 	servers   map[string]cachedClient[*redis.Client]
 	sentinels map[string]cachedClient[*redis.SentinelClient]
 }
@@ -36,30 +42,52 @@ type cachedClient[C interface{ Close() error }] struct {
 
 // NewGoRedisDialer returns a Dialer with a per-command timeout.
 func NewGoRedisDialer(timeout time.Duration) *GoRedisDialer {
-	return &GoRedisDialer{
-		Timeout:   timeout,
-		servers:   map[string]cachedClient[*redis.Client]{},
-		sentinels: map[string]cachedClient[*redis.SentinelClient]{},
-	}
+	return &GoRedisDialer{Timeout: timeout, owners: map[string]*clientSet{}}
 }
 
-// Admin returns an Admin using the given passwords.
-func (d *GoRedisDialer) Admin(creds Credentials) Admin {
-	return &goRedisAdmin{dialer: d, creds: creds}
+// Admin returns an Admin for the formation owner using the given passwords.
+func (d *GoRedisDialer) Admin(owner string, creds Credentials) Admin {
+	return &goRedisAdmin{dialer: d, owner: owner, creds: creds}
+}
+
+// Forget closes the formation owner's clients.
+func (d *GoRedisDialer) Forget(owner string) {
+	d.mu.Lock()
+	set := d.owners[owner]
+	delete(d.owners, owner)
+	d.mu.Unlock()
+	if set == nil {
+		return
+	}
+	for _, c := range set.servers {
+		_ = c.client.Close()
+	}
+	for _, c := range set.sentinels {
+		_ = c.client.Close()
+	}
 }
 
 // Close closes every cached client.
 func (d *GoRedisDialer) Close() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for addr, c := range d.servers {
-		_ = c.client.Close()
-		delete(d.servers, addr)
+	owners := make([]string, 0, len(d.owners))
+	for owner := range d.owners {
+		owners = append(owners, owner)
 	}
-	for addr, c := range d.sentinels {
-		_ = c.client.Close()
-		delete(d.sentinels, addr)
+	d.mu.Unlock()
+	for _, owner := range owners {
+		d.Forget(owner)
 	}
+}
+
+// set returns the owner's client set, creating it. Called with d.mu held.
+func (d *GoRedisDialer) set(owner string) *clientSet {
+	set := d.owners[owner]
+	if set == nil {
+		set = &clientSet{servers: map[string]cachedClient[*redis.Client]{}, sentinels: map[string]cachedClient[*redis.SentinelClient]{}}
+		d.owners[owner] = set
+	}
+	return set
 }
 
 func (d *GoRedisDialer) options(addr, password string) *redis.Options {
@@ -80,12 +108,13 @@ func (d *GoRedisDialer) options(addr, password string) *redis.Options {
 	}
 }
 
-// cached returns the client for addr, making a new one when none exists or
-// the password changed.
-func cached[C interface{ Close() error }](mu *sync.Mutex, cache map[string]cachedClient[C], addr, password string, create func() C) C {
+// cached returns the client for addr in the cache pick selects (under mu),
+// making a new one when none exists or the password changed.
+func cached[C interface{ Close() error }](mu *sync.Mutex, pick func() map[string]cachedClient[C], addr, password string, create func() C) C {
 	secret := fingerprint.Strings(password)
 	mu.Lock()
 	defer mu.Unlock()
+	cache := pick()
 	if c, ok := cache[addr]; ok {
 		if c.secret == secret {
 			return c.client
@@ -97,27 +126,28 @@ func cached[C interface{ Close() error }](mu *sync.Mutex, cache map[string]cache
 	return c
 }
 
-func (d *GoRedisDialer) server(addr endpoint.Endpoint, password string) *redis.Client {
+func (d *GoRedisDialer) server(owner string, addr endpoint.Endpoint, password string) *redis.Client {
 	key := addr.String()
-	return cached(&d.mu, d.servers, key, password, func() *redis.Client {
+	return cached(&d.mu, func() map[string]cachedClient[*redis.Client] { return d.set(owner).servers }, key, password, func() *redis.Client {
 		return redis.NewClient(d.options(key, password))
 	})
 }
 
-func (d *GoRedisDialer) sentinel(addr endpoint.Endpoint, password string) *redis.SentinelClient {
+func (d *GoRedisDialer) sentinel(owner string, addr endpoint.Endpoint, password string) *redis.SentinelClient {
 	key := addr.String()
-	return cached(&d.mu, d.sentinels, key, password, func() *redis.SentinelClient {
+	return cached(&d.mu, func() map[string]cachedClient[*redis.SentinelClient] { return d.set(owner).sentinels }, key, password, func() *redis.SentinelClient {
 		return redis.NewSentinelClient(d.options(key, password))
 	})
 }
 
 type goRedisAdmin struct {
 	dialer *GoRedisDialer
+	owner  string
 	creds  Credentials
 }
 
 func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint) (Replication, error) {
-	info, err := a.dialer.server(server, a.creds.Password).InfoMap(ctx, "replication", "memory").Result()
+	info, err := a.dialer.server(a.owner, server, a.creds.Password).InfoMap(ctx, "replication", "memory").Result()
 	if err != nil {
 		return Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
 	}
@@ -125,7 +155,6 @@ func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint
 	r := Replication{
 		Role:              repl["role"],
 		LinkUp:            repl["master_link_status"] == "up",
-		Syncing:           repl["master_sync_in_progress"] == "1",
 		ConnectedReplicas: atoi(repl["connected_slaves"]),
 		UsedMemory:        atoi64(mem["used_memory"]),
 		Maxmemory:         atoi64(mem["maxmemory"]),
@@ -140,7 +169,7 @@ func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint
 }
 
 func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master endpoint.Endpoint) error {
-	c := a.dialer.server(server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds.Password)
 	host, port := "NO", "ONE"
 	if !master.IsZero() {
 		host, port = master.Host, strconv.Itoa(master.Port)
@@ -155,7 +184,7 @@ func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master endpoint.En
 }
 
 func (a *goRedisAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error {
-	c := a.dialer.server(server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds.Password)
 	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		if err := c.ConfigSet(ctx, key, settings[key]).Err(); err != nil {
 			return fmt.Errorf("CONFIG SET %s on %s: %w", key, server, err)
@@ -168,7 +197,7 @@ func (a *goRedisAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, 
 }
 
 func (a *goRedisAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	c := a.dialer.server(server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds.Password)
 	if err := c.Do(ctx, "ACL", "SETUSER", "default", "on", ">"+password).Err(); err != nil {
 		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
 	}
@@ -176,7 +205,7 @@ func (a *goRedisAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint
 }
 
 func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	c := a.dialer.server(server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds.Password)
 	if err := c.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+password).Err(); err != nil {
 		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
 	}
@@ -187,7 +216,7 @@ func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoin
 }
 
 func (a *goRedisAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error {
-	err := a.dialer.server(server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
+	err := a.dialer.server(a.owner, server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
 	if err != nil {
 		return fmt.Errorf("CLIENT PAUSE WRITE on %s: %w", server, err)
 	}
@@ -195,14 +224,14 @@ func (a *goRedisAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint
 }
 
 func (a *goRedisAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoint) error {
-	if err := a.dialer.server(server, a.creds.Password).ClientUnpause(ctx).Err(); err != nil {
+	if err := a.dialer.server(a.owner, server, a.creds.Password).ClientUnpause(ctx).Err(); err != nil {
 		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
 	}
 	return nil
 }
 
 func (a *goRedisAdmin) sentinelClient(s endpoint.Endpoint) *redis.SentinelClient {
-	return a.dialer.sentinel(s, a.creds.SentinelPassword)
+	return a.dialer.sentinel(a.owner, s, a.creds.SentinelPassword)
 }
 
 func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {
@@ -221,22 +250,6 @@ func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.End
 		NumOtherSentinels: atoi(m["num-other-sentinels"]),
 		ConfigEpoch:       atoi64(m["config-epoch"]),
 	}, nil
-}
-
-func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
-	list, err := a.sentinelClient(sentinel).Replicas(ctx, name).Result()
-	if err != nil {
-		return nil, sentinelErr("REPLICAS", sentinel, err)
-	}
-	return peers(list), nil
-}
-
-func (a *goRedisAdmin) SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error) {
-	list, err := a.sentinelClient(sentinel).Sentinels(ctx, name).Result()
-	if err != nil {
-		return nil, sentinelErr("SENTINELS", sentinel, err)
-	}
-	return peers(list), nil
 }
 
 func (a *goRedisAdmin) SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
@@ -280,18 +293,6 @@ func sentinelErr(command string, sentinel endpoint.Endpoint, err error) error {
 	default:
 		return fmt.Errorf("SENTINEL %s on %s: %w", command, sentinel, err)
 	}
-}
-
-func peers(list []map[string]string) []Peer {
-	out := make([]Peer, 0, len(list))
-	for _, m := range list {
-		out = append(out, Peer{
-			Address: endpoint.Endpoint{Host: m["ip"], Port: atoi(m["port"])},
-			Flags:   strings.Split(m["flags"], ","),
-			RunID:   m["runid"],
-		})
-	}
-	return out
 }
 
 func atoi(s string) int {

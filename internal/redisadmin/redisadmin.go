@@ -24,8 +24,6 @@ type Replication struct {
 	Master endpoint.Endpoint
 	// LinkUp is a replica's master_link_status == up.
 	LinkUp bool
-	// Syncing is a replica's initial sync in progress.
-	Syncing bool
 	// Offset is master_repl_offset for a master, slave_repl_offset (or
 	// slave_read_repl_offset) for a replica.
 	Offset int64
@@ -72,23 +70,6 @@ func (m MasterState) FailoverInProgress() bool {
 	return false
 }
 
-// Peer is a replica or sentinel as a sentinel lists it.
-type Peer struct {
-	Address endpoint.Endpoint
-	Flags   []string
-	RunID   string
-}
-
-// Down reports whether the sentinel considers the peer down.
-func (p Peer) Down() bool {
-	for _, f := range p.Flags {
-		if f == "s_down" || f == "o_down" || f == "disconnected" {
-			return true
-		}
-	}
-	return false
-}
-
 // Credentials are a formation's passwords.
 type Credentials struct {
 	Password         string
@@ -120,8 +101,6 @@ type Admin interface {
 
 	// Sentinel* talk to a redis-sentinel.
 	SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error)
-	SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error)
-	SentinelSentinels(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]Peer, error)
 	SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 	SentinelMonitor(ctx context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error
 	SentinelRemove(ctx context.Context, sentinel endpoint.Endpoint, name string) error
@@ -130,7 +109,11 @@ type Admin interface {
 	SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 }
 
-// Dialer gives an Admin for a formation's credentials.
+// Dialer gives an Admin for a formation's credentials. Connections are
+// kept per formation (owner) so that a deleted formation's are closed.
 type Dialer interface {
-	Admin(creds Credentials) Admin
+	// Admin returns an Admin for the formation owner using creds.
+	Admin(owner string, creds Credentials) Admin
+	// Forget closes the connections kept for owner.
+	Forget(owner string)
 }

@@ -32,7 +32,7 @@
 // The processes follow their container: stopping an instance in incusfake
 // stops both (as Crash does), starting it again starts the sentinel if the
 // operator enabled it (redis-server is not enabled: it stays down), and
-// deleting it forgets the member (Forget), so a rebuilt container starts
+// deleting it forgets the member (ForgetInstance), so a rebuilt container starts
 // unconfigured. Crash takes a member's processes down while its container
 // keeps running.
 package redisfake
@@ -152,7 +152,7 @@ func (w *World) Attach(f *incusfake.Fake) {
 	}
 	f.ExecFunc = w.Exec
 	f.OnStop = w.Crash
-	f.OnDelete = w.Forget
+	f.OnDelete = w.ForgetInstance
 	f.OnStart = w.boot
 }
 
@@ -187,8 +187,9 @@ func (w *World) Crash(instance string) {
 	}
 }
 
-// Forget drops everything known about an instance, as when it is deleted.
-func (w *World) Forget(instance string) {
+// ForgetInstance drops everything known about an instance, as when it is
+// deleted.
+func (w *World) ForgetInstance(instance string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if m := w.members[instance]; m != nil {
@@ -462,10 +463,14 @@ func (mon *monitor) set(key, value string) error {
 	return fmt.Errorf("ERR Invalid argument '%s' for SENTINEL SET", key)
 }
 
-// Admin implements redisadmin.Dialer.
-func (w *World) Admin(creds redisadmin.Credentials) redisadmin.Admin {
+// Admin implements redisadmin.Dialer; the simulated servers keep no
+// connections, so owner and Forget change nothing.
+func (w *World) Admin(_ string, creds redisadmin.Credentials) redisadmin.Admin {
 	return &admin{w: w, creds: creds}
 }
+
+// Forget implements redisadmin.Dialer.
+func (w *World) Forget(string) {}
 
 type admin struct {
 	w     *World
@@ -696,44 +701,6 @@ func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, na
 		NumOtherSentinels: len(mon.sentinels),
 		ConfigEpoch:       mon.epoch,
 	}, nil
-}
-
-func (a *admin) SentinelReplicas(_ context.Context, sentinel endpoint.Endpoint, name string) ([]redisadmin.Peer, error) {
-	a.w.mu.Lock()
-	defer a.w.mu.Unlock()
-	m, mon, err := a.w.monitorOf("REPLICAS", sentinel, a.creds.SentinelPassword, name)
-	if err != nil {
-		return nil, err
-	}
-	a.w.discover(m, name, mon)
-	var out []redisadmin.Peer
-	for _, e := range sortedEndpoints(mon.replicas) {
-		flags := []string{"slave"}
-		if o := a.w.byHost[e.Host]; o == nil || o.redis == nil || o.redis.port != e.Port {
-			flags = []string{"s_down", "slave", "disconnected"}
-		}
-		out = append(out, redisadmin.Peer{Address: e, Flags: flags})
-	}
-	return out, nil
-}
-
-func (a *admin) SentinelSentinels(_ context.Context, sentinel endpoint.Endpoint, name string) ([]redisadmin.Peer, error) {
-	a.w.mu.Lock()
-	defer a.w.mu.Unlock()
-	m, mon, err := a.w.monitorOf("SENTINELS", sentinel, a.creds.SentinelPassword, name)
-	if err != nil {
-		return nil, err
-	}
-	a.w.discover(m, name, mon)
-	var out []redisadmin.Peer
-	for _, e := range sortedEndpoints(mon.sentinels) {
-		flags := []string{"sentinel"}
-		if !a.w.usablePeer(e, name) {
-			flags = []string{"s_down", "sentinel", "disconnected"}
-		}
-		out = append(out, redisadmin.Peer{Address: e, Flags: flags})
-	}
-	return out, nil
 }
 
 func (w *World) usablePeer(e endpoint.Endpoint, name string) bool {

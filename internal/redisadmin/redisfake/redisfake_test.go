@@ -97,7 +97,7 @@ func sentinelOf(e endpoint.Endpoint) endpoint.Endpoint {
 func TestFormationComesUp(t *testing.T) {
 	ctx := context.Background()
 	_, w, redises := formation(t)
-	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 
 	m, err := a.Replication(ctx, redises[0])
 	if err != nil || !m.IsMaster() || m.ConnectedReplicas != 2 || m.Offset == 0 || m.Maxmemory != 1<<30 {
@@ -133,7 +133,7 @@ func TestFormationComesUp(t *testing.T) {
 	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), "other"); !errors.Is(err, redisadmin.ErrNoSuchMaster) {
 		t.Fatalf("unknown master name: %v", err)
 	}
-	bad := w.Admin(redisadmin.Credentials{Password: "nope", SentinelPassword: "nope"})
+	bad := w.Admin("test", redisadmin.Credentials{Password: "nope", SentinelPassword: "nope"})
 	if _, err := bad.Replication(ctx, redises[0]); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Fatalf("wrong password: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestFormationComesUp(t *testing.T) {
 func TestCrashFailoverAndReset(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 	for _, e := range redises {
 		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
 		_, _ = a.SentinelMaster(ctx, sentinelOf(e), masterName)
@@ -230,13 +230,13 @@ func TestCrashFailoverAndReset(t *testing.T) {
 func TestPasswordRotation(t *testing.T) {
 	ctx := context.Background()
 	_, w, redises := formation(t)
-	old := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	old := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 	for _, e := range redises {
 		if err := old.AddPassword(ctx, e, "next-pw"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	next := w.Admin(redisadmin.Credentials{Password: "next-pw", SentinelPassword: sentinelPassword})
+	next := w.Admin("test", redisadmin.Credentials{Password: "next-pw", SentinelPassword: sentinelPassword})
 	for _, a := range []redisadmin.Admin{old, next} {
 		if r, err := a.Replication(ctx, redises[1]); err != nil || !r.LinkUp {
 			t.Fatalf("both passwords accepted, replicas linked with the new masterauth: %+v %v", r, err)
@@ -272,7 +272,7 @@ func TestUnknownCommandsFail(t *testing.T) {
 func TestProcessesFollowTheContainer(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 	probeOf := func(name string) string {
 		t.Helper()
 		res, err := f.Exec(ctx, name, probe)
@@ -331,7 +331,7 @@ func TestProcessesFollowTheContainer(t *testing.T) {
 func TestFailoverToAChosenReplica(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin(redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
 	for _, e := range redises {
 		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
 	}
