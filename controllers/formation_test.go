@@ -185,6 +185,9 @@ func assertForgotten(t *testing.T, e *env) {
 	if e.prober.forgotten(testKey.String()) == 0 {
 		t.Error("the canary prober was not told to forget the formation")
 	}
+	if e.dialer.forgotten(testKey.String()) == 0 {
+		t.Error("the admin dialer was not told to close the formation's clients")
+	}
 	// A canary probe still running must not bring a series back.
 	time.Sleep(20 * time.Millisecond)
 	if series := e.series(testKey); len(series) != 0 {

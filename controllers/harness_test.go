@@ -216,6 +216,26 @@ func (p *stubProber) forgotten(key string) int {
 	return p.forgot[key]
 }
 
+// forgettingWorld is the simulated world as the admin Dialer, recording
+// which formations the operator told it to forget.
+type forgettingWorld struct {
+	*redisfake.World
+	mu     sync.Mutex
+	forgot map[string]int
+}
+
+func (w *forgettingWorld) Forget(owner string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.forgot[owner]++
+}
+
+func (w *forgettingWorld) forgotten(owner string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.forgot[owner]
+}
+
 func (p *stubProber) probed(key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -258,6 +278,7 @@ type env struct {
 	client   client.WithWatch
 	incus    *incusfake.Fake
 	world    *redisfake.World
+	dialer   *forgettingWorld
 	watcher  *stubWatcher
 	prober   *stubProber
 	recorder *eventLog
@@ -291,6 +312,7 @@ func newEnv(t testing.TB, objs ...client.Object) *env {
 	}
 	e.incus.Now = e.clock.Now
 	e.world.Attach(e.incus)
+	e.dialer = &forgettingWorld{World: e.world, forgot: map[string]int{}}
 	e.metrics = metrics.NewOperator(e.registry)
 	e.client = fake.NewClientBuilder().
 		WithScheme(e.scheme).
@@ -324,7 +346,7 @@ func (e *env) newReconciler() *FormationReconciler {
 		APIReader: e.client,
 		Recorder:  e.recorder,
 		Incus:     e.incus,
-		Redis:     e.world,
+		Redis:     e.dialer,
 		Metrics:   e.metrics,
 		Canary:    newCanary(e.prober, e.metrics, guard),
 		Watcher:   e.watcher,
