@@ -46,6 +46,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
 	"github.com/incusops/redis-sentinel-operator/internal/safe"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 const (
@@ -185,62 +186,30 @@ func (w *stubWatcher) forgotten(key client.ObjectKey) bool {
 }
 
 // stubProber is the canary's prober: it never dials, it counts.
-type stubProber struct {
-	mu     sync.Mutex
-	probes map[string]int
-	forgot map[string]int
-}
+type stubProber struct{ probes, forgot testenv.Counter }
 
 var _ CanaryProber = (*stubProber)(nil)
 
-func newStubProber() *stubProber {
-	return &stubProber{probes: map[string]int{}, forgot: map[string]int{}}
-}
+func newStubProber() *stubProber { return &stubProber{} }
 
 func (p *stubProber) Probe(_ context.Context, key string, _ map[string][]byte) (time.Duration, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.probes[key]++
+	p.probes.Add(key)
 	return time.Millisecond, nil
 }
 
-func (p *stubProber) Forget(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.forgot[key]++
-}
-
-func (p *stubProber) forgotten(key string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.forgot[key]
-}
+func (p *stubProber) Forget(key string)        { p.forgot.Add(key) }
+func (p *stubProber) forgotten(key string) int { return p.forgot.Count(key) }
+func (p *stubProber) probed(key string) int    { return p.probes.Count(key) }
 
 // forgettingWorld is the simulated world as the admin Dialer, recording
 // which formations the operator told it to forget.
 type forgettingWorld struct {
 	*redisfake.World
-	mu     sync.Mutex
-	forgot map[string]int
+	forgot testenv.Counter
 }
 
-func (w *forgettingWorld) Forget(owner string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.forgot[owner]++
-}
-
-func (w *forgettingWorld) forgotten(owner string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.forgot[owner]
-}
-
-func (p *stubProber) probed(key string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.probes[key]
-}
+func (w *forgettingWorld) Forget(owner string)        { w.forgot.Add(owner) }
+func (w *forgettingWorld) forgotten(owner string) int { return w.forgot.Count(owner) }
 
 // eventLog is client-go's events.FakeRecorder with a buffer large enough
 // for any test: Eventf sends synchronously, so every Event of a pass is in
@@ -312,7 +281,7 @@ func newEnv(t testing.TB, objs ...client.Object) *env {
 	}
 	e.incus.Now = e.clock.Now
 	e.world.Attach(e.incus)
-	e.dialer = &forgettingWorld{World: e.world, forgot: map[string]int{}}
+	e.dialer = &forgettingWorld{World: e.world}
 	e.metrics = metrics.NewOperator(e.registry)
 	e.client = fake.NewClientBuilder().
 		WithScheme(e.scheme).
@@ -433,22 +402,7 @@ func (e *env) converge(r *FormationReconciler, key types.NamespacedName, maxPass
 // run after each pass.
 func (e *env) convergeWith(next func() *FormationReconciler, key types.NamespacedName, maxPasses int, check func(pass int)) int {
 	e.t.Helper()
-	var lastErr error
-	for pass := 1; pass <= maxPasses; pass++ {
-		res, err := e.reconcile(next(), key)
-		lastErr = err
-		if check != nil {
-			check(pass)
-		}
-		f := e.formation(key)
-		if err == nil && isReady(f) {
-			return pass
-		}
-		e.advanceFor(res, err)
-	}
-	f := e.formation(key)
-	e.t.Fatalf("not Ready after %d passes (last error %v): phase %s\n%s", maxPasses, lastErr, f.Status.Phase, describe(f))
-	return 0
+	return e.passesUntil(next, key, maxPasses, func() bool { return isReady(e.formation(key)) }, check)
 }
 
 // passesUntil reconciles, with the reconciler next returns for each pass,

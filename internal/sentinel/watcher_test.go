@@ -536,31 +536,13 @@ func TestSwitchEpochsRealSentinels(t *testing.T) {
 }
 
 // counter counts the panics a guard recovered.
-type counter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func (c *counter) count(component string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts == nil {
-		c.counts = map[string]int{}
-	}
-	c.counts[component]++
-}
-
-func (c *counter) get(component string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.counts[component]
-}
+type counter struct{ testenv.Counter }
 
 func (c *counter) waitFor(t *testing.T, component string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); c.get(component) < n; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); c.Count(component) < n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d panics counted for %s, want %d", c.get(component), component, n)
+			t.Fatalf("%d panics counted for %s, want %d", c.Count(component), component, n)
 		}
 	}
 }
@@ -588,7 +570,7 @@ func TestPanickingTriggerIsRecovered(t *testing.T) {
 	_, sentinel := startSentinel(t)
 	panics := &counter{}
 	var calls atomic.Int32
-	w := New(logr.Discard(), safe.Guard{Log: logr.Discard(), Count: panics.count}, func(types.NamespacedName, Event) {
+	w := New(logr.Discard(), safe.Guard{Log: logr.Discard(), Count: panics.Add}, func(types.NamespacedName, Event) {
 		calls.Add(1)
 		panic("trigger failed")
 	})
@@ -606,8 +588,8 @@ func TestPanickingTriggerIsRecovered(t *testing.T) {
 		t.Fatalf("the subscription stopped after the trigger panicked: events %+v", w.Events(key))
 	}
 	forgetReturns(t, w)
-	if int(calls.Load()) != panics.get(component) {
-		t.Fatalf("%d trigger calls, %d panics counted", calls.Load(), panics.get(component))
+	if int(calls.Load()) != panics.Count(component) {
+		t.Fatalf("%d trigger calls, %d panics counted", calls.Load(), panics.Count(component))
 	}
 }
 
@@ -617,7 +599,7 @@ func TestPanickingTriggerIsRecovered(t *testing.T) {
 // its place so that the next Watch starts it again. Nothing is dialled.
 func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 	panics := &counter{}
-	w := New(logr.Discard(), safe.Guard{Log: logr.Discard(), Count: panics.count}, func(types.NamespacedName, Event) {})
+	w := New(logr.Discard(), safe.Guard{Log: logr.Discard(), Count: panics.Add}, func(types.NamespacedName, Event) {})
 	defer w.Stop()
 	release := make(chan struct{})
 	var runs atomic.Int32
@@ -657,7 +639,7 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 		t.Fatalf("%d runs; a live subscription was started again", n)
 	}
 	forgetReturns(t, w)
-	if n := panics.get(component); n != 2 {
+	if n := panics.Count(component); n != 2 {
 		t.Fatalf("%d panics counted, want 2", n)
 	}
 }
