@@ -128,13 +128,18 @@ func notAnswering(o *observation) string {
 	return ""
 }
 
-// addPassword makes every member accept password beside the one it has,
-// replicate with it and its sentinel authenticate with it.
+// addPassword makes every member accept password beside the one it has and
+// replicate with it, and only then makes the sentinels authenticate with
+// it: a sentinel given the new auth-pass reconnects at once, and a
+// redis-server that does not know the password yet refuses it, which
+// Sentinel does not retry (the replica stays s_down).
 func (r *FormationReconciler) addPassword(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, password string) error {
 	for _, m := range o.members {
 		if err := o.admin.AddPassword(ctx, m.Redis, password); err != nil {
 			return fmt.Errorf("adding the new password on %s: %w", m.name, err)
 		}
+	}
+	for _, m := range o.members {
 		if err := o.admin.SentinelSet(ctx, m.Sentinel, f.Spec.MasterName, map[string]string{"auth-pass": password}); err != nil {
 			return fmt.Errorf("giving sentinel %s the new password: %w", m.name, err)
 		}

@@ -11,6 +11,8 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 const rotatedPassword = "data-plane-pw-2"
@@ -187,5 +189,52 @@ func TestPasswordRotation(t *testing.T) {
 				t.Fatalf("not Ready: %s", describe(f))
 			}
 		})
+	}
+}
+
+// orderedAdmin records the password steps of a rotation, in order.
+type orderedAdmin struct {
+	redisadmin.Admin
+	log *[]string
+}
+
+func (a orderedAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
+	*a.log = append(*a.log, "AddPassword")
+	return a.Admin.AddPassword(ctx, server, password)
+}
+
+func (a orderedAdmin) SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
+	if _, ok := settings["auth-pass"]; ok {
+		*a.log = append(*a.log, "SentinelSet auth-pass")
+	}
+	return a.Admin.SentinelSet(ctx, sentinel, name, settings)
+}
+
+type orderedDialer struct {
+	*forgettingWorld
+	log []string
+}
+
+func (d *orderedDialer) Admin(owner string, creds redisadmin.Credentials) redisadmin.Admin {
+	return orderedAdmin{Admin: d.forgettingWorld.Admin(owner, creds), log: &d.log}
+}
+
+// A sentinel given the new auth-pass reconnects at once; a redis-server
+// that does not know the new password yet refuses it and real Sentinel
+// does not retry, so every server must have it before any sentinel does.
+func TestRotationGivesEveryServerThePasswordBeforeAnySentinel(t *testing.T) {
+	e := standardEnv(t)
+	d := &orderedDialer{forgettingWorld: e.dialer}
+	r := e.newReconciler()
+	r.Redis = d
+	e.converge(r, testKey, 40)
+	d.log = nil
+	e.setPassword(redisSecretName, rotatedPassword)
+	if _, err := e.reconcile(r, testKey); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"AddPassword", "AddPassword", "AddPassword", "SentinelSet auth-pass", "SentinelSet auth-pass", "SentinelSet auth-pass"}
+	if strings.Join(d.log, ",") != strings.Join(want, ",") {
+		t.Fatalf("rotation steps %v, want %v", d.log, want)
 	}
 }
