@@ -17,6 +17,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
 func TestBringUp(t *testing.T) {
@@ -291,5 +292,28 @@ func TestStoppedMember(t *testing.T) {
 	e.converge(r, testKey, 20)
 	if starts() != 2 {
 		t.Fatalf("%d starts, want 2", starts())
+	}
+}
+
+// A Ready formation whose state does not change costs no status write per
+// pass, also with Sentinel events in status (kept by the API server to the
+// microsecond, received to the nanosecond).
+func TestIdlePassWritesNoStatus(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	e.watcher.setEvents(testKey, sentinel.Event{Time: e.clock.Now().Add(123456789 * time.Nanosecond), Sentinel: testName + "-2", Type: "+sdown", Payload: "slave 10.0.0.3:6379 10.0.0.3 6379 @ mymaster 10.0.0.2 6379"})
+	if _, err := e.reconcile(r, testKey); err != nil {
+		t.Fatal(err)
+	}
+	written := e.statusPatches.Load()
+	for range 3 {
+		e.clock.Advance(e.opts.ResyncPeriod)
+		if _, err := e.reconcile(r, testKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.statusPatches.Load() - written; n != 0 {
+		t.Fatalf("%d status writes in 3 idle passes, want 0", n)
 	}
 }

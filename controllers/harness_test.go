@@ -179,6 +179,12 @@ func (w *stubWatcher) setSwitches(key client.ObjectKey, s ...sentinel.Switch) {
 	w.switches[key] = s
 }
 
+func (w *stubWatcher) setEvents(key client.ObjectKey, e ...sentinel.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events[key] = e
+}
+
 func (w *stubWatcher) forgotten(key client.ObjectKey) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -258,6 +264,8 @@ type env struct {
 	// dieBeforeStatusWrite makes the next status write fail, as if the
 	// operator died after the pass's actions and before its status patch.
 	dieBeforeStatusWrite atomic.Bool
+	// statusPatches counts the status writes that reached the API.
+	statusPatches atomic.Int64
 }
 
 // newEnv builds the world with objs in the API (typically a formation and
@@ -291,6 +299,7 @@ func newEnv(t testing.TB, objs ...client.Object) *env {
 			if e.dieBeforeStatusWrite.CompareAndSwap(true, false) {
 				return errors.New("the operator died before writing the status")
 			}
+			e.statusPatches.Add(1)
 			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
 		}}).
 		Build()

@@ -60,7 +60,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	notes = append(notes, setSecretsValid(f, o)...)
 	if o.stop == nil {
 		setMembers(f, o, p.topology)
-		notes = append(notes, recordMaster(st, p.topology, now)...)
+		notes = append(notes, recordMaster(st, p.topology, takenOver(o, p.topology, now))...)
 	}
 	for _, rec := range p.record {
 		if rec != nil {
@@ -199,11 +199,31 @@ func memberHealth(m *memberObs, tp topology.Plan) redisv1alpha1.MemberHealth {
 	}
 }
 
+// takenOver is when the master took over as far as the sentinels tell
+// (the earliest now - role-reported-time among those monitoring it), or
+// now when none tells.
+func takenOver(o *observation, tp topology.Plan, now time.Time) time.Time {
+	at := now
+	for _, m := range o.members {
+		if m.Running && m.SentinelErr == nil && m.View.Address == tp.Master && m.View.RoleReportedAgo > 0 {
+			at = minTime(at, now.Add(-m.View.RoleReportedAgo))
+		}
+	}
+	return at
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // recordMaster records the master Sentinel's majority names. A master with
 // a newer config epoch than the recorded one is a failover, counted once
 // whatever the number of passes or operators that see it; one that the
 // operator missed while it was not running is counted by the first pass
-// that sees it, with the time it was seen.
+// that sees it, at the time the sentinels say the master took over.
 func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Plan, now time.Time) []note {
 	if tp.MasterMember == "" || !tp.Authoritative || tp.FailoverInProgress {
 		return nil // keep the last known master rather than guess
@@ -269,7 +289,9 @@ func recordEvents(st *redisv1alpha1.RedisSentinelFormationStatus, events []senti
 	}
 	out := make([]redisv1alpha1.SentinelEvent, 0, len(events))
 	for _, e := range events {
-		out = append(out, redisv1alpha1.SentinelEvent{Time: metav1.NewMicroTime(e.Time), Sentinel: e.Sentinel, Type: e.Type, Message: e.Payload})
+		// At the precision the API server keeps, or an idle pass would
+		// always see a change to write.
+		out = append(out, redisv1alpha1.SentinelEvent{Time: metav1.NewMicroTime(e.Time.Truncate(time.Microsecond)), Sentinel: e.Sentinel, Type: e.Type, Message: e.Payload})
 	}
 	st.RecentEvents = out
 }

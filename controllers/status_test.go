@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -190,5 +193,54 @@ func TestRecordMaster(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An idle pass writes nothing: what it copies into status from memory
+// (Sentinel's events) must equal what the API server gave back, which
+// keeps times to the microsecond.
+func TestIdlePassChangesNothingAfterARoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
+	events := []sentinel.Event{{Time: at, Sentinel: "cache-1", Type: "+sdown", Payload: "master mymaster 10.0.0.1 6379"}}
+	var st redisv1alpha1.RedisSentinelFormationStatus
+	recordEvents(&st, events)
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored redisv1alpha1.RedisSentinelFormationStatus
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		t.Fatal(err)
+	}
+	next := stored.DeepCopy()
+	recordEvents(next, events)
+	if !equality.Semantic.DeepEqual(&stored, next) {
+		t.Fatalf("the same events differ from their stored copy: %v vs %v", stored.RecentEvents[0].Time, next.RecentEvents[0].Time)
+	}
+}
+
+// A failover the operator missed is dated by the sentinels' own account:
+// the earliest role-reported-time among those monitoring the new master.
+func TestTakenOverUsesTheSentinelsRoleReportedTime(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	master := endpoint.Endpoint{Host: "10.0.0.3", Port: 6379}
+	view := func(addr endpoint.Endpoint, ago time.Duration) *memberObs {
+		m := &memberObs{}
+		m.Running, m.View.Address, m.View.RoleReportedAgo = true, addr, ago
+		return m
+	}
+	tp := topology.Plan{Master: master}
+	for _, tc := range []struct {
+		name    string
+		members []*memberObs
+		want    time.Time
+	}{
+		{"the earliest report wins", []*memberObs{view(master, 3*time.Second), view(master, 5*time.Second)}, now.Add(-5 * time.Second)},
+		{"a sentinel on another master does not count", []*memberObs{view(master, 2*time.Second), view(endpoint.Endpoint{Host: "10.0.0.2", Port: 6379}, time.Minute)}, now.Add(-2 * time.Second)},
+		{"no report: the time it was seen", []*memberObs{view(master, 0)}, now},
+	} {
+		if got := takenOver(&observation{members: tc.members}, tp, now); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

@@ -37,20 +37,20 @@ var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentin
 // command per setting; the table holds their fixed part. Connection setup
 // (AUTH on a new pooled connection) is not counted.
 var CommandsPerCall = map[string]int{
-	MethodReplication:       1, // INFO replication memory
-	MethodReplicaOf:         2, // REPLICAOF + CONFIG REWRITE
-	MethodConfigSet:         1, // CONFIG SET per setting + CONFIG REWRITE
-	MethodAddPassword:       3, // ACL SETUSER + CONFIG SET masterauth + CONFIG REWRITE
-	MethodOnlyPassword:      2, // ACL SETUSER + CONFIG REWRITE
-	MethodPauseWrites:       1, // CLIENT PAUSE WRITE
-	MethodResumeWrites:      1, // CLIENT UNPAUSE
-	MethodSentinelMaster:    1,
-	MethodSentinelCKQuorum:  1,
-	MethodSentinelMonitor:   1,
-	MethodSentinelRemove:    1,
-	MethodSentinelSet:       0, // SENTINEL SET per setting
-	MethodSentinelReset:     1,
-	MethodSentinelFailover:  1,
+	MethodReplication:      1, // INFO replication memory
+	MethodReplicaOf:        2, // REPLICAOF + CONFIG REWRITE
+	MethodConfigSet:        1, // CONFIG SET per setting + CONFIG REWRITE
+	MethodAddPassword:      3, // ACL SETUSER + CONFIG SET masterauth + CONFIG REWRITE
+	MethodOnlyPassword:     2, // ACL SETUSER + CONFIG REWRITE
+	MethodPauseWrites:      1, // CLIENT PAUSE WRITE
+	MethodResumeWrites:     1, // CLIENT UNPAUSE
+	MethodSentinelMaster:   1,
+	MethodSentinelCKQuorum: 1,
+	MethodSentinelMonitor:  1,
+	MethodSentinelRemove:   1,
+	MethodSentinelSet:      0, // SENTINEL SET per setting
+	MethodSentinelReset:    1,
+	MethodSentinelFailover: 1,
 }
 
 // Counts are a CountingDialer's counters.

@@ -249,6 +249,7 @@ func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.End
 		NumReplicas:       atoi(m["num-slaves"]),
 		NumOtherSentinels: atoi(m["num-other-sentinels"]),
 		ConfigEpoch:       atoi64(m["config-epoch"]),
+		RoleReportedAgo:   time.Duration(atoi64(m["role-reported-time"])) * time.Millisecond,
 	}, nil
 }
 

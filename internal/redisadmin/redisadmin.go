@@ -47,6 +47,10 @@ type MasterState struct {
 	NumReplicas       int
 	NumOtherSentinels int
 	ConfigEpoch       int64
+	// RoleReportedAgo is how long ago the master reported its role to the
+	// sentinel (role-reported-time): after a switch, about when the new
+	// master took over.
+	RoleReportedAgo time.Duration
 }
 
 // HasFlag reports whether the sentinel set a flag on the master, e.g.
