@@ -102,6 +102,11 @@ BENCH_NOTE ?=
 # write gap during an image roll, steady state, the operator process's CPU
 # and memory.
 BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess
+# make bench-compare: the git revision to compare the working tree with, and
+# the test/bench benchmarks to run for both (names without "Benchmark",
+# separated by |, no regexps).
+BASE          ?=
+BENCH_COMPARE ?= ApplyToReady|Failover|SteadyState
 # The scale benchmark on the fake backends runs in a network namespace with
 # only loopback: the fake's instance addresses exist nowhere, and although
 # the benchmark stubs everything that would dial them (Sentinel watcher,
@@ -112,7 +117,7 @@ BENCH_NETNS = unshare --net sh -ec 'ip link set lo up; ip addr add 10.255.255.1/
 	ip route add default dev lo; ip route add unreachable 10.0.0.0/8; exec "$$0" "$$@"'
 
 .PHONY: bench
-bench: ## Measure the operator against its targets on the real stack (as root, ~30-60 min): prints one table, writes docs/benchmarks.md.
+bench: ## Measure the operator against its targets on the real stack (as root, ~30-60 min): prints one table, writes docs/benchmarks.md (keeps its "Before and after" section).
 	go build -o $(BIN)/bench-manager .
 	go test -c -o $(BIN)/bench.test ./test/bench/
 	@export KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" RSF_BENCH_MANAGER="$(BIN)/bench-manager"; { \
@@ -123,3 +128,7 @@ bench: ## Measure the operator against its targets on the real stack (as root, ~
 		go test -run '^$$' -bench 'GetSetPaired$$' -benchtime 20000x -count 1 ./internal/redisclient/ \
 			|| echo "BENCH-FAILED: internal/redisclient"; \
 	} 2>&1 | tee $(BIN)/bench.out | go run ./hack/benchtable -o docs/benchmarks.md -note "$(BENCH_NOTE)"
+
+.PHONY: bench-compare
+bench-compare: ## BASE=<git rev>: run BENCH_COMPARE for BASE and the working tree, alternating per benchmark (as root, ~15 min for the default three); writes the "Before and after" section of docs/benchmarks.md.
+	BASE="$(BASE)" BENCH_COMPARE="$(BENCH_COMPARE)" BENCH_NOTE="$(BENCH_NOTE)" hack/bench-compare.sh

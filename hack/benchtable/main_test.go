@@ -66,7 +66,7 @@ func TestFailuresAndLabDoc(t *testing.T) {
 	if !strings.HasPrefix(lab["first"], "71 s") || !strings.HasPrefix(lab["second"], "6-9 s") || !strings.HasPrefix(lab["make-lab"], "40 s") {
 		t.Fatalf("lab timings %v", lab)
 	}
-	out := document(in, evaluate(in), markdownTable(evaluate(in)), "idle")
+	out := document(in, evaluate(in), markdownTable(evaluate(in)), "idle", "")
 	if !strings.Contains(out, "Failures in this run") || !strings.Contains(out, "Conditions: idle") {
 		t.Fatalf("document:\n%s", out)
 	}
