@@ -568,10 +568,16 @@ type MemberStatus struct {
 }
 
 // SentinelsStatus summarises the sentinels.
+//
+// Its fields are optional in the schema: a status merge patch carries only
+// the fields that changed, and a zero value never written before (the
+// sentinels before the first one answers) is absent from the stored object.
 type SentinelsStatus struct {
 	// Reachable counts sentinels that answered.
+	// +optional
 	Reachable int32 `json:"reachable"`
 	// QuorumOK is true when every reachable sentinel reports CKQUORUM OK.
+	// +optional
 	QuorumOK bool `json:"quorumOK"`
 }
 
