@@ -521,16 +521,16 @@ func recordTopologyAction(a topology.Action, now time.Time) func(*redisv1alpha1.
 // told again only when the settings differ from those status records it
 // was last given.
 func decideSettings(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+	settings, err := runtimeSettings(f)
+	if err != nil {
+		p.degrade(ReasonInvalidSpec, "%v", err)
+		return
+	}
+	hash := fingerprint.Map(settings)
 	for _, m := range o.members {
 		if !m.redisUp() {
 			continue
 		}
-		settings, err := runtimeSettings(f)
-		if err != nil {
-			p.degrade(ReasonInvalidSpec, "%v", err)
-			return
-		}
-		hash := fingerprint.Map(settings)
 		if st := findMember(f.Status.Members, m.name); st != nil && st.SettingsHash == hash {
 			continue
 		}

@@ -867,12 +867,3 @@ func (w *World) failover(name string, old endpoint.Endpoint, promoted *member) i
 	}
 	return epoch
 }
-
-func sortedEndpoints(set map[endpoint.Endpoint]bool) []endpoint.Endpoint {
-	return slices.SortedFunc(maps.Keys(set), func(a, b endpoint.Endpoint) int {
-		if c := strings.Compare(a.Host, b.Host); c != 0 {
-			return c
-		}
-		return a.Port - b.Port
-	})
-}
