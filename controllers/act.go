@@ -167,7 +167,7 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 	case actRetirePassword:
 		return r.retirePassword(ctx, o, a.password)
 	case actWritePasswordState:
-		return r.writePasswordState(ctx, f, a.password, a.previous)
+		return r.writeOwnedSecret(ctx, f, o.passwordState.secret, passwordStateSecretName(f), passwordStateData(a.password, a.previous))
 	case actHoldWrites:
 		return o.admin.PauseWrites(ctx, a.target, writeHold)
 	case actReleaseWrites:
@@ -181,8 +181,7 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		}
 		return o.admin.ResumeWrites(ctx, from.Redis)
 	case actWriteConnection:
-		_, err := r.writeConnection(ctx, f, o, a.data)
-		return err
+		return r.writeOwnedSecret(ctx, f, o.connection, connectionSecretName(f), a.data)
 	}
 	return fmt.Errorf("unknown action %q", a.kind)
 }

@@ -79,24 +79,25 @@ func decideConnection(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obser
 	}
 }
 
-// writeConnection creates or updates the connection Secret; an update is
-// based on the version observed (a conflict retries the pass).
-func (r *FormationReconciler) writeConnection(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, data map[string][]byte) (created bool, err error) {
-	if o.connection != nil {
-		secret := o.connection.DeepCopy()
+// writeOwnedSecret creates the formation's Secret name with data, owned by
+// the formation, or updates the version of it this pass observed (a
+// conflict reruns the pass from a fresh read).
+func (r *FormationReconciler) writeOwnedSecret(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, observed *corev1.Secret, name string, data map[string][]byte) error {
+	if observed != nil {
+		secret := observed.DeepCopy()
 		secret.Data = data
 		if err := r.Update(ctx, secret); err != nil {
-			return false, fmt.Errorf("updating Secret %s: %w", secret.Name, err)
+			return fmt.Errorf("updating Secret %s: %w", name, err)
 		}
-		return false, nil
+		return nil
 	}
 	secret := &corev1.Secret{Type: corev1.SecretTypeOpaque, Data: data}
-	secret.Namespace, secret.Name, secret.Labels = f.Namespace, connectionSecretName(f), ownedLabels(f)
+	secret.Namespace, secret.Name, secret.Labels = f.Namespace, name, ownedLabels(f)
 	if err := controllerutil.SetControllerReference(f, secret, r.Scheme()); err != nil {
-		return false, err
+		return err
 	}
 	if err := r.Create(ctx, secret); err != nil {
-		return false, fmt.Errorf("creating Secret %s: %w", secret.Name, err)
+		return fmt.Errorf("creating Secret %s: %w", name, err)
 	}
-	return true, nil
+	return nil
 }

@@ -266,21 +266,10 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	return false
 }
 
-// whole reports whether the formation would be Ready on this observation
-// alone: a master, every member present and healthy, every sentinel
-// answering with quorum and knowing all its peers, nothing leaving and no
-// failover running. A rollout replaces the next member only then.
+// whole reports whether the formation is settled (see settled) with
+// nothing leaving. A rollout replaces the next member only then.
 func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) bool {
-	if len(o.leaving) > 0 || tp.FailoverInProgress || len(o.members) != int(f.Spec.Members) || masterMember(o, tp) == nil {
-		return false
-	}
-	for _, m := range o.members {
-		if memberHealth(m, tp) != redisv1alpha1.HealthHealthy {
-			return false
-		}
-	}
-	problems, discovering := topologyProblems(f, o, tp)
-	return len(problems) == 0 && !discovering
+	return len(o.leaving) == 0 && settled(f, o, tp)
 }
 
 // needsPlannedFailover says why the master role must move, if it must: the

@@ -38,7 +38,7 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 	o := &observation{
 		desiredPassword: testPassword,
 		creds:           redisadmin.Credentials{Password: testPassword, SentinelPassword: testSentinelPassword},
-		passwordState:   passwordState{found: true, password: testPassword},
+		passwordState:   passwordState{secret: &corev1.Secret{}, password: testPassword},
 	}
 	for i := 1; i <= int(f.Spec.Members); i++ {
 		name := memberName(f, i)

@@ -42,7 +42,7 @@ type observation struct {
 	creds redisadmin.Credentials
 	// passwordState is the formation's own record of the data-plane
 	// password the members were given, and its predecessor during a
-	// rotation; found is false before the first pass wrote it.
+	// rotation.
 	passwordState passwordState
 
 	// incus and admin are the handles act uses; decide never calls them.
@@ -76,9 +76,12 @@ type memberObs struct {
 
 // passwordState is the content of the formation's password state Secret.
 type passwordState struct {
-	found              bool
+	// secret is the Secret as read; nil before the first pass wrote it.
+	secret             *corev1.Secret
 	password, previous string
 }
+
+func (s passwordState) found() bool { return s.secret != nil }
 
 // member is the member called name, also one that is leaving.
 func (o *observation) member(name string) *memberObs {
@@ -136,7 +139,7 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 	}
 	o.desiredPassword = password
 	o.creds = redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword}
-	if o.passwordState.found {
+	if o.passwordState.found() {
 		o.creds.Password = o.passwordState.password
 	}
 	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), o.creds)

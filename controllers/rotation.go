@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 )
@@ -45,7 +44,7 @@ func (r *FormationReconciler) readPasswordState(ctx context.Context, f *redisv1a
 	case !metav1.IsControlledBy(secret, f):
 		return passwordState{}, &secretError{ReasonStateSecretNotOwned, fmt.Sprintf("Secret %s/%s exists and is not owned by this formation; the operator keeps the formation's password state there: remove or rename it", f.Namespace, secret.Name)}
 	}
-	return passwordState{found: true, password: string(secret.Data[stateKeyPassword]), previous: string(secret.Data[stateKeyPrevious])}, nil
+	return passwordState{secret: secret, password: string(secret.Data[stateKeyPassword]), previous: string(secret.Data[stateKeyPrevious])}, nil
 }
 
 // decidePassword carries a changed data-plane password to the running
@@ -68,7 +67,7 @@ func decidePassword(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observa
 	st := o.passwordState
 	stateName := passwordStateSecretName(f)
 	switch {
-	case !st.found:
+	case !st.found():
 		// First sight: the members run (or will be created) with the
 		// Secret's password.
 		p.add(action{kind: actWritePasswordState, password: o.desiredPassword, reason: "record the password the members are given"})
@@ -157,28 +156,13 @@ func (r *FormationReconciler) retirePassword(ctx context.Context, o *observation
 	return nil
 }
 
-// writePasswordState creates or updates the state Secret, read from the
-// API server first (the cache may not have the previous write yet).
-func (r *FormationReconciler) writePasswordState(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, password, previous string) error {
+// passwordStateData is the content of the password state Secret.
+func passwordStateData(password, previous string) map[string][]byte {
 	data := map[string][]byte{stateKeyPassword: []byte(password)}
 	if previous != "" {
 		data[stateKeyPrevious] = []byte(previous)
 	}
-	secret := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: passwordStateSecretName(f)}, secret)
-	if apierrors.IsNotFound(err) {
-		secret = &corev1.Secret{Type: corev1.SecretTypeOpaque, Data: data}
-		secret.Namespace, secret.Name, secret.Labels = f.Namespace, passwordStateSecretName(f), ownedLabels(f)
-		if err := controllerutil.SetControllerReference(f, secret, r.Scheme()); err != nil {
-			return err
-		}
-		return r.Create(ctx, secret)
-	}
-	if err != nil {
-		return err
-	}
-	secret.Data = data
-	return r.Update(ctx, secret)
+	return data
 }
 
 // ownedLabels mark the Secrets a formation owns.

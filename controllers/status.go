@@ -331,8 +331,7 @@ func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p pl
 		inputProblems = true
 	}
 	blocked := errors.Is(o.stop, errBlocked) || errors.Is(res.err, errBlocked)
-	ready := topologyRan && passErr == nil && len(problems) == 0 && !discovering && !p.topology.FailoverInProgress &&
-		masterMember(o, p.topology) != nil && int(st.ReadyMembers) == len(o.members) && len(o.members) == int(f.Spec.Members)
+	ready := topologyRan && passErr == nil && !inputProblems && settled(f, o, p.topology)
 	secretsBlocked := meta.IsStatusConditionFalse(st.Conditions, redisv1alpha1.ConditionSecretsValid)
 	bootstrapped := st.Master != nil
 
@@ -390,6 +389,22 @@ func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p pl
 	default:
 		st.Phase = redisv1alpha1.PhaseProvisioning
 	}
+}
+
+// settled reports whether the observation alone shows a Ready formation: a
+// master, every member present and healthy, every sentinel answering with
+// quorum and knowing all its peers, no failover running.
+func settled(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) bool {
+	if tp.FailoverInProgress || len(o.members) != int(f.Spec.Members) || masterMember(o, tp) == nil {
+		return false
+	}
+	for _, m := range o.members {
+		if memberHealth(m, tp) != redisv1alpha1.HealthHealthy {
+			return false
+		}
+	}
+	problems, discovering := topologyProblems(f, o, tp)
+	return len(problems) == 0 && !discovering
 }
 
 // topologyProblems lists lost members, sentinels and quorum (before the
