@@ -78,8 +78,9 @@ type RedisSentinelFormationSpec struct {
 	Auth AuthSpec `json:"auth"`
 
 	// Environment decides how strictly passwords are checked: outside lab,
-	// placeholder and weak passwords are refused.
-	// +kubebuilder:default=lab
+	// placeholder and weak passwords are refused. Only lab trusts the
+	// user to know what they do.
+	// +kubebuilder:default=production
 	// +optional
 	Environment Environment `json:"environment,omitempty"`
 
@@ -221,15 +222,54 @@ type RDBSavePoint struct {
 	Changes int32 `json:"changes"`
 }
 
-// AuthSpec names the Secrets that hold the passwords.
+// AuthSpec names the Secrets holding the backend user's passwords and
+// says what that user may do. The operator's own users (admin, replication,
+// Sentinel's, sentinel-to-sentinel) get passwords it generates into a
+// Secret it owns (<name>-internal-credentials); the default user
+// is disabled.
 type AuthSpec struct {
-	// PasswordSecretRef is the data-plane password (requirepass and
-	// masterauth on every redis-server).
+	// PasswordSecretRef is the backend user's password on the
+	// redis-servers: what backends read and write with.
 	PasswordSecretRef SecretKeyReference `json:"passwordSecretRef"`
 
-	// SentinelPasswordSecretRef is the Sentinel password (requirepass on
-	// every sentinel, used by sentinels to talk to each other).
+	// SentinelPasswordSecretRef is the backend user's password on the
+	// sentinels, where it may only discover the master.
 	SentinelPasswordSecretRef SecretKeyReference `json:"sentinelPasswordSecretRef"`
+
+	// BackendUser is the ACL user backends get in the connection Secret.
+	// +kubebuilder:default={}
+	// +optional
+	BackendUser BackendUserSpec `json:"backendUser,omitempty"`
+}
+
+// BackendUserSpec is the backends' ACL user on the redis-servers.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.name) || (has(self.name) && self.name == oldSelf.name)",message="spec.auth.backendUser.name cannot be changed on a formation: backends would be locked out; create a new formation instead",fieldPath=".name"
+type BackendUserSpec struct {
+	// Name is the user's name.
+	// +kubebuilder:default=backend
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9_-]*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'default' && !self.startsWith('rsf-')",message="'default' and names starting with 'rsf-' are the operator's own users"
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Rules replace the default rule set (every key and channel, every
+	// command but the @admin and @dangerous ones) with Redis ACL rules:
+	// command rules (+get, -@write, +client|setname), key patterns (~app:*,
+	// %R~*), channel patterns (&news:*), allkeys, allchannels, resetkeys,
+	// resetchannels, nocommands. Passwords and on/off are the operator's.
+	// Rules that would let a backend take a formation over (ACL, CONFIG,
+	// REPLICAOF, SHUTDOWN, DEBUG, MODULE, MONITOR, replication, +@admin,
+	// +@dangerous, +@all after a narrowing) are refused.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^([+-]@?[a-z][a-z0-9_|.-]*|~[!-~]+|%R?W?~[!-~]+|&[!-~]+|allkeys|allchannels|resetkeys|resetchannels|nocommands)$`
+	// +kubebuilder:validation:XValidation:rule="self.all(r, !r.matches('^[+](@admin|@dangerous|acl|config|replicaof|slaveof|shutdown|debug|module|monitor|sync|psync|replconf|failover|migrate|restore|save|bgsave|bgrewriteaof|cluster|client[|]kill|script[|]kill)([|].*)?$'))",message="spec.auth.backendUser.rules must not grant administrative commands (ACL, CONFIG, REPLICAOF, SHUTDOWN, DEBUG, MODULE, MONITOR, replication, @admin, @dangerous): they would let a backend take the formation over"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(r, r == '+@all') || self.exists(r, r == '-@admin') && self.exists(r, r == '-@dangerous')",message="spec.auth.backendUser.rules may grant +@all only together with -@admin and -@dangerous"
+	// +listType=atomic
+	// +optional
+	Rules []string `json:"rules,omitempty"`
 }
 
 // SecretKeyReference names one key of a Secret in the formation's namespace.
@@ -451,11 +491,17 @@ type RedisSentinelFormationStatus struct {
 	// +optional
 	PlannedFailover *PlannedFailoverStatus `json:"plannedFailover,omitempty"`
 
-	// PasswordRotation is set while a rotated data-plane password's
-	// predecessor is still accepted beside it. The predecessor itself is
-	// kept in the Secret named here, which the formation owns.
+	// PasswordRotation is set while rotated passwords' predecessors are
+	// still accepted beside them. The predecessors themselves are kept in
+	// the Secret named here, which the formation owns.
 	// +optional
 	PasswordRotation *PasswordRotationStatus `json:"passwordRotation,omitempty"`
+
+	// BackendRulesHash fingerprints the backend user's rules the running
+	// members were given, so that a change of spec.auth.backendUser.rules
+	// is applied live, once.
+	// +optional
+	BackendRulesHash string `json:"backendRulesHash,omitempty"`
 }
 
 // PlannedFailoverPhase is a step of a planned failover.
@@ -492,13 +538,18 @@ type PlannedFailoverStatus struct {
 	RequestedAt *metav1.MicroTime `json:"requestedAt,omitempty"`
 }
 
-// PasswordRotationStatus is an ongoing data-plane password rotation.
+// PasswordRotationStatus is an ongoing password rotation.
 type PasswordRotationStatus struct {
-	// RetireAt is when the previous password stops being accepted.
+	// RetireAt is when the previous passwords stop being accepted.
 	RetireAt metav1.Time `json:"retireAt"`
 	// StateSecretName is the Secret, owned by the formation, that holds
-	// the password the members were last given and its predecessor.
+	// the passwords the members were last given and their predecessors.
 	StateSecretName string `json:"stateSecretName"`
+	// Credentials are the rotated ones: backend, backend-sentinel, admin,
+	// replication, monitoring, peer.
+	// +listType=set
+	// +optional
+	Credentials []string `json:"credentials,omitempty"`
 }
 
 // MasterStatus is the current master.

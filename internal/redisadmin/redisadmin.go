@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
@@ -74,10 +75,11 @@ func (m MasterState) FailoverInProgress() bool {
 	return false
 }
 
-// Credentials are a formation's passwords.
+// Credentials are the ACL user the operator administers a formation's
+// redis-servers and sentinels with (acl.AdminUser on both).
 type Credentials struct {
-	Password         string
-	SentinelPassword string
+	Username string
+	Password string
 }
 
 // Admin runs administrative commands against one formation's servers.
@@ -90,13 +92,10 @@ type Admin interface {
 	// ConfigSet applies settings at run time and persists them with
 	// CONFIG REWRITE.
 	ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error
-	// AddPassword makes a redis-server accept password besides the ones it
-	// has (ACL SETUSER default >password) and replicate with it
-	// (masterauth), persisted with CONFIG REWRITE.
-	AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error
-	// OnlyPassword makes password the only one accepted (ACL SETUSER
-	// default resetpass >password), persisted with CONFIG REWRITE.
-	OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error
+	// SetUser makes an ACL user on a redis-server exactly u (ACL SETUSER
+	// with u.SetUserArgs(), atomic), persisted with CONFIG REWRITE. A user
+	// with no passwords and no rules is disabled.
+	SetUser(ctx context.Context, server endpoint.Endpoint, u acl.User) error
 	// PauseWrites holds write commands on a redis-server for d (CLIENT
 	// PAUSE WRITE): clients wait instead of writing and replication stops
 	// advancing, so replicas can catch up exactly. ResumeWrites ends it.
@@ -111,6 +110,12 @@ type Admin interface {
 	SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error
 	SentinelReset(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 	SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error
+	// SentinelSetUser is SetUser on a sentinel, persisted with SENTINEL
+	// FLUSHCONFIG.
+	SentinelSetUser(ctx context.Context, sentinel endpoint.Endpoint, u acl.User) error
+	// SentinelConfigSet applies sentinel-wide settings (SENTINEL CONFIG
+	// SET, e.g. sentinel-pass), which Sentinel persists itself.
+	SentinelConfigSet(ctx context.Context, sentinel endpoint.Endpoint, settings map[string]string) error
 }
 
 // Dialer gives an Admin for a formation's credentials. Connections are
