@@ -3,6 +3,8 @@
 package passwords
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,4 +63,18 @@ func Check(password string, strict bool) error {
 		return ErrWeak
 	}
 	return nil
+}
+
+// Generate returns a random password that passes the strict policy: 32
+// random bytes in URL-safe base64 (43 characters Sentinel can store).
+func Generate() (string, error) {
+	for {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("generating a password: %w", err)
+		}
+		if p := base64.RawURLEncoding.EncodeToString(b); Check(p, true) == nil {
+			return p, nil
+		}
+	}
 }

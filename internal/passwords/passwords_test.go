@@ -64,3 +64,20 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestGeneratePassesTheStrictPolicyAndDiffers(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		p, err := Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(p, true); err != nil {
+			t.Fatalf("generated password refused: %v", err)
+		}
+		if seen[p] {
+			t.Fatal("the same password was generated twice")
+		}
+		seen[p] = true
+	}
+}

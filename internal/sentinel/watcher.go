@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/safe"
 )
 
@@ -100,14 +101,14 @@ type Watcher struct {
 	trigger func(types.NamespacedName, Event)
 	// run follows one sentinel until ctx ends: receive, or a stand-in in
 	// tests.
-	run func(ctx context.Context, key types.NamespacedName, member, addr, password string)
+	run func(ctx context.Context, key types.NamespacedName, member, addr string, creds redisadmin.Credentials)
 
 	mu         sync.Mutex
 	formations map[types.NamespacedName]*formation
 }
 
 type formation struct {
-	password string
+	creds    redisadmin.Credentials
 	subs     map[string]*subscription // by sentinel address
 	events   []Event
 	sdownAt  map[string]time.Time // master ip:port -> first +sdown
@@ -130,8 +131,8 @@ func New(log logr.Logger, guard safe.Guard, trigger func(types.NamespacedName, E
 }
 
 // Watch makes the watcher follow exactly these sentinels of a formation,
-// starting and stopping subscriptions as targets or the password change.
-func (w *Watcher) Watch(key types.NamespacedName, password string, targets []Target) {
+// starting and stopping subscriptions as targets or the credentials change.
+func (w *Watcher) Watch(key types.NamespacedName, creds redisadmin.Credentials, targets []Target) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f := w.formations[key]
@@ -141,12 +142,12 @@ func (w *Watcher) Watch(key types.NamespacedName, password string, targets []Tar
 	}
 	// Subscriptions are cancelled, not waited for: a dead sentinel's read
 	// must not hold the lock that every other sentinel's events need.
-	if f.password != password {
+	if f.creds != creds {
 		for addr, s := range f.subs {
 			s.cancel()
 			delete(f.subs, addr)
 		}
-		f.password = password
+		f.creds = creds
 	}
 	want := map[string]string{}
 	for _, t := range targets {
@@ -160,7 +161,7 @@ func (w *Watcher) Watch(key types.NamespacedName, password string, targets []Tar
 	}
 	for addr, member := range want {
 		if _, ok := f.subs[addr]; !ok {
-			f.subs[addr] = w.subscribe(key, member, addr, password)
+			f.subs[addr] = w.subscribe(key, member, addr, creds)
 		}
 	}
 }
@@ -218,7 +219,7 @@ func (s *subscription) stop() {
 	<-s.done
 }
 
-func (w *Watcher) subscribe(key types.NamespacedName, member, addr, password string) *subscription {
+func (w *Watcher) subscribe(key types.NamespacedName, member, addr string, creds redisadmin.Credentials) *subscription {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &subscription{member: member, cancel: cancel, done: make(chan struct{})}
 	run := w.run
@@ -227,7 +228,7 @@ func (w *Watcher) subscribe(key types.NamespacedName, member, addr, password str
 		// recovers it: done is closed either way, so Forget cannot hang.
 		defer close(s.done)
 		defer w.ended(key, addr, s)
-		run(ctx, key, member, addr, password)
+		run(ctx, key, member, addr, creds)
 	})
 	return s
 }
@@ -247,12 +248,12 @@ func (w *Watcher) ended(key types.NamespacedName, addr string, s *subscription) 
 // receive reads one sentinel's events until ctx ends. go-redis reconnects
 // and re-subscribes the PubSub after a failed read; between failures the
 // loop backs off exponentially up to 5 s.
-func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member, addr, password string) {
+func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member, addr string, creds redisadmin.Credentials) {
 	log := w.log.WithValues("formation", key.String(), "sentinel", member, "address", addr)
 	// ContextTimeoutEnabled makes the epoch query honour its deadline; the
 	// PubSub's reads are bounded by ReceiveTimeout regardless.
 	client := redis.NewSentinelClient(&redis.Options{
-		Addr: addr, Password: password, DisableIdentity: true,
+		Addr: addr, Username: creds.Username, Password: creds.Password, DisableIdentity: true,
 		DialTimeout: time.Second, MaxRetries: -1, DialerRetries: 1,
 		ContextTimeoutEnabled: true,
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/safe"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
@@ -172,7 +173,7 @@ func TestSwitchFolding(t *testing.T) {
 func TestSwitchesHistory(t *testing.T) {
 	w := New(logr.Discard(), strictGuard(t), func(types.NamespacedName, Event) {})
 	defer w.Stop()
-	w.Watch(key, "", nil) // the formation, with no sentinel to dial
+	w.Watch(key, redisadmin.Credentials{}, nil) // the formation, with no sentinel to dial
 	t0 := time.Now()
 	addrs := []string{"10.77.0.11 6379", "10.77.0.12 6379"}
 	for i := range MaxSwitches + 2 {
@@ -303,7 +304,7 @@ func TestWatchRealSentinel(t *testing.T) {
 	rec := &recorder{}
 	w := New(logr.Discard(), strictGuard(t), rec.trigger)
 	defer w.Stop()
-	w.Watch(key, sentinelPassword, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
 	rec.waitFor(t, 5*time.Second, "subscribed", "")
 
 	// SENTINEL SET announces +set; the password it sets is not kept.
@@ -390,13 +391,13 @@ func TestDroppingAHungSentinel(t *testing.T) {
 	rec := &recorder{}
 	w := New(logr.Discard(), strictGuard(t), rec.trigger)
 	defer w.Stop()
-	w.Watch(key, sentinelPassword, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
 	rec.waitFor(t, 5*time.Second, "subscribed", "")
 
 	thaw := sentinel.Freeze()
 	returned := make(chan struct{})
 	go func() {
-		w.Watch(key, sentinelPassword, nil)
+		w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, nil)
 		close(returned)
 	}()
 	select {
@@ -478,7 +479,7 @@ func TestSwitchEpochsRealSentinels(t *testing.T) {
 	for i, s := range sentinels {
 		targets = append(targets, Target{Member: fmt.Sprintf("cache-%d", i+1), Addr: s.Addr()})
 	}
-	w.Watch(key, sentinelPassword, targets)
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, targets)
 	for deadline := time.Now().Add(10 * time.Second); rec.announcers("subscribed", "") < len(sentinels); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not every sentinel subscribed: %+v", rec.events)
@@ -575,7 +576,7 @@ func TestPanickingTriggerIsRecovered(t *testing.T) {
 		panic("trigger failed")
 	})
 	defer w.Stop()
-	w.Watch(key, sentinelPassword, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
 	panics.waitFor(t, component, 1) // the "subscribed" trigger
 
 	admin := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), Password: sentinelPassword})
@@ -603,7 +604,7 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 	defer w.Stop()
 	release := make(chan struct{})
 	var runs atomic.Int32
-	w.run = func(ctx context.Context, _ types.NamespacedName, _, _, _ string) {
+	w.run = func(ctx context.Context, _ types.NamespacedName, _, _ string, _ redisadmin.Credentials) {
 		if runs.Add(1) > 2 {
 			<-ctx.Done() // the third run follows the sentinel until Forget
 			return
@@ -612,7 +613,7 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 		panic("receive failed")
 	}
 	target := []Target{{Member: "cache-1", Addr: "127.0.0.1:1"}}
-	w.Watch(key, sentinelPassword, target)
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, target)
 	w.mu.Lock()
 	sub := w.formations[key].subs["127.0.0.1:1"]
 	w.mu.Unlock()
@@ -630,11 +631,11 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("Watch did not restart the subscription that panicked: %d runs", runs.Load())
 			}
-			w.Watch(key, sentinelPassword, target)
+			w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, target)
 		}
 	}
 	panics.waitFor(t, component, 2)
-	w.Watch(key, sentinelPassword, target)
+	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, target)
 	if n := runs.Load(); n != 3 {
 		t.Fatalf("%d runs; a live subscription was started again", n)
 	}

@@ -10,6 +10,7 @@ package topology
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -58,6 +59,10 @@ type Member struct {
 	Redis, Sentinel endpoint.Endpoint
 	// Running: the container runs and has its address.
 	Running bool
+	// Home is the member's redis-server endpoint at its own address, known
+	// also while its container is stopped (the address is pinned); zero
+	// before it ever had one. Only a member's Home is ever followed.
+	Home endpoint.Endpoint
 
 	// Repl is valid when RedisErr is nil.
 	Repl     redisadmin.Replication
@@ -178,13 +183,19 @@ type Plan struct {
 	// objectively down); no healing action is taken meanwhile.
 	FailoverInProgress bool
 	// Stale lists the sentinels monitoring another address than Master.
-	Stale   []string
-	Actions []Action
+	Stale []string
+	// Untrusted are the sentinels (by member name) that monitor an address
+	// that is no member's: their view is ignored and they are re-pointed
+	// at Master at once.
+	Untrusted map[string]endpoint.Endpoint
+	Actions   []Action
 }
 
 // Decide computes the plan.
 func Decide(in Input) Plan {
+	in, untrusted := setAsideUntrusted(in)
 	p := findMaster(in)
+	p.Untrusted = untrusted
 	p.FailoverInProgress = failoverInProgress(in, p.Master)
 	for _, m := range in.Members {
 		if m.monitoring() && !p.Master.IsZero() && m.View.Address != p.Master {
@@ -213,6 +224,36 @@ func Decide(in Input) Plan {
 		p.Actions = append(p.Actions, a)
 	}
 	return p
+}
+
+// setAsideUntrusted drops the views of sentinels that monitor an address
+// that is no member's: whoever told them to (a client holding a sentinel
+// password, a stale peer) must not make the members replicate from a host
+// of its choosing. Such a sentinel is treated as monitoring nothing, so it
+// is re-pointed at the master.
+func setAsideUntrusted(in Input) (Input, map[string]endpoint.Endpoint) {
+	var untrusted map[string]endpoint.Endpoint
+	members := slices.Clone(in.Members)
+	for i, m := range members {
+		if !m.monitoring() || isHome(in, m.View.Address) {
+			continue
+		}
+		if untrusted == nil {
+			untrusted = map[string]endpoint.Endpoint{}
+		}
+		untrusted[m.Name] = m.View.Address
+		members[i].View = redisadmin.MasterState{}
+		members[i].SentinelErr = errUntrusted
+	}
+	in.Members = members
+	return in, untrusted
+}
+
+// errUntrusted marks a sentinel whose view was set aside.
+var errUntrusted = fmt.Errorf("monitors an address that is no member's: %w", redisadmin.ErrNoSuchMaster)
+
+func isHome(in Input, e endpoint.Endpoint) bool {
+	return slices.ContainsFunc(in.Members, func(m Member) bool { return !m.Home.IsZero() && m.Home == e })
 }
 
 func findMaster(in Input) Plan {
@@ -400,6 +441,11 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 	switch {
 	case !m.Running || !m.configured():
 		return nil
+	case errors.Is(m.SentinelErr, errUntrusted):
+		if !masterConfirmed(in, p) {
+			return nil
+		}
+		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel monitored an address that is no member's; re-pointing it at the master " + p.Master.String()}}
 	case m.notMonitoring():
 		if p.Master.IsZero() {
 			return nil
@@ -422,6 +468,17 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 		return []Action{{Kind: SentinelSet, Member: m.Name, Settings: drift, Reason: "sentinel settings differ from the spec"}}
 	}
 	return nil
+}
+
+// masterConfirmed: the plan's master may be imposed on a sentinel that
+// monitors an untrusted address, because the master is authoritative or its
+// redis-server says it is a master.
+func masterConfirmed(in Input, p Plan) bool {
+	if p.Master.IsZero() {
+		return false
+	}
+	m, ok := memberNamed(in, p.MasterMember)
+	return p.Authoritative || (ok && m.redisUp() && m.Repl.IsMaster())
 }
 
 func newestEpochFor(in Input, master endpoint.Endpoint) int64 {

@@ -28,6 +28,7 @@ func member(n, master int) Member {
 	m := Member{
 		Name:     fmt.Sprintf("cache-%d", n),
 		Redis:    ep(n),
+		Home:     ep(n),
 		Sentinel: endpoint.Endpoint{Host: ep(n).Host, Port: 26379},
 		Running:  true,
 		View: redisadmin.MasterState{
@@ -41,6 +42,13 @@ func member(n, master int) Member {
 		m.Repl = redisadmin.Replication{Role: "slave", Master: ep(master), LinkUp: true, Offset: 5000}
 	}
 	return m
+}
+
+// untrustedView makes a member's sentinel monitor a host that is no member,
+// with a newer config epoch than anyone's (what SENTINEL MONITOR by an
+// intruder looks like).
+func untrustedView(m *Member) {
+	m.View.Address, m.View.ConfigEpoch = endpoint.Endpoint{Host: "10.66.0.99", Port: 6379}, 9
 }
 
 func healthy(master int) []Member {
@@ -107,6 +115,18 @@ func TestDecide(t *testing.T) {
 			awaitMembers: true,
 			wantMaster:   "cache-1", wantSource: SourceBootstrap,
 			wantActions: []string{"Configure cache-1", "Configure cache-2 -> 10.77.0.11:6379", "Configure cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name:       "every sentinel monitors an address that is no member's: never followed, the redis-servers tell, the sentinels are re-pointed",
+			members:    with(with(with(healthy(1), 1, untrustedView), 2, untrustedView), 3, untrustedView),
+			wantMaster: "cache-1", wantSource: SourceRedis,
+			wantActions: []string{"Remonitor cache-1 -> 10.77.0.11:6379", "Remonitor cache-2 -> 10.77.0.11:6379", "Remonitor cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name:       "a majority of sentinels monitors an address that is no member's: the member sentinel's view stands, the others are re-pointed",
+			members:    with(with(healthy(1), 1, untrustedView), 2, untrustedView),
+			wantMaster: "cache-1", wantSource: SourceSentinelMinority,
+			wantActions: []string{"Remonitor cache-1 -> 10.77.0.11:6379", "Remonitor cache-2 -> 10.77.0.11:6379"},
 		},
 		{
 			name: "two masters: the one the sentinels do not name is demoted",
