@@ -94,7 +94,9 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 		{"masterName", s.MasterName, "mymaster"},
 		{"members", s.Members, int32(3)},
 		{"quorum", s.Quorum, int32(2)},
-		{"environment", s.Environment, redisv1alpha1.EnvironmentLab},
+		{"environment", s.Environment, redisv1alpha1.EnvironmentProduction},
+		{"auth.backendUser.name", s.Auth.BackendUser.Name, "backend"},
+		{"auth.backendUser.rules", len(s.Auth.BackendUser.Rules), 0},
 		{"sentinel.downAfterMilliseconds", s.Sentinel.DownAfterMilliseconds, int32(5000)},
 		{"sentinel.failoverTimeoutMilliseconds", s.Sentinel.FailoverTimeoutMilliseconds, int32(30000)},
 		{"sentinel.parallelSyncs", s.Sentinel.ParallelSyncs, int32(1)},
@@ -169,6 +171,23 @@ func TestSchemaRejectsBadInput(t *testing.T) {
 		{"placement targets for some members only", set("incus.targets", []any{"node1"}), "spec.incus.targets"},
 		{"parallel syncs not below members", set("sentinel.parallelSyncs", 3), "spec.sentinel.parallelSyncs"},
 		{"name that cannot prefix an instance", func(_ map[string]any, o *unstructured.Unstructured) { o.SetName("cache.prod") }, "metadata.name"},
+		{"backend user named default", set("auth.backendUser.name", "default"), "spec.auth.backendUser.name"},
+		{"backend user named like the operator's", set("auth.backendUser.name", "rsf-admin"), "spec.auth.backendUser.name"},
+		{"backend user name with a space", set("auth.backendUser.name", "app user"), "spec.auth.backendUser.name"},
+		{"backend rule granting @admin", set("auth.backendUser.rules", []any{"+@admin"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting @dangerous", set("auth.backendUser.rules", []any{"~*", "+@dangerous"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting CONFIG", set("auth.backendUser.rules", []any{"+get", "+config"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting CONFIG SET", set("auth.backendUser.rules", []any{"+config|set"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting REPLICAOF", set("auth.backendUser.rules", []any{"+replicaof"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting ACL", set("auth.backendUser.rules", []any{"+acl"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting SHUTDOWN", set("auth.backendUser.rules", []any{"+shutdown"}), "spec.auth.backendUser.rules"},
+		{"backend rule granting replication", set("auth.backendUser.rules", []any{"+psync"}), "spec.auth.backendUser.rules"},
+		{"backend +@all without -@admin", set("auth.backendUser.rules", []any{"~*", "+@all", "-@dangerous"}), "spec.auth.backendUser.rules"},
+		{"backend rule setting a password", set("auth.backendUser.rules", []any{">secret"}), "spec.auth.backendUser.rules"},
+		{"backend rule enabling nopass", set("auth.backendUser.rules", []any{"nopass"}), "spec.auth.backendUser.rules"},
+		{"backend rule turning the user off", set("auth.backendUser.rules", []any{"off"}), "spec.auth.backendUser.rules"},
+		{"backend rule with a newline", set("auth.backendUser.rules", []any{"~*\nuser x on"}), "spec.auth.backendUser.rules"},
+		{"backend rule allcommands", set("auth.backendUser.rules", []any{"allcommands"}), "spec.auth.backendUser.rules"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,6 +208,44 @@ func TestSchemaRejectsBadInput(t *testing.T) {
 				t.Fatalf("a CEL rule failed to evaluate instead of validating: %v", err)
 			}
 		})
+	}
+}
+
+// TestBackendRulesThatNarrowOrExtendAreAccepted: the schema refuses only
+// what would hand a backend the formation, not ordinary rule sets.
+func TestBackendRulesThatNarrowOrExtendAreAccepted(t *testing.T) {
+	c := apiServer(t)
+	for i, rules := range [][]any{
+		{"-@all", "+get", "+set", "~app:*", "&news:*"},
+		{"~*", "&*", "+@all", "-@admin", "-@dangerous", "+flushdb", "+keys"},
+		{"resetkeys", "%R~*", "%RW~cache:*", "allchannels", "+@read", "-@write", "+client|setname"},
+	} {
+		obj := sampleFormation(t)
+		obj.SetName("rules-ok-" + string(rune('a'+i)))
+		set("auth.backendUser.rules", rules)(obj.Object["spec"].(map[string]any), obj)
+		if err := c.Create(context.Background(), obj); err != nil {
+			t.Errorf("rules %v were rejected: %v", rules, err)
+			continue
+		}
+		_ = c.Delete(context.Background(), obj)
+	}
+}
+
+// TestBackendUserNameIsImmutable: renaming the backend user would lock its
+// backends out, so the API server refuses it.
+func TestBackendUserNameIsImmutable(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	obj := sampleFormation(t)
+	obj.SetName("backend-rename")
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+	set("auth.backendUser.name", "app")(obj.Object["spec"].(map[string]any), obj)
+	err := c.Update(ctx, obj)
+	if err == nil || !strings.Contains(err.Error(), "spec.auth.backendUser.name cannot be changed") {
+		t.Fatalf("renaming the backend user: got %v, want a rejection naming spec.auth.backendUser.name", err)
 	}
 }
 
