@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
@@ -18,9 +19,19 @@ const (
 
 // Redis is the input for one member's redis.conf.
 type Redis struct {
-	Address            string // member IP literal; bind <Address> 127.0.0.1 (loopback kept so in-container redis-cli works)
-	Port               int
-	Password           string // requirepass AND masterauth (same data-plane password)
+	Address string // member IP literal; bind <Address> 127.0.0.1 (loopback kept so in-container redis-cli works)
+	Port    int
+	// Users are the ACL users (acl.ServerUsers), written as `user` lines
+	// with their passwords' SHA-256, never in clear text. The default user
+	// is always written disabled; an entry for it must have no passwords
+	// and no rules. There is no requirepass.
+	Users []acl.User
+	// MasterUser and MasterAuth are what the member logs in to its master
+	// with as a replica (masteruser/masterauth: the replication user).
+	// MasterAuth is the one password the file holds in clear text: Redis
+	// must send it.
+	MasterUser         string
+	MasterAuth         string
 	Maxmemory          string // Redis notation, e.g. "1gb"; "0" means no limit
 	MaxmemoryPolicy    string // one of Redis's 8 policies
 	AppendOnly         bool
@@ -32,7 +43,7 @@ type Redis struct {
 }
 
 // RedisConf renders redis.conf. On invalid input it returns a *FieldError
-// naming the field; the error never contains the password.
+// naming the field; the error never contains a password.
 func RedisConf(r Redis) ([]byte, error) {
 	addr, err := ipLiteral("Address", r.Address)
 	if err != nil {
@@ -41,7 +52,13 @@ func RedisConf(r Redis) ([]byte, error) {
 	if err := port("Port", r.Port); err != nil {
 		return nil, err
 	}
-	if err := redisPassword("Password", r.Password); err != nil {
+	if err := validateUsers("Users", r.Users); err != nil {
+		return nil, err
+	}
+	if err := userName("MasterUser", r.MasterUser); err != nil {
+		return nil, err
+	}
+	if err := redisPassword("MasterAuth", r.MasterAuth); err != nil {
 		return nil, err
 	}
 	if err := maxmemory("Maxmemory", r.Maxmemory); err != nil {
@@ -105,9 +122,15 @@ func RedisConf(r Redis) ([]byte, error) {
 	c.directive("dir", str(redisDir))
 	c.blank()
 
-	c.comment("Authentication: one data-plane password, for clients and for replication")
-	c.directive("requirepass", str(r.Password))
-	c.directive("masterauth", str(r.Password))
+	c.comment(
+		"Authentication: one ACL user per role, passwords as SHA-256 only.",
+		"The default user is disabled and has no password, so protected-mode",
+		"(which needs a password-less default user) never applies.",
+	)
+	c.users(r.Users)
+	c.comment("As a replica, log in to the master as the replication user.")
+	c.directive("masteruser", str(r.MasterUser))
+	c.directive("masterauth", str(r.MasterAuth))
 	c.blank()
 
 	c.comment("Memory")

@@ -12,6 +12,13 @@
 // other non-printable byte are escaped, so no value can end its line or start
 // a new directive, whatever it contains. Numbers are written from ints, and
 // keywords (directive names, yes/no) are compile-time constants.
+//
+// ACL users are written as `user` lines with their passwords' SHA-256 only;
+// user names and rules are validated so that no input can turn a user on,
+// give it a password or reset it, and so that they survive Redis's own
+// unquoted rewrite of these lines (CONFIG REWRITE, SENTINEL FLUSHCONFIG).
+// The only clear-text passwords in the files are the ones Redis must send:
+// masterauth, and Sentinel's sentinel-pass and auth-pass.
 package render
 
 import (
@@ -30,7 +37,7 @@ type SavePoint struct {
 // FieldError reports an input field that cannot be rendered. Reason never
 // contains a secret: for password fields it is one of a few fixed sentences.
 type FieldError struct {
-	Field  string // Go field path, e.g. "Password", "ReplicaOf.Port", "SavePoints[1].Seconds"
+	Field  string // Go field path, e.g. "MasterAuth", "ReplicaOf.Port", "Users[1].Rules[0]"
 	Reason string
 }
 

@@ -2,12 +2,16 @@ package render
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
@@ -39,11 +43,29 @@ var nastyStrings = []string{
 	"p\\a$s#w{o}r|d;x`~!@%^&*()[]<>?,./:=+",
 }
 
+// typicalCreds are a formation's credentials, mid-rotation for the
+// replication user (two passwords accepted).
+func typicalCreds() acl.Set {
+	return acl.Set{
+		acl.BackendPassword:         {Current: "backend-Passw0rd"},
+		acl.BackendSentinelPassword: {Current: "backend-sentinel-Passw0rd"},
+		acl.Admin:                   {Current: "admin-Passw0rd"},
+		acl.Replication:             {Current: "replication-Passw0rd", Previous: "old-replication-Passw0rd"},
+		acl.Monitoring:              {Current: "monitoring-Passw0rd"},
+		acl.Peer:                    {Current: "peer-Passw0rd"},
+	}
+}
+
+var typicalBackend = acl.Backend{Name: acl.DefaultBackendUser, Rules: acl.DefaultBackendRules}
+
 func typicalRedis() Redis {
+	creds := typicalCreds()
 	return Redis{
 		Address:            "10.42.0.11",
 		Port:               6379,
-		Password:           "s3cr3t-Passw0rd",
+		Users:              acl.ServerUsers(creds, typicalBackend),
+		MasterUser:         acl.ReplicationUser,
+		MasterAuth:         creds[acl.Replication].Current,
 		Maxmemory:          "1gb",
 		MaxmemoryPolicy:    "allkeys-lru",
 		AppendOnly:         true,
@@ -55,19 +77,51 @@ func typicalRedis() Redis {
 }
 
 func typicalSentinel() Sentinel {
+	creds := typicalCreds()
 	return Sentinel{
 		Address:           "10.42.0.11",
 		Port:              26379,
-		Password:          "sentinel-S3cret",
+		Users:             acl.SentinelUsers(creds, typicalBackend),
+		PeerUser:          acl.PeerUser,
+		PeerPassword:      creds[acl.Peer].Current,
 		MasterName:        "mymaster",
 		Master:            endpoint.Endpoint{Host: "10.42.0.10", Port: 6379},
 		Quorum:            2,
 		DownAfterMs:       5000,
 		FailoverTimeoutMs: 60000,
 		ParallelSyncs:     1,
-		RedisPassword:     "s3cr3t-Passw0rd",
+		AuthUser:          acl.MonitoringUser,
+		AuthPass:          creds[acl.Monitoring].Current,
 		KnownReplicas:     []endpoint.Endpoint{{Host: "10.42.0.11", Port: 6379}, {Host: "10.42.0.12", Port: 6380}},
 	}
+}
+
+// sha is a password as ACL stores it, computed here independently of
+// acl.User.Hashes.
+func sha(pw string) string {
+	sum := sha256.Sum256([]byte(pw))
+	return "#" + hex.EncodeToString(sum[:])
+}
+
+// userLines are the `user` lines users must render to: the default user
+// off first, then each other user on (off without passwords) with its
+// passwords' hashes and its rules.
+func userLines(users []acl.User) [][]string {
+	out := [][]string{{"user", "default", "off", "resetpass"}}
+	for _, u := range users {
+		if u.Name == "default" {
+			continue
+		}
+		l := []string{"user", u.Name, "on"}
+		if len(u.Passwords) == 0 {
+			l = []string{"user", u.Name, "off", "resetpass"}
+		}
+		for _, p := range u.Passwords {
+			l = append(l, sha(p))
+		}
+		out = append(out, append(l, u.Rules...))
+	}
+	return out
 }
 
 func parsedArgs(t *testing.T, out []byte) [][]string {
@@ -89,8 +143,13 @@ func TestRedisConfDirectives(t *testing.T) {
 		{"pidfile", "/run/redis/redis-server.pid"},
 		{"logfile", "/var/log/redis/redis-server.log"},
 		{"dir", "/var/lib/redis"},
-		{"requirepass", "s3cr3t-Passw0rd"},
-		{"masterauth", "s3cr3t-Passw0rd"},
+		{"user", "default", "off", "resetpass"},
+		{"user", "rsf-admin", "on", sha("admin-Passw0rd"), "~*", "&*", "+@all"},
+		{"user", "rsf-replication", "on", sha("replication-Passw0rd"), sha("old-replication-Passw0rd"), "-@all", "+psync", "+replconf", "+ping"},
+		append([]string{"user", "rsf-sentinel", "on", sha("monitoring-Passw0rd")}, typicalRedis().Users[3].Rules...),
+		{"user", "backend", "on", sha("backend-Passw0rd"), "~*", "&*", "+@all", "-@admin", "-@dangerous"},
+		{"masteruser", "rsf-replication"},
+		{"masterauth", "replication-Passw0rd"},
 		{"maxmemory", "1gb"},
 		{"maxmemory-policy", "allkeys-lru"},
 		{"appendonly", "yes"},
@@ -119,6 +178,16 @@ func TestRedisConfDirectives(t *testing.T) {
 	noPersistence.MaxmemoryPolicy = "noeviction"
 	noPersistence.Maxmemory = "0"
 
+	// Users as a caller may pass them: no default entry, one user without
+	// passwords (off), one with no rules at all.
+	otherUsers := typicalRedis()
+	otherUsers.Users = []acl.User{
+		{Name: "app.reader", Passwords: []string{"x"}, Rules: []string{"resetkeys", "%R~app:*", "&news:*", "+get", "+client|setname"}},
+		{Name: "locked", Rules: []string{"+ping"}},
+		{Name: "Bare9"},
+		{Name: "rsf-replication", Passwords: []string{"replication-Passw0rd"}},
+	}
+
 	with := func(base [][]string, edits map[string][]string, extra ...[]string) [][]string {
 		var out [][]string
 		for _, l := range base {
@@ -128,6 +197,21 @@ func TestRedisConfDirectives(t *testing.T) {
 			out = append(out, l)
 		}
 		return append(out, extra...)
+	}
+	var otherUserLines [][]string
+	for _, l := range common {
+		if l[0] == "user" {
+			continue
+		}
+		if l[0] == "masteruser" {
+			otherUserLines = append(otherUserLines,
+				[]string{"user", "default", "off", "resetpass"},
+				[]string{"user", "app.reader", "on", sha("x"), "resetkeys", "%R~app:*", "&news:*", "+get", "+client|setname"},
+				[]string{"user", "locked", "off", "resetpass", "+ping"},
+				[]string{"user", "Bare9", "off", "resetpass"},
+				[]string{"user", "rsf-replication", "on", sha("replication-Passw0rd")})
+		}
+		otherUserLines = append(otherUserLines, l)
 	}
 
 	tests := []struct {
@@ -146,6 +230,7 @@ func TestRedisConfDirectives(t *testing.T) {
 			"maxmemory-policy":    {"maxmemory-policy", "noeviction"},
 			"maxmemory":           {"maxmemory", "0"},
 		})},
+		{"other users", otherUsers, otherUserLines},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,14 +276,19 @@ func TestSentinelConfDirectives(t *testing.T) {
 		{"pidfile", "/run/sentinel/redis-sentinel.pid"},
 		{"logfile", "/var/log/redis/redis-sentinel.log"},
 		{"dir", "/var/lib/redis"},
-		{"requirepass", "sentinel-S3cret"},
-		{"sentinel", "sentinel-pass", "sentinel-S3cret"},
+		{"user", "default", "off", "resetpass"},
+		{"user", "rsf-admin", "on", sha("admin-Passw0rd"), "&*", "+@all"},
+		append([]string{"user", "rsf-peer", "on", sha("peer-Passw0rd")}, typicalSentinel().Users[2].Rules...),
+		append([]string{"user", "backend", "on", sha("backend-sentinel-Passw0rd")}, acl.DiscoveryRules...),
+		{"sentinel", "sentinel-user", "rsf-peer"},
+		{"sentinel", "sentinel-pass", "peer-Passw0rd"},
 		{"sentinel", "announce-ip", "10.42.0.11"},
 		{"sentinel", "announce-port", "26379"},
 		{"sentinel", "resolve-hostnames", "no"},
 		{"sentinel", "deny-scripts-reconfig", "yes"},
 		{"sentinel", "monitor", "mymaster", "10.42.0.10", "6379", "2"},
-		{"sentinel", "auth-pass", "mymaster", "s3cr3t-Passw0rd"},
+		{"sentinel", "auth-user", "mymaster", "rsf-sentinel"},
+		{"sentinel", "auth-pass", "mymaster", "monitoring-Passw0rd"},
 		{"sentinel", "down-after-milliseconds", "mymaster", "5000"},
 		{"sentinel", "failover-timeout", "mymaster", "60000"},
 		{"sentinel", "parallel-syncs", "mymaster", "1"},
@@ -235,8 +325,41 @@ func TestRedisConfErrors(t *testing.T) {
 		{"Address", func(r *Redis) { r.Address = "fe80::1%eth0" }},
 		{"Port", func(r *Redis) { r.Port = 0 }},
 		{"Port", func(r *Redis) { r.Port = 65536 }},
-		{"Password", func(r *Redis) { r.Password = "" }},
-		{"Password", func(r *Redis) { r.Password = secretMarker + "\x00" + secretMarker }},
+		{"MasterAuth", func(r *Redis) { r.MasterAuth = "" }},
+		{"MasterAuth", func(r *Redis) { r.MasterAuth = secretMarker + "\x00" + secretMarker }},
+		{"MasterUser", func(r *Redis) { r.MasterUser = "" }},
+		{"MasterUser", func(r *Redis) { r.MasterUser = "rsf-replication\nrequirepass x" }},
+		{"MasterUser", func(r *Redis) { r.MasterUser = "a b" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = "" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = "admin\"x" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = "-admin" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = "ad min" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = "admin\nuser evil on nopass +@all" }},
+		{"Users[1].Name", func(r *Redis) { r.Users[1].Name = strings.Repeat("a", 129) }},
+		{"Users[4].Name", func(r *Redis) { r.Users[4].Name = r.Users[1].Name }},
+		{"Users[0]", func(r *Redis) { r.Users[0].Passwords = []string{secretMarker} }},
+		{"Users[0]", func(r *Redis) { r.Users[0].Rules = []string{"+@all"} }},
+		{"Users[2].Passwords[1]", func(r *Redis) { r.Users[2].Passwords[1] = "" }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{">" + secretMarker} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"<" + secretMarker} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"#" + secretMarker} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"!" + secretMarker} }},
+		{"Users[4].Rules[1]", func(r *Redis) { r.Users[4].Rules = []string{"+get", "nopass"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"resetpass"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"on"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"off"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"reset"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"clearselectors"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"(+get ~x)"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{""} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"~a b"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"~a\"b"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"&it's"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"~a\nuser evil on nopass"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"%~x"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"+GET"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"+get +set"} }},
+		{"Users[4].Rules[0]", func(r *Redis) { r.Users[4].Rules = []string{"~é"} }},
 		{"Maxmemory", func(r *Redis) { r.Maxmemory = "" }},
 		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1tb" }},
 		{"Maxmemory", func(r *Redis) { r.Maxmemory = "1 gb" }},
@@ -262,7 +385,12 @@ func TestRedisConfErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
 			r := typicalRedis()
-			r.Password = secretMarker + "\n" + secretMarker
+			r.MasterAuth = secretMarker + "\n" + secretMarker
+			for i := range r.Users {
+				for j := range r.Users[i].Passwords {
+					r.Users[i].Passwords[j] = fmt.Sprintf("%s-%d-%d", secretMarker, i, j)
+				}
+			}
 			tt.edit(&r)
 			out, err := RedisConf(r)
 			if err == nil {
@@ -290,12 +418,22 @@ func TestSentinelConfErrors(t *testing.T) {
 	}{
 		{"Address", func(s *Sentinel) { s.Address = "sentinel-0" }},
 		{"Port", func(s *Sentinel) { s.Port = 70000 }},
-		{"Password", func(s *Sentinel) { s.Password = "" }},
-		{"Password", func(s *Sentinel) { s.Password = secretMarker + " " + secretMarker }},
-		{"Password", func(s *Sentinel) { s.Password = secretMarker + "\n" }},
-		{"Password", func(s *Sentinel) { s.Password = secretMarker + "\"" }},
-		{"Password", func(s *Sentinel) { s.Password = secretMarker + "'" }},
-		{"Password", func(s *Sentinel) { s.Password = secretMarker + "é" }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = "" }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = secretMarker + " " + secretMarker }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = secretMarker + "\n" }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = secretMarker + "\"" }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = secretMarker + "'" }},
+		{"PeerPassword", func(s *Sentinel) { s.PeerPassword = secretMarker + "é" }},
+		{"PeerUser", func(s *Sentinel) { s.PeerUser = "" }},
+		{"PeerUser", func(s *Sentinel) { s.PeerUser = "rsf peer" }},
+		{"AuthUser", func(s *Sentinel) { s.AuthUser = "rsf-sentinel\nsentinel monitor x 1.2.3.4 6379 1" }},
+		{"AuthUser", func(s *Sentinel) { s.AuthUser = "'rsf'" }},
+		{"Users[3].Name", func(s *Sentinel) { s.Users[3].Name = "back end" }},
+		{"Users[2].Name", func(s *Sentinel) { s.Users[2].Name = "rsf-admin" }},
+		{"Users[0]", func(s *Sentinel) { s.Users[0].Passwords = []string{secretMarker} }},
+		{"Users[1].Passwords[0]", func(s *Sentinel) { s.Users[1].Passwords = []string{""} }},
+		{"Users[3].Rules[2]", func(s *Sentinel) { s.Users[3].Rules = []string{"-@all", "+ping", ">" + secretMarker} }},
+		{"Users[3].Rules[0]", func(s *Sentinel) { s.Users[3].Rules = []string{"&a b"} }},
 		{"MasterName", func(s *Sentinel) { s.MasterName = "" }},
 		{"MasterName", func(s *Sentinel) { s.MasterName = "my master" }},
 		{"MasterName", func(s *Sentinel) { s.MasterName = "-flag" }},
@@ -308,18 +446,23 @@ func TestSentinelConfErrors(t *testing.T) {
 		{"DownAfterMs", func(s *Sentinel) { s.DownAfterMs = 1 << 40 }},
 		{"FailoverTimeoutMs", func(s *Sentinel) { s.FailoverTimeoutMs = -5 }},
 		{"ParallelSyncs", func(s *Sentinel) { s.ParallelSyncs = 0 }},
-		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = "" }},
-		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\nrequirepass x" }},
-		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\x00" }},
-		{"RedisPassword", func(s *Sentinel) { s.RedisPassword = secretMarker + "\t" }},
+		{"AuthPass", func(s *Sentinel) { s.AuthPass = "" }},
+		{"AuthPass", func(s *Sentinel) { s.AuthPass = secretMarker + "\nrequirepass x" }},
+		{"AuthPass", func(s *Sentinel) { s.AuthPass = secretMarker + "\x00" }},
+		{"AuthPass", func(s *Sentinel) { s.AuthPass = secretMarker + "\t" }},
 		{"KnownReplicas[1].Host", func(s *Sentinel) { s.KnownReplicas[1].Host = "10.42.0.12\nsentinel monitor x 1.2.3.4 6379 1" }},
 		{"KnownReplicas[0].Port", func(s *Sentinel) { s.KnownReplicas[0].Port = 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
 			s := typicalSentinel()
-			s.Password = "S-" + secretMarker
-			s.RedisPassword = "R-" + secretMarker
+			s.PeerPassword = "S-" + secretMarker
+			s.AuthPass = "R-" + secretMarker
+			for i := range s.Users {
+				for j := range s.Users[i].Passwords {
+					s.Users[i].Passwords[j] = fmt.Sprintf("%s-%d-%d", secretMarker, i, j)
+				}
+			}
 			tt.edit(&s)
 			out, err := SentinelConf(s)
 			if err == nil {
@@ -351,14 +494,30 @@ func TestFieldErrorAs(t *testing.T) {
 func TestRoundTripNastyPasswords(t *testing.T) {
 	for _, pw := range nastyStrings {
 		r := typicalRedis()
-		r.Password = pw
+		r.MasterAuth = pw
 		checkRedisRoundTrip(t, r)
+		r.Users[4].Passwords = []string{pw, pw + "2"}
 		r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: 6379}
 		checkRedisRoundTrip(t, r)
 
+		// Nasty names and rules: refused or rendered as exactly themselves.
+		r = typicalRedis()
+		r.Users[4].Name = pw
+		r.MasterUser = pw
+		r.Users[4].Rules = append(r.Users[4].Rules, pw, "~"+pw, "&"+pw)
+		checkRedisRoundTrip(t, r)
+
 		s := typicalSentinel()
-		s.Password = pw
-		s.RedisPassword = pw + "2"
+		s.PeerPassword = pw
+		s.AuthPass = pw + "2"
+		s.Users[2].Passwords = []string{pw}
+		checkSentinelRoundTrip(t, s)
+
+		s = typicalSentinel()
+		s.PeerUser = pw
+		s.AuthUser = pw
+		s.Users[3].Name = pw
+		s.Users[3].Rules = []string{"+" + pw}
 		checkSentinelRoundTrip(t, s)
 
 		s = typicalSentinel()
@@ -383,7 +542,7 @@ func TestQuoteTokenAllBytes(t *testing.T) {
 					t.Fatalf("quoteToken(%q) = %q contains %#x", s, q, q[i])
 				}
 			}
-			args, ok := SplitArgs("requirepass " + q)
+			args, ok := SplitArgs("masterauth " + q)
 			if !ok || len(args) != 2 || args[1] != s {
 				t.Fatalf("quoteToken(%q) = %q parses as %q, %v", s, q, args, ok)
 			}
@@ -460,7 +619,7 @@ func TestParseConf(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
-	if _, err := ParseConf([]byte("requirepass \"a\nb\"\n")); err == nil {
+	if _, err := ParseConf([]byte("masterauth \"a\nb\"\n")); err == nil {
 		t.Fatal("a raw newline inside quotes must be an unbalanced-quote error")
 	}
 }
@@ -479,7 +638,7 @@ func TestMaxmemoryAccepted(t *testing.T) {
 // SET equals what the rendered file says, parsed back.
 func TestRuntimeSettingsMatchTheFile(t *testing.T) {
 	in := Redis{
-		Address: "10.77.0.11", Port: 6379, Password: "pw-0123456789abcdef", Maxmemory: "512mb",
+		Address: "10.77.0.11", Port: 6379, Users: typicalRedis().Users, MasterUser: "rsf-replication", MasterAuth: "pw-0123456789abcdef", Maxmemory: "512mb",
 		MaxmemoryPolicy: "volatile-lfu", AppendOnly: true, AppendFsync: "always",
 		SavePoints: []SavePoint{{Seconds: 900, Changes: 1}, {Seconds: 60, Changes: 1000}}, MinReplicasToWrite: 1, MinReplicasMaxLag: 10,
 	}
@@ -497,6 +656,9 @@ func TestRuntimeSettingsMatchTheFile(t *testing.T) {
 		file[l.Args[0]] = append(file[l.Args[0]], strings.Join(l.Args[1:], " "))
 	}
 	for param, value := range settings {
+		if param == "user" || param == "masterauth" || param == "masteruser" || param == "requirepass" {
+			t.Errorf("RuntimeSettings carries %s: users and passwords are set with ACL SETUSER, not CONFIG SET", param)
+		}
 		got := strings.Join(file[param], " ")
 		if got != value {
 			t.Errorf("%s: CONFIG SET %q, file says %q", param, value, got)

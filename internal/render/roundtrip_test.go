@@ -3,11 +3,14 @@ package render
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 )
 
 // The round-trip property, shared by the unit tests and the fuzzers:
@@ -15,10 +18,14 @@ import (
 //   - rendering is deterministic;
 //   - the output is printable ASCII plus '\n' only, and every line parses;
 //   - the parsed file equals the parsed rendering of the same input with
-//     placeholder secrets, with the placeholders replaced by the real values.
-//     So requirepass/masterauth/auth-pass/sentinel-pass carry exactly the
-//     password, the password changes nothing else, the line count does not
-//     depend on it, and each directive appears on its one intended line;
+//     placeholder secrets, with the placeholders (and their hashes) replaced
+//     by the real values. So masterauth/auth-pass/sentinel-pass carry
+//     exactly their password, user lines exactly the hashes, a password
+//     changes nothing else (no user password ever appears in clear text),
+//     the line count does not depend on it, and each directive appears on
+//     its one intended line;
+//   - user lines are the default user off, then every user with its hashes
+//     and rules, and survive Redis's own unquoted rewrite of them;
 //   - errors are *FieldError and do not depend on the password's content.
 
 // placeholder returns a secret stand-in that differs from every other value
@@ -123,17 +130,82 @@ func checkFieldError(t *testing.T, err error) *FieldError {
 	return fe
 }
 
+// twinUsers is users with every password replaced by its twin (any
+// non-empty password is valid, so every byte has a twin).
+func twinUsers(users []acl.User) []acl.User {
+	out := make([]acl.User, len(users))
+	for i, u := range users {
+		out[i] = u
+		out[i].Passwords = make([]string, len(u.Passwords))
+		for j, p := range u.Passwords {
+			out[i].Passwords[j] = twinBytes(p, func(byte) bool { return true })
+		}
+	}
+	return out
+}
+
+// placeholderUsers is users with every password replaced by a placeholder,
+// and the substitutions that turn the placeholders' hashes back into the
+// real passwords' hashes.
+func placeholderUsers(users []acl.User, repl map[string]string) []acl.User {
+	out := make([]acl.User, len(users))
+	for i, u := range users {
+		out[i] = u
+		out[i].Passwords = make([]string, len(u.Passwords))
+		for j, p := range u.Passwords {
+			ph := fmt.Sprintf("PLACEHOLDER-USER-%d-%d", i, j)
+			out[i].Passwords[j] = ph
+			repl[sha(ph)] = sha(p)
+		}
+	}
+	return out
+}
+
+// nonSecrets are the input strings placeholders must not collide with.
+func nonSecrets(users []acl.User, more ...string) []string {
+	out := more
+	for _, u := range users {
+		out = append(out, u.Name)
+		out = append(out, u.Rules...)
+	}
+	return out
+}
+
+// checkUserLines: the user lines are exactly userLines(users) (hashes, no
+// clear text, the default user off), and they survive Redis's own
+// unquoted rewrite (CONFIG REWRITE, SENTINEL FLUSHCONFIG write "user <name>
+// <rules>" with the rules space-separated and unquoted).
+func checkUserLines(t *testing.T, lines []Line, users []acl.User) {
+	t.Helper()
+	got := linesFor(lines, "user")
+	if want := userLines(users); !reflect.DeepEqual(got, want) {
+		t.Fatalf("user lines:\n got %q\nwant %q", got, want)
+	}
+	for _, l := range got {
+		for _, a := range l[2:] {
+			if strings.HasPrefix(a, ">") || strings.HasPrefix(a, "<") || a == "nopass" {
+				t.Fatalf("user line %q sets a password in clear text or nopass", l)
+			}
+		}
+		rewritten, err := ParseConf([]byte(strings.Join(l, " ") + "\n"))
+		if err != nil || len(rewritten) != 1 || !reflect.DeepEqual(rewritten[0].Args, l) {
+			t.Fatalf("Redis's own unquoted rewrite of %q would not round-trip: %v %v", l, rewritten, err)
+		}
+	}
+}
+
 func checkRedisRoundTrip(t *testing.T, r Redis) {
 	t.Helper()
 	out, err := RedisConf(r)
 	if err != nil {
 		checkFieldError(t, err)
-		// The message must not depend on the password beyond its validity.
+		// The message must not depend on the passwords beyond their validity.
 		tw := r
-		tw.Password = twinBytes(r.Password, func(c byte) bool { return c != 0 })
+		tw.MasterAuth = twinBytes(r.MasterAuth, func(c byte) bool { return c != 0 })
+		tw.Users = twinUsers(r.Users)
 		_, err2 := RedisConf(tw)
 		if err2 == nil || err2.Error() != err.Error() {
-			t.Fatalf("error depends on the password's content: %q vs %v", err, err2)
+			t.Fatalf("error depends on a password's content: %q vs %v", err, err2)
 		}
 		return
 	}
@@ -144,21 +216,30 @@ func checkRedisRoundTrip(t *testing.T, r Redis) {
 	checkOutputBytes(t, out)
 	lines := mustParse(t, out)
 
-	phPassword := placeholder("PLACEHOLDER-PASSWORD")
+	// Rendered with placeholder passwords, the file differs only where the
+	// passwords (masterauth) and their hashes (user lines) are: so no
+	// password reaches any other line, in clear text or otherwise.
+	phMasterAuth := placeholder("PLACEHOLDER-MASTERAUTH", nonSecrets(r.Users, r.MasterUser)...)
+	repl := map[string]string{phMasterAuth: r.MasterAuth}
 	base := r
-	base.Password = phPassword
+	base.MasterAuth = phMasterAuth
+	base.Users = placeholderUsers(r.Users, repl)
 	baseOut, err := RedisConf(base)
 	if err != nil {
 		t.Fatalf("placeholder render failed: %v", err)
 	}
 	if bytes.Count(out, []byte("\n")) != bytes.Count(baseOut, []byte("\n")) {
-		t.Fatalf("line count depends on the password")
+		t.Fatalf("line count depends on the passwords")
 	}
-	compareLines(t, lines, substitute(mustParse(t, baseOut), map[string]string{phPassword: r.Password}))
+	compareLines(t, lines, substitute(mustParse(t, baseOut), repl))
 
 	addr := net.ParseIP(r.Address).String()
-	expectOnce(t, lines, "requirepass", "requirepass", r.Password)
-	expectOnce(t, lines, "masterauth", "masterauth", r.Password)
+	checkUserLines(t, lines, r.Users)
+	expectOnce(t, lines, "masteruser", "masteruser", r.MasterUser)
+	expectOnce(t, lines, "masterauth", "masterauth", r.MasterAuth)
+	if n := len(linesFor(lines, "requirepass")); n != 0 {
+		t.Fatalf("%d requirepass lines: the users replace it", n)
+	}
 	expectOnce(t, lines, "maxmemory", "maxmemory", r.Maxmemory)
 	expectOnce(t, lines, "replica-announce-ip", "replica-announce-ip", addr)
 	bind := linesFor(lines, "bind")
@@ -178,8 +259,9 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 	if err != nil {
 		checkFieldError(t, err)
 		tw := s
-		tw.Password = twinBytes(s.Password, sentinelClass)
-		tw.RedisPassword = twinBytes(s.RedisPassword, sentinelClass)
+		tw.PeerPassword = twinBytes(s.PeerPassword, sentinelClass)
+		tw.AuthPass = twinBytes(s.AuthPass, sentinelClass)
+		tw.Users = twinUsers(s.Users)
 		_, err2 := SentinelConf(tw)
 		if err2 == nil || err2.Error() != err.Error() {
 			t.Fatalf("error depends on a password's content: %q vs %v", err, err2)
@@ -193,11 +275,14 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 	checkOutputBytes(t, out)
 	lines := mustParse(t, out)
 
-	phPassword := placeholder("PLACEHOLDER-PASSWORD", s.MasterName)
-	phRedisPassword := placeholder("PLACEHOLDER-REDIS-PASSWORD", s.MasterName, phPassword)
+	avoid := nonSecrets(s.Users, s.MasterName, s.PeerUser, s.AuthUser)
+	phPeer := placeholder("PLACEHOLDER-PEER-PASSWORD", avoid...)
+	phAuth := placeholder("PLACEHOLDER-AUTH-PASS", append(avoid, phPeer)...)
+	repl := map[string]string{phPeer: s.PeerPassword, phAuth: s.AuthPass}
 	base := s
-	base.Password = phPassword
-	base.RedisPassword = phRedisPassword
+	base.PeerPassword = phPeer
+	base.AuthPass = phAuth
+	base.Users = placeholderUsers(s.Users, repl)
 	baseOut, err := SentinelConf(base)
 	if err != nil {
 		t.Fatalf("placeholder render failed: %v", err)
@@ -205,15 +290,18 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 	if bytes.Count(out, []byte("\n")) != bytes.Count(baseOut, []byte("\n")) {
 		t.Fatalf("line count depends on the passwords")
 	}
-	compareLines(t, lines, substitute(mustParse(t, baseOut), map[string]string{
-		phPassword: s.Password, phRedisPassword: s.RedisPassword,
-	}))
+	compareLines(t, lines, substitute(mustParse(t, baseOut), repl))
 
 	addr := net.ParseIP(s.Address).String()
 	master := net.ParseIP(s.Master.Host).String()
-	expectOnce(t, lines, "requirepass", "requirepass", s.Password)
-	expectOnce(t, lines, "sentinel sentinel-pass", "sentinel", "sentinel-pass", s.Password)
-	expectOnce(t, lines, "sentinel auth-pass", "sentinel", "auth-pass", s.MasterName, s.RedisPassword)
+	checkUserLines(t, lines, s.Users)
+	if n := len(linesFor(lines, "requirepass")); n != 0 {
+		t.Fatalf("%d requirepass lines: the users replace it", n)
+	}
+	expectOnce(t, lines, "sentinel sentinel-user", "sentinel", "sentinel-user", s.PeerUser)
+	expectOnce(t, lines, "sentinel sentinel-pass", "sentinel", "sentinel-pass", s.PeerPassword)
+	expectOnce(t, lines, "sentinel auth-user", "sentinel", "auth-user", s.MasterName, s.AuthUser)
+	expectOnce(t, lines, "sentinel auth-pass", "sentinel", "auth-pass", s.MasterName, s.AuthPass)
 	expectOnce(t, lines, "sentinel announce-ip", "sentinel", "announce-ip", addr)
 	mon := linesFor(lines, "sentinel monitor")
 	if len(mon) != 1 || mon[0][2] != s.MasterName || mon[0][3] != master {
@@ -225,7 +313,7 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 		switch directiveKey(l.Args) {
 		case "sentinel monitor":
 			seenMonitor = true
-		case "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs", "sentinel known-replica":
+		case "sentinel auth-user", "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs", "sentinel known-replica":
 			if !seenMonitor {
 				t.Fatalf("%q before sentinel monitor", l.Args)
 			}
@@ -245,8 +333,10 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 		line string
 		want []string
 	}{
-		{"sentinel sentinel-pass " + s.Password, []string{"sentinel", "sentinel-pass", s.Password}},
-		{"sentinel auth-pass " + s.MasterName + " " + s.RedisPassword, []string{"sentinel", "auth-pass", s.MasterName, s.RedisPassword}},
+		{"sentinel sentinel-user " + s.PeerUser, []string{"sentinel", "sentinel-user", s.PeerUser}},
+		{"sentinel sentinel-pass " + s.PeerPassword, []string{"sentinel", "sentinel-pass", s.PeerPassword}},
+		{"sentinel auth-user " + s.MasterName + " " + s.AuthUser, []string{"sentinel", "auth-user", s.MasterName, s.AuthUser}},
+		{"sentinel auth-pass " + s.MasterName + " " + s.AuthPass, []string{"sentinel", "auth-pass", s.MasterName, s.AuthPass}},
 		{"sentinel monitor " + s.MasterName + " " + master + " 6379 2", []string{"sentinel", "monitor", s.MasterName, master, "6379", "2"}},
 	} {
 		got, err := ParseConf([]byte(rewritten.line + "\n"))

@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
@@ -14,16 +15,24 @@ const (
 
 // Sentinel is the input for one member's sentinel.conf.
 type Sentinel struct {
-	Address           string // member IP literal: bind + `sentinel announce-ip`
-	Port              int
-	Password          string // sentinel's own requirepass, and `sentinel sentinel-pass` for sentinel-to-sentinel auth
-	MasterName        string
-	Master            endpoint.Endpoint
-	Quorum            int
-	DownAfterMs       int
-	FailoverTimeoutMs int
-	ParallelSyncs     int
-	RedisPassword     string // `sentinel auth-pass <master> <pw>`
+	Address string // member IP literal: bind + `sentinel announce-ip`
+	Port    int
+	// Users are the sentinel's ACL users (acl.SentinelUsers), as in
+	// Redis.Users: SHA-256 only, the default user disabled, no requirepass.
+	Users []acl.User
+	// PeerUser and PeerPassword are what this sentinel logs in to the
+	// other sentinels with (`sentinel sentinel-user` / `sentinel-pass`).
+	PeerUser, PeerPassword string
+	MasterName             string
+	Master                 endpoint.Endpoint
+	Quorum                 int
+	DownAfterMs            int
+	FailoverTimeoutMs      int
+	ParallelSyncs          int
+	// AuthUser and AuthPass are what the sentinel logs in to the
+	// redis-servers with (`sentinel auth-user <master> <user>` /
+	// `sentinel auth-pass <master> <pw>`).
+	AuthUser, AuthPass string
 	// KnownReplicas are listed as `sentinel known-replica` so that Sentinel
 	// monitors them from the start instead of from its next INFO of the
 	// master (every 10 s).
@@ -34,10 +43,11 @@ type Sentinel struct {
 // afterwards (it rewrites it to persist epochs, replicas and peers), so it is
 // written once, when the member is created.
 //
-// Both passwords must be printable ASCII without spaces or quotes, because
-// Sentinel 7.0 rewrites `sentinel sentinel-pass` and `sentinel auth-pass`
-// without quoting them. On invalid input it returns a *FieldError naming the
-// field; the error never contains a password.
+// PeerPassword and AuthPass must be printable ASCII without spaces or
+// quotes, because Sentinel 7.0 rewrites `sentinel sentinel-pass` and
+// `sentinel auth-pass` without quoting them (user names and rules are
+// restricted for the same reason). On invalid input it returns a
+// *FieldError naming the field; the error never contains a password.
 func SentinelConf(s Sentinel) ([]byte, error) {
 	addr, err := ipLiteral("Address", s.Address)
 	if err != nil {
@@ -46,7 +56,13 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	if err := port("Port", s.Port); err != nil {
 		return nil, err
 	}
-	if err := sentinelPassword("Password", s.Password); err != nil {
+	if err := validateUsers("Users", s.Users); err != nil {
+		return nil, err
+	}
+	if err := userName("PeerUser", s.PeerUser); err != nil {
+		return nil, err
+	}
+	if err := sentinelPassword("PeerPassword", s.PeerPassword); err != nil {
 		return nil, err
 	}
 	if err := masterName("MasterName", s.MasterName); err != nil {
@@ -71,7 +87,10 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	if err := intRange("ParallelSyncs", s.ParallelSyncs, 1); err != nil {
 		return nil, err
 	}
-	if err := sentinelPassword("RedisPassword", s.RedisPassword); err != nil {
+	if err := userName("AuthUser", s.AuthUser); err != nil {
+		return nil, err
+	}
+	if err := sentinelPassword("AuthPass", s.AuthPass); err != nil {
 		return nil, err
 	}
 	replicas := make([]string, len(s.KnownReplicas))
@@ -100,9 +119,10 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	c.directive("port", num(s.Port))
 	c.comment(
 		"protected-mode only refuses non-loopback clients when no address is bound",
-		"and the default user has no password. This file always binds explicitly and",
-		"sets requirepass, so 'yes' never blocks peers or the operator on 7.0, and",
-		"it fails closed should both ever be removed (Sentinel's default is 'no').",
+		"and the default user is password-less (nopass). This file always binds",
+		"explicitly and disables the default user with resetpass, so 'yes' never",
+		"blocks peers or the operator on 7.0, and it fails closed should both ever",
+		"be removed (Sentinel's default is 'no').",
 	)
 	c.directive("protected-mode", kw("yes"))
 	c.blank()
@@ -114,9 +134,13 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	c.directive("dir", str(redisDir))
 	c.blank()
 
-	c.comment("Authentication: clients and peer sentinels use the sentinel password")
-	c.directive("requirepass", str(s.Password))
-	c.directive("sentinel", kw("sentinel-pass"), str(s.Password))
+	c.comment(
+		"Authentication: one ACL user per role, passwords as SHA-256 only;",
+		"the default user is disabled. Peer sentinels log in as the peer user.",
+	)
+	c.users(s.Users)
+	c.directive("sentinel", kw("sentinel-user"), str(s.PeerUser))
+	c.directive("sentinel", kw("sentinel-pass"), str(s.PeerPassword))
 	c.blank()
 
 	c.comment("Identity and safety")
@@ -128,7 +152,8 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 
 	c.comment("Monitored master: 'monitor' must precede the per-master options")
 	c.directive("sentinel", kw("monitor"), name, str(masterHost), num(s.Master.Port), num(s.Quorum))
-	c.directive("sentinel", kw("auth-pass"), name, str(s.RedisPassword))
+	c.directive("sentinel", kw("auth-user"), name, str(s.AuthUser))
+	c.directive("sentinel", kw("auth-pass"), name, str(s.AuthPass))
 	c.directive("sentinel", kw("down-after-milliseconds"), name, num(s.DownAfterMs))
 	c.directive("sentinel", kw("failover-timeout"), name, num(s.FailoverTimeoutMs))
 	c.directive("sentinel", kw("parallel-syncs"), name, num(s.ParallelSyncs))

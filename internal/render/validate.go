@@ -15,11 +15,26 @@ const (
 	reasonPasswordEmpty = "must not be empty"
 	reasonPasswordNUL   = "must not contain a NUL byte (Redis 7.0 sends masterauth as a C string, so replication would authenticate with a truncated password)"
 	reasonPasswordBare  = "must be printable ASCII without spaces or quotes: Sentinel 7.0 writes sentinel-pass and auth-pass back to sentinel.conf unquoted whenever it rewrites the file"
+	// reasonRulePassword: a rule that would set or remove a password is
+	// never shown, as it may carry one.
+	reasonRulePassword = "must not set or remove passwords (>, <, #, !, nopass, resetpass): the operator adds the user's passwords itself"
 )
 
 var (
 	masterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	maxmemoryRE  = regexp.MustCompile(`^[0-9]{1,15}([kKmMgG][bB]?)?$`)
+	// userNameRE: ACL user names. Redis 7.0 writes them back unquoted
+	// (CONFIG REWRITE, SENTINEL FLUSHCONFIG, sentinel auth-user and
+	// sentinel-user), so they are bare tokens.
+	userNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	// aclRuleRE: the ACL rules a user may carry: command and category
+	// rules (+get, -@all, +client|setname), key patterns (~k:*, %R~k:*),
+	// channel patterns (&c:*) and the key, channel and command resets.
+	// Never on/off, reset, passwords or selectors: User's own fields set
+	// those. Patterns are printable ASCII without spaces or quotes, as
+	// Redis 7.0 rewrites them unquoted. Mirrors the API's
+	// BackendUserSpec.Rules pattern, narrowed to what Redis accepts.
+	aclRuleRE   = regexp.MustCompile(`^(?:[+-]@?[a-z][a-z0-9_|.-]*|(?:%(?:R|W|RW))?~[!#-&(-~]+|&[!#-&(-~]+|allkeys|allchannels|allcommands|resetkeys|resetchannels|nocommands)$`)
+	maxmemoryRE = regexp.MustCompile(`^[0-9]{1,15}([kKmMgG][bB]?)?$`)
 )
 
 var maxmemoryPolicies = map[string]bool{
