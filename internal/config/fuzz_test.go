@@ -9,12 +9,13 @@ import (
 // FuzzFromMap: any REDIS_* values either parse into a usable config or give
 // an error that names a variable and never quotes a password.
 func FuzzFromMap(f *testing.F) {
-	f.Add("redis://:pw-123@dummy:6379/0", "10.0.0.1:26379, 10.0.0.2:26379,", "mymaster", "spw-456")
-	f.Add("redis://:p%40ss@host:6379/2", "", "", "")
-	f.Add("redis://:\n@x:1/0", "a:b:c", "m y", "s\"pw")
-	f.Add("rediss://user:secret@[::1]:6380/15", "[::1]:26379", "m-1.x", "")
-	f.Fuzz(func(t *testing.T, url, addrs, master, sentinelPassword string) {
-		cfg, err := FromMap(map[string]string{EnvURL: url, EnvSentinelAddrs: addrs, EnvMasterName: master, EnvSentinelPassword: sentinelPassword})
+	f.Add("redis://:pw-123@dummy:6379/0", "10.0.0.1:26379, 10.0.0.2:26379,", "mymaster", "", "spw-456")
+	f.Add("redis://:p%40ss@host:6379/2", "", "", "", "")
+	f.Add("redis://:\n@x:1/0", "a:b:c", "m y", "u\tspw-789", "s\"pw")
+	f.Add("rediss://user:secret@[::1]:6380/15", "[::1]:26379", "m-1.x", "backend", "")
+	f.Add("redis://app:pw-123@dummy:6379/0", "10.0.0.1:26379", "mymaster", "app", "spw-456")
+	f.Fuzz(func(t *testing.T, url, addrs, master, sentinelUsername, sentinelPassword string) {
+		cfg, err := FromMap(map[string]string{EnvURL: url, EnvSentinelAddrs: addrs, EnvMasterName: master, EnvSentinelUsername: sentinelUsername, EnvSentinelPassword: sentinelPassword})
 		if err != nil {
 			msg := err.Error()
 			if !strings.Contains(msg, "REDIS_") {
@@ -35,10 +36,29 @@ func FuzzFromMap(f *testing.F) {
 		if cfg.SentinelMode() && cfg.MasterName == "" {
 			t.Fatal("sentinel mode without a master name")
 		}
-		if s := cfg.String(); cfg.Password != "" && len(cfg.Password) >= 4 && strings.Contains(s, cfg.Password) {
-			t.Fatalf("String() shows the password: %q", s)
+		if cfg.SentinelMode() && cfg.SentinelUsername != "" {
+			if cfg.SentinelPassword == "" {
+				t.Fatal("sentinel user without a sentinel password")
+			}
+			if strings.ContainsFunc(cfg.SentinelUsername, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+				t.Fatalf("accepted a sentinel user name with whitespace or control characters: %q", cfg.SentinelUsername)
+			}
+		}
+		// The description does not depend on the passwords' values.
+		other := cfg
+		other.Password, other.SentinelPassword = redactProbe(cfg.Password), redactProbe(cfg.SentinelPassword)
+		if cfg.String() != other.String() {
+			t.Fatalf("String() depends on a password's value: %q vs %q", cfg.String(), other.String())
 		}
 	})
+}
+
+// redactProbe is another non-empty password for a non-empty one.
+func redactProbe(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "probe-" + p
 }
 
 // passwordOf is the password part of a redis URL, as written.

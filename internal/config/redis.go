@@ -1,7 +1,8 @@
 // Package config reads how a backend (or the operator's canary) reaches
 // Redis: a single instance from REDIS_URL, or a Sentinel-managed master from
-// REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER_NAME, with the data password
-// and DB still taken from REDIS_URL.
+// REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER_NAME (authenticated to the
+// sentinels as REDIS_SENTINEL_USERNAME with REDIS_SENTINEL_PASSWORD), with
+// the data user, password and DB still taken from REDIS_URL.
 //
 // Errors name the offending variable and never quote a secret: a REDIS_URL
 // that fails to parse is not echoed, since it may carry a password.
@@ -16,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
@@ -27,12 +29,13 @@ const (
 	EnvURL              = "REDIS_URL"
 	EnvSentinelAddrs    = "REDIS_SENTINEL_ADDRS"
 	EnvMasterName       = "REDIS_SENTINEL_MASTER_NAME"
+	EnvSentinelUsername = "REDIS_SENTINEL_USERNAME"
 	EnvSentinelPassword = "REDIS_SENTINEL_PASSWORD"
 )
 
 // Keys lists every variable this package reads, in documentation order.
 func Keys() []string {
-	return []string{EnvURL, EnvSentinelAddrs, EnvMasterName, EnvSentinelPassword}
+	return []string{EnvURL, EnvSentinelAddrs, EnvMasterName, EnvSentinelUsername, EnvSentinelPassword}
 }
 
 const redacted = "<redacted>"
@@ -65,7 +68,12 @@ type Redis struct {
 	SentinelAddrs []string
 	// MasterName is the name the sentinels monitor the master under.
 	MasterName string
-	// SentinelPassword is the sentinels' own requirepass.
+	// SentinelUsername is the ACL user the client authenticates to the
+	// sentinels as (AUTH/HELLO with a user name); empty means the sentinels'
+	// default user (requirepass). Not a secret.
+	SentinelUsername string
+	// SentinelPassword is SentinelUsername's password on the sentinels, or
+	// their requirepass when SentinelUsername is empty.
 	SentinelPassword string
 }
 
@@ -93,6 +101,7 @@ func parse(get func(string) string) (Redis, error) {
 	r := Redis{
 		URL:              strings.TrimSpace(get(EnvURL)),
 		MasterName:       strings.TrimSpace(get(EnvMasterName)),
+		SentinelUsername: strings.TrimSpace(get(EnvSentinelUsername)),
 		SentinelPassword: get(EnvSentinelPassword),
 		Network:          "tcp",
 	}
@@ -113,6 +122,15 @@ func parse(get func(string) string) (Redis, error) {
 		case !masterNameRE.MatchString(r.MasterName):
 			errs = append(errs, fmt.Errorf("%s %q is invalid: want 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit", EnvMasterName, r.MasterName))
 		}
+		if r.SentinelUsername != "" {
+			if err := checkUsername(r.SentinelUsername); err != nil {
+				errs = append(errs, err)
+			} else if r.SentinelPassword == "" {
+				// go-redis sends no AUTH without a password: the user
+				// name would be silently dropped.
+				errs = append(errs, fmt.Errorf("%s is set but %s is empty: a sentinel user needs its password", EnvSentinelUsername, EnvSentinelPassword))
+			}
+		}
 	}
 
 	switch {
@@ -128,6 +146,18 @@ func parse(get func(string) string) (Redis, error) {
 		return Redis{}, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// checkUsername refuses what cannot be an ACL user name: whitespace and
+// control characters (ACL SETUSER takes the name as one word). The value is
+// not quoted: a misplaced password may sit there.
+func checkUsername(u string) error {
+	for _, c := range u {
+		if unicode.IsSpace(c) || unicode.IsControl(c) {
+			return fmt.Errorf("%s is invalid: it contains whitespace or control characters (the value is not shown)", EnvSentinelUsername)
+		}
+	}
+	return nil
 }
 
 // parseURL fills Network, Addr, Username, Password, DB and TLS from r.URL
@@ -256,6 +286,7 @@ type redactedView struct {
 	MasterName       string   `json:"masterName,omitempty"`
 	Username         string   `json:"username,omitempty"`
 	Password         string   `json:"password,omitempty"`
+	SentinelUsername string   `json:"sentinelUsername,omitempty"`
 	SentinelPassword string   `json:"sentinelPassword,omitempty"`
 	DB               int      `json:"db"`
 	TLS              bool     `json:"tls,omitempty"`
@@ -274,6 +305,7 @@ func (r Redis) view() redactedView {
 	if r.SentinelMode() {
 		v.Mode = "sentinel"
 		v.Addr = ""
+		v.SentinelUsername = r.SentinelUsername
 	}
 	if r.Password != "" {
 		v.Password = redacted
@@ -301,6 +333,9 @@ func (r Redis) String() string {
 	}
 	if v.Password != "" {
 		b.WriteString(" password=" + redacted)
+	}
+	if v.SentinelUsername != "" {
+		fmt.Fprintf(&b, " sentinel_user=%s", v.SentinelUsername)
 	}
 	if v.SentinelPassword != "" {
 		b.WriteString(" sentinel_password=" + redacted)
@@ -336,6 +371,9 @@ func (r Redis) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if v.Password != "" {
 		enc.AddString("password", v.Password)
+	}
+	if v.SentinelUsername != "" {
+		enc.AddString("sentinelUsername", v.SentinelUsername)
 	}
 	if v.SentinelPassword != "" {
 		enc.AddString("sentinelPassword", v.SentinelPassword)

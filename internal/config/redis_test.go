@@ -80,6 +80,50 @@ func TestFromMap(t *testing.T) {
 			},
 		},
 		{
+			name: "sentinel mode with an ACL user on the sentinels (trimmed) and one in REDIS_URL",
+			env: map[string]string{
+				EnvURL:              "redis://app:" + secret + "@dummy:6379/0",
+				EnvSentinelAddrs:    "10.0.0.1:26379",
+				EnvMasterName:       "mymaster",
+				EnvSentinelUsername: " app ",
+				EnvSentinelPassword: secret + "-s",
+			},
+			want: Redis{
+				URL: "redis://app:" + secret + "@dummy:6379/0", Network: "tcp", Addr: "dummy:6379",
+				Username: "app", Password: secret,
+				SentinelAddrs:    []string{"10.0.0.1:26379"},
+				MasterName:       "mymaster",
+				SentinelUsername: "app",
+				SentinelPassword: secret + "-s",
+			},
+		},
+		{
+			name: "a sentinel user in single-instance mode is ignored, like the sentinel password",
+			env:  map[string]string{EnvURL: "redis://h:1/0", EnvSentinelUsername: "app"},
+			want: Redis{URL: "redis://h:1/0", Network: "tcp", Addr: "h:1", SentinelUsername: "app"},
+		},
+		{
+			name:    "sentinel user without a sentinel password",
+			env:     map[string]string{EnvSentinelAddrs: "h:26379", EnvMasterName: "m", EnvSentinelUsername: "app"},
+			wantErr: []string{EnvSentinelUsername, EnvSentinelPassword, "needs its password"},
+		},
+		{
+			name: "sentinel user with whitespace is not echoed",
+			env: map[string]string{
+				EnvSentinelAddrs: "h:26379", EnvMasterName: "m",
+				EnvSentinelUsername: "app " + secret, EnvSentinelPassword: "x",
+			},
+			wantErr: []string{EnvSentinelUsername, "whitespace", "not shown"},
+		},
+		{
+			name: "sentinel user with a control character",
+			env: map[string]string{
+				EnvSentinelAddrs: "h:26379", EnvMasterName: "m",
+				EnvSentinelUsername: "app\x00", EnvSentinelPassword: "x",
+			},
+			wantErr: []string{EnvSentinelUsername, "control"},
+		},
+		{
 			name: "sentinel mode without REDIS_URL",
 			env:  map[string]string{EnvSentinelAddrs: "s1:26379", EnvMasterName: "m"},
 			want: Redis{Network: "tcp", SentinelAddrs: []string{"s1:26379"}, MasterName: "m"},
@@ -241,7 +285,7 @@ func TestFromMap(t *testing.T) {
 // fields prints every field, secrets included (test values only): the
 // Stringer of Redis would hide the differences.
 func fields(r Redis) string {
-	return fmt.Sprintf("%q", []any{r.URL, r.Network, r.Addr, r.Username, r.Password, r.DB, r.TLS, r.SentinelAddrs, r.MasterName, r.SentinelPassword})
+	return fmt.Sprintf("%q", []any{r.URL, r.Network, r.Addr, r.Username, r.Password, r.DB, r.TLS, r.SentinelAddrs, r.MasterName, r.SentinelUsername, r.SentinelPassword})
 }
 
 func TestFromEnvSharesTheParser(t *testing.T) {
@@ -249,6 +293,7 @@ func TestFromEnvSharesTheParser(t *testing.T) {
 		EnvURL:              "redis://:" + secret + "@dummy:6379/1",
 		EnvSentinelAddrs:    "127.0.0.1:26379",
 		EnvMasterName:       "mymaster",
+		EnvSentinelUsername: "app",
 		EnvSentinelPassword: secret,
 	}
 	a, errA := FromEnv(func(k string) string { return env[k] })
@@ -277,6 +322,7 @@ func TestLoggingRedacts(t *testing.T) {
 		EnvURL:              "redis://app:" + secret + "@dummy:6379/4",
 		EnvSentinelAddrs:    "127.0.0.1:26379,127.0.0.2:26379",
 		EnvMasterName:       "mymaster",
+		EnvSentinelUsername: "discovery",
 		EnvSentinelPassword: secret,
 	})
 	if err != nil {
@@ -305,13 +351,13 @@ func TestLoggingRedacts(t *testing.T) {
 
 	for name, out := range outputs {
 		assertNoSecret(t, name, out)
-		for _, want := range []string{"sentinel", "mymaster", "127.0.0.2:26379", redacted} {
+		for _, want := range []string{"sentinel", "mymaster", "127.0.0.2:26379", "discovery", redacted} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s output %q lacks %q", name, out, want)
 			}
 		}
 	}
-	if got := r.String(); got != "redis{mode=sentinel master=mymaster sentinels=[127.0.0.1:26379,127.0.0.2:26379] db=4 user=app password=<redacted> sentinel_password=<redacted>}" {
+	if got := r.String(); got != "redis{mode=sentinel master=mymaster sentinels=[127.0.0.1:26379,127.0.0.2:26379] db=4 user=app password=<redacted> sentinel_user=discovery sentinel_password=<redacted>}" {
 		t.Errorf("String() = %s", got)
 	}
 

@@ -85,7 +85,10 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		if cfg.MasterName == "" {
 			return nil, fmt.Errorf("redisclient: %s is required in Sentinel mode", config.EnvMasterName)
 		}
-		u.Addrs, u.MasterName, u.SentinelPassword = cfg.SentinelAddrs, cfg.MasterName, cfg.SentinelPassword
+		u.Addrs, u.MasterName = cfg.SentinelAddrs, cfg.MasterName
+		// The sentinels' own user (the backend user there may only
+		// discover the master); the data user comes from REDIS_URL.
+		u.SentinelUsername, u.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
 		if cfg.TLS {
 			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
@@ -124,7 +127,7 @@ func FromEnv(getenv func(string) string, opts Options) (*redis.Client, error) {
 // FromSecretData builds a client from the data of a formation's connection
 // Secret ("<formation>-connection"), whose keys are the REDIS_* variable
 // names: REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER_NAME,
-// REDIS_SENTINEL_PASSWORD and REDIS_URL.
+// REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD and REDIS_URL.
 func FromSecretData(data map[string][]byte, opts Options) (*redis.Client, error) {
 	m := make(map[string]string, len(data))
 	for k, v := range data {

@@ -2,6 +2,7 @@ package redisclient
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
 // TestSentinelModeFromSecretData runs one redis-server and one sentinel
@@ -89,4 +91,73 @@ func TestSentinelModeFromSecretData(t *testing.T) {
 		t.Fatal("canary with a wrong sentinel password succeeded")
 	}
 	assertCounts(t, cache, counts{"presence": {2, 0}, "canary": {2, 1}})
+}
+
+// TestSentinelModeWithACLUsers: the sentinel's default user is off and the
+// client authenticates to it as the ACL user REDIS_SENTINEL_USERNAME names,
+// and to the data node as REDIS_URL's user; a wrong sentinel user fails.
+func TestSentinelModeWithACLUsers(t *testing.T) {
+	const (
+		masterName       = "rsf-acl"
+		sentinelUser     = "discovery"
+		sentinelPassword = "discovery-Pa55"
+	)
+	master := ownRedis(t)
+	dir := t.TempDir()
+	var (
+		sentinel *testredis.Proc
+		err      error
+	)
+	for attempt := 0; attempt < 3; attempt++ {
+		var port int
+		if port, err = testenv.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+		conf := fmt.Sprintf(`port %d
+bind 127.0.0.1
+daemonize no
+dir %s
+logfile ""
+user default off
+user %s on >%s &* +@all
+sentinel monitor %s 127.0.0.1 %d 1
+sentinel auth-pass %s %s
+`, port, dir, sentinelUser, sentinelPassword, masterName, master.Port, masterName, testPassword)
+		if sentinel, err = testredis.StartAs(dir, port, []byte(conf), sentinelUser, sentinelPassword, true); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		testenv.Unavailable(t, "redis-server", err)
+	}
+	sentinel.StopAtCleanup(t)
+
+	secret := map[string][]byte{
+		config.EnvSentinelAddrs:    []byte(sentinel.Addr()),
+		config.EnvMasterName:       []byte(masterName),
+		config.EnvSentinelUsername: []byte(sentinelUser),
+		config.EnvSentinelPassword: []byte(sentinelPassword),
+		config.EnvURL:              []byte("redis://default:" + testPassword + "@dummy:6379/0"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := FromSecretData(secret, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "sentinel-acl:k", "v", time.Minute).Err(); err != nil {
+		t.Fatalf("SET through the sentinel as %s: %v\n%s", sentinelUser, err, sentinel.Output())
+	}
+
+	// The same password without the user name is the disabled default user.
+	delete(secret, config.EnvSentinelUsername)
+	bad, err := FromSecretData(secret, Options{MaxRetries: -1, DialerRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING through the sentinel without the sentinel user succeeded")
+	}
 }

@@ -53,6 +53,12 @@ func Binary() (string, error) {
 // when sentinel is true), then waits until it answers PING with password on
 // port. The file stays writable: Sentinel and CONFIG REWRITE rewrite it.
 func Start(dir string, port int, conf []byte, password string, sentinel bool) (*Proc, error) {
+	return StartAs(dir, port, conf, "", password, sentinel)
+}
+
+// StartAs is Start for a server whose default user may be off: readiness
+// is checked with AUTH username password (HELLO ... AUTH).
+func StartAs(dir string, port int, conf []byte, username, password string, sentinel bool) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -60,12 +66,16 @@ func Start(dir string, port int, conf []byte, password string, sentinel bool) (*
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		return nil, err
 	}
-	return StartFile(dir, port, path, password, sentinel)
+	return startFile(dir, port, path, username, password, sentinel)
 }
 
 // StartFile starts redis-server on an existing config file, e.g. one a
 // sentinel rewrote before it was stopped.
 func StartFile(dir string, port int, path, password string, sentinel bool) (*Proc, error) {
+	return startFile(dir, port, path, "", password, sentinel)
+}
+
+func startFile(dir string, port int, path, username, password string, sentinel bool) (*Proc, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -83,15 +93,15 @@ func StartFile(dir string, port int, path, password string, sentinel bool) (*Pro
 		return nil, err
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	if err := p.waitReady(password); err != nil {
+	if err := p.waitReady(username, password); err != nil {
 		p.Stop()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Proc) waitReady(password string) error {
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Password: password, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, DialerRetries: 1, DisableIdentity: true})
+func (p *Proc) waitReady(username, password string) error {
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Username: username, Password: password, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, DialerRetries: 1, DisableIdentity: true})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
