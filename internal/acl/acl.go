@@ -135,9 +135,9 @@ type Backend struct {
 func ServerUsers(creds Set, backend Backend) []User {
 	return []User{
 		{Name: DefaultUser},
-		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: adminRules},
-		{Name: ReplicationUser, Passwords: creds[Replication].Accepted(), Rules: replicationRules},
-		{Name: MonitoringUser, Passwords: creds[Monitoring].Accepted(), Rules: monitoringRules},
+		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: slices.Clone(adminRules)},
+		{Name: ReplicationUser, Passwords: creds[Replication].Accepted(), Rules: slices.Clone(replicationRules)},
+		{Name: MonitoringUser, Passwords: creds[Monitoring].Accepted(), Rules: slices.Clone(monitoringRules)},
 		{Name: backend.Name, Passwords: creds[BackendPassword].Accepted(), Rules: slices.Clone(backend.Rules)},
 	}
 }
@@ -147,8 +147,8 @@ func ServerUsers(creds Set, backend Backend) []User {
 func SentinelUsers(creds Set, backend Backend) []User {
 	return []User{
 		{Name: DefaultUser},
-		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: sentinelAdminRules},
-		{Name: PeerUser, Passwords: creds[Peer].Accepted(), Rules: peerRules},
-		{Name: backend.Name, Passwords: creds[BackendSentinelPassword].Accepted(), Rules: DiscoveryRules},
+		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: slices.Clone(sentinelAdminRules)},
+		{Name: PeerUser, Passwords: creds[Peer].Accepted(), Rules: slices.Clone(peerRules)},
+		{Name: backend.Name, Passwords: creds[BackendSentinelPassword].Accepted(), Rules: slices.Clone(DiscoveryRules)},
 	}
 }
