@@ -6,25 +6,27 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
 // Admin method names counted by CountingDialer.
 const (
-	MethodReplication      = "Replication"
-	MethodReplicaOf        = "ReplicaOf"
-	MethodConfigSet        = "ConfigSet"
-	MethodAddPassword      = "AddPassword"
-	MethodOnlyPassword     = "OnlyPassword"
-	MethodPauseWrites      = "PauseWrites"
-	MethodResumeWrites     = "ResumeWrites"
-	MethodSentinelMaster   = "SentinelMaster"
-	MethodSentinelCKQuorum = "SentinelCKQuorum"
-	MethodSentinelMonitor  = "SentinelMonitor"
-	MethodSentinelRemove   = "SentinelRemove"
-	MethodSentinelSet      = "SentinelSet"
-	MethodSentinelReset    = "SentinelReset"
-	MethodSentinelFailover = "SentinelFailover"
+	MethodReplication       = "Replication"
+	MethodReplicaOf         = "ReplicaOf"
+	MethodConfigSet         = "ConfigSet"
+	MethodSetUser           = "SetUser"
+	MethodPauseWrites       = "PauseWrites"
+	MethodResumeWrites      = "ResumeWrites"
+	MethodSentinelMaster    = "SentinelMaster"
+	MethodSentinelCKQuorum  = "SentinelCKQuorum"
+	MethodSentinelMonitor   = "SentinelMonitor"
+	MethodSentinelRemove    = "SentinelRemove"
+	MethodSentinelSet       = "SentinelSet"
+	MethodSentinelReset     = "SentinelReset"
+	MethodSentinelFailover  = "SentinelFailover"
+	MethodSentinelSetUser   = "SentinelSetUser"
+	MethodSentinelConfigSet = "SentinelConfigSet"
 )
 
 // ReadMethods are the Admin methods that only read; every other one
@@ -32,25 +34,27 @@ const (
 var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelCKQuorum}
 
 // CommandsPerCall is how many Redis commands one call of a method sends
-// when every command succeeds, as GoRedisDialer implements it. ConfigSet
-// and SentinelSet send one more (ConfigSet) or exactly one (SentinelSet)
-// command per setting; the table holds their fixed part. Connection setup
-// (AUTH on a new pooled connection) is not counted.
+// when every command succeeds, as GoRedisDialer implements it. ConfigSet,
+// SentinelSet and SentinelConfigSet send one more (ConfigSet) or exactly
+// one (SentinelSet, SentinelConfigSet) command per setting; the table holds
+// their fixed part. Connection setup (AUTH on a new pooled connection) is
+// not counted.
 var CommandsPerCall = map[string]int{
-	MethodReplication:      1, // INFO replication memory
-	MethodReplicaOf:        2, // REPLICAOF + CONFIG REWRITE
-	MethodConfigSet:        1, // CONFIG SET per setting + CONFIG REWRITE
-	MethodAddPassword:      3, // ACL SETUSER + CONFIG SET masterauth + CONFIG REWRITE
-	MethodOnlyPassword:     2, // ACL SETUSER + CONFIG REWRITE
-	MethodPauseWrites:      1, // CLIENT PAUSE WRITE
-	MethodResumeWrites:     1, // CLIENT UNPAUSE
-	MethodSentinelMaster:   1,
-	MethodSentinelCKQuorum: 1,
-	MethodSentinelMonitor:  1,
-	MethodSentinelRemove:   1,
-	MethodSentinelSet:      0, // SENTINEL SET per setting
-	MethodSentinelReset:    1,
-	MethodSentinelFailover: 1,
+	MethodReplication:       1, // INFO replication memory
+	MethodReplicaOf:         2, // REPLICAOF + CONFIG REWRITE
+	MethodConfigSet:         1, // CONFIG SET per setting + CONFIG REWRITE
+	MethodSetUser:           2, // ACL SETUSER + CONFIG REWRITE
+	MethodPauseWrites:       1, // CLIENT PAUSE WRITE
+	MethodResumeWrites:      1, // CLIENT UNPAUSE
+	MethodSentinelMaster:    1,
+	MethodSentinelCKQuorum:  1,
+	MethodSentinelMonitor:   1,
+	MethodSentinelRemove:    1,
+	MethodSentinelSet:       0, // SENTINEL SET per setting
+	MethodSentinelReset:     1,
+	MethodSentinelFailover:  1,
+	MethodSentinelSetUser:   2, // ACL SETUSER + SENTINEL FLUSHCONFIG
+	MethodSentinelConfigSet: 0, // SENTINEL CONFIG SET per setting
 }
 
 // Counts are a CountingDialer's counters.
@@ -144,14 +148,9 @@ func (a *countingAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint,
 	return a.inner.ConfigSet(ctx, server, settings)
 }
 
-func (a *countingAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	a.d.count(MethodAddPassword, 0)
-	return a.inner.AddPassword(ctx, server, password)
-}
-
-func (a *countingAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	a.d.count(MethodOnlyPassword, 0)
-	return a.inner.OnlyPassword(ctx, server, password)
+func (a *countingAdmin) SetUser(ctx context.Context, server endpoint.Endpoint, u acl.User) error {
+	a.d.count(MethodSetUser, 0)
+	return a.inner.SetUser(ctx, server, u)
 }
 
 func (a *countingAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error {
@@ -197,4 +196,14 @@ func (a *countingAdmin) SentinelReset(ctx context.Context, sentinel endpoint.End
 func (a *countingAdmin) SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.d.count(MethodSentinelFailover, 0)
 	return a.inner.SentinelFailover(ctx, sentinel, name)
+}
+
+func (a *countingAdmin) SentinelSetUser(ctx context.Context, sentinel endpoint.Endpoint, u acl.User) error {
+	a.d.count(MethodSentinelSetUser, 0)
+	return a.inner.SentinelSetUser(ctx, sentinel, u)
+}
+
+func (a *countingAdmin) SentinelConfigSet(ctx context.Context, sentinel endpoint.Endpoint, settings map[string]string) error {
+	a.d.count(MethodSentinelConfigSet, len(settings))
+	return a.inner.SentinelConfigSet(ctx, sentinel, settings)
 }

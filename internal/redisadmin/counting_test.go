@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
@@ -20,8 +21,7 @@ func (nopAdmin) ReplicaOf(context.Context, endpoint.Endpoint, endpoint.Endpoint)
 	return nil
 }
 func (nopAdmin) ConfigSet(context.Context, endpoint.Endpoint, map[string]string) error { return nil }
-func (nopAdmin) AddPassword(context.Context, endpoint.Endpoint, string) error          { return nil }
-func (nopAdmin) OnlyPassword(context.Context, endpoint.Endpoint, string) error         { return nil }
+func (nopAdmin) SetUser(context.Context, endpoint.Endpoint, acl.User) error            { return nil }
 func (nopAdmin) PauseWrites(context.Context, endpoint.Endpoint, time.Duration) error {
 	return nil
 }
@@ -37,8 +37,12 @@ func (nopAdmin) SentinelRemove(context.Context, endpoint.Endpoint, string) error
 func (nopAdmin) SentinelSet(context.Context, endpoint.Endpoint, string, map[string]string) error {
 	return nil
 }
-func (nopAdmin) SentinelReset(context.Context, endpoint.Endpoint, string) error    { return nil }
-func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) error { return nil }
+func (nopAdmin) SentinelReset(context.Context, endpoint.Endpoint, string) error     { return nil }
+func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) error  { return nil }
+func (nopAdmin) SentinelSetUser(context.Context, endpoint.Endpoint, acl.User) error { return nil }
+func (nopAdmin) SentinelConfigSet(context.Context, endpoint.Endpoint, map[string]string) error {
+	return nil
+}
 
 type nopDialer struct{ got []redisadmin.Credentials }
 
@@ -53,7 +57,7 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 	ctx := context.Background()
 	inner := &nopDialer{}
 	d := redisadmin.Counting(inner)
-	creds := redisadmin.Credentials{Password: "a", SentinelPassword: "b"}
+	creds := redisadmin.Credentials{Username: "rsf-admin", Password: "a"}
 	a := d.Admin("ns/f", creds)
 	if len(inner.got) != 1 || inner.got[0] != creds {
 		t.Fatalf("credentials not passed through: %v", inner.got)
@@ -73,16 +77,17 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 	_ = a.SentinelRemove(ctx, e, "m")
 	_ = a.SentinelReset(ctx, e, "m")
 	_ = a.SentinelFailover(ctx, e, "m")
-	_ = a.AddPassword(ctx, e, "p")  // 3
-	_ = a.OnlyPassword(ctx, e, "p") // 2
+	_ = a.SetUser(ctx, e, acl.User{Name: "u"})                                         // 2
+	_ = a.SentinelSetUser(ctx, e, acl.User{Name: "u"})                                 // 2
+	_ = a.SentinelConfigSet(ctx, e, map[string]string{"sentinel-pass": "p", "x": "y"}) // 2
 	_ = a.PauseWrites(ctx, e, time.Second)
 	_ = a.ResumeWrites(ctx, e)
 
 	c := d.Counts()
-	if c.ReadCommands != 3 || c.WriteCommands != 2+3+1+2+1+1+1+3+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
+	if c.ReadCommands != 3 || c.WriteCommands != 2+3+1+2+1+1+1+2+2+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
 		t.Fatalf("counts %+v", c)
 	}
-	if len(c.Calls) != 14 {
+	if len(c.Calls) != 15 {
 		t.Fatalf("calls per method %v", c.Calls)
 	}
 	for m, n := range c.Calls {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 
@@ -18,9 +19,9 @@ import (
 )
 
 // GoRedisDialer is the real Dialer. It keeps one small go-redis client per
-// formation and address and replaces it when the formation's password
-// changes, so the number of clients stays bounded by the number of member
-// addresses; Forget closes a formation's clients.
+// formation and address and replaces it when the formation's credentials
+// (user or password) change, so the number of clients stays bounded by the
+// number of member addresses; Forget closes a formation's clients.
 type GoRedisDialer struct {
 	// Timeout bounds dialing and each read or write.
 	Timeout time.Duration
@@ -36,7 +37,7 @@ type clientSet struct {
 }
 
 type cachedClient[C interface{ Close() error }] struct {
-	secret string // fingerprint of the password
+	secret string // fingerprint of the user name and password
 	client C
 }
 
@@ -45,7 +46,8 @@ func NewGoRedisDialer(timeout time.Duration) *GoRedisDialer {
 	return &GoRedisDialer{Timeout: timeout, owners: map[string]*clientSet{}}
 }
 
-// Admin returns an Admin for the formation owner using the given passwords.
+// Admin returns an Admin for the formation owner, logged in as creds'
+// user on redis-servers and sentinels alike.
 func (d *GoRedisDialer) Admin(owner string, creds Credentials) Admin {
 	return &goRedisAdmin{dialer: d, owner: owner, creds: creds}
 }
@@ -90,10 +92,11 @@ func (d *GoRedisDialer) set(owner string) *clientSet {
 	return set
 }
 
-func (d *GoRedisDialer) options(addr, password string) *redis.Options {
+func (d *GoRedisDialer) options(addr string, creds Credentials) *redis.Options {
 	return &redis.Options{
 		Addr:                  addr,
-		Password:              password,
+		Username:              creds.Username,
+		Password:              creds.Password,
 		DialTimeout:           d.Timeout,
 		ReadTimeout:           d.Timeout,
 		WriteTimeout:          d.Timeout,
@@ -109,9 +112,9 @@ func (d *GoRedisDialer) options(addr, password string) *redis.Options {
 }
 
 // cached returns the client for addr in the cache pick selects (under mu),
-// making a new one when none exists or the password changed.
-func cached[C interface{ Close() error }](mu *sync.Mutex, pick func() map[string]cachedClient[C], addr, password string, create func() C) C {
-	secret := fingerprint.Strings(password)
+// making a new one when none exists or the credentials changed.
+func cached[C interface{ Close() error }](mu *sync.Mutex, pick func() map[string]cachedClient[C], addr string, creds Credentials, create func() C) C {
+	secret := fingerprint.Strings(creds.Username, creds.Password)
 	mu.Lock()
 	defer mu.Unlock()
 	cache := pick()
@@ -126,17 +129,17 @@ func cached[C interface{ Close() error }](mu *sync.Mutex, pick func() map[string
 	return c
 }
 
-func (d *GoRedisDialer) server(owner string, addr endpoint.Endpoint, password string) *redis.Client {
+func (d *GoRedisDialer) server(owner string, addr endpoint.Endpoint, creds Credentials) *redis.Client {
 	key := addr.String()
-	return cached(&d.mu, func() map[string]cachedClient[*redis.Client] { return d.set(owner).servers }, key, password, func() *redis.Client {
-		return redis.NewClient(d.options(key, password))
+	return cached(&d.mu, func() map[string]cachedClient[*redis.Client] { return d.set(owner).servers }, key, creds, func() *redis.Client {
+		return redis.NewClient(d.options(key, creds))
 	})
 }
 
-func (d *GoRedisDialer) sentinel(owner string, addr endpoint.Endpoint, password string) *redis.SentinelClient {
+func (d *GoRedisDialer) sentinel(owner string, addr endpoint.Endpoint, creds Credentials) *redis.SentinelClient {
 	key := addr.String()
-	return cached(&d.mu, func() map[string]cachedClient[*redis.SentinelClient] { return d.set(owner).sentinels }, key, password, func() *redis.SentinelClient {
-		return redis.NewSentinelClient(d.options(key, password))
+	return cached(&d.mu, func() map[string]cachedClient[*redis.SentinelClient] { return d.set(owner).sentinels }, key, creds, func() *redis.SentinelClient {
+		return redis.NewSentinelClient(d.options(key, creds))
 	})
 }
 
@@ -147,7 +150,7 @@ type goRedisAdmin struct {
 }
 
 func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint) (Replication, error) {
-	info, err := a.dialer.server(a.owner, server, a.creds.Password).InfoMap(ctx, "replication", "memory").Result()
+	info, err := a.dialer.server(a.owner, server, a.creds).InfoMap(ctx, "replication", "memory").Result()
 	if err != nil {
 		return Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
 	}
@@ -169,7 +172,7 @@ func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint
 }
 
 func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master endpoint.Endpoint) error {
-	c := a.dialer.server(a.owner, server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds)
 	host, port := "NO", "ONE"
 	if !master.IsZero() {
 		host, port = master.Host, strconv.Itoa(master.Port)
@@ -184,7 +187,7 @@ func (a *goRedisAdmin) ReplicaOf(ctx context.Context, server, master endpoint.En
 }
 
 func (a *goRedisAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, settings map[string]string) error {
-	c := a.dialer.server(a.owner, server, a.creds.Password)
+	c := a.dialer.server(a.owner, server, a.creds)
 	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		if err := c.ConfigSet(ctx, key, settings[key]).Err(); err != nil {
 			return fmt.Errorf("CONFIG SET %s on %s: %w", key, server, err)
@@ -196,18 +199,10 @@ func (a *goRedisAdmin) ConfigSet(ctx context.Context, server endpoint.Endpoint, 
 	return nil
 }
 
-func (a *goRedisAdmin) AddPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	c := a.dialer.server(a.owner, server, a.creds.Password)
-	if err := c.Do(ctx, "ACL", "SETUSER", "default", "on", ">"+password).Err(); err != nil {
-		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
-	}
-	return a.ConfigSet(ctx, server, map[string]string{"masterauth": password})
-}
-
-func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoint, password string) error {
-	c := a.dialer.server(a.owner, server, a.creds.Password)
-	if err := c.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">"+password).Err(); err != nil {
-		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+func (a *goRedisAdmin) SetUser(ctx context.Context, server endpoint.Endpoint, u acl.User) error {
+	c := a.dialer.server(a.owner, server, a.creds)
+	if err := c.Do(ctx, setUserCommand(u)...).Err(); err != nil {
+		return fmt.Errorf("ACL SETUSER %s on %s: %w", u.Name, server, withholdSecrets(err, u.Passwords...))
 	}
 	if err := c.ConfigRewrite(ctx).Err(); err != nil {
 		return fmt.Errorf("CONFIG REWRITE on %s: %w", server, err)
@@ -215,8 +210,52 @@ func (a *goRedisAdmin) OnlyPassword(ctx context.Context, server endpoint.Endpoin
 	return nil
 }
 
+// setUserCommand is ACL SETUSER with u's arguments.
+func setUserCommand(u acl.User) []any {
+	args := u.SetUserArgs()
+	cmd := make([]any, 0, 2+len(args))
+	cmd = append(cmd, "ACL", "SETUSER")
+	for _, a := range args {
+		cmd = append(cmd, a)
+	}
+	return cmd
+}
+
+// errWithheld stands for a server's error message that quoted a secret:
+// only the reply's error code is kept.
+type errWithheld struct{ code string }
+
+func (e errWithheld) Error() string {
+	return e.code + " (the server's message is withheld: it quoted a password)"
+}
+
+// errorCodes are the Redis error codes an errWithheld keeps; any other
+// first word becomes ERR.
+var errorCodes = map[string]bool{"ERR": true, "NOPERM": true, "WRONGPASS": true, "NOAUTH": true, "READONLY": true, "BUSY": true, "LOADING": true}
+
+// withholdSecrets returns err unless its text contains one of secrets;
+// then an errWithheld. Redis quotes the ACL SETUSER modifier or the
+// SENTINEL CONFIG SET value it refuses, which could be a password; go-redis
+// itself never puts a command's arguments into an error.
+func withholdSecrets(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(msg, s) {
+			code, _, _ := strings.Cut(msg, " ")
+			if !errorCodes[code] {
+				code = "ERR"
+			}
+			return errWithheld{code: code}
+		}
+	}
+	return err
+}
+
 func (a *goRedisAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint, d time.Duration) error {
-	err := a.dialer.server(a.owner, server, a.creds.Password).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
+	err := a.dialer.server(a.owner, server, a.creds).Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
 	if err != nil {
 		return fmt.Errorf("CLIENT PAUSE WRITE on %s: %w", server, err)
 	}
@@ -224,14 +263,14 @@ func (a *goRedisAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoint
 }
 
 func (a *goRedisAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoint) error {
-	if err := a.dialer.server(a.owner, server, a.creds.Password).ClientUnpause(ctx).Err(); err != nil {
+	if err := a.dialer.server(a.owner, server, a.creds).ClientUnpause(ctx).Err(); err != nil {
 		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
 	}
 	return nil
 }
 
 func (a *goRedisAdmin) sentinelClient(s endpoint.Endpoint) *redis.SentinelClient {
-	return a.dialer.sentinel(a.owner, s, a.creds.SentinelPassword)
+	return a.dialer.sentinel(a.owner, s, a.creds)
 }
 
 func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {
@@ -271,6 +310,26 @@ func (a *goRedisAdmin) SentinelSet(ctx context.Context, sentinel endpoint.Endpoi
 	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		if err := c.Set(ctx, name, key, settings[key]).Err(); err != nil {
 			return sentinelErr("SET "+key, sentinel, err)
+		}
+	}
+	return nil
+}
+
+func (a *goRedisAdmin) SentinelSetUser(ctx context.Context, sentinel endpoint.Endpoint, u acl.User) error {
+	c := a.sentinelClient(sentinel)
+	if err := c.Process(ctx, redis.NewStatusCmd(ctx, setUserCommand(u)...)); err != nil {
+		return fmt.Errorf("ACL SETUSER %s on sentinel %s: %w", u.Name, sentinel, withholdSecrets(err, u.Passwords...))
+	}
+	return sentinelErr("FLUSHCONFIG", sentinel, c.FlushConfig(ctx).Err())
+}
+
+func (a *goRedisAdmin) SentinelConfigSet(ctx context.Context, sentinel endpoint.Endpoint, settings map[string]string) error {
+	c := a.sentinelClient(sentinel)
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		// The values may be passwords (sentinel-pass): never in an error.
+		err := c.Process(ctx, redis.NewStatusCmd(ctx, "SENTINEL", "CONFIG", "SET", key, settings[key]))
+		if err != nil {
+			return sentinelErr("CONFIG SET "+key, sentinel, withholdSecrets(err, settings[key]))
 		}
 	}
 	return nil

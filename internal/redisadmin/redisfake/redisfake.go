@@ -5,7 +5,8 @@
 // A World implements redisadmin.Dialer. Attached to an incusfake.Fake, it
 // reacts to the operator's configuration scripts the way the real member
 // containers do: an Exec that starts redis-server reads the redis.conf the
-// operator wrote into the instance (address, port, passwords, replicaof),
+// operator wrote into the instance (address, port, ACL users, masteruser
+// and masterauth, replicaof),
 // one that starts redis-sentinel reads sentinel.conf (sentinel monitor and
 // its settings), `touch /etc/redis/rsf-configured` marks the member
 // configured, and the probe script reports those states. Commands it does
@@ -14,7 +15,7 @@
 //
 // Answers follow Redis 7.0:
 //   - INFO replication: a replica's link is up when its master's
-//     redis-server runs and accepts its masterauth; a linked replica has
+//     redis-server runs and accepts its masteruser/masterauth; a linked replica has
 //     the master's offset; a master counts its linked replicas.
 //   - SENTINEL MASTER: the monitored address and settings; num-slaves and
 //     num-other-sentinels count every replica and every other sentinel (same
@@ -23,11 +24,20 @@
 //     master's redis-server does not answer (no automatic failover: use
 //     SENTINEL FAILOVER).
 //   - SENTINEL CKQUORUM: OK when the usable sentinels (this one and the
-//     known peers that run and monitor the same master) reach the quorum
-//     and a majority of the known sentinels.
-//   - Passwords are checked: requirepass (and passwords added with
-//     AddPassword) for clients, masterauth for replication, the sentinel's
-//     requirepass.
+//     known peers that run, monitor the same master and accept its
+//     sentinel-user/sentinel-pass) reach the quorum and a majority of the
+//     known sentinels.
+//   - ACL users are checked, not their rights: an Admin's Credentials must
+//     name a user that is on and accepts the password on the server or
+//     sentinel it talks to (WRONGPASS otherwise). Users come from the
+//     config files' `user` lines (passwords as #<sha256>, as the renderer
+//     writes them; requirepass sets the default user's password) and from
+//     SetUser / SentinelSetUser, all or nothing as ACL SETUSER. A replica
+//     links when its master accepts its masteruser/masterauth; a sentinel
+//     reaches its master (no s_down) when the master accepts its
+//     auth-user/auth-pass. Users set with SetUser and masterauth
+//     set with ConfigSet survive a restart (CONFIG REWRITE), as long as the
+//     operator has not written a new redis.conf since.
 //
 // The processes follow their container: stopping an instance in incusfake
 // stops both (as Crash does), starting it again starts the sentinel if the
@@ -48,6 +58,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
@@ -84,6 +95,8 @@ type World struct {
 	// problems are configuration errors met when a process started (the
 	// real service would fail after systemctl start --no-block returned).
 	problems []string
+	// refused are the ACL rules the simulated servers do not know.
+	refused map[string]bool
 }
 
 type member struct {
@@ -98,13 +111,27 @@ type member struct {
 	// stoppedSentinel is a stopped sentinel's state: Sentinel rewrites its
 	// config file, so it starts again where it stopped.
 	stoppedSentinel *sentinelProc
+	// rewritten is what CONFIG REWRITE persisted into redis.conf: applied
+	// when redis-server starts again on the same file.
+	rewritten *rewrite
+}
+
+// rewrite is the ACL state CONFIG REWRITE wrote into a redis.conf whose
+// operator-written content was file.
+type rewrite struct {
+	file       string
+	users      users
+	masteruser string
+	masterauth string
 }
 
 type redisProc struct {
 	port int
-	// passwords the default user accepts (requirepass, ACL SETUSER >pw);
-	// none: no authentication.
-	passwords  map[string]bool
+	// file is the redis.conf it started from.
+	file  string
+	users users
+	// masteruser/masterauth: what it logs in to its master with.
+	masteruser string
 	masterauth string
 	// pausedUntil: CLIENT PAUSE WRITE (replication offsets are constant
 	// here anyway).
@@ -116,9 +143,12 @@ type redisProc struct {
 }
 
 type sentinelProc struct {
-	port        int
-	requirepass string
-	masters     map[string]*monitor
+	port  int
+	users users
+	// config are the sentinel-wide settings (sentinel-user, sentinel-pass,
+	// and whatever SENTINEL CONFIG SET set).
+	config  map[string]string
+	masters map[string]*monitor
 }
 
 type monitor struct {
@@ -127,6 +157,7 @@ type monitor struct {
 	downAfter       int
 	failoverTimeout int
 	parallelSyncs   int
+	authUser        string
 	authPass        string
 	epoch           int64
 	replicas        map[endpoint.Endpoint]bool // seen since MONITOR or RESET
@@ -138,7 +169,7 @@ var _ redisadmin.Dialer = (*World)(nil)
 // New returns an empty world; Attach it to the Incus fake the operator
 // uses.
 func New() *World {
-	return &World{members: map[string]*member{}, byHost: map[string]*member{}}
+	return &World{members: map[string]*member{}, byHost: map[string]*member{}, refused: map[string]bool{}}
 }
 
 // Attach makes the world handle f's Exec calls, read the files written
@@ -322,22 +353,30 @@ func (w *World) startRedis(instance string) {
 	if !ok {
 		return
 	}
-	r := &redisProc{port: 6379, config: map[string]string{}, passwords: map[string]bool{}}
+	file, _ := w.files(instance, RedisConfPath)
+	r := &redisProc{port: 6379, config: map[string]string{}, users: defaultUsers(), file: string(file)}
 	var host string
 	for _, d := range dirs {
 		if len(d) < 2 {
 			continue
 		}
-		r.config[d[0]] = strings.Join(d[1:], " ")
+		if d[0] != "user" {
+			r.config[d[0]] = strings.Join(d[1:], " ")
+		}
 		switch d[0] {
 		case "bind":
 			host = d[1]
 		case "port":
 			r.port, _ = strconv.Atoi(d[1])
 		case "requirepass":
-			if d[1] != "" {
-				r.passwords = map[string]bool{d[1]: true}
+			r.users.requirepass(d[1])
+		case "user":
+			if err := r.users.userLine(d[1:], w.refused); err != nil {
+				w.problem(instance, "redis.conf: Error in user declaration: %v", err)
+				return
 			}
+		case "masteruser":
+			r.masteruser = d[1]
 		case "masterauth":
 			r.masterauth = d[1]
 		case "maxmemory":
@@ -356,8 +395,18 @@ func (w *World) startRedis(instance string) {
 	if r.replicaOf.IsZero() {
 		r.offset = initialOffset
 	}
+	if rw := m.rewritten; rw != nil && rw.file == r.file {
+		r.users = rw.users.clone()
+		r.masteruser, r.masterauth = rw.masteruser, rw.masterauth
+	}
 	w.setHost(m, host)
 	m.redis = r
+}
+
+// configRewrite persists m's redis-server's ACL state (CONFIG REWRITE).
+func (m *member) configRewrite() {
+	r := m.redis
+	m.rewritten = &rewrite{file: r.file, users: r.users.clone(), masteruser: r.masteruser, masterauth: r.masterauth}
 }
 
 func (w *World) startSentinel(instance string) {
@@ -373,7 +422,7 @@ func (w *World) startSentinel(instance string) {
 	if !ok {
 		return
 	}
-	s := &sentinelProc{port: 26379, masters: map[string]*monitor{}}
+	s := &sentinelProc{port: 26379, masters: map[string]*monitor{}, users: defaultUsers(), config: map[string]string{}}
 	var host string
 	for _, d := range dirs {
 		if len(d) < 2 {
@@ -385,7 +434,12 @@ func (w *World) startSentinel(instance string) {
 		case "port":
 			s.port, _ = strconv.Atoi(d[1])
 		case "requirepass":
-			s.requirepass = d[1]
+			s.users.requirepass(d[1])
+		case "user":
+			if err := s.users.userLine(d[1:], w.refused); err != nil {
+				w.problem(instance, "sentinel.conf: Error in user declaration: %v", err)
+				return
+			}
 		case "sentinel":
 			w.sentinelDirective(instance, s, d[1:])
 		}
@@ -418,8 +472,12 @@ func (w *World) sentinelDirective(instance string, s *sentinelProc, args []strin
 		}
 		return
 	}
+	if len(args) == 2 {
+		s.config[sub] = args[1] // sentinel-user, sentinel-pass, announce-ip, ...
+		return
+	}
 	if len(args) != 3 {
-		return // announce-ip, resolve-hostnames, sentinel-pass, ...
+		return
 	}
 	mon := s.masters[args[1]]
 	if mon == nil {
@@ -459,6 +517,9 @@ func (mon *monitor) set(key, value string) error {
 	case "auth-pass":
 		mon.authPass = value
 		return nil
+	case "auth-user":
+		mon.authUser = value
+		return nil
 	}
 	return fmt.Errorf("ERR Invalid argument '%s' for SENTINEL SET", key)
 }
@@ -486,28 +547,25 @@ func errRefused(e endpoint.Endpoint) error {
 
 var errWrongPass = errors.New("WRONGPASS invalid username-password pair or user is disabled.")
 
-// redisAt is the running redis-server at e, checked against password.
-func (w *World) redisAt(e endpoint.Endpoint, password string) (*member, error) {
+// redisAt is the running redis-server at e, logged in to with creds.
+func (w *World) redisAt(e endpoint.Endpoint, creds redisadmin.Credentials) (*member, error) {
 	m := w.byHost[e.Host]
 	if m == nil || m.redis == nil || m.redis.port != e.Port {
 		return nil, errRefused(e)
 	}
-	if !m.redis.accepts(password) {
+	if !m.redis.users.accepts(creds.Username, creds.Password) {
 		return nil, errWrongPass
 	}
 	return m, nil
 }
 
-func (r *redisProc) accepts(password string) bool {
-	return len(r.passwords) == 0 || r.passwords[password]
-}
-
-func (w *World) sentinelAt(e endpoint.Endpoint, password string) (*member, error) {
+// sentinelAt is the running sentinel at e, logged in to with creds.
+func (w *World) sentinelAt(e endpoint.Endpoint, creds redisadmin.Credentials) (*member, error) {
 	m := w.byHost[e.Host]
 	if m == nil || m.sentinel == nil || m.sentinel.port != e.Port {
 		return nil, errRefused(e)
 	}
-	if m.sentinel.requirepass != "" && password != m.sentinel.requirepass {
+	if !m.sentinel.users.accepts(creds.Username, creds.Password) {
 		return nil, errWrongPass
 	}
 	return m, nil
@@ -517,15 +575,15 @@ func (m *member) redisEndpoint() endpoint.Endpoint {
 	return endpoint.Endpoint{Host: m.host, Port: m.redis.port}
 }
 
-// masterOf is the running redis-server a replica replicates from, if its
-// masterauth is accepted.
+// masterOf is the running redis-server a replica replicates from, if it
+// accepts the replica's masteruser/masterauth.
 func (w *World) masterOf(m *member) *member {
 	target := m.redis.replicaOf
 	mm := w.byHost[target.Host]
 	if mm == nil || mm.redis == nil || mm.redis.port != target.Port {
 		return nil
 	}
-	if !mm.redis.accepts(m.redis.masterauth) {
+	if !mm.redis.users.accepts(m.redis.masteruser, m.redis.masterauth) {
 		return nil
 	}
 	return mm
@@ -558,7 +616,7 @@ func (w *World) replication(m *member) redisadmin.Replication {
 func (a *admin) Replication(_ context.Context, server endpoint.Endpoint) (redisadmin.Replication, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
 		return redisadmin.Replication{}, fmt.Errorf("INFO on %s: %w", server, err)
 	}
@@ -568,7 +626,7 @@ func (a *admin) Replication(_ context.Context, server endpoint.Endpoint) (redisa
 func (a *admin) ReplicaOf(_ context.Context, server, master endpoint.Endpoint) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
 		return fmt.Errorf("REPLICAOF on %s: %w", server, err)
 	}
@@ -579,13 +637,14 @@ func (a *admin) ReplicaOf(_ context.Context, server, master endpoint.Endpoint) e
 		m.redis.offset = max(m.redis.offset, initialOffset)
 	}
 	m.redis.replicaOf = master
+	m.configRewrite()
 	return nil
 }
 
 func (a *admin) ConfigSet(_ context.Context, server endpoint.Endpoint, settings map[string]string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
 		return fmt.Errorf("CONFIG SET on %s: %w", server, err)
 	}
@@ -593,36 +652,35 @@ func (a *admin) ConfigSet(_ context.Context, server endpoint.Endpoint, settings 
 	if v, ok := settings["maxmemory"]; ok {
 		m.redis.maxmemory = memoryBytes(v)
 	}
+	if v, ok := settings["masteruser"]; ok {
+		m.redis.masteruser = v
+	}
+	if v, ok := settings["masterauth"]; ok {
+		m.redis.masterauth = v
+	}
+	m.configRewrite()
 	return nil
 }
 
-func (a *admin) AddPassword(_ context.Context, server endpoint.Endpoint, password string) error {
+func (a *admin) SetUser(_ context.Context, server endpoint.Endpoint, u acl.User) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
-		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+		return fmt.Errorf("ACL SETUSER %s on %s: %w", u.Name, server, err)
 	}
-	m.redis.passwords[password] = true
-	m.redis.masterauth = password
-	return nil
-}
-
-func (a *admin) OnlyPassword(_ context.Context, server endpoint.Endpoint, password string) error {
-	a.w.mu.Lock()
-	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
-	if err != nil {
-		return fmt.Errorf("ACL SETUSER on %s: %w", server, err)
+	args := u.SetUserArgs()
+	if err := m.redis.users.setUser(args[0], args[1:], a.w.refused); err != nil {
+		return fmt.Errorf("ACL SETUSER %s on %s: %w", u.Name, server, err)
 	}
-	m.redis.passwords = map[string]bool{password: true}
+	m.configRewrite()
 	return nil
 }
 
 func (a *admin) PauseWrites(_ context.Context, server endpoint.Endpoint, d time.Duration) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
 		return fmt.Errorf("CLIENT PAUSE on %s: %w", server, err)
 	}
@@ -633,7 +691,7 @@ func (a *admin) PauseWrites(_ context.Context, server endpoint.Endpoint, d time.
 func (a *admin) ResumeWrites(_ context.Context, server endpoint.Endpoint) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.redisAt(server, a.creds.Password)
+	m, err := a.w.redisAt(server, a.creds)
 	if err != nil {
 		return fmt.Errorf("CLIENT UNPAUSE on %s: %w", server, err)
 	}
@@ -642,8 +700,8 @@ func (a *admin) ResumeWrites(_ context.Context, server endpoint.Endpoint) error 
 }
 
 // monitorOf is the sentinel at e and its master called name.
-func (w *World) monitorOf(command string, e endpoint.Endpoint, password, name string) (*member, *monitor, error) {
-	m, err := w.sentinelAt(e, password)
+func (w *World) monitorOf(command string, e endpoint.Endpoint, creds redisadmin.Credentials, name string) (*member, *monitor, error) {
+	m, err := w.sentinelAt(e, creds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("SENTINEL %s on %s: %w", command, e, err)
 	}
@@ -654,10 +712,11 @@ func (w *World) monitorOf(command string, e endpoint.Endpoint, password, name st
 	return m, mon, nil
 }
 
-// masterUp: the sentinel reaches its master (running, auth-pass accepted).
+// masterUp: the sentinel reaches its master (running, auth-user/auth-pass
+// accepted).
 func (w *World) masterUp(mon *monitor) bool {
 	mm := w.byHost[mon.addr.Host]
-	return mm != nil && mm.redis != nil && mm.redis.port == mon.addr.Port && mm.redis.accepts(mon.authPass)
+	return mm != nil && mm.redis != nil && mm.redis.port == mon.addr.Port && mm.redis.users.accepts(mon.authUser, mon.authPass)
 }
 
 // discover adds the replicas and sentinels a sentinel learns about through
@@ -681,7 +740,7 @@ func (w *World) discover(self *member, name string, mon *monitor) {
 func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, name string) (redisadmin.MasterState, error) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, mon, err := a.w.monitorOf("MASTER", sentinel, a.creds.SentinelPassword, name)
+	m, mon, err := a.w.monitorOf("MASTER", sentinel, a.creds, name)
 	if err != nil {
 		return redisadmin.MasterState{}, err
 	}
@@ -703,22 +762,25 @@ func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, na
 	}, nil
 }
 
-func (w *World) usablePeer(e endpoint.Endpoint, name string) bool {
+// usablePeer: self reaches the peer sentinel at e (running, monitoring
+// name, self's sentinel-user/sentinel-pass accepted).
+func (w *World) usablePeer(self *sentinelProc, e endpoint.Endpoint, name string) bool {
 	o := w.byHost[e.Host]
-	return o != nil && o.sentinel != nil && o.sentinel.port == e.Port && o.sentinel.masters[name] != nil
+	return o != nil && o.sentinel != nil && o.sentinel.port == e.Port && o.sentinel.masters[name] != nil &&
+		o.sentinel.users.accepts(self.config["sentinel-user"], self.config["sentinel-pass"])
 }
 
 func (a *admin) SentinelCKQuorum(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, mon, err := a.w.monitorOf("CKQUORUM", sentinel, a.creds.SentinelPassword, name)
+	m, mon, err := a.w.monitorOf("CKQUORUM", sentinel, a.creds, name)
 	if err != nil {
 		return err
 	}
 	a.w.discover(m, name, mon)
 	usable, voters := 1, 1+len(mon.sentinels)
 	for e := range mon.sentinels {
-		if a.w.usablePeer(e, name) {
+		if a.w.usablePeer(m.sentinel, e, name) {
 			usable++
 		}
 	}
@@ -734,7 +796,7 @@ func (a *admin) SentinelCKQuorum(_ context.Context, sentinel endpoint.Endpoint, 
 func (a *admin) SentinelMonitor(_ context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, err := a.w.sentinelAt(sentinel, a.creds.SentinelPassword)
+	m, err := a.w.sentinelAt(sentinel, a.creds)
 	if err != nil {
 		return fmt.Errorf("SENTINEL MONITOR on %s: %w", sentinel, err)
 	}
@@ -753,7 +815,7 @@ func (a *admin) SentinelMonitor(_ context.Context, sentinel endpoint.Endpoint, n
 func (a *admin) SentinelRemove(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	m, _, err := a.w.monitorOf("REMOVE", sentinel, a.creds.SentinelPassword, name)
+	m, _, err := a.w.monitorOf("REMOVE", sentinel, a.creds, name)
 	if err != nil {
 		return err
 	}
@@ -764,7 +826,7 @@ func (a *admin) SentinelRemove(_ context.Context, sentinel endpoint.Endpoint, na
 func (a *admin) SentinelSet(_ context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	_, mon, err := a.w.monitorOf("SET", sentinel, a.creds.SentinelPassword, name)
+	_, mon, err := a.w.monitorOf("SET", sentinel, a.creds, name)
 	if err != nil {
 		return err
 	}
@@ -776,10 +838,46 @@ func (a *admin) SentinelSet(_ context.Context, sentinel endpoint.Endpoint, name 
 	return nil
 }
 
+func (a *admin) SentinelSetUser(_ context.Context, sentinel endpoint.Endpoint, u acl.User) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.sentinelAt(sentinel, a.creds)
+	if err != nil {
+		return fmt.Errorf("ACL SETUSER %s on sentinel %s: %w", u.Name, sentinel, err)
+	}
+	args := u.SetUserArgs()
+	if err := m.sentinel.users.setUser(args[0], args[1:], a.w.refused); err != nil {
+		return fmt.Errorf("ACL SETUSER %s on sentinel %s: %w", u.Name, sentinel, err)
+	}
+	return nil
+}
+
+// sentinelConfigKeys are what Sentinel 7.0's SENTINEL CONFIG SET takes.
+var sentinelConfigKeys = map[string]bool{
+	"resolve-hostnames": true, "announce-hostnames": true, "announce-ip": true, "announce-port": true,
+	"sentinel-user": true, "sentinel-pass": true,
+}
+
+func (a *admin) SentinelConfigSet(_ context.Context, sentinel endpoint.Endpoint, settings map[string]string) error {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.sentinelAt(sentinel, a.creds)
+	if err != nil {
+		return fmt.Errorf("SENTINEL CONFIG SET on %s: %w", sentinel, err)
+	}
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		if !sentinelConfigKeys[key] {
+			return fmt.Errorf("SENTINEL CONFIG SET %s on %s: ERR Invalid argument '%s' to SENTINEL CONFIG SET", key, sentinel, key)
+		}
+		m.sentinel.config[key] = settings[key]
+	}
+	return nil
+}
+
 func (a *admin) SentinelReset(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
-	_, mon, err := a.w.monitorOf("RESET", sentinel, a.creds.SentinelPassword, name)
+	_, mon, err := a.w.monitorOf("RESET", sentinel, a.creds, name)
 	if err != nil {
 		return err
 	}
@@ -795,7 +893,7 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
 	w := a.w
-	_, mon, err := w.monitorOf("FAILOVER", sentinel, a.creds.SentinelPassword, name)
+	_, mon, err := w.monitorOf("FAILOVER", sentinel, a.creds, name)
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
@@ -16,11 +19,36 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 )
 
-const (
-	password         = "redis-pw-\"quoted\""
-	sentinelPassword = "sentinel-pw"
-	masterName       = "mymaster"
+const masterName = "mymaster"
+
+// creds are the formation's credentials; the sentinel.conf the formation
+// is configured with carries a wrong auth-pass (wrongAuthPass).
+var creds = acl.Set{
+	acl.Admin:                   {Current: "admin-pw-\"quoted\""},
+	acl.Replication:             {Current: "replication-pw"},
+	acl.Monitoring:              {Current: "monitoring-pw"},
+	acl.Peer:                    {Current: "peer-pw"},
+	acl.BackendPassword:         {Current: "backend-pw"},
+	acl.BackendSentinelPassword: {Current: "backend-sentinel-pw"},
+}
+
+const wrongAuthPass = "wrong-monitoring-pw"
+
+var (
+	backend = acl.Backend{Name: acl.DefaultBackendUser, Rules: acl.DefaultBackendRules}
+	// adminCreds is the operator's admin user.
+	adminCreds = redisadmin.Credentials{Username: acl.AdminUser, Password: creds[acl.Admin].Current}
 )
+
+// fixAuthPass gives every sentinel the right auth-pass.
+func fixAuthPass(t *testing.T, a redisadmin.Admin, redises []endpoint.Endpoint) {
+	t.Helper()
+	for _, e := range redises {
+		if err := a.SentinelSet(context.Background(), sentinelOf(e), masterName, map[string]string{"auth-pass": creds[acl.Monitoring].Current}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // configureScript is the operator's configure step (controllers/heal.go).
 const configureScript = "set -e; chown redis:redis /etc/redis/redis.conf /etc/redis/sentinel.conf" +
@@ -57,7 +85,8 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []endpoint.Endp
 		if res, _ := f.Exec(ctx, name, probe); res.Stdout != "no inactive inactive\n" {
 			t.Fatalf("probe of a new member: %q", res.Stdout)
 		}
-		r := render.Redis{Address: host, Port: 6379, Password: password, Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec"}
+		r := render.Redis{Address: host, Port: 6379, Users: acl.ServerUsers(creds, backend), MasterUser: acl.ReplicationUser,
+			MasterAuth: creds[acl.Replication].Current, Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec"}
 		if i > 0 {
 			r.ReplicaOf = &master
 		}
@@ -65,8 +94,10 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []endpoint.Endp
 		if err != nil {
 			t.Fatal(err)
 		}
-		sconf, err := render.SentinelConf(render.Sentinel{Address: host, Port: 26379, Password: sentinelPassword, MasterName: masterName,
-			Master: master, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1, RedisPassword: "redis-pw-quoted"})
+		sconf, err := render.SentinelConf(render.Sentinel{Address: host, Port: 26379, Users: acl.SentinelUsers(creds, backend),
+			PeerUser: acl.PeerUser, PeerPassword: creds[acl.Peer].Current, MasterName: masterName,
+			Master: master, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1,
+			AuthUser: acl.MonitoringUser, AuthPass: wrongAuthPass})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +128,7 @@ func sentinelOf(e endpoint.Endpoint) endpoint.Endpoint {
 func TestFormationComesUp(t *testing.T) {
 	ctx := context.Background()
 	_, w, redises := formation(t)
-	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", adminCreds)
 
 	m, err := a.Replication(ctx, redises[0])
 	if err != nil || !m.IsMaster() || m.ConnectedReplicas != 2 || m.Offset == 0 || m.Maxmemory != 1<<30 {
@@ -115,11 +146,7 @@ func TestFormationComesUp(t *testing.T) {
 	if err != nil || !st.HasFlag("s_down") || st.NumReplicas != 0 {
 		t.Fatalf("SENTINEL MASTER with a wrong auth-pass: %+v %v", st, err)
 	}
-	for _, e := range redises {
-		if err := a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixAuthPass(t, a, redises)
 	for _, e := range redises {
 		st, err := a.SentinelMaster(ctx, sentinelOf(e), masterName)
 		if err != nil || st.Address != redises[0] || st.HasFlag("s_down") || st.NumReplicas != 2 || st.NumOtherSentinels != 2 ||
@@ -133,21 +160,29 @@ func TestFormationComesUp(t *testing.T) {
 	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), "other"); !errors.Is(err, redisadmin.ErrNoSuchMaster) {
 		t.Fatalf("unknown master name: %v", err)
 	}
-	bad := w.Admin("test", redisadmin.Credentials{Password: "nope", SentinelPassword: "nope"})
-	if _, err := bad.Replication(ctx, redises[0]); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
-		t.Fatalf("wrong password: %v", err)
-	}
-	if _, err := bad.SentinelMaster(ctx, sentinelOf(redises[0]), masterName); err == nil {
-		t.Fatal("wrong sentinel password accepted")
+	for _, bad := range []redisadmin.Credentials{
+		{Username: acl.AdminUser, Password: "nope"},
+		{Username: acl.AdminUser, Password: creds[acl.Replication].Current}, // another user's password
+		{Username: "nobody", Password: creds[acl.Admin].Current},
+		{Password: creds[acl.Admin].Current}, // the default user: disabled
+		{},
+	} {
+		a := w.Admin("test", bad)
+		if _, err := a.Replication(ctx, redises[0]); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Errorf("%q: INFO: %v", bad.Username, err)
+		}
+		if _, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), masterName); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Errorf("%q: SENTINEL MASTER: %v", bad.Username, err)
+		}
 	}
 }
 
 func TestCrashFailoverAndReset(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", adminCreds)
+	fixAuthPass(t, a, redises)
 	for _, e := range redises {
-		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
 		_, _ = a.SentinelMaster(ctx, sentinelOf(e), masterName)
 	}
 
@@ -227,37 +262,261 @@ func TestCrashFailoverAndReset(t *testing.T) {
 	}
 }
 
-func TestPasswordRotation(t *testing.T) {
+// A rotation as the operator does it: every user accepts the old and the
+// new password, the places that send one switch to the new one, the old
+// one is dropped. Nobody is locked out at any step.
+func TestRotation(t *testing.T) {
 	ctx := context.Background()
 	_, w, redises := formation(t)
-	old := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", adminCreds)
+	fixAuthPass(t, a, redises)
+	users := func(c acl.Credential, pw acl.Passwords) (server, sentinel []acl.User) {
+		next := maps.Clone(creds)
+		next[c] = pw
+		return acl.ServerUsers(next, backend), acl.SentinelUsers(next, backend)
+	}
+	// linked: the replicas replicate, the sentinels reach the master and
+	// their peers.
+	linked := func(step string) {
+		t.Helper()
+		for _, e := range redises[1:] {
+			if r, err := a.Replication(ctx, e); err != nil || !r.LinkUp {
+				t.Fatalf("%s: replica %s: %+v %v", step, e, r, err)
+			}
+		}
+		for _, e := range redises {
+			if st, err := a.SentinelMaster(ctx, sentinelOf(e), masterName); err != nil || st.HasFlag("s_down") {
+				t.Fatalf("%s: sentinel %s: %+v %v", step, e, st, err)
+			}
+			if err := a.SentinelCKQuorum(ctx, sentinelOf(e), masterName); err != nil {
+				t.Fatalf("%s: %v", step, err)
+			}
+		}
+	}
+	setAll := func(server, sentinel []acl.User) {
+		t.Helper()
+		for _, e := range redises {
+			for _, u := range server {
+				if err := a.SetUser(ctx, e, u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, u := range sentinel {
+				if err := a.SentinelSetUser(ctx, sentinelOf(e), u); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	linked("before")
+
+	tests := []struct {
+		cred acl.Credential
+		// switchTo makes the senders of the credential use pw.
+		switchTo func(e endpoint.Endpoint, pw string) error
+		// user and at are where the credential is checked.
+		user string
+		at   func(endpoint.Endpoint) endpoint.Endpoint
+	}{
+		{acl.Replication, func(e endpoint.Endpoint, pw string) error {
+			return a.ConfigSet(ctx, e, map[string]string{"masterauth": pw})
+		}, acl.ReplicationUser, func(e endpoint.Endpoint) endpoint.Endpoint { return e }},
+		{acl.Monitoring, func(e endpoint.Endpoint, pw string) error {
+			return a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": pw})
+		}, acl.MonitoringUser, func(e endpoint.Endpoint) endpoint.Endpoint { return e }},
+		{acl.Peer, func(e endpoint.Endpoint, pw string) error {
+			return a.SentinelConfigSet(ctx, sentinelOf(e), map[string]string{"sentinel-pass": pw})
+		}, acl.PeerUser, sentinelOf},
+		{acl.BackendPassword, nil, backend.Name, func(e endpoint.Endpoint) endpoint.Endpoint { return e }},
+		{acl.BackendSentinelPassword, nil, backend.Name, sentinelOf},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.cred), func(t *testing.T) {
+			old, next := creds[tt.cred].Current, "next-"+string(tt.cred)
+			setAll(users(tt.cred, acl.Passwords{Current: next, Previous: old}))
+			for _, e := range redises {
+				if got := w.UserPasswords(tt.at(e), tt.user, old, next, "other"); !slices.Equal(got, []string{old, next}) {
+					t.Fatalf("%s on %s accepts %q during the grace period", tt.user, tt.at(e), got)
+				}
+			}
+			linked("both accepted")
+			if tt.switchTo != nil {
+				for _, e := range redises {
+					if err := tt.switchTo(e, next); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			linked("switched")
+			setAll(users(tt.cred, acl.Passwords{Current: next}))
+			linked("old dropped")
+			for _, e := range redises {
+				if got := w.UserPasswords(tt.at(e), tt.user, old, next); !slices.Equal(got, []string{next}) {
+					t.Fatalf("%s on %s accepts %q after the rotation", tt.user, tt.at(e), got)
+				}
+			}
+			// Put the credential back for the next row.
+			setAll(users(tt.cred, acl.Passwords{Current: old, Previous: next}))
+			if tt.switchTo != nil {
+				for _, e := range redises {
+					_ = tt.switchTo(e, old)
+				}
+			}
+			setAll(users(tt.cred, acl.Passwords{Current: old}))
+			linked("restored")
+		})
+	}
+
+	// The admin user's own password: the old Admin is locked out once it
+	// is dropped; the new one goes on.
+	setAll(users(acl.Admin, acl.Passwords{Current: "next-admin", Previous: creds[acl.Admin].Current}))
+	next := w.Admin("test", redisadmin.Credentials{Username: acl.AdminUser, Password: "next-admin"})
+	server, _ := users(acl.Admin, acl.Passwords{Current: "next-admin"})
 	for _, e := range redises {
-		if err := old.AddPassword(ctx, e, "next-pw"); err != nil {
-			t.Fatal(err)
+		for _, u := range server {
+			if u.Name != acl.AdminUser {
+				continue
+			}
+			if err := next.SetUser(ctx, e, u); err != nil {
+				t.Fatal(err)
+			}
+			if err := next.PauseWrites(ctx, e, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := next.ResumeWrites(ctx, e); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	next := w.Admin("test", redisadmin.Credentials{Password: "next-pw", SentinelPassword: sentinelPassword})
-	for _, a := range []redisadmin.Admin{old, next} {
-		if r, err := a.Replication(ctx, redises[1]); err != nil || !r.LinkUp {
-			t.Fatalf("both passwords accepted, replicas linked with the new masterauth: %+v %v", r, err)
+	if _, err := a.Replication(ctx, redises[0]); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("the old admin password after it was dropped: %v", err)
+	}
+	if _, err := next.Replication(ctx, redises[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SentinelMaster(ctx, sentinelOf(redises[0]), masterName); err != nil {
+		t.Fatalf("the sentinels still have both admin passwords: %v", err)
+	}
+}
+
+// A sentinel whose peers do not accept its sentinel-pass counts them as
+// unusable (they would be s_down to it); one whose master does not accept
+// its auth-user/auth-pass sees the master s_down.
+func TestSentinelCredentialsAreChecked(t *testing.T) {
+	ctx := context.Background()
+	_, w, redises := formation(t)
+	a := w.Admin("test", adminCreds)
+	fixAuthPass(t, a, redises)
+	s := sentinelOf(redises[0])
+	if err := a.SentinelCKQuorum(ctx, s, masterName); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SentinelConfigSet(ctx, s, map[string]string{"sentinel-pass": "unknown-to-peers"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SentinelCKQuorum(ctx, s, masterName); err == nil || !strings.Contains(err.Error(), "NOQUORUM 1 usable") {
+		t.Fatalf("CKQUORUM with a sentinel-pass the peers refuse: %v", err)
+	}
+	if err := a.SentinelCKQuorum(ctx, sentinelOf(redises[1]), masterName); err != nil {
+		t.Fatalf("the other sentinels still reach each other: %v", err)
+	}
+	if err := a.SentinelConfigSet(ctx, s, map[string]string{"no-such-setting": "x"}); err == nil {
+		t.Fatal("an unknown SENTINEL CONFIG SET setting was accepted")
+	}
+	if got := w.SentinelConfig(s); got["sentinel-pass"] != "unknown-to-peers" || got["sentinel-user"] != acl.PeerUser ||
+		got["auth-user "+masterName] != acl.MonitoringUser || got["auth-pass "+masterName] != creds[acl.Monitoring].Current {
+		t.Fatalf("SentinelConfig: %v", got)
+	}
+
+	if err := a.SentinelSet(ctx, s, masterName, map[string]string{"auth-user": acl.ReplicationUser}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.SentinelMaster(ctx, s, masterName); !st.HasFlag("s_down") {
+		t.Fatalf("a sentinel logging in to its master as another user: %+v", st)
+	}
+}
+
+// What SetUser persisted (CONFIG REWRITE) survives a restart; a redis.conf
+// the operator writes anew replaces it.
+func TestUsersSurviveARestart(t *testing.T) {
+	ctx := context.Background()
+	f, w, redises := formation(t)
+	a := w.Admin("test", adminCreds)
+	e := redises[1]
+	u := acl.User{Name: backend.Name, Passwords: []string{"rotated"}, Rules: backend.Rules}
+	if err := a.SetUser(ctx, e, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ConfigSet(ctx, e, map[string]string{"masterauth": "new-masterauth"}); err != nil {
+		t.Fatal(err)
+	}
+	restart := func() {
+		t.Helper()
+		w.Crash("f-2")
+		if res, _ := f.Exec(ctx, "f-2", []string{"sh", "-c", "set -e; systemctl start --no-block redis-server"}); res.ExitCode != 0 {
+			t.Fatal(res.Stderr)
 		}
 	}
-	for _, e := range redises {
-		if err := next.OnlyPassword(ctx, e, "next-pw"); err != nil {
-			t.Fatal(err)
+	restart()
+	got, ok := w.User(e, backend.Name)
+	if !ok || !got.On || !slices.Equal(got.PasswordHashes, u.Hashes()) || !slices.Equal(got.Rules, u.Rules) {
+		t.Fatalf("backend user after a restart: %+v %v, want the hashes %q", got, ok, u.Hashes())
+	}
+	if user, pw := w.MasterAuth(e); user != acl.ReplicationUser || pw != "new-masterauth" {
+		t.Fatalf("masteruser/masterauth after a restart: %q %q", user, pw)
+	}
+
+	conf, _ := f.File("f-2", redisfake.RedisConfPath)
+	_ = f.WriteFile(ctx, "f-2", redisfake.RedisConfPath, append(conf.Content, "\n# re-rendered\n"...), 0o640, 0, 0)
+	restart()
+	if w.Accepts(e, backend.Name, "rotated") || !w.Accepts(e, backend.Name, creds[acl.BackendPassword].Current) {
+		t.Fatal("a new redis.conf did not replace the persisted users")
+	}
+}
+
+func TestRefusedRules(t *testing.T) {
+	ctx := context.Background()
+	f, w, redises := formation(t)
+	a := w.Admin("test", adminCreds)
+	w.RefuseRules("+nosuchcommand")
+	tests := []struct {
+		rules   []string
+		wantErr string
+	}{
+		{[]string{"+@all", "+nosuchcommand"}, "ERR Error in ACL SETUSER modifier '+nosuchcommand': Unknown command or category name in ACL"},
+		{[]string{"bogus"}, "ERR Error in ACL SETUSER modifier 'bogus': Syntax error"},
+		{[]string{"~a b"}, "Syntax error"},
+		{[]string{"~app:*", "&news:*", "+get", "-@all", "%R~x"}, ""},
+	}
+	for _, tt := range tests {
+		u := acl.User{Name: backend.Name, Passwords: []string{"pw-" + tt.wantErr}, Rules: tt.rules}
+		err := a.SetUser(ctx, redises[0], u)
+		if (tt.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("SetUser %q: %v, want %q", tt.rules, err, tt.wantErr)
 		}
-		if err := next.PauseWrites(ctx, e, time.Second); err != nil {
-			t.Fatal(err)
+		if err != nil && (w.Accepts(redises[0], backend.Name, u.Passwords[0]) || !w.Accepts(redises[0], backend.Name, creds[acl.BackendPassword].Current)) {
+			t.Errorf("SetUser %q was refused but changed the user", tt.rules)
 		}
-		if err := next.ResumeWrites(ctx, e); err != nil {
-			t.Fatal(err)
+		if err := a.SentinelSetUser(ctx, sentinelOf(redises[0]), u); (tt.wantErr == "") != (err == nil) {
+			t.Errorf("SentinelSetUser %q: %v, want %q", tt.rules, err, tt.wantErr)
 		}
 	}
-	if _, err := old.Replication(ctx, redises[0]); err == nil {
-		t.Fatal("the old password is still accepted after OnlyPassword")
+
+	// A redis.conf with a refused rule: redis-server does not start.
+	conf, err := render.RedisConf(render.Redis{Address: redises[2].Host, Port: 6379, MasterUser: "r", MasterAuth: "x",
+		Users:     []acl.User{{Name: "app", Passwords: []string{"p"}, Rules: []string{"+nosuchcommand"}}},
+		Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r, err := next.Replication(ctx, redises[2]); err != nil || !r.LinkUp {
-		t.Fatalf("after rotation: %+v %v", r, err)
+	w.Crash("f-3")
+	_ = f.WriteFile(ctx, "f-3", redisfake.RedisConfPath, conf, 0o640, 0, 0)
+	_, _ = f.Exec(ctx, "f-3", []string{"sh", "-c", "set -e; systemctl start --no-block redis-server"})
+	if p := w.Problems(); len(p) != 1 || !strings.Contains(p[0], "+nosuchcommand") {
+		t.Fatalf("problems: %q", p)
+	}
+	if _, err := a.Replication(ctx, redises[2]); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("redis-server started with a refused rule: %v", err)
 	}
 }
 
@@ -272,7 +531,7 @@ func TestUnknownCommandsFail(t *testing.T) {
 func TestProcessesFollowTheContainer(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
+	a := w.Admin("test", adminCreds)
 	probeOf := func(name string) string {
 		t.Helper()
 		res, err := f.Exec(ctx, name, probe)
@@ -331,10 +590,8 @@ func TestProcessesFollowTheContainer(t *testing.T) {
 func TestFailoverToAChosenReplica(t *testing.T) {
 	ctx := context.Background()
 	f, w, redises := formation(t)
-	a := w.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword})
-	for _, e := range redises {
-		_ = a.SentinelSet(ctx, sentinelOf(e), masterName, map[string]string{"auth-pass": password})
-	}
+	a := w.Admin("test", adminCreds)
+	fixAuthPass(t, a, redises)
 	if _, err := w.Failover(masterName, "f-1"); err == nil {
 		t.Fatal("the master itself was promoted")
 	}
