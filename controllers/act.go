@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
@@ -95,7 +96,7 @@ func phaseOf(k actionKind) string {
 		return "finalizer"
 	case actCreate, actStart, actPin, actReplace, actRemove:
 		return "instances"
-	case actAddPassword, actRetirePassword, actWritePasswordState, actWriteConnection:
+	case actApplyCredentials, actWriteSecret, actWriteConnection:
 		return "secrets"
 	case actConfigSet:
 		return "configuration"
@@ -119,6 +120,8 @@ func (r *FormationReconciler) report(f *redisv1alpha1.RedisSentinelFormation, a 
 		switch a.kind {
 		case actCreate, actStart, actPin:
 			res.problems = append(res.problems, problem{ReasonInstanceError, fmt.Sprintf("%s %s: %v", kind, a.member, err)})
+		case actApplyCredentials:
+			res.problems = append(res.problems, problem{ReasonCredentialsRefused, fmt.Sprintf("the members refused the ACL users (%s); the previous ones stay: %v", a.reason, err)})
 		}
 		r.event(f, corev1.EventTypeWarning, "ActionFailed", kind, a.member, "%s %s failed (%s); retrying: %v", kind, a.member, a.reason, err)
 		log.Error(err, "action failed; the pass ends here and is retried with backoff", "action", kind, "member", a.member, "reason", a.reason)
@@ -126,7 +129,7 @@ func (r *FormationReconciler) report(f *redisv1alpha1.RedisSentinelFormation, a 
 	}
 	res.done = append(res.done, a)
 	switch a.kind {
-	case actAddFinalizer, actWritePasswordState:
+	case actAddFinalizer, actWriteSecret:
 		return nil // bookkeeping, no Event
 	case actTopology:
 		res.progressing = "healing: " + kind + " " + a.member
@@ -162,12 +165,10 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		return r.heal(ctx, f, o, a.topology)
 	case actConfigSet:
 		return o.admin.ConfigSet(ctx, a.target, a.settings)
-	case actAddPassword:
-		return r.addPassword(ctx, f, o, a.password)
-	case actRetirePassword:
-		return r.retirePassword(ctx, o, a.password)
-	case actWritePasswordState:
-		return r.writeOwnedSecret(ctx, f, o.passwordState.secret, passwordStateSecretName(f), passwordStateData(a.password, a.previous))
+	case actApplyCredentials:
+		return r.applyCredentials(ctx, f, o, a.creds)
+	case actWriteSecret:
+		return r.writeOwnedSecret(ctx, f, a.observed, a.secretName, a.data)
 	case actHoldWrites:
 		return o.admin.PauseWrites(ctx, a.target, writeHold)
 	case actReleaseWrites:
@@ -217,19 +218,18 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 	return fmt.Errorf("unknown topology action %q", a.Kind)
 }
 
-// monitor makes a sentinel monitor the master with every spec setting and the
-// data-plane password.
+// monitor makes a sentinel monitor the master with every spec setting and
+// its monitoring user.
 func (r *FormationReconciler) monitor(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
 	d := desired(f)
 	if err := o.admin.SentinelMonitor(ctx, m.Sentinel, d.MasterName, master, d.Quorum); err != nil {
 		return err
 	}
-	return o.admin.SentinelSet(ctx, m.Sentinel, d.MasterName, map[string]string{
-		"auth-pass":               o.creds.Password,
-		"down-after-milliseconds": strconv.Itoa(d.DownAfterMs),
-		"failover-timeout":        strconv.Itoa(d.FailoverTimeoutMs),
-		"parallel-syncs":          strconv.Itoa(d.ParallelSyncs),
-	})
+	settings := monitoringAuth(o.creds)
+	settings["down-after-milliseconds"] = strconv.Itoa(d.DownAfterMs)
+	settings["failover-timeout"] = strconv.Itoa(d.FailoverTimeoutMs)
+	settings["parallel-syncs"] = strconv.Itoa(d.ParallelSyncs)
+	return o.admin.SentinelSet(ctx, m.Sentinel, d.MasterName, settings)
 }
 
 // configureMember writes a new member's redis.conf (a replica of master, or
@@ -254,10 +254,11 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	}
 	d := desired(f)
 	conf, err := render.SentinelConf(render.Sentinel{
-		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Password: o.creds.SentinelPassword,
+		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, backendUser(f)),
+		PeerUser: acl.PeerUser, PeerPassword: o.creds[acl.Peer].Current,
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
-		RedisPassword: o.creds.Password, KnownReplicas: replicas,
+		AuthUser: acl.MonitoringUser, AuthPass: o.creds[acl.Monitoring].Current, KnownReplicas: replicas,
 	})
 	if err != nil {
 		return err
@@ -272,20 +273,23 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 }
 
 func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
-	conf, err := render.RedisConf(redisSettings(f, m.Redis, o.creds.Password, master))
+	cfg := redisSettings(f, m.Redis, master)
+	cfg.Users = acl.ServerUsers(o.creds, backendUser(f))
+	cfg.MasterUser, cfg.MasterAuth = acl.ReplicationUser, o.creds[acl.Replication].Current
+	conf, err := render.RedisConf(cfg)
 	if err != nil {
 		return err
 	}
 	return o.incus.WriteFile(ctx, m.name, redisConfPath, conf, 0o640, 0, 0)
 }
 
-// redisSettings is the render input of a member's redis.conf.
-func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self endpoint.Endpoint, password string, master endpoint.Endpoint) render.Redis {
+// redisSettings is the render input of a member's redis.conf but its users
+// and replication credentials.
+func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self endpoint.Endpoint, master endpoint.Endpoint) render.Redis {
 	spec := f.Spec.Redis
 	cfg := render.Redis{
 		Address:           self.Host,
 		Port:              self.Port,
-		Password:          password,
 		Maxmemory:         spec.Maxmemory,
 		MaxmemoryPolicy:   string(spec.MaxmemoryPolicy),
 		AppendOnly:        spec.Persistence.AOF.Enabled == nil || *spec.Persistence.AOF.Enabled,
@@ -307,11 +311,13 @@ func redisSettings(f *redisv1alpha1.RedisSentinelFormation, self endpoint.Endpoi
 }
 
 // runtimeSettings are the spec's settings a running redis-server takes with
-// CONFIG SET (no address, password or role in them).
+// CONFIG SET (no address, user or role in them).
 func runtimeSettings(f *redisv1alpha1.RedisSentinelFormation) (map[string]string, error) {
 	// RedisConf validates a complete config, so the render input carries
 	// placeholders for what RuntimeSettings leaves out.
-	return render.RuntimeSettings(redisSettings(f, endpoint.Endpoint{Host: "127.0.0.1", Port: int(f.Spec.Redis.Port)}, "placeholder", endpoint.Endpoint{}))
+	cfg := redisSettings(f, endpoint.Endpoint{Host: "127.0.0.1", Port: int(f.Spec.Redis.Port)}, endpoint.Endpoint{})
+	cfg.MasterUser, cfg.MasterAuth = acl.ReplicationUser, "placeholder"
+	return render.RuntimeSettings(cfg)
 }
 
 // runScript executes a shell command in a member and turns a non-zero exit

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
-	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
 // connectionSecretName is the Secret backends mount.
@@ -36,20 +36,24 @@ func sentinelAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) 
 	return addrs
 }
 
-// connectionData is the seed's backend contract. REDIS_URL carries the
-// password and DB; in Sentinel mode its host is not used, so it names the
-// master set instead of an address that changes on failover.
-func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds redisadmin.Credentials, addrs []string) map[string][]byte {
+// connectionData is the seed's backend contract, with the backend user
+// only: REDIS_URL carries its name, password and the DB (in Sentinel mode
+// its host is not used, so it names the master set instead of an address
+// that changes on failover); the sentinel variables its discovery-only
+// password on the sentinels.
+func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds acl.Set, addrs []string) map[string][]byte {
+	user := backendUser(f).Name
 	u := url.URL{
 		Scheme: "redis",
-		User:   url.UserPassword("", creds.Password),
+		User:   url.UserPassword(user, creds[acl.BackendPassword].Current),
 		Host:   f.Spec.MasterName + ":" + strconv.Itoa(int(f.Spec.Redis.Port)),
 		Path:   "/0",
 	}
 	return map[string][]byte{
 		config.EnvSentinelAddrs:    []byte(strings.Join(addrs, ",")),
 		config.EnvMasterName:       []byte(f.Spec.MasterName),
-		config.EnvSentinelPassword: []byte(creds.SentinelPassword),
+		config.EnvSentinelUsername: []byte(user),
+		config.EnvSentinelPassword: []byte(creds[acl.BackendSentinelPassword].Current),
 		config.EnvURL:              []byte(u.String()),
 	}
 }

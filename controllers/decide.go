@@ -2,12 +2,16 @@ package controllers
 
 import (
 	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
 	"maps"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
@@ -18,22 +22,21 @@ import (
 type actionKind string
 
 const (
-	actAddFinalizer       actionKind = "AddFinalizer"
-	actCreate             actionKind = "CreateInstance"
-	actStart              actionKind = "StartInstance"
-	actPin                actionKind = "PinAddress"
-	actReplace            actionKind = "ReplaceMember"
-	actRemove             actionKind = "RemoveMember"
-	actTopology           actionKind = "Topology"
-	actConfigSet          actionKind = "ApplySettings"
-	actAddPassword        actionKind = "AddPassword"
-	actRetirePassword     actionKind = "RetirePassword"
-	actWritePasswordState actionKind = "WritePasswordState"
-	actHoldWrites         actionKind = "HoldWrites"
-	actReleaseWrites      actionKind = "ReleaseWrites"
-	actSentinelFailover   actionKind = "SentinelFailover"
-	actDemoteOldMaster    actionKind = "DemoteOldMaster"
-	actWriteConnection    actionKind = "WriteConnection"
+	actAddFinalizer     actionKind = "AddFinalizer"
+	actCreate           actionKind = "CreateInstance"
+	actStart            actionKind = "StartInstance"
+	actPin              actionKind = "PinAddress"
+	actReplace          actionKind = "ReplaceMember"
+	actRemove           actionKind = "RemoveMember"
+	actTopology         actionKind = "Topology"
+	actConfigSet        actionKind = "ApplySettings"
+	actApplyCredentials actionKind = "ApplyCredentials"
+	actWriteSecret      actionKind = "WriteOwnedSecret"
+	actHoldWrites       actionKind = "HoldWrites"
+	actReleaseWrites    actionKind = "ReleaseWrites"
+	actSentinelFailover actionKind = "SentinelFailover"
+	actDemoteOldMaster  actionKind = "DemoteOldMaster"
+	actWriteConnection  actionKind = "WriteConnection"
 )
 
 // action is one step decided by a pass. Only the fields of its kind are set.
@@ -47,9 +50,13 @@ type action struct {
 	topology topology.Action
 	spec     incus.InstanceSpec
 	settings map[string]string
-	// password and previous are data-plane passwords (never logged).
-	password, previous string
-	data               map[string][]byte
+	// creds are the passwords of an ApplyCredentials (never logged).
+	creds acl.Set
+	// data is a Secret's content; secretName and observed (nil: absent)
+	// name the formation's own Secret a WriteOwnedSecret writes.
+	data       map[string][]byte
+	secretName string
+	observed   *corev1.Secret
 	// record, when set, is applied to the status once the action succeeded:
 	// the bookkeeping the next pass (or the next operator) relies on.
 	record func(*redisv1alpha1.RedisSentinelFormationStatus)
@@ -128,12 +135,15 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		return p
 	}
 	// A password step runs alone: topology actions of the same pass would
-	// configure sentinels with the password being replaced.
-	if decidePassword(&p, f, o, opts, now) {
+	// configure members with the passwords being replaced.
+	if decideCredentials(&p, f, o, opts, now) {
 		return p
 	}
 	if decideInstances(&p, f, o, now) {
 		return p
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.topology.Untrusted)) {
+		p.degrade(ReasonUntrustedMaster, "sentinel %s monitors %s, which is no member of this formation: no member replicates from it, and the sentinel is re-pointed at the master", name, p.topology.Untrusted[name])
 	}
 	for _, a := range p.topology.Actions {
 		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(a, now)})
@@ -146,6 +156,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	decidePlannedFailover(&p, f, o, now, needsPlannedFailover(f, o, &p))
 	decideScaleDown(&p, f, o)
 	decideConnection(&p, f, o)
+	decideBackendRules(&p, f, o)
 	return p
 }
 
@@ -172,6 +183,11 @@ func topologyInput(f *redisv1alpha1.RedisSentinelFormation, o *observation, now 
 	}
 	for _, m := range o.members {
 		in.Members = append(in.Members, m.Member)
+	}
+	for _, m := range o.leaving {
+		if addr := memberAddress(f, m); addr != "" {
+			in.DepartingHomes = append(in.DepartingHomes, endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)})
+		}
 	}
 	return in
 }

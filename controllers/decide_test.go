@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
@@ -35,11 +36,15 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 		t.Fatal(err)
 	}
 	master := redisEndpoint(memberHost(1))
+	creds := testCredentials()
 	o := &observation{
-		desiredPassword: testPassword,
-		creds:           redisadmin.Credentials{Password: testPassword, SentinelPassword: testSentinelPassword},
-		passwordState:   passwordState{secret: &corev1.Secret{}, password: testPassword},
+		desired:          desiredOf(creds),
+		internalComplete: true,
+		internalSecret:   &corev1.Secret{},
+		state:            credentialState{secret: &corev1.Secret{}, set: creds},
+		creds:            creds,
 	}
+	f.Status.BackendRulesHash = backendRulesHash(f)
 	for i := 1; i <= int(f.Spec.Members); i++ {
 		name := memberName(f, i)
 		host := memberHost(i)
@@ -49,7 +54,7 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 			Devices: map[string]map[string]string{"eth0": {"type": "nic", "network": "rsfbr0", "ipv4.address": host}},
 		}}
 		m.Name, m.Running = name, true
-		m.Redis, m.Sentinel = redisEndpoint(host), sentinelEndpoint(host)
+		m.Redis, m.Sentinel, m.Home = redisEndpoint(host), sentinelEndpoint(host), redisEndpoint(host)
 		if i == 1 {
 			m.Repl = redisadmin.Replication{Role: "master", Offset: 1000, ConnectedReplicas: 2}
 		} else {
@@ -354,30 +359,105 @@ func TestDecide(t *testing.T) {
 			}
 		},
 	}, {
-		name:  "password changed, every member answers: AddPassword and WritePasswordState only",
-		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) { o.desiredPassword = "new-password" },
+		name: "backend password changed, every member answers: ApplyCredentials (old and new accepted) and the state write only",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			o.desired[acl.BackendPassword] = "new-password"
+		},
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
-			if !slices.Equal(kinds(p), []actionKind{actAddPassword, actWritePasswordState}) || !p.requeueNow {
+			if !slices.Equal(kinds(p), []actionKind{actApplyCredentials, actWriteSecret}) || !p.requeueNow {
 				t.Fatalf("actions %v requeueNow %v", kinds(p), p.requeueNow)
 			}
-			if a := p.actions[1]; a.password != "new-password" || a.previous != testPassword {
-				t.Fatalf("state written: password %q previous %q", a.password, a.previous)
+			want := acl.Passwords{Current: "new-password", Previous: testPassword}
+			if got := p.actions[0].creds[acl.BackendPassword]; got != want {
+				t.Fatalf("applied backend passwords %+v, want %+v", got, want)
+			}
+			if got := p.actions[0].creds[acl.Admin]; got != testCredentials()[acl.Admin] {
+				t.Fatalf("an unchanged credential was rotated: admin %+v", got)
+			}
+			data := p.actions[1].data
+			if string(data["backend"]) != "new-password" || string(data["backend.previous"]) != testPassword || data["admin.previous"] != nil {
+				t.Fatalf("state written: %v", sortedKeys(data))
 			}
 			st := &redisv1alpha1.RedisSentinelFormationStatus{}
 			p.actions[1].record(st)
-			if pr := st.PasswordRotation; pr == nil || !pr.RetireAt.Time.Equal(decideNow.Add(10*time.Minute)) {
+			if pr := st.PasswordRotation; pr == nil || !pr.RetireAt.Time.Equal(decideNow.Add(10*time.Minute)) || !slices.Equal(pr.Credentials, []string{"backend"}) {
 				t.Fatalf("rotation recorded %+v", st.PasswordRotation)
+			}
+		},
+	}, {
+		name: "internal credentials Secret deleted: new passwords are generated and written first, nothing else",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			o.internalSecret, o.internalComplete = nil, false
+			o.desired[acl.Admin] = "generated-admin"
+		},
+		check: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if !slices.Equal(kinds(p), []actionKind{actWriteSecret}) || p.actions[0].secretName != internalSecretName(f) || !p.requeueNow {
+				t.Fatalf("actions %v", kinds(p))
+			}
+			if got := string(p.actions[0].data["admin"]); got != "generated-admin" {
+				t.Fatalf("internal Secret written with admin %q", got)
+			}
+		},
+	}, {
+		name: "grace over: ApplyCredentials with the current passwords only, then the state without predecessors",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			o.state.set[acl.Peer] = acl.Passwords{Current: o.state.set[acl.Peer].Current, Previous: "old-peer"}
+			f.Status.PasswordRotation = &redisv1alpha1.PasswordRotationStatus{RetireAt: metav1.NewTime(decideNow.Add(-time.Second)), Credentials: []string{"peer"}}
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if !slices.Equal(kinds(p), []actionKind{actApplyCredentials, actWriteSecret}) {
+				t.Fatalf("actions %v", kinds(p))
+			}
+			if got := p.actions[0].creds[acl.Peer]; got.Previous != "" {
+				t.Fatalf("retire still accepts the previous peer password: %+v", got)
+			}
+			if p.actions[1].data["peer.previous"] != nil {
+				t.Fatal("the state keeps the retired password")
+			}
+		},
+	}, {
+		name: "backend rules changed: the users are applied after the healing, and the hash recorded on success",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, _ *observation) {
+			f.Spec.Auth.BackendUser.Rules = []string{"-@all", "+get", "~*"}
+		},
+		check: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, p plan) {
+			a := findAction(p, actApplyCredentials)
+			if a == nil || p.actions[len(p.actions)-1].kind != actApplyCredentials {
+				t.Fatalf("actions %v", kinds(p))
+			}
+			st := &redisv1alpha1.RedisSentinelFormationStatus{}
+			a.record(st)
+			if st.BackendRulesHash != backendRulesHash(f) {
+				t.Fatal("the new rules' hash is not recorded")
+			}
+		},
+	}, {
+		name: "a sentinel monitors an address that is no member's: Degraded naming it, re-pointed at once, no REPLICAOF to it",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			o.members[1].View.Address, o.members[1].View.ConfigEpoch = endpoint.Endpoint{Host: "10.9.9.9", Port: 6379}, 7
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if len(p.problems) != 1 || p.problems[0].reason != ReasonUntrustedMaster || !strings.Contains(p.problems[0].message, "10.9.9.9:6379") {
+				t.Fatalf("problems %+v", p.problems)
+			}
+			for _, a := range p.actions {
+				if a.target.Host == "10.9.9.9" {
+					t.Fatalf("an action targets the untrusted address: %+v", a)
+				}
+			}
+			if a := findAction(p, actTopology); a == nil || a.topology.Kind != topology.Remonitor || a.member != "cache-2" {
+				t.Fatalf("actions %+v", p.actions)
 			}
 		},
 	}, {
 		name: "password changed, a member down: no password action",
 		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
-			o.desiredPassword = "new-password"
+			o.desired[acl.BackendPassword] = "new-password"
 			o.members[2].RedisErr = errors.New("connection refused")
 			o.members[2].Probe = &topology.Probe{Configured: true, RedisActive: true, SentinelActive: true}
 		},
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
-			for _, k := range []actionKind{actAddPassword, actRetirePassword, actWritePasswordState} {
+			for _, k := range []actionKind{actApplyCredentials, actWriteSecret} {
 				if findAction(p, k) != nil {
 					t.Fatalf("%s while cache-3 does not answer: %v", k, kinds(p))
 				}

@@ -26,7 +26,7 @@ func TestFailoverCountedOnce(t *testing.T) {
 
 	// Sentinel fails over (the operator asked nothing) and the watcher
 	// hears +switch-master with its epoch.
-	if err := e.admin(testPassword).SentinelFailover(ctx, sentinelEndpoint(oldMaster.Host), f.Spec.MasterName); err != nil {
+	if err := e.admin().SentinelFailover(ctx, sentinelEndpoint(oldMaster.Host), f.Spec.MasterName); err != nil {
 		t.Fatal(err)
 	}
 	newMaster, epoch := e.masterOfWorld(f)
@@ -90,7 +90,7 @@ func TestFailoverCountedOnce(t *testing.T) {
 	// process), the next pass sees a master with a newer epoch.
 	e.watcher.setSwitches(testKey)
 	f = e.formation(testKey)
-	if err := e.admin(testPassword).SentinelFailover(ctx, sentinelEndpoint(newMaster.Host), f.Spec.MasterName); err != nil {
+	if err := e.admin().SentinelFailover(ctx, sentinelEndpoint(newMaster.Host), f.Spec.MasterName); err != nil {
 		t.Fatal(err)
 	}
 	third, epoch2 := e.masterOfWorld(f)
@@ -158,7 +158,7 @@ func TestMasterLost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.admin(testPassword).Replication(ctx, redisEndpoint(f.Status.Master.Address)); err == nil {
+		if _, err := e.admin().Replication(ctx, redisEndpoint(f.Status.Master.Address)); err == nil {
 			t.Fatal("the old master's redis-server was started before Sentinel promoted a replica")
 		}
 		e.advanceFor(res, err)
@@ -177,7 +177,7 @@ func TestMasterLost(t *testing.T) {
 	if m := findMember(f.Status.Members, "cache-1"); m == nil || m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
 		t.Fatalf("cache-1: %+v", m)
 	}
-	if st, err := e.admin(testPassword).SentinelMaster(ctx, sentinelEndpoint(f.Status.Members[0].Address), f.Spec.MasterName); err != nil ||
+	if st, err := e.admin().SentinelMaster(ctx, sentinelEndpoint(f.Status.Members[0].Address), f.Spec.MasterName); err != nil ||
 		st.Address.Host != f.Status.Master.Address {
 		t.Fatalf("cache-1's sentinel: %+v %v", st, err)
 	}

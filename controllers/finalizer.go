@@ -61,7 +61,7 @@ func (r *FormationReconciler) finalize(ctx context.Context, f *redisv1alpha1.Red
 	}
 	// The owner references let a cluster's garbage collector do this too;
 	// control planes without one (the lab's) would keep the passwords.
-	for _, name := range []string{connectionSecretName(f), passwordStateSecretName(f)} {
+	for _, name := range []string{connectionSecretName(f), passwordStateSecretName(f), internalSecretName(f)} {
 		secret := &corev1.Secret{}
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, secret)
 		if err == nil && metav1.IsControlledBy(secret, f) {

@@ -41,6 +41,9 @@ type FormationReconciler struct {
 	Options   Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// NewPassword generates the operator's own users' passwords
+	// (passwords.Generate when nil); tests replace it.
+	NewPassword func() (string, error)
 }
 
 // errBlocked ends a pass that cannot go on until the user changes something
@@ -101,8 +104,8 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	res := r.act(ctx, f, obs, p, log)
 	notes = setStatus(f, obs, p, res, r.Options, now)
 	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(f, obs, p))
-	if obs.creds.SentinelPassword != "" {
-		r.Watcher.Watch(req.NamespacedName, obs.creds.SentinelPassword, sentinelTargets(obs))
+	if obs.creds != nil {
+		r.Watcher.Watch(req.NamespacedName, adminCredentials(obs.creds), sentinelTargets(obs))
 	}
 	if f.Status.Phase == redisv1alpha1.PhaseReady && f.Status.Connection != nil {
 		r.Canary.maybeProbe(req.NamespacedName, connectionData(f, obs.creds, f.Status.Connection.SentinelAddresses), log)

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
@@ -55,7 +57,7 @@ func TestBringUp(t *testing.T) {
 		t.Errorf("status.master %+v, sentinels name %s@%d", st.Master, master, epoch)
 	}
 
-	for _, name := range []string{testName + "-connection", testName + "-password-state"} {
+	for _, name := range []string{testName + "-connection", testName + "-password-state", testName + "-internal-credentials"} {
 		s := e.secret(name)
 		if s == nil {
 			t.Fatalf("Secret %s missing", name)
@@ -66,12 +68,46 @@ func TestBringUp(t *testing.T) {
 	}
 	conn := e.secret(testName + "-connection").Data
 	if string(conn[config.EnvMasterName]) != "mymaster" || string(conn[config.EnvSentinelPassword]) != testSentinelPassword ||
-		string(conn[config.EnvURL]) != "redis://:"+testPassword+"@mymaster:6379/0" {
+		string(conn[config.EnvSentinelUsername]) != "backend" || string(conn[config.EnvURL]) != "redis://backend:"+testPassword+"@mymaster:6379/0" {
 		t.Errorf("connection Secret: %q", conn)
 	}
 	state := e.secret(testName + "-password-state").Data
-	if string(state[stateKeyPassword]) != testPassword || state[stateKeyPrevious] != nil {
-		t.Errorf("password state: %q", state)
+	internal := e.secret(testName + "-internal-credentials").Data
+	for _, c := range acl.All {
+		if len(state[string(c)]) == 0 || state[string(c)+".previous"] != nil {
+			t.Errorf("password state of %s: %d bytes, previous %v", c, len(state[string(c)]), state[string(c)+".previous"] != nil)
+		}
+	}
+	for _, c := range acl.Internal {
+		if !bytes.Equal(internal[string(c)], state[string(c)]) {
+			t.Errorf("the members were not given the generated %s password", c)
+		}
+	}
+	// Least privilege, as configured in every member: the default user is
+	// off, each role has its own user and password, and the backend's
+	// connection-Secret password is no administrator's.
+	for _, m := range f.Status.Members {
+		redis, sentinel := redisEndpoint(m.Address), sentinelEndpoint(m.Address)
+		if e.world.Accepts(redis, "", testPassword) || e.world.Accepts(redis, "default", testPassword) {
+			t.Errorf("%s: the default user accepts the backend password", m.Name)
+		}
+		if !e.world.Accepts(redis, "backend", testPassword) || e.world.Accepts(redis, acl.AdminUser, testPassword) {
+			t.Errorf("%s: the backend password is not exactly the backend user's", m.Name)
+		}
+		if !e.world.Accepts(sentinel, "backend", testSentinelPassword) || e.world.Accepts(sentinel, acl.AdminUser, testSentinelPassword) {
+			t.Errorf("%s: the sentinel password is not exactly the backend's discovery user's", m.Name)
+		}
+		if !e.world.Accepts(redis, acl.AdminUser, string(state["admin"])) || !e.world.Accepts(sentinel, acl.AdminUser, string(state["admin"])) {
+			t.Errorf("%s: the admin user does not accept the admin password", m.Name)
+		}
+		if u, pw := e.world.MasterAuth(redis); m.Name != f.Status.Master.Member && (u != acl.ReplicationUser || pw != string(state["replication"])) {
+			t.Errorf("%s replicates as %q", m.Name, u)
+		}
+		sc := e.world.SentinelConfig(sentinel)
+		if sc["sentinel-user"] != acl.PeerUser || sc["sentinel-pass"] != string(state["peer"]) ||
+			sc["auth-user mymaster"] != acl.MonitoringUser || sc["auth-pass mymaster"] != string(state["monitoring"]) {
+			t.Errorf("%s: sentinel links: users %q %q", m.Name, sc["sentinel-user"], sc["auth-user mymaster"])
+		}
 	}
 	if p := e.world.Problems(); len(p) > 0 {
 		t.Errorf("members met configuration problems: %v", p)
@@ -133,7 +169,7 @@ func TestDeletion(t *testing.T) {
 		if names := e.incus.Names(); len(names) != 0 {
 			t.Fatalf("instances left: %v", names)
 		}
-		for _, name := range []string{testName + "-connection", testName + "-password-state"} {
+		for _, name := range []string{testName + "-connection", testName + "-password-state", testName + "-internal-credentials"} {
 			if e.secret(name) != nil {
 				t.Errorf("owned Secret %s left", name)
 			}

@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
@@ -103,6 +104,27 @@ func newFormation(name string) *redisv1alpha1.RedisSentinelFormation {
 	return f
 }
 
+// testCredentials are every credential of a settled formation, none in
+// rotation.
+func testCredentials() acl.Set {
+	set := acl.Set{}
+	for _, c := range acl.All {
+		set[c] = acl.Passwords{Current: string(c) + "-pw-1"}
+	}
+	set[acl.BackendPassword] = acl.Passwords{Current: testPassword}
+	set[acl.BackendSentinelPassword] = acl.Passwords{Current: testSentinelPassword}
+	return set
+}
+
+// desiredOf are the current passwords of set, as the Secrets would ask.
+func desiredOf(set acl.Set) map[acl.Credential]string {
+	desired := map[acl.Credential]string{}
+	for c, p := range set {
+		desired[c] = p.Current
+	}
+	return desired
+}
+
 func passwordSecret(name, password string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name},
@@ -148,7 +170,7 @@ func newStubWatcher() *stubWatcher {
 	}
 }
 
-func (w *stubWatcher) Watch(key client.ObjectKey, _ string, targets []sentinel.Target) {
+func (w *stubWatcher) Watch(key client.ObjectKey, _ redisadmin.Credentials, targets []sentinel.Target) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.watched[key] = slices.Clone(targets)
@@ -266,6 +288,8 @@ type env struct {
 	dieBeforeStatusWrite atomic.Bool
 	// statusPatches counts the status writes that reached the API.
 	statusPatches atomic.Int64
+	// generated counts the passwords generated.
+	generated atomic.Int64
 }
 
 // newEnv builds the world with objs in the API (typically a formation and
@@ -315,22 +339,29 @@ func standardEnv(t testing.TB, mutate ...func(*redisv1alpha1.RedisSentinelFormat
 	return newEnv(t, f, passwordSecret(redisSecretName, testPassword), passwordSecret(sentinelSecretName, testSentinelPassword))
 }
 
+// generatePassword is the world's password generator: deterministic, so
+// that two worlds driven alike stay alike.
+func (e *env) generatePassword() (string, error) {
+	return fmt.Sprintf("gen-%02d-Kx7qZ9mW4vR2", e.generated.Add(1)), nil
+}
+
 // newReconciler is one operator process: fresh memory (canary sampling
 // times), the shared world.
 func (e *env) newReconciler() *FormationReconciler {
 	guard := safe.Guard{Log: logr.Discard(), Count: e.metrics.PanicRecovered}
 	return &FormationReconciler{
-		Client:    e.client,
-		APIReader: e.client,
-		Recorder:  e.recorder,
-		Incus:     e.incus,
-		Redis:     e.dialer,
-		Metrics:   e.metrics,
-		Canary:    newCanary(e.prober, e.metrics, guard),
-		Watcher:   e.watcher,
-		Guard:     guard,
-		Options:   e.opts,
-		Now:       e.clock.Now,
+		Client:      e.client,
+		APIReader:   e.client,
+		Recorder:    e.recorder,
+		Incus:       e.incus,
+		Redis:       e.dialer,
+		Metrics:     e.metrics,
+		Canary:      newCanary(e.prober, e.metrics, guard),
+		Watcher:     e.watcher,
+		Guard:       guard,
+		Options:     e.opts,
+		Now:         e.clock.Now,
+		NewPassword: e.generatePassword,
 	}
 }
 
@@ -459,9 +490,10 @@ func describe(f *redisv1alpha1.RedisSentinelFormation) string {
 	return b.String()
 }
 
-// admin talks to the simulated servers with the given data-plane password.
-func (e *env) admin(password string) redisadmin.Admin {
-	return e.world.Admin("test", redisadmin.Credentials{Password: password, SentinelPassword: testSentinelPassword})
+// admin talks to the simulated servers as the operator's user, with the
+// admin password the members accept now.
+func (e *env) admin() redisadmin.Admin {
+	return e.world.Admin("test", redisadmin.Credentials{Username: acl.AdminUser, Password: e.current(acl.Admin)})
 }
 
 // instances are the formation's Incus instances by name.
@@ -487,7 +519,7 @@ func sentinelEndpoint(host string) endpoint.Endpoint {
 // newest config epoch, and that epoch (Sentinel's truth: newer epochs win).
 func (e *env) masterOfWorld(f *redisv1alpha1.RedisSentinelFormation) (endpoint.Endpoint, int64) {
 	e.t.Helper()
-	a := e.admin(e.currentPassword())
+	a := e.admin()
 	var master endpoint.Endpoint
 	epoch := int64(-1)
 	for _, inst := range e.instances(f) {
@@ -502,13 +534,22 @@ func (e *env) masterOfWorld(f *redisv1alpha1.RedisSentinelFormation) (endpoint.E
 	return master, epoch
 }
 
-// currentPassword is the data-plane password the operator uses now (the
-// state Secret's, else the user's).
-func (e *env) currentPassword() string {
+// current is the password of credential c the operator uses now: the
+// state Secret's, else the one the Secrets ask for.
+func (e *env) current(c acl.Credential) string {
 	if s := e.secret(testName + "-password-state"); s != nil {
-		return string(s.Data[stateKeyPassword])
+		return string(s.Data[string(c)])
 	}
-	return string(e.secret(redisSecretName).Data["password"])
+	switch c {
+	case acl.BackendPassword:
+		return string(e.secret(redisSecretName).Data["password"])
+	case acl.BackendSentinelPassword:
+		return string(e.secret(sentinelSecretName).Data["password"])
+	}
+	if s := e.secret(testName + "-internal-credentials"); s != nil {
+		return string(s.Data[string(c)])
+	}
+	return ""
 }
 
 // memberAtAddr names the member whose status address is host.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
@@ -35,15 +36,18 @@ type observation struct {
 	// secretProblem is why the password Secrets are refused.
 	secretProblem *secretError
 
-	// desiredPassword is the data-plane password in the user's Secret.
-	desiredPassword string
-	// creds are what the members accept now: the password they were last
-	// given (passwordState) and the Sentinel password.
-	creds redisadmin.Credentials
-	// passwordState is the formation's own record of the data-plane
-	// password the members were given, and its predecessor during a
-	// rotation.
-	passwordState passwordState
+	// desired are the passwords the Secrets ask for: the backend ones from
+	// the user's Secrets, the internal ones from the formation's own
+	// (generated where it lacks them: internalComplete is false then).
+	desired          map[acl.Credential]string
+	internalSecret   *corev1.Secret
+	internalComplete bool
+	// state is the formation's own record of the passwords the members
+	// were given, and of their predecessors during a rotation.
+	state credentialState
+	// creds are what the members accept now: the state's, or the desired
+	// ones before the state was first recorded.
+	creds acl.Set
 
 	// incus and admin are the handles act uses; decide never calls them.
 	incus incus.Server
@@ -73,15 +77,6 @@ type memberObs struct {
 	// quorumErr is the sentinel's CKQUORUM answer.
 	quorumErr error
 }
-
-// passwordState is the content of the formation's password state Secret.
-type passwordState struct {
-	// secret is the Secret as read; nil before the first pass wrote it.
-	secret             *corev1.Secret
-	password, previous string
-}
-
-func (s passwordState) found() bool { return s.secret != nil }
 
 // member is the member called name, also one that is leaving.
 func (o *observation) member(name string) *memberObs {
@@ -127,7 +122,10 @@ func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.Redi
 func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
 	password, sentinelPassword, err := r.readPasswords(ctx, f)
 	if err == nil {
-		o.passwordState, err = r.readPasswordState(ctx, f)
+		o.internalSecret, o.desired, o.internalComplete, err = r.readInternalCredentials(ctx, f)
+	}
+	if err == nil {
+		o.state, err = r.readPasswordState(ctx, f)
 	}
 	if err != nil {
 		if se, ok := asSecretError(err); ok {
@@ -137,12 +135,15 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 		o.stop, o.stopPhase = err, "secrets"
 		return false
 	}
-	o.desiredPassword = password
-	o.creds = redisadmin.Credentials{Password: password, SentinelPassword: sentinelPassword}
-	if o.passwordState.found() {
-		o.creds.Password = o.passwordState.password
+	o.desired[acl.BackendPassword], o.desired[acl.BackendSentinelPassword] = password, sentinelPassword
+	o.creds = o.state.set
+	if !o.state.found() {
+		o.creds = acl.Set{}
+		for c, pw := range o.desired {
+			o.creds[c] = acl.Passwords{Current: pw}
+		}
 	}
-	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), o.creds)
+	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds))
 	return true
 }
 
@@ -215,6 +216,9 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 					m.name, keyFormationUID, inst.Config[keyFormationUID])
 				return errBlocked
 			}
+		}
+		if addr := memberAddress(f, m); addr != "" {
+			m.Home = endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)}
 		}
 		o.members = append(o.members, m)
 	}
@@ -328,6 +332,11 @@ func probe(ctx context.Context, srv incus.Server, instance string) (*topology.Pr
 	}
 	active := func(state string) bool { return state == "active" || state == "activating" || state == "reloading" }
 	return &topology.Probe{Configured: fields[0] == "yes", RedisActive: active(fields[1]), SentinelActive: active(fields[2])}, nil
+}
+
+// adminCredentials are the operator's user on the members.
+func adminCredentials(creds acl.Set) redisadmin.Credentials {
+	return redisadmin.Credentials{Username: acl.AdminUser, Password: creds[acl.Admin].Current}
 }
 
 // sentinelTargets are the formation's running sentinels, for the watcher.

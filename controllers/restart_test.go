@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
@@ -59,7 +60,8 @@ func (e *env) normalizer() func(string) string {
 // snapshot is everything observable of a world after a pass, normalised:
 // the formation's status (conditions without their transition times), the
 // owned Secrets, the instances, the files the operator wrote, what every
-// redis-server says of its role and which passwords it accepts, and the
+// redis-server says of its role and which of passwords its backend user
+// accepts, and the
 // Events recorded.
 func (e *env) snapshot(passwords ...string) string {
 	e.t.Helper()
@@ -72,7 +74,7 @@ func (e *env) snapshot(passwords ...string) string {
 	}
 	js, _ := json.Marshal(st)
 	fmt.Fprintf(&b, "status %s\nfinalizers %v generation %d\n", js, f.Finalizers, f.Generation)
-	for _, name := range []string{testName + "-connection", testName + "-password-state"} {
+	for _, name := range []string{testName + "-connection", testName + "-password-state", testName + "-internal-credentials"} {
 		if s := e.secret(name); s != nil {
 			data := map[string]string{}
 			for k, v := range s.Data {
@@ -97,10 +99,9 @@ func (e *env) snapshot(passwords ...string) string {
 		if inst.IPv4 == "" {
 			continue
 		}
-		for _, pw := range passwords {
-			repl, err := e.admin(pw).Replication(context.Background(), redisEndpoint(inst.IPv4))
-			fmt.Fprintf(&b, "redis %s with %q: %s %s %v %v\n", name, pw, repl.Role, repl.Master, repl.LinkUp, err)
-		}
+		repl, err := e.admin().Replication(context.Background(), redisEndpoint(inst.IPv4))
+		fmt.Fprintf(&b, "redis %s: %s %s %v %v; the backend user accepts %q\n", name, repl.Role, repl.Master, repl.LinkUp, err,
+			e.world.UserPasswords(redisEndpoint(inst.IPv4), acl.DefaultBackendUser, passwords...))
 	}
 	events := e.recorder.events()
 	fmt.Fprintf(&b, "%d events\n%s\n", len(events), strings.Join(events, "\n"))
@@ -193,7 +194,7 @@ func TestRestartEquivalence(t *testing.T) {
 	for _, w := range worlds {
 		f := w.e.formation(testKey)
 		master, _ := w.e.masterOfWorld(f)
-		if err := w.e.admin(rotatedPassword).SentinelFailover(context.Background(), sentinelEndpoint(master.Host), f.Spec.MasterName); err != nil {
+		if err := w.e.admin().SentinelFailover(context.Background(), sentinelEndpoint(master.Host), f.Spec.MasterName); err != nil {
 			t.Fatal(err)
 		}
 		to, epoch := w.e.masterOfWorld(f)

@@ -82,7 +82,7 @@ type Dependencies struct {
 // SentinelWatcher is what the controller needs of the Sentinel event
 // watcher (internal/sentinel); tests on fake backends use a stub.
 type SentinelWatcher interface {
-	Watch(key client.ObjectKey, password string, targets []sentinel.Target)
+	Watch(key client.ObjectKey, creds redisadmin.Credentials, targets []sentinel.Target)
 	Forget(key client.ObjectKey)
 	Events(key client.ObjectKey) []sentinel.Event
 	// Switches are the recent master switches, each with Sentinel's config

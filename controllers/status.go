@@ -37,6 +37,8 @@ const (
 	ReasonInvalidSpec              = "InvalidSpec"
 	ReasonConnectionSecretNotOwned = "ConnectionSecretNotOwned"
 	ReasonReconcileError           = "ReconcileError"
+	ReasonUntrustedMaster          = "UntrustedMaster"
+	ReasonCredentialsRefused       = "CredentialsRefused"
 )
 
 // problem is one reason the formation is not healthy.
@@ -262,6 +264,9 @@ func recordSwitches(f *redisv1alpha1.RedisSentinelFormation, switches []sentinel
 		host, portStr, _ := net.SplitHostPort(sw.To)
 		port, _ := strconv.Atoi(portStr)
 		from, to := memberAt(f, sw.From), memberAt(f, sw.To)
+		if to == sw.To {
+			continue // no member's address: never taken as the master (the full pass repairs the sentinel)
+		}
 		since := metav1.NewTime(sw.Time)
 		st.Master = &redisv1alpha1.MasterStatus{Member: to, Address: host, Port: int32(port), Since: &since, ConfigEpoch: sw.Epoch}
 		notes = append(notes, countFailover(st, from, to, sw.Time, sw.Duration, sw.Epoch))

@@ -100,6 +100,10 @@ type Input struct {
 	// Departing counts members being removed (a scale-down): while any
 	// still runs, a reset sentinel would only rediscover it.
 	Departing int
+	// DepartingHomes are those members' endpoints: still the formation's,
+	// so the sentinels may name one of them master until a planned
+	// failover moves the role away.
+	DepartingHomes []endpoint.Endpoint
 	// StaleSince is since when each sentinel (by member name) has been
 	// monitoring another address than the master (Plan.Stale of earlier
 	// passes).
@@ -253,7 +257,7 @@ func setAsideUntrusted(in Input) (Input, map[string]endpoint.Endpoint) {
 var errUntrusted = fmt.Errorf("monitors an address that is no member's: %w", redisadmin.ErrNoSuchMaster)
 
 func isHome(in Input, e endpoint.Endpoint) bool {
-	return slices.ContainsFunc(in.Members, func(m Member) bool { return !m.Home.IsZero() && m.Home == e })
+	return slices.Contains(in.DepartingHomes, e) || slices.ContainsFunc(in.Members, func(m Member) bool { return !m.Home.IsZero() && m.Home == e })
 }
 
 func findMaster(in Input) Plan {

@@ -188,9 +188,9 @@ func TestDecide(t *testing.T) {
 			wantActions: []string{"Remonitor cache-3 -> 10.77.0.11:6379"},
 		},
 		{
-			name: "sentinel on a wrong address within the grace: left to converge",
+			name: "sentinel on another member's address within the grace: left to converge",
 			members: with(healthy(1), 3, func(m *Member) {
-				m.View.Address = endpoint.Endpoint{Host: "10.77.0.99", Port: 6379}
+				m.View.Address = ep(2)
 			}),
 			staleSince: map[string]time.Time{"cache-3": now.Add(-time.Second)},
 			wantMaster: "cache-1", wantSource: SourceSentinels,
