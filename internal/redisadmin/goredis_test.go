@@ -19,31 +19,29 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-const (
-	// defaultPassword is the default user's, only so that testredis (which
-	// waits as the default user) sees the server ready.
-	defaultPassword = "default-test-password"
-	adminPassword   = "admin-test-password"
-)
+const adminPassword = "admin-test-password"
 
 var adminCreds = Credentials{Username: acl.AdminUser, Password: adminPassword}
 
-// startServer runs a redis-server (or a sentinel) with the operator's admin
-// user and the extra config lines, until t ends.
+// startServer runs a redis-server (or a sentinel) with the default user
+// disabled, the operator's admin user and the extra config lines, until t
+// ends.
 func startServer(t *testing.T, sentinel bool, extra ...string) (*testredis.Proc, endpoint.Endpoint) {
 	t.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nuser %s on >%s ~* &* +@all\n", port, defaultPassword, acl.AdminUser, adminPassword)
+	keys := "~* &*"
 	if sentinel {
-		conf = fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nuser %s on >%s &* +@all\n", port, defaultPassword, acl.AdminUser, adminPassword)
-	} else {
+		keys = "&*" // a sentinel has no keys
+	}
+	conf := fmt.Sprintf("bind 127.0.0.1\nport %d\nuser default off resetpass\nuser %s on >%s %s +@all\n", port, acl.AdminUser, adminPassword, keys)
+	if !sentinel {
 		conf += "save \"\"\nappendonly no\n"
 	}
 	conf += strings.Join(extra, "\n") + "\n"
-	p, err := testredis.Start(t.TempDir(), port, []byte(conf), defaultPassword, sentinel)
+	p, err := testredis.StartAs(t.TempDir(), port, []byte(conf), acl.AdminUser, adminPassword, sentinel)
 	if err != nil {
 		testenv.Check(t, "redis-server", &testenv.UnavailableError{Err: err})
 	}

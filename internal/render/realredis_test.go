@@ -82,6 +82,41 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 	return out.Bytes()
 }
 
+// startACL runs conf, localized to dir, on port until t ends (as Sentinel
+// when sentinel is set), ready once user can PING: the rendered files
+// disable the default user.
+func startACL(t *testing.T, dir string, port int, conf []byte, user, password string, sentinel bool) *testredis.Proc {
+	t.Helper()
+	p, err := testredis.StartAs(dir, port, localize(t, conf, dir), user, password, sentinel)
+	return running(t, dir, p, err)
+}
+
+// restart starts p again on the file Redis rewrote (StartAs writes the
+// same bytes back to the same path).
+func restart(t *testing.T, p *testredis.Proc, user, password string, sentinel bool) *testredis.Proc {
+	t.Helper()
+	p.Stop()
+	b, err := os.ReadFile(p.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := testredis.StartAs(p.Dir, p.Port, b, user, password, sentinel)
+	return running(t, p.Dir, again, err)
+}
+
+// running stops p when t ends and, if t failed, logs its output and the log
+// file localize puts in dir.
+func running(t *testing.T, dir string, p *testredis.Proc, err error) *testredis.Proc {
+	t.Helper()
+	logfile := filepath.Join(dir, "redis.log")
+	if err != nil {
+		b, _ := os.ReadFile(logfile)
+		t.Fatalf("%v\n%s:\n%s", err, logfile, b)
+	}
+	p.StopAtCleanup(t, logfile)
+	return p
+}
+
 // eventually polls f every 100ms until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
@@ -298,7 +333,7 @@ func TestRealRedisServer(t *testing.T) {
 	replica.ReplicaOf = &endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort}
 
 	masterDir, replicaDir := t.TempDir(), t.TempDir()
-	var procs []*aclProc // master, replica
+	var procs []*testredis.Proc // master, replica
 	for _, m := range []struct {
 		r   Redis
 		dir string
@@ -686,8 +721,7 @@ func TestRealRedisServer(t *testing.T) {
 		}
 		t.Logf("rewritten user lines: %q", linesFor(lines, "user"))
 
-		procs[0].Stop()
-		startACLFile(t, masterDir, masterPort, procs[0].Conf, acl.AdminUser, adminPw, false)
+		restart(t, procs[0], acl.AdminUser, adminPw, false)
 		if after := getUsers(); !reflect.DeepEqual(after, before) {
 			t.Fatalf("users after a restart from the rewritten file:\n%v\nbefore:\n%v", after, before)
 		}
@@ -736,7 +770,7 @@ func TestRealSentinel(t *testing.T) {
 
 	// Three sentinels, quorum 2.
 	const n = 3
-	var sentinels []*aclProc
+	var sentinels []*testredis.Proc
 	var admins []*redis.SentinelClient
 	started := time.Now()
 	for range n {
@@ -927,9 +961,7 @@ func TestRealSentinel(t *testing.T) {
 		noClearText(t, b, "rotated", "rotated-1")
 		t.Logf("after FLUSHCONFIG: %q", backendLine)
 
-		s.Stop()
-		restarted := startACLFile(t, s.Dir, s.Port, s.Conf, acl.AdminUser, adminPw, true)
-		sentinels[0] = restarted
+		sentinels[0] = restart(t, s, acl.AdminUser, adminPw, true)
 		for _, pw := range rotated.Passwords {
 			c := sentinelClient(s.Port, backend.Name, pw)
 			if _, err := c.GetMasterAddrByName(ctx, name).Result(); err != nil {
