@@ -166,7 +166,7 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 	case actConfigSet:
 		return o.admin.ConfigSet(ctx, a.target, a.settings)
 	case actApplyCredentials:
-		return r.applyCredentials(ctx, f, o, a.creds)
+		return r.applyCredentials(ctx, f, o, a.creds, a.backend)
 	case actWriteSecret:
 		return r.writeOwnedSecret(ctx, f, a.observed, a.secretName, a.data)
 	case actHoldWrites:
@@ -254,7 +254,7 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	}
 	d := desired(f)
 	conf, err := render.SentinelConf(render.Sentinel{
-		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, backendUser(f)),
+		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, appliedBackendUser(f)),
 		PeerUser: acl.PeerUser, PeerPassword: o.creds[acl.Peer].Current,
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
@@ -274,7 +274,7 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 
 func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
 	cfg := redisSettings(f, m.Redis, master)
-	cfg.Users = acl.ServerUsers(o.creds, backendUser(f))
+	cfg.Users = acl.ServerUsers(o.creds, appliedBackendUser(f))
 	cfg.MasterUser, cfg.MasterAuth = acl.ReplicationUser, o.creds[acl.Replication].Current
 	conf, err := render.RedisConf(cfg)
 	if err != nil {

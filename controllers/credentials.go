@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
-	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/passwords"
 )
 
@@ -163,9 +163,7 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 	if !st.found() {
 		// First sight: the members run (or will be created) with the
 		// desired passwords and rules.
-		hash := backendRulesHash(f)
-		p.add(action{kind: actWriteSecret, secretName: stateName, data: stateData(o.creds), reason: "record the passwords the members are given",
-			record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.BackendRulesHash = hash }})
+		p.add(action{kind: actWriteSecret, secretName: stateName, data: stateData(o.creds), reason: "record the passwords the members are given"})
 		return false
 	}
 	if target, changed := rotationTarget(st.set, o.desired); len(changed) > 0 {
@@ -174,7 +172,7 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 			p.wakeIn(convergePoll)
 			return false
 		}
-		p.add(action{kind: actApplyCredentials, creds: target, reason: "new passwords for " + joinNames(changed) + ": the users accept the old and the new ones"})
+		p.add(action{kind: actApplyCredentials, creds: target, backend: appliedBackendUser(f), reason: "new passwords for " + joinNames(changed) + ": the users accept the old and the new ones"})
 		p.add(action{kind: actWriteSecret, secretName: stateName, observed: st.secret, data: stateData(target), reason: "the members accept the new passwords",
 			record: rotation(credentialState{set: target}.rotating())})
 		p.progressing = "rotating the passwords of " + joinNames(changed)
@@ -206,7 +204,7 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 	for c, pw := range st.set {
 		retired[c] = acl.Passwords{Current: pw.Current}
 	}
-	p.add(action{kind: actApplyCredentials, creds: retired, reason: "the grace period of the previous passwords of " + joinNames(rotating) + " ended"})
+	p.add(action{kind: actApplyCredentials, creds: retired, backend: appliedBackendUser(f), reason: "the grace period of the previous passwords of " + joinNames(rotating) + " ended"})
 	p.add(action{kind: actWriteSecret, secretName: stateName, observed: st.secret, data: stateData(retired), reason: "the previous passwords are retired",
 		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.PasswordRotation = nil }})
 	p.requeueNow = true
@@ -214,15 +212,16 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 }
 
 // decideBackendRules gives the running members the backend user's rules
-// when the spec changed them. redis-server applies a rule set whole or not
-// at all, so a refused one leaves the previous rules in place.
+// when they differ from those they run with (status.backendRules), and
+// records them once every member took them. redis-server applies a rule set
+// whole or not at all, so a refused one leaves the previous rules in place.
 func decideBackendRules(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
-	hash := backendRulesHash(f)
-	if !o.state.found() || f.Status.BackendRulesHash == hash || notAnswering(o) != "" {
+	want := backendUser(f)
+	if !o.state.found() || slices.Equal(f.Status.BackendRules, want.Rules) || notAnswering(o) != "" {
 		return
 	}
-	p.add(action{kind: actApplyCredentials, creds: o.creds, reason: "spec.auth.backendUser.rules changed",
-		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.BackendRulesHash = hash }})
+	p.add(action{kind: actApplyCredentials, creds: o.creds, backend: want, reason: "the backend user's rules differ from spec.auth.backendUser.rules",
+		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.BackendRules = slices.Clone(want.Rules) }})
 }
 
 // rotationTarget is the state a rotation moves to: every credential whose
@@ -258,8 +257,7 @@ func notAnswering(o *observation) string {
 // (auth-pass) and to each other (sentinel-pass). Users first: a link given
 // a password its peer does not accept yet is refused, and Sentinel does
 // not retry a refused replica (it stays s_down).
-func (r *FormationReconciler) applyCredentials(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, creds acl.Set) error {
-	backend := backendUser(f)
+func (r *FormationReconciler) applyCredentials(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, creds acl.Set, backend acl.Backend) error {
 	for _, m := range o.members {
 		for _, u := range acl.ServerUsers(creds, backend) {
 			if err := o.admin.SetUser(ctx, m.Redis, u); err != nil {
@@ -310,8 +308,22 @@ func backendUser(f *redisv1alpha1.RedisSentinelFormation) acl.Backend {
 	return b
 }
 
-func backendRulesHash(f *redisv1alpha1.RedisSentinelFormation) string {
-	return fingerprint.Strings(backendUser(f).Rules...)
+// appliedBackendUser is the backend user with the rules the members run
+// with: what new members and password changes use, so that only
+// decideBackendRules changes rules. Before any were applied it is allowed
+// nothing.
+func appliedBackendUser(f *redisv1alpha1.RedisSentinelFormation) acl.Backend {
+	b := backendUser(f)
+	b.Rules = f.Status.BackendRules
+	if len(b.Rules) == 0 {
+		b.Rules = acl.NoRules
+	}
+	return b
+}
+
+// backendRulesApplied: the members run with the spec's backend rules.
+func backendRulesApplied(f *redisv1alpha1.RedisSentinelFormation) bool {
+	return slices.Equal(f.Status.BackendRules, backendUser(f).Rules)
 }
 
 // stateData is the content of the password state Secret.

@@ -50,8 +50,10 @@ type action struct {
 	topology topology.Action
 	spec     incus.InstanceSpec
 	settings map[string]string
-	// creds are the passwords of an ApplyCredentials (never logged).
-	creds acl.Set
+	// creds are the passwords of an ApplyCredentials (never logged), and
+	// backend the backend user it gives the members.
+	creds   acl.Set
+	backend acl.Backend
 	// data is a Secret's content; secretName and observed (nil: absent)
 	// name the formation's own Secret a WriteOwnedSecret writes.
 	data       map[string][]byte

@@ -44,7 +44,7 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 		state:            credentialState{secret: &corev1.Secret{}, set: creds},
 		creds:            creds,
 	}
-	f.Status.BackendRulesHash = backendRulesHash(f)
+	f.Status.BackendRules = backendUser(f).Rules
 	for i := 1; i <= int(f.Spec.Members); i++ {
 		name := memberName(f, i)
 		host := memberHost(i)
@@ -427,8 +427,8 @@ func TestDecide(t *testing.T) {
 			}
 			st := &redisv1alpha1.RedisSentinelFormationStatus{}
 			a.record(st)
-			if st.BackendRulesHash != backendRulesHash(f) {
-				t.Fatal("the new rules' hash is not recorded")
+			if !slices.Equal(st.BackendRules, f.Spec.Auth.BackendUser.Rules) || !slices.Equal(a.backend.Rules, f.Spec.Auth.BackendUser.Rules) {
+				t.Fatalf("applied %v, recorded %v", a.backend.Rules, st.BackendRules)
 			}
 		},
 	}, {

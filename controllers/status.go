@@ -400,7 +400,7 @@ func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p pl
 // master, every member present and healthy, every sentinel answering with
 // quorum and knowing all its peers, no failover running.
 func settled(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) bool {
-	if tp.FailoverInProgress || len(o.members) != int(f.Spec.Members) || masterMember(o, tp) == nil {
+	if tp.FailoverInProgress || len(o.members) != int(f.Spec.Members) || masterMember(o, tp) == nil || !backendRulesApplied(f) {
 		return false
 	}
 	for _, m := range o.members {

@@ -497,11 +497,14 @@ type RedisSentinelFormationStatus struct {
 	// +optional
 	PasswordRotation *PasswordRotationStatus `json:"passwordRotation,omitempty"`
 
-	// BackendRulesHash fingerprints the backend user's rules the running
-	// members were given, so that a change of spec.auth.backendUser.rules
-	// is applied live, once.
+	// BackendRules are the backend user's rules the members run with:
+	// members created later get these, and a change of
+	// spec.auth.backendUser.rules is applied live and recorded here only
+	// once every member took it. Empty until the first rules were applied:
+	// members start with a backend user allowed nothing (fail closed).
+	// +listType=atomic
 	// +optional
-	BackendRulesHash string `json:"backendRulesHash,omitempty"`
+	BackendRules []string `json:"backendRules,omitempty"`
 }
 
 // PlannedFailoverPhase is a step of a planned failover.

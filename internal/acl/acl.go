@@ -124,6 +124,9 @@ var (
 	DefaultBackendRules = []string{"~*", "&*", "+@all", "-@admin", "-@dangerous"}
 )
 
+// NoRules allow nothing: the backend's rules until the spec's were applied.
+var NoRules = []string{"resetkeys", "resetchannels", "-@all"}
+
 // Backend is the backend user: its name and its rules on redis-servers.
 type Backend struct {
 	Name  string
