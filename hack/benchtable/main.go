@@ -273,6 +273,9 @@ func evaluate(in *input) []row {
 		add(row{"image roll: longest gap in successful writes", missing("BenchmarkImageRoll"), "≤ 2 s", noTarget, ""})
 	}
 
+	// password rotations
+	rotationRows(m, missing, add)
+
 	// client overhead
 	if p, ok := m("plain-median-ns"); ok && p > 0 {
 		i, _ := m("instrumented-median-ns")
@@ -359,6 +362,43 @@ func evaluate(in *input) []row {
 		add(row{l.figure, v, noTarget, noTarget, "Recorded by other work: test/lab/idempotence.sh prints the wall time of both playbook runs; docs/lab-host.md keeps the measured values."})
 	}
 	return rows
+}
+
+// rotationRows are the password rotation rows (test/bench
+// BenchmarkPasswordRotation): one per kind of rotation.
+func rotationRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
+	grace, _ := m("rotation-grace-s")
+	reload, _ := m("rotation-reload-s")
+	const target = "0 errors for a client that reloads within the grace; 0 lost, 0 failovers"
+	how := fmt.Sprintf("test/bench BenchmarkPasswordRotation: on one Ready formation (in-process manager, --password-grace %s), one after the other: the backend user's password on the redis-servers (passwordSecretRef's value changes), its password on the sentinels (sentinelPasswordSecretRef), and the operator's own users' passwords (admin, replication, monitoring, peer: the internal credentials Secret is deleted). Two writers send SET + WAIT 1 every 20 ms through a Sentinel FailoverClient built from the connection Secret, with every connection (to the master and to the sentinel) recycled each second, so they log in again all the time. The reloading writer re-reads the connection Secret every %s and switches to a new client when it changed: its failed writes and the longest time between two successful writes are the figures. The stale writer never reloads: its errors after status.passwordRotation.retireAt show the previous password is really retired. A rotation is timed from the change until status.passwordRotation is gone and the password state Secret records no previous password; the writers run two reload periods longer. \"Previous password kept\" is how long the state Secret recorded the previous password beside the new one (polled every 100 ms): the grace as applied. Lost: acknowledged writes of both writers missing when read back; failovers: status.failovers.", num(grace, " s"), num(reload, " s"))
+	for _, k := range []struct{ tag, figure string }{
+		{"backend", "password rotation, backend user on the redis-servers"},
+		{"sentinel", "password rotation, backend user on the sentinels"},
+		{"internal", "password rotation, the operator's own users"},
+	} {
+		p := "rotation-" + k.tag + "-"
+		figure := k.figure + ": write errors, longest write gap"
+		errs, ok := m(p + "write-errors")
+		if !ok {
+			add(row{figure, missing("BenchmarkPasswordRotation"), target, noTarget, ""})
+			continue
+		}
+		writes, _ := m(p + "writes")
+		gap, _ := m(p + "write-gap-s")
+		lost, _ := m(p + "acked-lost")
+		failovers, _ := m(p + "failovers")
+		took, _ := m(p + "duration-s")
+		stale, _ := m(p + "stale-errors")
+		measured := fmt.Sprintf("%d errors in %d writes, longest gap %s; %d lost, %d failovers; rotation took %s", int(errs), int(writes), num(gap, " s"), int(lost), int(failovers), num(took, " s"))
+		if conn, ok := m(p + "connection-s"); ok {
+			measured += fmt.Sprintf(" (connection Secret new after %s)", num(conn, " s"))
+		}
+		if prev, ok := m(p + "previous-accepted-s"); ok {
+			measured += fmt.Sprintf("; previous password kept %s (grace %s)", num(prev, " s"), num(grace, " s"))
+		}
+		measured += fmt.Sprintf("; a client that never reloads: %d errors after the grace", int(stale))
+		add(row{figure, measured, target, yesNo(errs == 0 && lost == 0 && failovers == 0), how})
+	}
 }
 
 // procSizes are the formation counts of the operator process figures.

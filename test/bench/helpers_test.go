@@ -32,14 +32,18 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
-// Passwords of every bench formation (lab environment).
+// The backend user's passwords of every bench formation (they pass the
+// production policy, the default environment) and its name.
 const (
 	redisPassword    = "bench-r-Q7v2Lw9xK3pZ8mT4"
 	sentinelPassword = "bench-s-H5n8Rc2Vy6jB1dF9"
+	backendUser      = acl.DefaultBackendUser
 )
 
 // keyFormationUID is the ownership key the operator puts on its instances.
@@ -379,10 +383,10 @@ func (nopCanary) Forget(string) {}
 
 type nopWatcher struct{}
 
-func (nopWatcher) Watch(client.ObjectKey, string, []sentinel.Target) {}
-func (nopWatcher) Forget(client.ObjectKey)                           {}
-func (nopWatcher) Events(client.ObjectKey) []sentinel.Event          { return nil }
-func (nopWatcher) Switches(client.ObjectKey) []sentinel.Switch       { return nil }
+func (nopWatcher) Watch(client.ObjectKey, redisadmin.Credentials, []sentinel.Target) {}
+func (nopWatcher) Forget(client.ObjectKey)                                           {}
+func (nopWatcher) Events(client.ObjectKey) []sentinel.Event                          { return nil }
+func (nopWatcher) Switches(client.ObjectKey) []sentinel.Switch                       { return nil }
 
 var _ controllers.SentinelWatcher = nopWatcher{}
 

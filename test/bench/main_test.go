@@ -1,7 +1,8 @@
 // Package bench measures the operator against its targets (make bench):
 // apply -> Ready, failover drills, steady-state calls per reconcile, the
-// operator process's CPU and memory on real containers, and controller
-// scale on the fake Incus backend.
+// operator process's CPU and memory on real containers, write errors and
+// gaps during password rotations, and controller scale on the fake Incus
+// backend.
 //
 // Everything here is a Go benchmark, run with -benchtime 1x: each
 // Benchmark function runs once and reports its figures with b.ReportMetric
@@ -13,13 +14,16 @@
 // with the lab image, profile and bridge). Each benchmark starts its own
 // manager, restricted to its own namespace, and deletes its formations
 // (and so their containers) before it stops it; names start with "bench-"
-// and a random suffix. Network traffic goes only to loopback and to the
+// ("benchlp-" for the password rotations) and a random suffix. Network traffic goes only to loopback and to the
 // containers these benchmarks create on rsfbr0; the fake backend dials
 // nothing.
 //
 // Tunables (environment): BENCH_APPLY_RUNS (5), BENCH_APPLY_PARALLEL (5),
 // BENCH_DRILLS (5), BENCH_STEADY (60s), BENCH_PROC_FORMATIONS (10),
-// BENCH_PROC_WINDOW (60s), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
+// BENCH_PROC_WINDOW (60s), BENCH_ROTATION_GRACE (30s, the operator's
+// --password-grace in BenchmarkPasswordRotation), BENCH_ROTATION_RELOAD (5s,
+// how often its reloading client re-reads the connection Secret),
+// BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
 // RSF_BENCH_MANAGER (the operator binary; built into a temp dir when
 // unset), BENCH_DEBUG (log the in-process manager's latest lines).
 package bench

@@ -185,7 +185,9 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 			break
 		}
 	}
-	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Password: sentinelPassword, DisableIdentity: true,
+	// As a backend would ask (the backend user on the sentinels may only
+	// discover the master).
+	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Username: backendUser, Password: sentinelPassword, DisableIdentity: true,
 		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
 	defer s.Close()
 	if err := s.Ping(ctx).Err(); err != nil { // connect before the kill

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -259,7 +258,7 @@ func sentinelDrill(t *testing.T, a *formation, r *result, cur *redisv1alpha1.Red
 				continue
 			}
 			eventually(t, time.Minute, "the surviving sentinel "+m.Name+" reports NOQUORUM", func() (bool, string) {
-				s := redisAt(m.Address, sentinelPort, a.sentinelPassword)
+				s := adminAt(a, m.Address, sentinelPort)
 				res, err := s.Do(context.Background(), "SENTINEL", "CKQUORUM", masterName).Text()
 				_ = s.Close()
 				return err != nil && strings.Contains(err.Error(), "NOQUORUM"), fmt.Sprintf("CKQUORUM = %q, %v", res, err)
@@ -528,7 +527,7 @@ func drillAPIServerRestart(t *testing.T, a *formation) *writer {
 	changed := time.Now()
 	eventually(t, readyBound, "every sentinel reports down-after-milliseconds 6000", func() (bool, string) {
 		for _, m := range cur.Status.Members {
-			s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(m.Address, fmt.Sprint(sentinelPort)), Password: a.sentinelPassword, MaxRetries: -1, DisableIdentity: true})
+			s := adminSentinel(a, m.Address, 3*time.Second)
 			v, err := s.Master(context.Background(), masterName).Result()
 			_ = s.Close()
 			if err != nil {
@@ -625,7 +624,7 @@ func replicaRebuildDrill(t *testing.T, a *formation, r *result, drill string, re
 	r.toReady = time.Since(injected)
 	checkInvariants(t, a)
 	// The rebuilt replica has the data written before it was deleted.
-	rc := redisAt(address, redisPort, a.password)
+	rc := redisAt(address, redisPort, a.backendUser, a.password)
 	defer rc.Close()
 	vals, err := rc.MGet(context.Background(), early...).Result()
 	if err != nil {
@@ -650,15 +649,23 @@ func replicaRebuildDrill(t *testing.T, a *formation, r *result, drill string, re
 // ------------------------------------------------------------------- secrets
 
 // testNoPasswordLeaks scans, after the full run, the operator's whole log
-// (every run of the process), every event in every namespace (core/v1 and
-// events.k8s.io/v1), every formation's status (also every status read
-// during the run) and every error the helpers saw: no password of the run
-// may appear in any of them.
+// (every run of the process, at debug level), every event in every
+// namespace (core/v1 and events.k8s.io/v1), every formation's status (also
+// every status read during the run) and every error the helpers saw: no
+// password of the run may appear in any of them, in any of the forms the
+// leak watch knows (plain, JSON-escaped, URL-encoded, base64). The
+// passwords are the backend users' (the suite's Secrets, before and after
+// rotations) and every internal one the operator generated (every value
+// its credential Secrets ever held).
 func testNoPasswordLeaks(t *testing.T) {
 	ctx := context.Background()
 	log := op.log()
 	if !strings.Contains(log, "starting the manager") {
 		t.Fatalf("the operator's log looks empty (%d bytes): the scan would prove nothing", len(log))
+	}
+	debugLines := strings.Count(log, `"level":"debug"`)
+	if debugLines == 0 {
+		t.Errorf("the operator's log has no debug-level line: it ran without --log-level debug, and the scan does not cover what it logs at debug level")
 	}
 	leaks.check("operator log", log)
 
@@ -687,8 +694,9 @@ func testNoPasswordLeaks(t *testing.T) {
 		leaks.checkJSON("status of "+f.Name, f.Status)
 	}
 	findings, errs := leaks.report()
-	t.Logf("scanned %d bytes of operator log, %d core and %d events.k8s.io events, every status read during the run, %d distinct helper errors, for %d passwords",
-		len(log), len(core.Items), len(modern.Items), errs, len(leaks.secrets))
+	passwords, forms := leaks.counts()
+	t.Logf("scanned %d bytes of operator log (%d debug-level lines), %d core and %d events.k8s.io events, every status read during the run, %d distinct helper errors, for %d passwords in %d forms",
+		len(log), debugLines, len(core.Items), len(modern.Items), errs, passwords, forms)
 	for _, f := range findings {
 		t.Errorf("password leaked: %s", f)
 	}

@@ -29,7 +29,7 @@ func execIn(t *testing.T, instance, script string) string {
 }
 
 func execScript(instance, script string) (string, error) {
-	if !strings.HasPrefix(instance, "chaos-") {
+	if !ownInstance(instance) {
 		panic("the chaos suite only touches its own instances, not " + instance)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -44,10 +44,16 @@ func execScript(instance, script string) (string, error) {
 	return res.Stdout, nil
 }
 
+// ownInstance: the suite's formations are named chaos-<random> (chaoslp-
+// for the rotation drill), their instances <formation>-<n>.
+func ownInstance(instance string) bool {
+	return strings.HasPrefix(instance, "chaos-") || strings.HasPrefix(instance, "chaoslp-")
+}
+
 // hardStop force-stops one of the suite's containers (a power cut).
 func hardStop(t *testing.T, instance string) {
 	t.Helper()
-	if !strings.HasPrefix(instance, "chaos-") {
+	if !ownInstance(instance) {
 		t.Fatalf("refusing to stop %s", instance)
 	}
 	if err := incusSrv.StopInstance(context.Background(), instance, true); err != nil {
@@ -63,7 +69,7 @@ func waitFailover(t *testing.T, f *formation, witnesses []redisv1alpha1.MemberSt
 	eventually(t, failoverBound, "a sentinel of the majority names a new master", func() (bool, string) {
 		var seen []string
 		for _, w := range witnesses {
-			addr, err := sentinelMaster(w.Address, f.sentinelPassword)
+			addr, err := sentinelMaster(f, w.Address)
 			if err == nil && addr != old {
 				now = addr
 				return true, ""
@@ -96,12 +102,12 @@ func runIDs(t *testing.T, f *formation, cur *redisv1alpha1.RedisSentinelFormatio
 	t.Helper()
 	ids := map[string]string{}
 	for _, m := range cur.Status.Members {
-		srv, err := info(m.Address, f.password, "server")
+		srv, err := info(f, m.Address, "server")
 		if err != nil {
 			t.Fatalf("INFO server on %s: %v", m.Name, err)
 		}
 		ids[m.Name+"/redis"] = srv["run_id"]
-		s := redisAt(m.Address, sentinelPort, f.sentinelPassword)
+		s := adminAt(f, m.Address, sentinelPort)
 		sm, err := s.InfoMap(context.Background(), "server").Result()
 		_ = s.Close()
 		if err != nil {

@@ -3,11 +3,13 @@ package chaos
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os/exec"
 	"slices"
 	"sort"
@@ -24,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/acl"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
@@ -42,9 +46,13 @@ const (
 
 // ---------------------------------------------------------------- formations
 
-// formation is a formation of the suite with its passwords.
+// formation is a formation of the suite with its backend user's
+// passwords (the user's Secrets); the operator's own passwords are read
+// from the Secrets it owns when needed (adminCreds).
 type formation struct {
-	key              client.ObjectKey
+	key client.ObjectKey
+	// backendUser is the ACL user of the connection Secret.
+	backendUser      string
 	password         string
 	sentinelPassword string
 	uid              string
@@ -63,20 +71,35 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// newPassword is a random password that passes the production policy and
+// holds characters that URL encoding changes ('/', '+', '@', '%', ':'), so
+// that the leak scan's URL-encoded forms differ from the plain one.
+func newPassword(kind string) string {
+	return "chaos-" + kind + "/" + randomHex(8) + "+" + randomHex(8) + "@%:"
+}
+
 // newFormation creates a namespace, the password Secrets (random
 // passwords, registered with the leak watch first) and a formation named
-// chaos-<random>.
+// chaos-<random>, in the default (production) environment.
 func newFormation(t *testing.T) *formation {
 	t.Helper()
+	return newFormationNamed(t, "chaos-"+randomHex(2))
+}
+
+// newFormationNamed is newFormation with the formation's (and its
+// namespace's) name. Every value the formation's own credential Secrets
+// ever hold is registered with the leak watch.
+func newFormationNamed(t *testing.T, name string) *formation {
+	t.Helper()
 	ctx := context.Background()
-	name := "chaos-" + randomHex(2)
-	f := &formation{key: client.ObjectKey{Namespace: name, Name: name},
-		password: "chaos-pw-" + randomHex(12), sentinelPassword: "chaos-spw-" + randomHex(12)}
+	f := &formation{key: client.ObjectKey{Namespace: name, Name: name}, backendUser: acl.DefaultBackendUser,
+		password: newPassword("pw"), sentinelPassword: newPassword("spw")}
 	leaks.addSecret(f.password)
 	leaks.addSecret(f.sentinelPassword)
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
+	watchOwnedSecrets(t, f)
 	for secret, value := range map[string]string{"redis-pw": f.password, "sentinel-pw": f.sentinelPassword} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secret, Namespace: name}, StringData: map[string]string{"password": value}}
 		if err := k8s.Create(ctx, s); err != nil {
@@ -91,6 +114,77 @@ func newFormation(t *testing.T) *formation {
 	}
 	f.uid = string(obj.UID)
 	return f
+}
+
+// ownedCredentialSecrets are the formation's own Secrets that hold
+// passwords: the operator's users' and the record of what members accept.
+func ownedCredentialSecrets(f *formation) []string {
+	return []string{f.name() + "-internal-credentials", f.name() + "-password-state"}
+}
+
+// watchOwnedSecrets registers with the leak watch every value the
+// formation's own credential Secrets hold, as long as the test runs:
+// every internal password ever generated, old and new.
+func watchOwnedSecrets(t *testing.T, f *formation) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	names := ownedCredentialSecrets(f)
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			w, err := k8s.Watch(ctx, &corev1.SecretList{}, client.InNamespace(f.key.Namespace))
+			if err != nil {
+				time.Sleep(time.Second) // the API server may be restarting (drill 5b)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if s, ok := ev.Object.(*corev1.Secret); ok && slices.Contains(names, s.Name) {
+					registerSecretValues(s)
+				}
+			}
+			w.Stop()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		// The last versions, in case the watch missed one.
+		for _, name := range names {
+			s := &corev1.Secret{}
+			if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.key.Namespace, Name: name}, s); err == nil {
+				registerSecretValues(s)
+			}
+		}
+	})
+}
+
+func registerSecretValues(s *corev1.Secret) {
+	for _, v := range s.Data {
+		leaks.addSecret(string(v))
+	}
+}
+
+// adminCreds are the operator's admin user and the password every member
+// accepts now (the password state Secret's current one).
+func adminCreds(f *formation) (redisadmin.Credentials, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := harness.AdminCredentials(ctx, k8s, f.object())
+	if err != nil {
+		return c, err
+	}
+	leaks.addSecret(c.Password)
+	return c, nil
+}
+
+// adminProvider hands go-redis the admin credentials as they are when it
+// dials: a rotation of the internal credentials changes them.
+func adminProvider(f *formation) func(context.Context) (string, string, error) {
+	return func(context.Context) (string, string, error) {
+		c, err := adminCreds(f)
+		return c.Username, c.Password, err
+	}
 }
 
 // deleteFormation deletes the resource and waits until the finalizer has
@@ -176,8 +270,7 @@ func diagnose(f *formation) string {
 		}
 		fmt.Fprintf(&b, "%s: %s %q\n", name, inst.Status, inst.IPv4)
 		if inst.IPv4 != "" {
-			s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(inst.IPv4, fmt.Sprint(sentinelPort)), Password: f.sentinelPassword,
-				DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+			s := adminSentinel(f, inst.IPv4, time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			m, err := s.Master(ctx, masterName).Result()
 			var peers, reps []string
@@ -289,32 +382,52 @@ func replicas(f *redisv1alpha1.RedisSentinelFormation) []redisv1alpha1.MemberSta
 
 // ---------------------------------------------------------------- redis
 
-// redisAt is a direct client to one member's redis-server (port 6379) or
-// sentinel (26379); no retries, short timeouts.
-func redisAt(address string, port int, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr: net.JoinHostPort(address, fmt.Sprint(port)), Password: password,
+// directOptions are the options of a direct client to one member's
+// redis-server (port 6379) or sentinel (26379): no retries, short timeouts.
+func directOptions(address string, port int) *redis.Options {
+	return &redis.Options{
+		Addr:        net.JoinHostPort(address, fmt.Sprint(port)),
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: 2,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
+	}
 }
 
-// redisAtAuth is redisAt with the password asked for on every new
-// connection.
-func redisAtAuth(address string, port int, password func() string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                net.JoinHostPort(address, fmt.Sprint(port)),
-		CredentialsProvider: func() (string, string) { return "", password() },
-		DialTimeout:         time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: 2,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
+// redisAt is a direct client to one member's redis-server or sentinel as
+// the given user.
+func redisAt(address string, port int, user, password string) *redis.Client {
+	o := directOptions(address, port)
+	o.Username, o.Password = user, password
+	return redis.NewClient(o)
 }
 
-// info reads one INFO section of a member's redis-server.
-func info(address, password, section string) (map[string]string, error) {
-	c := redisAt(address, redisPort, password)
+// redisAtAuth is redisAt with the user and password asked for on every
+// new connection.
+func redisAtAuth(address string, port int, creds func() (string, string)) *redis.Client {
+	o := directOptions(address, port)
+	o.CredentialsProvider = creds
+	return redis.NewClient(o)
+}
+
+// adminAt is a direct client to one member's redis-server or sentinel as
+// the operator's admin user (for INFO, CONFIG, CLIENT, SENTINEL MASTER...,
+// which the backend user may not run).
+func adminAt(f *formation, address string, port int) *redis.Client {
+	o := directOptions(address, port)
+	o.CredentialsProviderContext = adminProvider(f)
+	return redis.NewClient(o)
+}
+
+// adminSentinel is adminAt for a sentinel, as a SentinelClient.
+func adminSentinel(f *formation, address string, timeout time.Duration) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(address, fmt.Sprint(sentinelPort)),
+		CredentialsProviderContext: adminProvider(f),
+		DialTimeout:                timeout, ReadTimeout: timeout, MaxRetries: -1, DisableIdentity: true})
+}
+
+// info reads one INFO section of a member's redis-server (as admin).
+func info(f *formation, address, section string) (map[string]string, error) {
+	c := adminAt(f, address, redisPort)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -331,10 +444,10 @@ func info(address, password, section string) (map[string]string, error) {
 	return nil, fmt.Errorf("INFO %s: no such section in %v", section, m)
 }
 
-// sentinelMaster asks a member's sentinel for the master's address.
-func sentinelMaster(address, sentinelPassword string) (string, error) {
-	c := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(address, fmt.Sprint(sentinelPort)), Password: sentinelPassword,
-		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+// sentinelMaster asks a member's sentinel for the master's address (as
+// admin: what the sentinel believes, whatever backends may ask).
+func sentinelMaster(f *formation, address string) (string, error) {
+	c := adminSentinel(f, address, time.Second)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -456,9 +569,9 @@ type span struct{ start, end time.Time }
 func startProbes(t *testing.T, f *formation, members []redisv1alpha1.MemberStatus) *probes {
 	t.Helper()
 	p := newProbes(t)
-	password := f.password
+	user, password := f.backendUser, f.password
 	for _, m := range members {
-		p.watch(m.Name, m.Address, func() string { return password })
+		p.watch(m.Name, m.Address, func() (string, string) { return user, password })
 	}
 	return p
 }
@@ -472,10 +585,11 @@ func newProbes(t *testing.T) *probes {
 	return p
 }
 
-// watch starts probing a member's redis-server; password is asked for on
-// every new connection (a rotation drill switches it). A member probed
-// already, or probes halted, start nothing.
-func (p *probes) watch(member, address string, password func() string) {
+// watch starts probing a member's redis-server as the backend user; its
+// user and password are asked for on every new connection (a rotation
+// drill switches them). A member probed already, or probes halted, start
+// nothing.
+func (p *probes) watch(member, address string, creds func() (string, string)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.watched[member] {
@@ -485,7 +599,7 @@ func (p *probes) watch(member, address string, password func() string) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		c := redisAtAuth(address, redisPort, password)
+		c := redisAtAuth(address, redisPort, creds)
 		defer c.Close()
 		for i := 0; ; i++ {
 			select {
@@ -632,7 +746,7 @@ func checkInvariants(t *testing.T, f *formation) *redisv1alpha1.RedisSentinelFor
 		want := net.JoinHostPort(cur.Status.Master.Address, fmt.Sprint(cur.Status.Master.Port))
 		var masters []string
 		for _, m := range cur.Status.Members {
-			repl, err := info(m.Address, f.password, "replication")
+			repl, err := info(f, m.Address, "replication")
 			if err != nil {
 				return false, fmt.Sprintf("INFO replication on %s: %v", m.Name, err)
 			}
@@ -647,7 +761,7 @@ func checkInvariants(t *testing.T, f *formation) *redisv1alpha1.RedisSentinelFor
 			if role == redisv1alpha1.RoleReplica && (repl["master_link_status"] != "up" || net.JoinHostPort(repl["master_host"], repl["master_port"]) != want) {
 				return false, fmt.Sprintf("replica %s follows %s:%s (link %s), master is %s", m.Name, repl["master_host"], repl["master_port"], repl["master_link_status"], want)
 			}
-			got, err := sentinelMaster(m.Address, f.sentinelPassword)
+			got, err := sentinelMaster(f, m.Address)
 			if err != nil {
 				return false, fmt.Sprintf("sentinel on %s: %v", m.Name, err)
 			}
@@ -734,32 +848,133 @@ func resultTable() string {
 
 // ---------------------------------------------------------------- leak watch
 
-// leakWatch holds every password of the run and checks text for them:
+// leakWatch holds every password of the run and checks text for them, in
+// every form a careless log line or event could carry one: plain,
+// JSON-escaped, URL-encoded (query, path and userinfo escaping, as in
+// REDIS_URL), and base64 (standard and URL alphabets, with or without
+// padding, also when the password sits at any offset inside a longer
+// base64-encoded value, such as a dumped Secret's REDIS_URL). It checks
 // status as it is read, errors the helpers see, and at the end the
 // operator's log and all events.
 type leakWatch struct {
 	mu       sync.Mutex
 	secrets  []string
+	known    map[string]bool
+	forms    int
+	index    map[uint64][]leakNeedle // by the form's first 8 bytes
 	findings []string
+	reported map[string]bool
 	errs     map[string]struct{}
 }
 
-var leaks = &leakWatch{errs: map[string]struct{}{}}
+// leakNeedle is one form of one password.
+type leakNeedle struct {
+	text   string
+	secret int // index in secrets
+	form   string
+}
 
+var leaks = &leakWatch{known: map[string]bool{}, index: map[uint64][]leakNeedle{}, reported: map[string]bool{}, errs: map[string]struct{}{}}
+
+// minLeakForm: shorter forms are not looked for (they would match by
+// chance); every password of the suite is much longer.
+const minLeakForm = 12
+
+// addSecret registers a password (ignoring empty, short and known ones).
 func (l *leakWatch) addSecret(s string) {
+	if len(s) < minLeakForm {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.known[s] {
+		return
+	}
+	l.known[s] = true
 	l.secrets = append(l.secrets, s)
+	seen := map[string]bool{}
+	for _, f := range leakForms(s) {
+		if len(f.text) < minLeakForm || seen[f.text] {
+			continue
+		}
+		seen[f.text] = true
+		f.secret = len(l.secrets) - 1
+		k := prefixKey(f.text, 0)
+		l.index[k] = append(l.index[k], f)
+		l.forms++
+	}
+}
+
+// leakForms are the forms a password is looked for in.
+func leakForms(s string) []leakNeedle {
+	jsonForm, _ := json.Marshal(s)
+	userinfo := strings.TrimPrefix(url.UserPassword("u", s).String(), "u:")
+	forms := []leakNeedle{
+		{text: s, form: "plain"},
+		{text: strings.Trim(string(jsonForm), `"`), form: "JSON-escaped"},
+		{text: url.QueryEscape(s), form: "URL query-escaped"},
+		{text: url.PathEscape(s), form: "URL path-escaped"},
+		{text: userinfo, form: "URL userinfo-escaped"},
+	}
+	for _, enc := range []struct {
+		name string
+		enc  *base64.Encoding
+	}{{"base64", base64.RawStdEncoding}, {"base64url", base64.RawURLEncoding}} {
+		for _, src := range []struct{ name, text string }{{"", s}, {" of the URL userinfo form", userinfo}} {
+			for off := range 3 {
+				forms = append(forms, leakNeedle{text: alignedBase64(enc.enc, src.text, off), form: fmt.Sprintf("%s%s (at byte offset %d mod 3)", enc.name, src.name, off)})
+			}
+		}
+	}
+	return forms
+}
+
+// alignedBase64 is the part of the base64 encoding of s, preceded by off
+// (0-2) other bytes, that depends on s alone: what any base64 text that
+// encodes s at that alignment contains, padded or not.
+func alignedBase64(enc *base64.Encoding, s string, off int) string {
+	full := enc.EncodeToString(append(make([]byte, off), s...))
+	from := (8*off + 5) / 6      // the first character with no bit of the filler
+	to := 8 * (off + len(s)) / 6 // characters made of s's bits only
+	if from >= to || to > len(full) {
+		return ""
+	}
+	return full[from:to]
+}
+
+// prefixKey packs text[i:i+8] into a map key.
+func prefixKey(text string, i int) uint64 {
+	var k uint64
+	for j := 0; j < 8; j++ {
+		k = k<<8 | uint64(text[i+j])
+	}
+	return k
 }
 
 // check records a finding (never the password itself) when text holds one.
 func (l *leakWatch) check(source, text string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, s := range l.secrets {
-		if idx := strings.Index(text, s); idx >= 0 {
-			ctx := strings.ReplaceAll(text[max(0, idx-120):idx], "\n", " ")
-			l.findings = append(l.findings, fmt.Sprintf("%s holds password #%d, after %q", source, i+1, ctx))
+	l.checkLocked(source, text)
+}
+
+func (l *leakWatch) checkLocked(source, text string) {
+	for i := 0; i+8 <= len(text); i++ {
+		needles, ok := l.index[prefixKey(text, i)]
+		if !ok {
+			continue
+		}
+		for _, n := range needles {
+			if !strings.HasPrefix(text[i:], n.text) {
+				continue
+			}
+			id := fmt.Sprintf("%s|%d|%s", source, n.secret, n.form)
+			if l.reported[id] {
+				continue
+			}
+			l.reported[id] = true
+			ctx := strings.ReplaceAll(text[max(0, i-120):i], "\n", " ")
+			l.findings = append(l.findings, fmt.Sprintf("%s holds password #%d (%s form), after %q", source, n.secret+1, n.form, ctx))
 		}
 	}
 }
@@ -771,7 +986,8 @@ func (l *leakWatch) checkJSON(source string, v any) {
 	}
 }
 
-// sawError checks an error a helper got and keeps it for the final scan.
+// sawError checks an error a helper got and keeps it for the final scan
+// (against the passwords registered by then).
 func (l *leakWatch) sawError(source string, err error) {
 	msg := err.Error()
 	l.check(source+" error", msg)
@@ -782,10 +998,22 @@ func (l *leakWatch) sawError(source string, err error) {
 	}
 }
 
+// report checks the errors seen again (passwords generated after an error
+// was seen are looked for too) and returns all findings.
 func (l *leakWatch) report() (findings []string, errorsSeen int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for e := range l.errs {
+		l.checkLocked("helper error", e)
+	}
 	return slices.Clone(l.findings), len(l.errs)
+}
+
+// counts are how many passwords and forms of them the watch looks for.
+func (l *leakWatch) counts() (passwords, forms int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.secrets), l.forms
 }
 
 // goRedisLog routes go-redis's own log lines through the leak watch.
@@ -938,8 +1166,7 @@ func recordViews(t *testing.T, f *formation, members []redisv1alpha1.MemberStatu
 		v.wg.Add(1)
 		go func() {
 			defer v.wg.Done()
-			s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(m.Address, fmt.Sprint(sentinelPort)), Password: f.sentinelPassword,
-				DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1, DisableIdentity: true})
+			s := adminSentinel(f, m.Address, 300*time.Millisecond)
 			defer s.Close()
 			last := ""
 			for {

@@ -259,6 +259,11 @@ func (d *killDrill) currentPassword() string {
 
 func (d *killDrill) setPassword(pw string) { d.password.Store(&pw) }
 
+// backendCreds are f's backend user with the password clients use now.
+func (d *killDrill) backendCreds(f *formation) func() (string, string) {
+	return func() (string, string) { return f.backendUser, d.currentPassword() }
+}
+
 // usable reports whether the formation is Ready (the next operation can
 // start), waiting a bounded time.
 func (d *killDrill) usable(t *testing.T) bool {
@@ -395,7 +400,7 @@ func (o *opRun) follow() {
 				continue
 			}
 			o.sw.follow(i.Name, i.IPv4)
-			o.p.watch(i.Name, i.IPv4, o.d.currentPassword)
+			o.p.watch(i.Name, i.IPv4, o.d.backendCreds(o.f))
 		}
 	}
 	poll()
@@ -449,7 +454,7 @@ func (o *opRun) configEpoch() int64 {
 		if m.IPv4 == "" {
 			continue
 		}
-		if v, err := sentinelView(m.IPv4, o.f.sentinelPassword); err == nil {
+		if v, err := sentinelView(o.f, m.IPv4); err == nil {
 			if e, err := strconv.ParseInt(v.master["config-epoch"], 10, 64); err == nil {
 				epoch = max(epoch, e)
 			}
@@ -710,7 +715,7 @@ func (d *killDrill) scaleUp(t *testing.T) {
 			return false, fmt.Sprintf("status: %d members, %d ready, master %+v", len(cur.Status.Members), cur.Status.ReadyMembers, cur.Status.Master)
 		}
 		for _, m := range ms {
-			v, err := sentinelView(m.IPv4, f.sentinelPassword)
+			v, err := sentinelView(f, m.IPv4)
 			if err != nil {
 				return false, fmt.Sprintf("sentinel on %s: %v", m.Name, err)
 			}
@@ -763,7 +768,7 @@ func (d *killDrill) rotation(t *testing.T) {
 	o.startWriter(t, "rotation-old")
 	settle()
 
-	oldPW, newPW := f.password, "chaos-pw-"+randomHex(12)
+	oldPW, newPW := f.password, newPassword("pw")
 	leaks.addSecret(newPW)
 	start := time.Now()
 	eventually(t, time.Minute, "updating the password Secret", func() (bool, string) {
@@ -795,7 +800,7 @@ func (d *killDrill) rotation(t *testing.T) {
 			return nil, nil, []string{err.Error()}
 		}
 		for _, name := range sortedKeys(ms) {
-			switch st := authState(ms[name].IPv4, pw); st {
+			switch st := authState(ms[name].IPv4, redisPort, f.backendUser, pw); st {
 			case "accepted":
 				accepted = append(accepted, name)
 			case "refused":
@@ -850,7 +855,7 @@ func (d *killDrill) rotation(t *testing.T) {
 		if cur, err := getFormation(f); err != nil {
 			problems = append(problems, err.Error())
 		} else {
-			problems = append(problems, credentialProblems(f, cur, newPW)...)
+			problems = append(problems, credentialProblems(f, cur)...)
 		}
 		return len(problems) == 0, strings.Join(problems, "; ")
 	}
@@ -863,7 +868,7 @@ func (d *killDrill) rotation(t *testing.T) {
 	}
 	if converged {
 		f.password = newPW
-		relinkAndCheck(t, o, newPW)
+		relinkAndCheck(t, o)
 	}
 	o.finish(t, converged, 0)
 	if !converged {
@@ -874,9 +879,9 @@ func (d *killDrill) rotation(t *testing.T) {
 
 // credentialProblems lists what shows that a member refuses the operator's
 // credentials: Ready or SecretsValid not True or mentioning a refused
-// password, a replica not linked (INFO with the password pw), a sentinel
-// not seeing the master or a replica up and linked.
-func credentialProblems(f *formation, cur *redisv1alpha1.RedisSentinelFormation, pw string) []string {
+// password, a replica not linked (INFO as the admin user), a sentinel not
+// seeing the master, a replica up and linked, or all its peers.
+func credentialProblems(f *formation, cur *redisv1alpha1.RedisSentinelFormation) []string {
 	var problems []string
 	if ok, why := readyObserved(cur, cur.Generation); !ok {
 		problems = append(problems, why)
@@ -893,15 +898,23 @@ func credentialProblems(f *formation, cur *redisv1alpha1.RedisSentinelFormation,
 		return append(problems, "no master in status")
 	}
 	for _, m := range cur.Status.Members {
-		if repl, err := info(m.Address, pw, "replication"); err != nil {
+		if repl, err := info(f, m.Address, "replication"); err != nil {
 			problems = append(problems, fmt.Sprintf("INFO replication on %s: %v", m.Name, err))
 		} else if m.Name != cur.Status.Master.Member && repl["master_link_status"] != "up" {
 			problems = append(problems, fmt.Sprintf("replica %s: master_link_status %s", m.Name, repl["master_link_status"]))
 		}
-		v, err := sentinelView(m.Address, f.sentinelPassword)
+		v, err := sentinelView(f, m.Address)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("sentinel on %s: %v", m.Name, err))
 			continue
+		}
+		if want := len(cur.Status.Members) - 1; len(v.sentinels) != want || v.master["num-other-sentinels"] != fmt.Sprint(want) {
+			problems = append(problems, fmt.Sprintf("sentinel on %s knows %d other sentinels (num-other-sentinels %s), want %d", m.Name, len(v.sentinels), v.master["num-other-sentinels"], want))
+		}
+		for _, p := range v.sentinels {
+			if p["flags"] != "sentinel" {
+				problems = append(problems, fmt.Sprintf("sentinel on %s: peer %s flags %q, last ok ping %s ms ago", m.Name, p["ip"], p["flags"], p["last-ok-ping-reply"]))
+			}
 		}
 		if v.master["flags"] != "master" || v.master["ip"] != cur.Status.Master.Address {
 			problems = append(problems, fmt.Sprintf("sentinel on %s: master %s flags %q (last ok ping %s ms ago)", m.Name, v.master["ip"], v.master["flags"], v.master["last-ok-ping-reply"]))
@@ -929,24 +942,31 @@ func mentionsRefusal(s string) bool {
 }
 
 // relinkAndCheck makes every replica and every sentinel authenticate again
-// (a connection made before the rotation stays authenticated with the old
-// password, so a stale masterauth or auth-pass would only show on a
-// reconnect): it kills the sentinels' connections on every redis-server and
-// every replica's link to its master, waits longer than down-after, and
-// requires the replicas linked and every sentinel to see the master and
-// the replicas up.
-func relinkAndCheck(t *testing.T, o *opRun, pw string) {
+// (a connection made before a rotation stays authenticated with the old
+// password, so a stale masterauth, auth-pass or sentinel-pass would only
+// show on a reconnect): it kills the sentinels' connections on every
+// redis-server, every replica's link to its master and every sentinel's
+// connections from its peers, waits longer than down-after, and requires
+// the replicas linked and every sentinel to see the master, the replicas
+// and its peers up.
+func relinkAndCheck(t *testing.T, o *opRun) {
 	t.Helper()
-	f := o.f
+	relinkAndCheckFormation(t, o.f, o.d.r, o.explain)
+}
+
+func relinkAndCheckFormation(t *testing.T, f *formation, r *result, explain func() string) {
+	t.Helper()
 	cur := get(t, f)
-	var killed, links int
-	for _, m := range cur.Status.Members {
-		c := redisAt(m.Address, redisPort, pw)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	var killed, links, peers int
+	// killNamed kills the connections whose client name starts with
+	// "sentinel-" (Sentinel names its links so).
+	killNamed := func(c *redis.Client, ctx context.Context, where string) int {
 		list, err := c.ClientList(ctx).Result()
 		if err != nil {
-			t.Errorf("CLIENT LIST on %s with the new password: %v", m.Name, err)
+			t.Errorf("CLIENT LIST on %s as the admin user: %v", where, err)
+			return 0
 		}
+		n := 0
 		for _, line := range strings.Split(list, "\n") {
 			fields := map[string]string{}
 			for _, kv := range strings.Fields(line) {
@@ -956,31 +976,40 @@ func relinkAndCheck(t *testing.T, o *opRun, pw string) {
 			}
 			if strings.HasPrefix(fields["name"], "sentinel-") {
 				if err := c.Do(ctx, "CLIENT", "KILL", "ID", fields["id"]).Err(); err == nil {
-					killed++
+					n++
 				}
 			}
 		}
-		if m.Name != cur.Status.Master.Member {
+		return n
+	}
+	for _, m := range cur.Status.Members {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c := adminAt(f, m.Address, redisPort)
+		killed += killNamed(c, ctx, m.Name)
+		if cur.Status.Master != nil && m.Name != cur.Status.Master.Member {
 			if n, err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Int(); err == nil {
 				links += n
 			}
 		}
-		cancel()
 		_ = c.Close()
+		s := adminAt(f, m.Address, sentinelPort)
+		peers += killNamed(s, ctx, "sentinel "+m.Name)
+		_ = s.Close()
+		cancel()
 	}
-	if killed == 0 || links == 0 {
-		t.Errorf("rotation: the re-authentication check killed %d sentinel connections and %d replica links: it proves nothing", killed, links)
+	if killed == 0 || links == 0 || peers == 0 {
+		t.Errorf("the re-authentication check killed %d sentinel connections, %d replica links and %d sentinel peer connections: it proves nothing", killed, links, peers)
 	}
-	o.d.r.note("rotation: %d sentinel connections and %d replica links cut after the retirement; all authenticated again", killed, links)
+	r.note("%d sentinel connections, %d replica links and %d sentinel peer connections cut; all authenticated again", killed, links, peers)
 	time.Sleep(7 * time.Second) // > down-after (5 s): a refused sentinel would flag s_down
-	eventuallyOr(t, 30*time.Second, "replicas and sentinels authenticated again with the new password", func() (bool, string) {
+	eventuallyOr(t, 30*time.Second, "replicas and sentinels authenticated again with the current passwords", func() (bool, string) {
 		cur, err := getFormation(f)
 		if err != nil {
 			return false, err.Error()
 		}
-		problems := credentialProblems(f, cur, pw)
+		problems := credentialProblems(f, cur)
 		return len(problems) == 0, strings.Join(problems, "; ")
-	}, o.explain)
+	}, explain)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -1030,13 +1059,14 @@ func stateOf(cur *redisv1alpha1.RedisSentinelFormation) string {
 	return describeConditions(cur) + msg
 }
 
-// authState says whether a redis-server takes a password: "accepted",
-// "refused" (WRONGPASS and the like) or what else happened.
-func authState(address, password string) string {
+// authState says whether a redis-server (port redisPort) or sentinel
+// (sentinelPort) takes a user's password: "accepted", "refused" (WRONGPASS
+// and the like) or what else happened.
+func authState(address string, port int, user, password string) string {
 	if address == "" {
 		return "no address"
 	}
-	c := redisAt(address, redisPort, password)
+	c := redisAt(address, port, user, password)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -1062,14 +1092,15 @@ func isAuthRefusal(err error) bool {
 }
 
 type sentinelState struct {
-	master   map[string]string
-	replicas []map[string]string
+	master    map[string]string
+	replicas  []map[string]string
+	sentinels []map[string]string
 }
 
-// sentinelView is one sentinel's SENTINEL MASTER and SENTINEL REPLICAS.
-func sentinelView(address, sentinelPassword string) (sentinelState, error) {
-	c := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(address, fmt.Sprint(sentinelPort)), Password: sentinelPassword,
-		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+// sentinelView is one sentinel's SENTINEL MASTER, REPLICAS and SENTINELS,
+// asked as the admin user.
+func sentinelView(f *formation, address string) (sentinelState, error) {
+	c := adminSentinel(f, address, time.Second)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -1083,7 +1114,12 @@ func sentinelView(address, sentinelPassword string) (sentinelState, error) {
 		leaks.sawError("SENTINEL REPLICAS", err)
 		return sentinelState{}, err
 	}
-	return sentinelState{master: m, replicas: rs}, nil
+	ss, err := c.Sentinels(ctx, masterName).Result()
+	if err != nil {
+		leaks.sawError("SENTINEL SENTINELS", err)
+		return sentinelState{}, err
+	}
+	return sentinelState{master: m, replicas: rs, sentinels: ss}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -1143,7 +1179,8 @@ func (sw *switchWatch) follow(member, address string) {
 		return
 	}
 	sw.subs[member] = address
-	c := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(address, fmt.Sprint(sentinelPort)), Password: sw.f.sentinelPassword,
+	// As the admin user, whose password is read at every (re)connection.
+	c := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(address, fmt.Sprint(sentinelPort)), CredentialsProviderContext: adminProvider(sw.f),
 		DialTimeout: time.Second, MaxRetries: -1, DisableIdentity: true, Protocol: 2})
 	ps := c.PSubscribe(context.Background(), "*")
 	ch := ps.Channel(redis.WithChannelSize(1000), redis.WithChannelHealthCheckInterval(2*time.Second))

@@ -9,9 +9,18 @@
 // probes on every member (to catch two masters accepting writes at the
 // same time), and ends with the invariant check: exactly one master, every
 // acknowledged write readable, the formation Ready within a bound, status
-// matching Sentinel. The suite ends with a scan of the operator's logs,
-// all events, every formation's status and every error the helpers saw:
-// no password may appear in any of them.
+// matching Sentinel. Administrative reads (INFO, SENTINEL MASTER, CLIENT
+// LIST...) use the operator's admin ACL user (harness.AdminCredentials);
+// writes and probes use the backend user of the connection Secret. The
+// suite ends with a scan of the operator's logs (it runs at debug level),
+// all events, every formation's status and every error the helpers saw: no
+// password may appear in any of them, plain, JSON-escaped, URL-encoded or
+// base64-encoded; the passwords are the suite's and every value the
+// formations' own credential Secrets ever held.
+//
+// TestOperatorKillPoints (drill 7) SIGKILLs the operator at random points
+// of four operations; TestRotationKillPoints (drill 8) SIGKILLs it at each
+// step of two password rotations, at points read from its log and the API.
 //
 // The drills take 5 to 10 minutes; `make test` runs them once, through
 // `make test-chaos` (its `test-go` leaves this package out). Under CI=true a
@@ -20,7 +29,8 @@
 //
 // Network traffic goes only to loopback and to the containers this suite
 // creates on the rsfbr0 bridge; instances are named "chaos-<random>-<n>"
-// and only those are ever stopped, deleted or exec'd into. Drill 5a
+// ("chaoslp-<random>-<n>" in drill 8) and only those are ever stopped,
+// deleted or exec'd into. Drill 5a
 // restarts incusd itself (its containers keep running).
 //
 // RSF_CHAOS_REPORT names a file the result table (markdown) is written to;
