@@ -101,7 +101,7 @@ BENCH_NOTE ?=
 # The real-stack benchmarks (test/bench): apply -> Ready, failover drills,
 # write gap during an image roll, steady state, the operator process's CPU
 # and memory.
-BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess
+BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",
 # separated by |, no regexps).

@@ -150,7 +150,9 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 	st := o.state
 	stateName := passwordStateSecretName(f)
 	rotation := func(names []string) func(*redisv1alpha1.RedisSentinelFormationStatus) {
-		retireAt := metav1.NewTime(now.Add(opts.PasswordGrace))
+		// Rounded up: the API keeps whole seconds, and truncating would
+		// cut the grace short.
+		retireAt := metav1.NewTime(ceilSecond(now.Add(opts.PasswordGrace)))
 		return func(s *redisv1alpha1.RedisSentinelFormationStatus) {
 			s.PasswordRotation = &redisv1alpha1.PasswordRotationStatus{RetireAt: retireAt, StateSecretName: stateName, Credentials: names}
 		}
@@ -222,6 +224,13 @@ func decideBackendRules(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	}
 	p.add(action{kind: actApplyCredentials, creds: o.creds, backend: want, reason: "the backend user's rules differ from spec.auth.backendUser.rules",
 		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.BackendRules = slices.Clone(want.Rules) }})
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 // rotationTarget is the state a rotation moves to: every credential whose

@@ -164,8 +164,9 @@ func testRotation(t *testing.T, rot rotation, fresh, die bool) {
 				}
 			}
 			pr := f.Status.PasswordRotation
-			// metav1.Time keeps whole seconds.
-			if !pr.RetireAt.Time.Equal(passAt.Add(e.opts.PasswordGrace).Truncate(time.Second)) || pr.StateSecretName != testName+"-password-state" || len(pr.Credentials) != len(rot.rotated) {
+			// metav1.Time keeps whole seconds: rounded up, the grace is
+			// never cut short.
+			if !pr.RetireAt.Time.Equal(ceilSecond(passAt.Add(e.opts.PasswordGrace))) || pr.RetireAt.Time.Before(passAt.Add(e.opts.PasswordGrace)) || pr.StateSecretName != testName+"-password-state" || len(pr.Credentials) != len(rot.rotated) {
 				t.Fatalf("pass %d: passwordRotation %+v, want retireAt %s", pass, pr, passAt.Add(e.opts.PasswordGrace))
 			}
 		}
