@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -39,6 +42,16 @@ func TestBadInput(t *testing.T) {
 		{
 			name:      "placeholder password outside the lab",
 			opts:      formationOpts{environment: redisv1alpha1.EnvironmentProduction, password: "lab-only-redis-password-change-me"},
+			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonPasswordRefused,
+		},
+		{
+			name:      "weak password, environment left to its default (production)",
+			opts:      formationOpts{password: "Ab1Ab1Ab1Ab1"},
+			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonPasswordRefused,
+		},
+		{
+			name:      "weak sentinel password",
+			opts:      formationOpts{sentinelPass: "aaaaaaaaaaaaaaaaaaaaaaab"},
 			condition: redisv1alpha1.ConditionSecretsValid, status: metav1.ConditionFalse, reason: controllers.ReasonPasswordRefused,
 		},
 		{
@@ -134,5 +147,45 @@ func createRemoteSecret(t *testing.T, ns string) {
 	}
 	if err := k8s.Create(context.Background(), s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackendRulesValidation: backend ACL rules that would let a backend
+// take a formation over, and the operator's own user names, are refused by
+// the API server with the field named; a narrowing is accepted.
+// (Server-side dry runs: nothing is created. The schema suite,
+// api/v1alpha1/schema_test.go, has every case; these are the ones a user
+// meets first.)
+func TestBackendRulesValidation(t *testing.T) {
+	c := stack(t)
+	cases := []struct {
+		name  string
+		user  redisv1alpha1.BackendUserSpec
+		field string // "" when the API server must accept it
+	}{
+		{"+@admin", redisv1alpha1.BackendUserSpec{Rules: []string{"~*", "+@admin"}}, "spec.auth.backendUser.rules"},
+		{"+config", redisv1alpha1.BackendUserSpec{Rules: []string{"~*", "+@read", "+config"}}, "spec.auth.backendUser.rules"},
+		{"+@all alone", redisv1alpha1.BackendUserSpec{Rules: []string{"~*", "+@all"}}, "spec.auth.backendUser.rules"},
+		{"the default user", redisv1alpha1.BackendUserSpec{Name: "default"}, "spec.auth.backendUser.name"},
+		{"an operator user", redisv1alpha1.BackendUserSpec{Name: "rsf-admin"}, "spec.auth.backendUser.name"},
+		{"a narrowing", redisv1alpha1.BackendUserSpec{Name: "app", Rules: []string{"~app:*", "&app:*", "+@read", "+@write", "+@scripting", "-@dangerous"}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: "e2elp-rules", Namespace: "default"}}
+			f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
+			f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
+			f.Spec.Auth.BackendUser = tc.user
+			err := c.Create(context.Background(), f, client.DryRunAll)
+			switch {
+			case tc.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.field == "":
+			case !apierrors.IsInvalid(err):
+				t.Fatalf("want Invalid naming %s, got %v", tc.field, err)
+			case !strings.Contains(err.Error(), tc.field):
+				t.Fatalf("the error does not name %s: %v", tc.field, err)
+			}
+		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -54,9 +53,12 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 
 	password := secretValue(t, f.Namespace, "redis-pw")
 	sentinelPassword := secretValue(t, f.Namespace, "sentinel-pw")
+	secrets := formationSecrets(t, f)
 
-	// A key written on the master (acknowledged by both replicas) is on both.
-	master := redisAt(cur.Status.Master.Address, password)
+	// A key written on the master by the backend user (acknowledged by both
+	// replicas) is on both.
+	master := backendRedis(t, cur, cur.Status.Master.Address)
+	defer master.Close()
 	if err := master.Set(ctx, "e2e:key", "value-1", 0).Err(); err != nil {
 		t.Fatalf("SET on master: %v", err)
 	}
@@ -67,14 +69,15 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 		if m.Role != redisv1alpha1.RoleReplica {
 			continue
 		}
-		if v, err := redisAt(m.Address, password).Get(ctx, "e2e:key").Result(); err != nil || v != "value-1" {
+		if v, err := backendRedis(t, cur, m.Address).Get(ctx, "e2e:key").Result(); err != nil || v != "value-1" {
 			t.Fatalf("replica %s: GET = %q, %v", m.Name, v, err)
 		}
 	}
 
-	// Every sentinel: CKQUORUM OK, knows 2 other sentinels and 2 replicas.
+	// Every sentinel (asked by the operator's admin user): CKQUORUM OK,
+	// knows 2 other sentinels and 2 replicas.
 	for _, m := range cur.Status.Members {
-		s := redis.NewSentinelClient(&redis.Options{Addr: m.Address + ":26379", Password: sentinelPassword})
+		s := adminSentinel(t, cur, m.Address)
 		if res, err := s.CkQuorum(ctx, "mymaster").Result(); err != nil {
 			t.Fatalf("sentinel %s CKQUORUM: %v", m.Name, err)
 		} else if !strings.HasPrefix(res, "OK") {
@@ -87,7 +90,8 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 		_ = s.Close()
 	}
 
-	// The connection Secret works with go-redis's FailoverClient.
+	// The connection Secret (the backend user's, REDIS_SENTINEL_USERNAME
+	// included) works with go-redis's FailoverClient.
 	conn := &corev1.Secret{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
 		t.Fatal(err)
@@ -95,6 +99,7 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	if !metav1.IsControlledBy(conn, cur) {
 		t.Fatalf("connection Secret is not owned by the formation: %+v", conn.OwnerReferences)
 	}
+	checkConnectionSecret(t, f, conn.Data)
 	backend, err := redisclient.FromSecretData(conn.Data, redisclient.Options{})
 	if err != nil {
 		t.Fatalf("client from the connection Secret: %v", err)
@@ -136,7 +141,7 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	if rebuilt.Address != before.IPv4 || rebuilt.Role != redisv1alpha1.RoleReplica {
 		t.Fatalf("rebuilt member: address %s (was %s), role %s", rebuilt.Address, before.IPv4, rebuilt.Role)
 	}
-	if v, err := redisAt(rebuilt.Address, password).Get(ctx, "e2e:via-sentinel").Result(); err != nil || v != "ok" {
+	if v, err := backendRedis(t, cur, rebuilt.Address).Get(ctx, "e2e:via-sentinel").Result(); err != nil || v != "ok" {
 		t.Fatalf("rebuilt replica lost the data: %q, %v", v, err)
 	}
 
@@ -149,20 +154,16 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the connection Secret outlived the formation: %v", err)
 	}
-	assertNoSecretInLogs(t, password, sentinelPassword)
+	assertNoSecretInLogs(t, append(secrets, password, sentinelPassword)...)
 }
 
-func secretValue(t *testing.T, ns, name string) string {
+func secretValue(t testing.TB, ns, name string) string {
 	t.Helper()
 	s := &corev1.Secret{}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
 		t.Fatal(err)
 	}
 	return string(s.Data["password"])
-}
-
-func redisAt(address, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: address + ":6379", Password: password, DisableIdentity: true, MaxRetries: -1})
 }
 
 func memberStatus(f *redisv1alpha1.RedisSentinelFormation, name string) redisv1alpha1.MemberStatus {
@@ -174,7 +175,8 @@ func memberStatus(f *redisv1alpha1.RedisSentinelFormation, name string) redisv1a
 	return redisv1alpha1.MemberStatus{}
 }
 
-// assertNoSecretInLogs scans the operator's logs and the formation's events.
+// assertNoSecretInLogs scans the operator's logs and the events for the
+// secrets, as they are and base64- or URL-encoded.
 func assertNoSecretInLogs(t *testing.T, secrets ...string) {
 	t.Helper()
 	all := logs.String()
@@ -185,8 +187,10 @@ func assertNoSecretInLogs(t *testing.T, secrets ...string) {
 		}
 	}
 	for _, s := range secrets {
-		if strings.Contains(all, s) {
-			t.Fatalf("a password appears in the operator's logs or events")
+		for _, form := range secretForms(s) {
+			if form != "" && strings.Contains(all, form) {
+				t.Fatalf("a password appears in the operator's logs or events")
+			}
 		}
 	}
 }

@@ -4,19 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
-	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
-	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // update patches the formation's spec.
@@ -42,29 +37,30 @@ func readyAfter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, timeout t
 	return cur
 }
 
-// runIDs are the redis-server and sentinel run ids of every member: a
-// restart changes them.
-func runIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, password, sentinelPassword string) map[string]string {
+// runIDs are the redis-server and sentinel run ids of every member (read
+// by the admin user): a restart changes them.
+func runIDs(t testing.TB, f *redisv1alpha1.RedisSentinelFormation) map[string]string {
 	t.Helper()
+	admin := adminCreds(t, f)
 	ids := map[string]string{}
 	for _, m := range f.Status.Members {
-		for port, pw := range map[string]string{"6379": password, "26379": sentinelPassword} {
-			c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(m.Address, port), Password: pw, DisableIdentity: true})
+		for _, port := range []int32{redisPort(f), sentinelPort(f)} {
+			c := redisAs(m.Address, port, admin.Username, admin.Password)
 			info, err := c.InfoMap(context.Background(), "server").Result()
 			_ = c.Close()
 			if err != nil {
-				t.Fatalf("INFO server on %s:%s: %v", m.Name, port, err)
+				t.Fatalf("INFO server on %s:%d: %v", m.Name, port, err)
 			}
-			ids[m.Name+":"+port] = info["Server"]["run_id"]
+			ids[fmt.Sprintf("%s:%d", m.Name, port)] = info["Server"]["run_id"]
 		}
 	}
 	return ids
 }
 
 // sentinelCounts checks every sentinel's SENTINEL MASTER counts.
-func sentinelCounts(f *redisv1alpha1.RedisSentinelFormation, sentinelPassword string, want int) (bool, string) {
+func sentinelCounts(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, want int) (bool, string) {
 	for _, m := range f.Status.Members {
-		s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(m.Address, "26379"), Password: sentinelPassword, DisableIdentity: true})
+		s := adminSentinel(t, f, m.Address)
 		info, err := s.Master(context.Background(), "mymaster").Result()
 		_ = s.Close()
 		if err != nil || info["num-slaves"] != fmt.Sprint(want) || info["num-other-sentinels"] != fmt.Sprint(want) {
@@ -81,9 +77,8 @@ func sentinelCounts(f *redisv1alpha1.RedisSentinelFormation, sentinelPassword st
 func TestLiveChanges(t *testing.T) {
 	f := newFormation(t, "changes", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
-	pw, spw := secretValue(t, f.Namespace, "redis-pw"), secretValue(t, f.Namespace, "sentinel-pw")
 	w, _ := startWriter(t, f)
-	before := runIDs(t, cur, pw, spw)
+	before := runIDs(t, cur)
 
 	// Runtime settings: live, on every member, no restart, no failover.
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) {
@@ -93,14 +88,16 @@ func TestLiveChanges(t *testing.T) {
 	cur = readyAfter(t, f, 2*time.Minute)
 	eventually(t, time.Minute, "maxmemory and policy on every member", func() (bool, string) {
 		for _, m := range cur.Status.Members {
-			got, err := redisAt(m.Address, pw).ConfigGet(context.Background(), "maxmemory*").Result()
+			r := adminRedis(t, cur, m.Address)
+			got, err := r.ConfigGet(context.Background(), "maxmemory*").Result()
+			_ = r.Close()
 			if err != nil || got["maxmemory"] != "268435456" || got["maxmemory-policy"] != "volatile-lru" {
 				return false, fmt.Sprintf("%s: %v %v", m.Name, got, err)
 			}
 		}
 		return true, ""
 	})
-	if after := runIDs(t, cur, pw, spw); fmt.Sprint(after) != fmt.Sprint(before) {
+	if after := runIDs(t, cur); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("a server restarted to apply settings:\nbefore %v\nafter  %v", before, after)
 	}
 	if cur.Status.Failovers != 0 {
@@ -110,10 +107,10 @@ func TestLiveChanges(t *testing.T) {
 	// Scale 3 -> 5 (a majority quorum of 5 is 3) and back.
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Members, s.Quorum = 5, 3 })
 	cur = readyAfter(t, f, 4*time.Minute)
-	eventually(t, time.Minute, "5 members counted by every sentinel", func() (bool, string) { return sentinelCounts(get(t, f), spw, 4) })
+	eventually(t, time.Minute, "5 members counted by every sentinel", func() (bool, string) { return sentinelCounts(t, get(t, f), 4) })
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Members, s.Quorum = 3, 2 })
 	cur = readyAfter(t, f, 4*time.Minute)
-	eventually(t, 2*time.Minute, "3 members counted by every sentinel", func() (bool, string) { return sentinelCounts(get(t, f), spw, 2) })
+	eventually(t, 2*time.Minute, "3 members counted by every sentinel", func() (bool, string) { return sentinelCounts(t, get(t, f), 2) })
 	for _, gone := range []string{f.Name + "-4", f.Name + "-5"} {
 		if _, err := incusSrv.GetInstance(context.Background(), gone); err == nil {
 			t.Fatalf("%s still exists after the scale-down", gone)
@@ -164,71 +161,4 @@ func TestLiveChanges(t *testing.T) {
 	if !strings.Contains(kubectl(t, "get", "rsf", "-n", f.Namespace, f.Name, "-o", "jsonpath={.spec.incus.image}"), alias) {
 		t.Fatal("spec not updated")
 	}
-}
-
-// passwordGrace is the e2e manager's grace for a rotated password.
-const passwordGrace = 30 * time.Second
-
-// TestPasswordRotation: rotating the data-plane password Secret keeps a
-// client built from the old connection Secret working through the grace
-// period, a client from the new Secret works, nothing fails over, and the
-// old password is refused afterwards.
-func TestPasswordRotation(t *testing.T) {
-	f := newFormation(t, "rotate", formationOpts{})
-	cur := waitReady(t, f, 3*time.Minute)
-	oldPassword := secretValue(t, f.Namespace, "redis-pw")
-	before := connectionClient(t, f)
-	defer before.Close()
-
-	newPassword := "rotated-" + strings.Repeat("Q9vX", 6)
-	secret := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: "redis-pw"}, secret); err != nil {
-		t.Fatal(err)
-	}
-	secret.Data["password"] = []byte(newPassword)
-	if err := k8s.Update(context.Background(), secret); err != nil {
-		t.Fatal(err)
-	}
-	rotatedAt := time.Now()
-	eventually(t, time.Minute, "the connection Secret carries the new password", func() (bool, string) {
-		conn := &corev1.Secret{}
-		_ = k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn)
-		return strings.Contains(string(conn.Data["REDIS_URL"]), newPassword), "not yet"
-	})
-	after := connectionClient(t, f)
-	defer after.Close()
-	for i := 0; time.Since(rotatedAt) < passwordGrace-5*time.Second; i++ {
-		for name, c := range map[string]*redis.Client{"old": before, "new": after} {
-			if err := c.Set(context.Background(), fmt.Sprint("rot:", name, i), i, 0).Err(); err != nil {
-				t.Fatalf("client from the %s connection Secret failed %s after the rotation: %v", name, time.Since(rotatedAt), err)
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	cur = readyAfter(t, f, time.Minute)
-	for _, m := range cur.Status.Members {
-		if m.Role == redisv1alpha1.RoleReplica && !m.MasterLinkUp {
-			t.Fatalf("replica %s lost its link after the rotation", m.Name)
-		}
-	}
-	if cur.Status.Failovers != 0 {
-		t.Fatalf("the rotation caused %d failovers", cur.Status.Failovers)
-	}
-	eventually(t, 2*passwordGrace, "the old password is retired", func() (bool, string) {
-		err := redisAt(cur.Status.Master.Address, oldPassword).Ping(context.Background()).Err()
-		return err != nil && strings.Contains(err.Error(), "WRONGPASS"), fmt.Sprint(err)
-	})
-	if err := after.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("the new password stopped working: %v", err)
-	}
-	assertNoSecretInLogs(t, oldPassword, newPassword)
-}
-
-func connectionClient(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *redis.Client {
-	t.Helper()
-	c, err := harness.ConnectionClient(context.Background(), k8s, f, redisclient.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

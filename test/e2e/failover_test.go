@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,7 +38,7 @@ type drill struct {
 
 // killMaster hard-stops the master's container and times the failover as
 // Sentinel and as the formation's status see it.
-func killMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, sentinelPassword string) drill {
+func killMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) drill {
 	t.Helper()
 	ctx := context.Background()
 	cur := get(t, f)
@@ -48,11 +46,11 @@ func killMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, sentinelP
 	var witness string // a surviving sentinel
 	for _, m := range cur.Status.Members {
 		if m.Name != old.Member {
-			witness = net.JoinHostPort(m.Address, "26379")
+			witness = m.Address
 			break
 		}
 	}
-	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Password: sentinelPassword, DisableIdentity: true})
+	s := adminSentinel(t, cur, witness)
 	defer s.Close()
 
 	// Watch the resource so the status change is timed when it is written.
@@ -146,7 +144,7 @@ func TestFailoverDrill(t *testing.T) {
 	w, cache := startWriter(t, f)
 	time.Sleep(time.Second)
 
-	d := killMaster(t, f, secretValue(t, f.Namespace, "sentinel-pw"))
+	d := killMaster(t, f)
 	t.Logf("drill: kill -> +switch-master seen %s, kill -> status %s, +switch-master -> status %s", d.KillToSwitch, d.KillToStatus, d.SwitchToStatus)
 	if d.KillToSwitch >= 30*time.Second {
 		t.Fatalf("failover took %s, the seed's criterion is < 30 s", d.KillToSwitch)
@@ -183,8 +181,7 @@ func TestFailoverDrill(t *testing.T) {
 func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 	f := newFormation(t, "sentinels", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
-	spw := secretValue(t, f.Namespace, "sentinel-pw")
-	runIDs := sentinelRunIDs(t, cur, spw)
+	runIDs := sentinelRunIDs(t, cur)
 
 	patch := client.MergeFrom(cur.DeepCopy())
 	cur.Spec.Quorum, cur.Spec.Sentinel.DownAfterMilliseconds = 3, 3000
@@ -193,7 +190,7 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 	}
 	eventually(t, time.Minute, "every sentinel reports quorum 3 and down-after 3000", func() (bool, string) {
 		for _, m := range cur.Status.Members {
-			s := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(m.Address, "26379"), Password: spw, DisableIdentity: true})
+			s := adminSentinel(t, cur, m.Address)
 			info, err := s.Master(context.Background(), "mymaster").Result()
 			_ = s.Close()
 			if err != nil || info["quorum"] != "3" || info["down-after-milliseconds"] != "3000" {
@@ -202,7 +199,7 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 		}
 		return true, ""
 	})
-	if after := sentinelRunIDs(t, cur, spw); fmt.Sprint(after) != fmt.Sprint(runIDs) {
+	if after := sentinelRunIDs(t, cur); fmt.Sprint(after) != fmt.Sprint(runIDs) {
 		t.Fatalf("sentinels restarted to apply settings: run ids %v -> %v", runIDs, after)
 	}
 
@@ -215,11 +212,12 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 	waitReady(t, f, 2*time.Minute)
 }
 
-func sentinelRunIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, password string) []string {
+func sentinelRunIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
 	t.Helper()
+	admin := adminCreds(t, f)
 	var ids []string
 	for _, m := range f.Status.Members {
-		c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(m.Address, "26379"), Password: password, DisableIdentity: true})
+		c := redisAs(m.Address, sentinelPort(f), admin.Username, admin.Password)
 		info, err := c.InfoMap(context.Background(), "server").Result()
 		_ = c.Close()
 		if err != nil {

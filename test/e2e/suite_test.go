@@ -260,7 +260,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 }
 
 // get reads the formation's current state.
-func get(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *redisv1alpha1.RedisSentinelFormation {
+func get(t testing.TB, f *redisv1alpha1.RedisSentinelFormation) *redisv1alpha1.RedisSentinelFormation {
 	t.Helper()
 	cur := &redisv1alpha1.RedisSentinelFormation{}
 	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(f), cur); err != nil {
