@@ -145,7 +145,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		return p
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.topology.Untrusted)) {
-		p.degrade(ReasonUntrustedMaster, "sentinel %s monitors %s, which is no member of this formation: no member replicates from it, and the sentinel is re-pointed at the master", name, p.topology.Untrusted[name])
+		p.degrade(ReasonUntrustedMaster, "sentinel %s monitors %s, which is no member of this formation: it is never followed, and the sentinel is re-pointed at the master", name, p.topology.Untrusted[name])
 	}
 	for _, a := range p.topology.Actions {
 		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(a, now)})

@@ -445,8 +445,11 @@ func TestDecide(t *testing.T) {
 					t.Fatalf("an action targets the untrusted address: %+v", a)
 				}
 			}
-			if a := findAction(p, actTopology); a == nil || a.topology.Kind != topology.Remonitor || a.member != "cache-2" {
+			if a := findAction(p, actTopology); a == nil || a.topology.Kind != topology.Remonitor || a.member != "cache-2" || !strings.Contains(a.reason, "10.9.9.9:6379") {
 				t.Fatalf("actions %+v", p.actions)
+			}
+			if n := untrustedNotes(p.topology); len(n) != 1 || n[0].eventType != "Warning" || n[0].reason != ReasonUntrustedMaster || !strings.Contains(n[0].message, "10.9.9.9:6379") {
+				t.Fatalf("events %+v", n)
 			}
 		},
 	}, {

@@ -3,7 +3,9 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +65,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	if o.stop == nil {
 		setMembers(f, o, p.topology)
 		notes = append(notes, recordMaster(st, p.topology, takenOver(o, p.topology, now))...)
+		notes = append(notes, untrustedNotes(p.topology)...)
 	}
 	for _, rec := range p.record {
 		if rec != nil {
@@ -248,6 +251,18 @@ func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Pl
 		return nil // the first master: a bootstrap, not a failover
 	}
 	return []note{countFailover(st, prev.Member, tp.MasterMember, now, 0, tp.ConfigEpoch)}
+}
+
+// untrustedNotes warn, once per pass that sees them, of sentinels that
+// monitor an address that is no member's: the condition naming them is
+// gone as soon as they are re-pointed, the Event stays.
+func untrustedNotes(tp topology.Plan) []note {
+	var notes []note
+	for _, name := range slices.Sorted(maps.Keys(tp.Untrusted)) {
+		notes = append(notes, note{eventType: corev1.EventTypeWarning, reason: ReasonUntrustedMaster, action: "Distrust", member: name,
+			message: fmt.Sprintf("sentinel %s monitors %s, which is no member of this formation: it is never followed, and the sentinel is re-pointed at the master", name, tp.Untrusted[name])})
+	}
+	return notes
 }
 
 // recordSwitches records the Sentinel watcher's master switches that are

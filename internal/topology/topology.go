@@ -449,7 +449,7 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 		if !masterConfirmed(in, p) {
 			return nil
 		}
-		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel monitored an address that is no member's; re-pointing it at the master " + p.Master.String()}}
+		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel monitored " + p.Untrusted[m.Name].String() + ", which is no member's address; re-pointing it at the master " + p.Master.String()}}
 	case m.notMonitoring():
 		if p.Master.IsZero() {
 			return nil
