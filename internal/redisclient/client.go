@@ -43,6 +43,9 @@ type Options struct {
 	DialerRetries int
 	// PoolSize is go-redis's pool size (0: 10 per CPU).
 	PoolSize int
+	// ConnMaxLifetime closes connections this old (0: never), so that the
+	// client logs in again that often.
+	ConnMaxLifetime time.Duration
 	// ClientName is sent with CLIENT SETNAME when set.
 	ClientName string
 	// Metrics, when set, instruments the client with NewHook(Metrics).
@@ -76,6 +79,7 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
 		ContextTimeoutEnabled: true,
 		PoolSize:              opts.PoolSize,
+		ConnMaxLifetime:       opts.ConnMaxLifetime,
 		// Self-hosted redis-server has no maintenance notifications;
 		// "auto" would only cost a failing handshake per connection.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},

@@ -3,15 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -91,12 +87,12 @@ func BenchmarkPasswordRotation(b *testing.B) {
 		}
 		b.Logf("rotation of the %s password(s): took %s (connection Secret new after %s, previous password recorded beside the new one for %s); reloading writer: %d writes, %d errors (%s), longest gap %s, %d acknowledged, %d lost, %d reloads; stale writer: %d errors after retireAt (%d before), %s; failovers %d",
 			kind.tag, res.took.Round(100*time.Millisecond), res.connection.Round(100*time.Millisecond), res.previousAccepted.Round(100*time.Millisecond),
-			res.reloading.attempted, res.reloading.failed, res.reloading.errorKinds(), res.reloading.longestGap.Round(time.Millisecond),
-			res.reloading.acked, res.lost, res.reloading.reloads, res.staleAfter, res.staleBefore, res.stale.errorKinds(), res.failovers)
+			res.reloading.Attempted, res.reloading.Failed, res.reloading.ErrorKinds(), res.reloading.LongestGap.Round(time.Millisecond),
+			res.reloading.Acknowledged, res.lost, res.reloading.Reloads, res.staleAfter, res.staleBefore, res.stale.ErrorKinds(), res.failovers)
 		p := "rotation-" + kind.tag + "-"
-		b.ReportMetric(float64(res.reloading.failed), p+"write-errors")
-		b.ReportMetric(float64(res.reloading.attempted), p+"writes")
-		b.ReportMetric(res.reloading.longestGap.Seconds(), p+"write-gap-s")
+		b.ReportMetric(float64(res.reloading.Failed), p+"write-errors")
+		b.ReportMetric(float64(res.reloading.Attempted), p+"writes")
+		b.ReportMetric(res.reloading.LongestGap.Seconds(), p+"write-gap-s")
 		b.ReportMetric(float64(res.lost), p+"acked-lost")
 		b.ReportMetric(float64(res.failovers), p+"failovers")
 		b.ReportMetric(res.took.Seconds(), p+"duration-s")
@@ -115,7 +111,7 @@ type rotationResult struct {
 	// password beside the new one (polled every 100 ms): the grace as
 	// the members applied it.
 	previousAccepted        time.Duration
-	reloading, stale        writerCounts
+	reloading, stale        harness.WriterStats
 	staleBefore, staleAfter int
 	lost                    int
 	failovers               int64
@@ -133,19 +129,21 @@ func rotate(f *redisv1alpha1.RedisSentinelFormation, kind rotationKind, reload, 
 	if err != nil {
 		return res, err
 	}
-	reloading, err := startRotationWriter(f, "rot:"+kind.tag+":r:", reload)
+	// Connections recycled every second: each writer logs in again every
+	// second to a sentinel and to the master.
+	reloading, err := harness.StartWriter(ctx, k8s, f, harness.WriterOptions{Prefix: "rot:" + kind.tag + ":r:", Reload: reload, ConnMaxLifetime: time.Second})
 	if err != nil {
 		return res, err
 	}
-	defer reloading.stop()
-	stale, err := startRotationWriter(f, "rot:"+kind.tag+":s:", 0)
+	defer reloading.Stop()
+	stale, err := harness.StartWriter(ctx, k8s, f, harness.WriterOptions{Prefix: "rot:" + kind.tag + ":s:", ConnMaxLifetime: time.Second})
 	if err != nil {
 		return res, err
 	}
-	defer stale.stop()
+	defer stale.Stop()
 	time.Sleep(3 * time.Second) // both write and recycle connections
-	reloading.reset()
-	stale.reset()
+	reloading.Reset()
+	stale.Reset()
 
 	start := time.Now()
 	var newPW string
@@ -200,11 +198,9 @@ func rotate(f *redisv1alpha1.RedisSentinelFormation, kind rotationKind, reload, 
 	}
 	res.took = time.Since(start)
 	time.Sleep(2 * reload)
-	reloading.stop()
-	stale.stop()
-	res.reloading, res.stale = reloading.counts(), stale.counts()
-	res.staleBefore, res.staleAfter = stale.errorsAround(retireAt)
-	lost, err := harness.LostKeys(ctx, k8s, f, append(reloading.acknowledged(), stale.acknowledged()...), nil)
+	res.reloading, res.stale = reloading.Stop(), stale.Stop()
+	res.staleBefore, res.staleAfter = stale.ErrorsAround(retireAt)
+	lost, err := harness.LostKeys(ctx, k8s, f, append(reloading.Acknowledged(), stale.Acknowledged()...), nil)
 	if err != nil {
 		return res, err
 	}
@@ -274,191 +270,4 @@ func configOf(data map[string][]byte) (config.Redis, error) {
 		m[k] = string(v)
 	}
 	return config.FromMap(m)
-}
-
-// ---------------------------------------------------------------- the writers
-
-// rotationWriter writes SET + WAIT 1 every 20 ms through a FailoverClient
-// built from the connection Secret, and (reload > 0) reads the Secret
-// every reload period and switches to a new client when it changed.
-type rotationWriter struct {
-	f      *redisv1alpha1.RedisSentinelFormation
-	prefix string
-	reload time.Duration
-
-	mu     sync.Mutex
-	c      writerCounts
-	errAt  []time.Time
-	acked  []string
-	lastOK time.Time
-
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-// writerCounts are one writer's counts.
-type writerCounts struct {
-	attempted, failed, acked, reloads int
-	longestGap                        time.Duration
-	// kinds counts errors by their first word (WRONGPASS, NOAUTH...).
-	kinds map[string]int
-}
-
-func (c writerCounts) errorKinds() string {
-	if len(c.kinds) == 0 {
-		return "no errors"
-	}
-	var parts []string
-	for k, n := range c.kinds {
-		parts = append(parts, fmt.Sprintf("%d %s", n, k))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func startRotationWriter(f *redisv1alpha1.RedisSentinelFormation, prefix string, reload time.Duration) (*rotationWriter, error) {
-	data, err := readSecret(f.Namespace, f.Name+"-connection")
-	if err != nil {
-		return nil, err
-	}
-	c, err := rotationClient(data)
-	if err != nil {
-		return nil, err
-	}
-	w := &rotationWriter{f: f, prefix: prefix, reload: reload, lastOK: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
-	w.c.kinds = map[string]int{}
-	go w.loop(c, data)
-	return w, nil
-}
-
-// rotationClient is the backends' Sentinel client (as internal/redisclient
-// builds it from the connection Secret) with connections recycled every
-// second, so that every second it logs in again to a sentinel and to the
-// master.
-func rotationClient(data map[string][]byte) (*redis.Client, error) {
-	cfg, err := configOf(data)
-	if err != nil {
-		return nil, err
-	}
-	if !cfg.SentinelMode() {
-		return nil, errors.New("the connection Secret names no sentinels")
-	}
-	return redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName: cfg.MasterName, SentinelAddrs: cfg.SentinelAddrs,
-		SentinelUsername: cfg.SentinelUsername, SentinelPassword: cfg.SentinelPassword,
-		Username: cfg.Username, Password: cfg.Password, DB: cfg.DB,
-		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		ContextTimeoutEnabled: true, ConnMaxLifetime: time.Second,
-	}), nil
-}
-
-func (w *rotationWriter) loop(c *redis.Client, data map[string][]byte) {
-	defer close(w.done)
-	defer func() { _ = c.Close() }()
-	checked := time.Now()
-	for i := 0; ; i++ {
-		select {
-		case <-w.quit:
-			return
-		default:
-		}
-		if w.reload > 0 && time.Since(checked) >= w.reload {
-			checked = time.Now()
-			if fresh, err := readSecret(w.f.Namespace, w.f.Name+"-connection"); err == nil && !maps.EqualFunc(fresh, data, bytes.Equal) {
-				if nc, err := rotationClient(fresh); err == nil {
-					_ = c.Close()
-					c, data = nc, fresh
-					w.mu.Lock()
-					w.c.reloads++
-					w.mu.Unlock()
-				}
-			}
-		}
-		pause := 20 * time.Millisecond
-		if err := w.write(c, fmt.Sprintf("%s%d", w.prefix, i)); err != nil {
-			pause *= 5
-		}
-		time.Sleep(pause)
-	}
-}
-
-func (w *rotationWriter) write(c *redis.Client, key string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	pipe := c.Pipeline()
-	pipe.Set(ctx, key, key, 0)
-	wait := pipe.Do(ctx, "WAIT", 1, 500)
-	_, err := pipe.Exec(ctx)
-	replicas, _ := wait.Int64()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.c.attempted++
-	if err != nil {
-		w.c.failed++
-		w.c.kinds[errorKind(err)]++
-		w.errAt = append(w.errAt, time.Now())
-		return err
-	}
-	w.c.longestGap = max(w.c.longestGap, time.Since(w.lastOK))
-	w.lastOK = time.Now()
-	if replicas >= 1 {
-		w.c.acked++
-		w.acked = append(w.acked, key)
-	}
-	return nil
-}
-
-// errorKind is the first word of a Redis error, or what else failed.
-func errorKind(err error) string {
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		if f := strings.Fields(rerr.Error()); len(f) > 0 {
-			return f[0]
-		}
-	}
-	if strings.Contains(err.Error(), "sentinels") {
-		return "sentinel-discovery"
-	}
-	return "network"
-}
-
-// reset starts counting afresh (the rotation begins).
-func (w *rotationWriter) reset() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.c = writerCounts{kinds: map[string]int{}}
-	w.errAt, w.lastOK = nil, time.Now()
-}
-
-func (w *rotationWriter) stop() {
-	w.once.Do(func() { close(w.quit) })
-	<-w.done
-}
-
-func (w *rotationWriter) counts() writerCounts {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	c := w.c
-	c.kinds = maps.Clone(w.c.kinds)
-	return c
-}
-
-func (w *rotationWriter) acknowledged() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.acked...)
-}
-
-// errorsAround counts the errors before and after t.
-func (w *rotationWriter) errorsAround(t time.Time) (before, after int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, at := range w.errAt {
-		if t.IsZero() || at.Before(t) {
-			before++
-		} else {
-			after++
-		}
-	}
-	return before, after
 }

@@ -23,17 +23,23 @@ import (
 // TestChaos runs the drills in order on one formation (a second one for
 // the bring-up drill), then scans everything for passwords, and prints
 // the result table (also written to $RSF_CHAOS_REPORT).
+// reportResults logs and prints the result table of every drill run so
+// far and writes it to $RSF_CHAOS_REPORT: whichever test ends last writes
+// the report with every row.
+func reportResults(t *testing.T, test string, began time.Time) {
+	table := resultTable()
+	took := time.Since(began).Round(time.Second)
+	t.Logf("%s: %s in total\n%s", test, took, table)
+	fmt.Printf("\nCHAOS RESULTS (%s, %s %s)\n%s\n", time.Now().UTC().Format(time.RFC3339), test, took, table)
+	if path := os.Getenv("RSF_CHAOS_REPORT"); path != "" {
+		_ = os.WriteFile(path, []byte(table), 0o644)
+	}
+}
+
 func TestChaos(t *testing.T) {
 	stack(t)
 	began := time.Now()
-	t.Cleanup(func() {
-		table := resultTable()
-		t.Logf("chaos suite: %s in total\n%s", time.Since(began).Round(time.Second), table)
-		fmt.Printf("\nCHAOS RESULTS (%s, %s)\n%s\n", time.Now().UTC().Format(time.RFC3339), time.Since(began).Round(time.Second), table)
-		if path := os.Getenv("RSF_CHAOS_REPORT"); path != "" {
-			_ = os.WriteFile(path, []byte(table), 0o644)
-		}
-	})
+	t.Cleanup(func() { reportResults(t, "TestChaos", began) })
 	op.start(t)
 	t.Cleanup(func() { op.stop(t) })
 

@@ -94,14 +94,7 @@ func TestOperatorKillPoints(t *testing.T) {
 	// Registered first, so it runs last: after the result row's pass/fail
 	// is known. TestChaos prints the table at its end too; whichever of the
 	// two ends last writes the report with every row.
-	t.Cleanup(func() {
-		table := resultTable()
-		t.Logf("kill-point drill: %s in total\n%s", time.Since(began).Round(time.Second), table)
-		fmt.Printf("\nCHAOS RESULTS (%s, TestOperatorKillPoints %s)\n%s\n", time.Now().UTC().Format(time.RFC3339), time.Since(began).Round(time.Second), table)
-		if path := os.Getenv("RSF_CHAOS_REPORT"); path != "" {
-			_ = os.WriteFile(path, []byte(table), 0o644)
-		}
-	})
+	t.Cleanup(func() { reportResults(t, "TestOperatorKillPoints", began) })
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("RSF_CHAOS_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -118,15 +111,7 @@ func TestOperatorKillPoints(t *testing.T) {
 
 	op.start(t)
 	t.Cleanup(func() { op.stop(t) })
-	t.Cleanup(func() {
-		var total writeResult
-		for _, w := range d.writeRows {
-			total.attempted += w.writes.attempted
-			total.acked += w.writes.acked
-			total.lost += w.writes.lost
-		}
-		r.writes = total
-	})
+	t.Cleanup(d.sumWrites)
 	t.Cleanup(func() {
 		if d.f == nil {
 			return
@@ -140,23 +125,13 @@ func TestOperatorKillPoints(t *testing.T) {
 		deleteFormation(t, d.f)
 	})
 
-	steps := []struct {
-		name string
-		run  func(*testing.T)
-	}{
+	steps := []killStep{
 		{"1_bring_up", d.bringUp},
 		{"2_rollout_limits_memory", d.rollout},
 		{"3_scale_up_3_to_5", d.scaleUp},
 		{"4_password_rotation", d.rotation},
 	}
-	for i, s := range steps {
-		if i > 0 && !d.usable(t) {
-			r.note("%s not run: the formation did not recover from the previous operation", s.name)
-			t.Errorf("%s not run: the formation is not Ready after the previous operation", s.name)
-			continue
-		}
-		t.Run(s.name, s.run)
-	}
+	d.runSteps(t, steps)
 
 	// The drill's own floor: it must not pass with too few kills, or with
 	// kills that never met a running operation.
@@ -190,6 +165,36 @@ func TestOperatorKillPoints(t *testing.T) {
 }
 
 // ---------------------------------------------------------------- the drill
+
+// killStep is one operation of a kill-point drill.
+type killStep struct {
+	name string
+	run  func(*testing.T)
+}
+
+// runSteps runs the steps in turn; one is skipped, and the drill fails,
+// when the formation did not recover from the one before.
+func (d *killDrill) runSteps(t *testing.T, steps []killStep) {
+	for i, s := range steps {
+		if i > 0 && !d.usable(t) {
+			d.r.note("%s not run: the formation did not recover from the previous step", s.name)
+			t.Errorf("%s not run: the formation is not Ready after the previous step", s.name)
+			continue
+		}
+		t.Run(s.name, s.run)
+	}
+}
+
+// sumWrites adds the per-writer results into the drill's row.
+func (d *killDrill) sumWrites() {
+	var total writeResult
+	for _, w := range d.writeRows {
+		total.attempted += w.writes.attempted
+		total.acked += w.writes.acked
+		total.lost += w.writes.lost
+	}
+	d.r.writes = total
+}
 
 type killDrill struct {
 	rng   *rand.Rand

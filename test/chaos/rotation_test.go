@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -96,14 +95,7 @@ const (
 func TestRotationKillPoints(t *testing.T) {
 	stack(t)
 	began := time.Now()
-	t.Cleanup(func() {
-		table := resultTable()
-		t.Logf("rotation kill-point drill: %s in total\n%s", time.Since(began).Round(time.Second), table)
-		fmt.Printf("\nCHAOS RESULTS (%s, TestRotationKillPoints %s)\n%s\n", time.Now().UTC().Format(time.RFC3339), time.Since(began).Round(time.Second), table)
-		if path := os.Getenv("RSF_CHAOS_REPORT"); path != "" {
-			_ = os.WriteFile(path, []byte(table), 0o644)
-		}
-	})
+	t.Cleanup(func() { reportResults(t, "TestRotationKillPoints", began) })
 	r := newResult(t, "8. operator SIGKILLed at each step of password rotations",
 		fmt.Sprintf("operator SIGKILLed at kill points read from its log, the members and the API (during and after the ApplyCredentials that adds, state written, in the grace, during and after the ApplyCredentials that retires, state without the previous passwords), down %s each time, --password-grace %s: rotation of the backend passwords (both user Secrets), then of the internal credentials (their Secret deleted)", rotationDown, rotationGrace))
 	d := &killDrill{rng: rand.New(rand.NewPCG(1, 2)), r: r, began: began}
@@ -112,15 +104,7 @@ func TestRotationKillPoints(t *testing.T) {
 	t.Cleanup(func() { op.passwordGrace = 0 })
 	op.start(t)
 	t.Cleanup(func() { op.stop(t) })
-	t.Cleanup(func() {
-		var total writeResult
-		for _, w := range d.writeRows {
-			total.attempted += w.writes.attempted
-			total.acked += w.writes.acked
-			total.lost += w.writes.lost
-		}
-		r.writes = total
-	})
+	t.Cleanup(d.sumWrites)
 
 	d.f = newFormationNamed(t, "chaoslp-"+randomHex(2))
 	f := d.f
@@ -139,21 +123,11 @@ func TestRotationKillPoints(t *testing.T) {
 	checkInvariants(t, f)
 	r.toReady = time.Since(created)
 
-	steps := []struct {
-		name string
-		run  func(*testing.T)
-	}{
+	steps := []killStep{
 		{"1_backend_passwords", d.rotateBackend},
 		{"2_internal_credentials", d.rotateInternal},
 	}
-	for i, s := range steps {
-		if i > 0 && !d.usable(t) {
-			r.note("%s not run: the formation did not recover from the previous rotation", s.name)
-			t.Errorf("%s not run: the formation is not Ready after the previous rotation", s.name)
-			continue
-		}
-		t.Run(s.name, s.run)
-	}
+	d.runSteps(t, steps)
 
 	if !op.alive() {
 		op.start(t)

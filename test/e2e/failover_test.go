@@ -121,7 +121,7 @@ func finishWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, w *harn
 		t.Fatal(err)
 	}
 	if len(lost) > 0 {
-		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(lost), st.Acknowledged, lost[:min(5, len(lost))])
+		t.Errorf("%d of %d acknowledged writes lost, e.g. %v", len(lost), len(w.Acknowledged()), lost[:min(5, len(lost))])
 	}
 	if cache != nil {
 		hits := testutil.ToFloat64(cache.HitCounter(metrics.SubsystemPresence))
@@ -130,7 +130,8 @@ func finishWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, w *harn
 			t.Errorf("presence hits %v misses %v; the client saw %d successful and %d failed pipelines", hits, misses, st.OK, st.Failed)
 		}
 	}
-	t.Logf("writes: %d attempted, %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s", st.Attempted, st.Acknowledged, len(lost), st.LongestGap)
+	t.Logf("writes: %d attempted, %d failed (%s), %d acknowledged (WAIT 1), %d lost; longest gap without a successful write %s",
+		st.Attempted, st.Failed, st.ErrorKinds(), st.Acknowledged, len(lost), st.LongestGap)
 	return st
 }
 

@@ -56,10 +56,9 @@ func TestLeastPrivilege(t *testing.T) {
 		waitReady(t, f, time.Minute)
 		from := time.Now()
 		w := startReloadingWriter(t, f, "priv:rot:")
-		mark := w.mark()
 		secrets = append(secrets, rotateInternalCredentials(t, f)...)
-		w.phase(t, fmt.Sprintf("internal credentials rotation (%s)", time.Since(from).Round(time.Second)), mark)
-		w.finish(t)
+		writerPhase(t, w, fmt.Sprintf("internal credentials rotation (%s)", time.Since(from).Round(time.Second)))
+		finishWriter(t, f, w, nil)
 		conds.assertStayedReady(t, from, "during the rotation of the internal credentials")
 	})
 
@@ -405,10 +404,10 @@ func testWeakPasswordChangesNothing(t *testing.T, f *redisv1alpha1.RedisSentinel
 	// Give the operator a few passes to do something it must not.
 	time.Sleep(3 * time.Second)
 	cur = get(t, f)
-	if ok, why := authAcceptedEverywhere(cur, false, backendUser(cur), oldPassword); !ok {
+	if ok, why := authEverywhere(cur, false, backendUser(cur), oldPassword, true); !ok {
 		t.Errorf("the old password stopped working: %s", why)
 	}
-	if ok, why := authRefusedEverywhere(cur, false, backendUser(cur), weak); !ok {
+	if ok, why := authEverywhere(cur, false, backendUser(cur), weak, false); !ok {
 		t.Errorf("the weak password was applied: %s", why)
 	}
 	if string(connectionData(t, f)["REDIS_URL"]) != conn {

@@ -46,25 +46,29 @@ func TestPasswordRotation(t *testing.T) {
 	secrets := formationSecrets(t, f)
 	w := startReloadingWriter(t, f, "rot:"+f.Name+":")
 	time.Sleep(time.Second)
-	mark := w.mark()
+	w.Reset()
 
 	steps := []struct {
 		name string
 		run  func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string
 	}{
-		{"backend password", rotateBackendPassword},
-		{"backend sentinel password", rotateBackendSentinelPassword},
+		{"backend password", func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
+			return rotateBackendPassword(t, f, false)
+		}},
+		{"backend sentinel password", func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
+			return rotateBackendPassword(t, f, true)
+		}},
 	}
 	for _, step := range steps {
 		stepStart := time.Now()
 		ok := t.Run(step.name, func(t *testing.T) { secrets = append(secrets, step.run(t, f)...) })
-		mark = w.phase(t, fmt.Sprintf("%s rotation (%s)", step.name, time.Since(stepStart).Round(time.Second)), mark)
+		writerPhase(t, w, fmt.Sprintf("%s rotation (%s)", step.name, time.Since(stepStart).Round(time.Second)))
 		if !ok {
 			break
 		}
 	}
 
-	w.finish(t)
+	finishWriter(t, f, w, nil)
 	cur = get(t, f)
 	if cur.Status.Failovers != failovers {
 		t.Errorf("the rotations caused %d failovers (lastFailover %+v)", cur.Status.Failovers-failovers, cur.Status.LastFailover)
@@ -73,62 +77,30 @@ func TestPasswordRotation(t *testing.T) {
 	assertNoSecretInLogs(t, append(secrets, formationSecrets(t, f)...)...)
 }
 
-// rotateBackendPassword changes the backend user's password Secret and
-// returns the passwords involved.
-func rotateBackendPassword(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
+// rotateBackendPassword changes the backend user's password on the
+// redis-servers (sentinel false: the user's password Secret) or on the
+// sentinels (the user's sentinel Secret), and returns the passwords
+// involved. Clients from the old and the new connection Secret keep working
+// through the grace; after it the old password is refused everywhere.
+func rotateBackendPassword(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, sentinel bool) []string {
 	ctx := context.Background()
 	cur := get(t, f)
-	user, secretName := backendUser(cur), cur.Spec.Auth.PasswordSecretRef.Name
-	oldPassword := secretValue(t, f.Namespace, secretName)
-	oldData := connectionData(t, f)
-	before := connectionClient(t, f)
-	defer before.Close()
-
-	newPassword := strongPassword(t)
-	setSecretValue(t, f.Namespace, secretName, newPassword)
-	rot := waitRotation(t, f, acl.BackendPassword)
-	eventually(t, time.Minute, "the connection Secret carries the new backend password", func() (bool, string) {
-		u, err := url.Parse(string(connectionData(t, f)["REDIS_URL"]))
+	user, secretName, cred, where := backendUser(cur), cur.Spec.Auth.PasswordSecretRef.Name, acl.BackendPassword, "redis-server"
+	if sentinel {
+		secretName, cred, where = cur.Spec.Auth.SentinelPasswordSecretRef.Name, acl.BackendSentinelPassword, "sentinel"
+	}
+	// The password the connection Secret hands out for this plane.
+	handedOut := func(data map[string][]byte) string {
+		if sentinel {
+			return string(data["REDIS_SENTINEL_PASSWORD"])
+		}
+		u, err := url.Parse(string(data["REDIS_URL"]))
 		if err != nil {
-			return false, "REDIS_URL does not parse"
+			return ""
 		}
 		pw, _ := u.User.Password()
-		return pw == newPassword, "old password still"
-	})
-	checkConnectionSecret(t, f, connectionData(t, f))
-	after := connectionClient(t, f)
-	defer after.Close()
-
-	// Grace: both passwords on every redis-server, clients from the old and
-	// the new Secret both write.
-	cur = get(t, f)
-	for _, pw := range []string{oldPassword, newPassword} {
-		if ok, why := authAcceptedEverywhere(cur, false, user, pw); !ok {
-			t.Fatalf("during the grace: %s", why)
-		}
+		return pw
 	}
-	graceWrites(t, rot, map[string]*redis.Client{"old Secret": before, "new Secret": after}, oldData)
-
-	// After the grace: the old password is refused by every redis-server.
-	eventually(t, time.Until(rot.RetireAt.Time)+time.Minute, "the old backend password refused by every redis-server", func() (bool, string) {
-		return authRefusedEverywhere(get(t, f), false, user, oldPassword)
-	})
-	waitRotationDone(t, f)
-	if ok, why := authAcceptedEverywhere(get(t, f), false, user, newPassword); !ok {
-		t.Fatalf("after the grace: %s", why)
-	}
-	if err := after.Set(ctx, "rot:after-backend", "ok", 0).Err(); err != nil {
-		t.Fatalf("the client from the new Secret fails after the grace: %v", err)
-	}
-	return []string{oldPassword, newPassword}
-}
-
-// rotateBackendSentinelPassword changes the backend user's password on the
-// sentinels (the user's sentinel Secret).
-func rotateBackendSentinelPassword(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
-	ctx := context.Background()
-	cur := get(t, f)
-	user, secretName := backendUser(cur), cur.Spec.Auth.SentinelPasswordSecretRef.Name
 	oldPassword := secretValue(t, f.Namespace, secretName)
 	oldData := connectionData(t, f)
 	before := connectionClient(t, f)
@@ -136,34 +108,35 @@ func rotateBackendSentinelPassword(t *testing.T, f *redisv1alpha1.RedisSentinelF
 
 	newPassword := strongPassword(t)
 	setSecretValue(t, f.Namespace, secretName, newPassword)
-	rot := waitRotation(t, f, acl.BackendSentinelPassword)
-	eventually(t, time.Minute, "the connection Secret carries the new sentinel password", func() (bool, string) {
-		return string(connectionData(t, f)["REDIS_SENTINEL_PASSWORD"]) == newPassword, "old password still"
+	rot := waitRotation(t, f, cred)
+	eventually(t, time.Minute, "the connection Secret carries the new "+where+" password", func() (bool, string) {
+		return handedOut(connectionData(t, f)) == newPassword, "old password still"
 	})
 	checkConnectionSecret(t, f, connectionData(t, f))
 	after := connectionClient(t, f)
 	defer after.Close()
 
+	// Grace: both passwords everywhere; clients from the old and the new
+	// Secret write (a fresh client from the old one also discovers the
+	// master: it authenticates to a sentinel anew each time).
 	cur = get(t, f)
 	for _, pw := range []string{oldPassword, newPassword} {
-		if ok, why := authAcceptedEverywhere(cur, true, user, pw); !ok {
+		if ok, why := authEverywhere(cur, sentinel, user, pw, true); !ok {
 			t.Fatalf("during the grace: %s", why)
 		}
 	}
-	// A fresh client from the old Secret discovers the master (it
-	// authenticates to a sentinel anew each time) during the whole grace.
 	graceWrites(t, rot, map[string]*redis.Client{"old Secret": before, "new Secret": after}, oldData)
 
-	eventually(t, time.Until(rot.RetireAt.Time)+time.Minute, "the old sentinel password refused by every sentinel", func() (bool, string) {
-		return authRefusedEverywhere(get(t, f), true, user, oldPassword)
+	eventually(t, time.Until(rot.RetireAt.Time)+time.Minute, "the old password refused by every "+where, func() (bool, string) {
+		return authEverywhere(get(t, f), sentinel, user, oldPassword, false)
 	})
 	waitRotationDone(t, f)
-	if ok, why := authAcceptedEverywhere(get(t, f), true, user, newPassword); !ok {
+	if ok, why := authEverywhere(get(t, f), sentinel, user, newPassword, true); !ok {
 		t.Fatalf("after the grace: %s", why)
 	}
 	fresh := connectionClient(t, f)
 	defer fresh.Close()
-	if err := fresh.Set(ctx, "rot:after-sentinel", "ok", 0).Err(); err != nil {
+	if err := fresh.Set(ctx, "rot:after-"+where, "ok", 0).Err(); err != nil {
 		t.Fatalf("a client from the new Secret fails after the grace: %v", err)
 	}
 	return []string{oldPassword, newPassword}
@@ -216,7 +189,7 @@ func rotateInternalCredentials(t *testing.T, f *redisv1alpha1.RedisSentinelForma
 	if !metav1.IsControlledBy(fresh, get(t, f)) {
 		t.Errorf("%s is not owned by the formation: %+v", name, fresh.OwnerReferences)
 	}
-	if ok, why := authAcceptedEverywhere(get(t, f), false, acl.AdminUser, oldAdmin.Password); !ok {
+	if ok, why := authEverywhere(get(t, f), false, acl.AdminUser, oldAdmin.Password, true); !ok {
 		t.Errorf("during the grace the old admin password is refused: %s", why)
 	}
 
@@ -226,11 +199,11 @@ func rotateInternalCredentials(t *testing.T, f *redisv1alpha1.RedisSentinelForma
 		cur := get(t, f)
 		for _, c := range acl.Internal {
 			u := users[c]
-			if ok, why := authRefusedEverywhere(cur, u.sentinel, u.user, string(old.Data[string(c)])); !ok {
+			if ok, why := authEverywhere(cur, u.sentinel, u.user, string(old.Data[string(c)]), false); !ok {
 				return false, string(c) + ": " + why
 			}
 		}
-		return authRefusedEverywhere(cur, true, acl.AdminUser, oldAdmin.Password)
+		return authEverywhere(cur, true, acl.AdminUser, oldAdmin.Password, false)
 	})
 	waitRotationDone(t, f)
 	newAdmin := adminCreds(t, f)
@@ -238,7 +211,7 @@ func rotateInternalCredentials(t *testing.T, f *redisv1alpha1.RedisSentinelForma
 		t.Errorf("the password state's admin password is not the one in %s", name)
 	}
 	for _, sentinel := range []bool{false, true} {
-		if ok, why := authAcceptedEverywhere(get(t, f), sentinel, acl.AdminUser, newAdmin.Password); !ok {
+		if ok, why := authEverywhere(get(t, f), sentinel, acl.AdminUser, newAdmin.Password, true); !ok {
 			t.Fatalf("the new admin password: %s", why)
 		}
 	}

@@ -183,9 +183,9 @@ func isWrongPass(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "WRONGPASS") || strings.Contains(err.Error(), "invalid username-password"))
 }
 
-// authRefusedEverywhere checks that user/password is refused by every
-// member's redis-server (port 6379) or sentinel (sentinel true).
-func authRefusedEverywhere(f *redisv1alpha1.RedisSentinelFormation, sentinel bool, user, password string) (bool, string) {
+// authEverywhere checks that every member's redis-server (or sentinel,
+// sentinel true) accepts user/password (accepted true) or refuses it.
+func authEverywhere(f *redisv1alpha1.RedisSentinelFormation, sentinel bool, user, password string, accepted bool) (bool, string) {
 	port := redisPort(f)
 	if sentinel {
 		port = sentinelPort(f)
@@ -194,25 +194,11 @@ func authRefusedEverywhere(f *redisv1alpha1.RedisSentinelFormation, sentinel boo
 		c := redisAs(m.Address, port, user, password)
 		err := c.Ping(context.Background()).Err()
 		_ = c.Close()
-		if !isWrongPass(err) {
-			return false, fmt.Sprintf("%s:%d still answers user %s with %v", m.Name, port, user, err)
-		}
-	}
-	return true, ""
-}
-
-// authAcceptedEverywhere is the opposite.
-func authAcceptedEverywhere(f *redisv1alpha1.RedisSentinelFormation, sentinel bool, user, password string) (bool, string) {
-	port := redisPort(f)
-	if sentinel {
-		port = sentinelPort(f)
-	}
-	for _, m := range f.Status.Members {
-		c := redisAs(m.Address, port, user, password)
-		err := c.Ping(context.Background()).Err()
-		_ = c.Close()
-		if err != nil {
+		switch {
+		case accepted && err != nil:
 			return false, fmt.Sprintf("%s:%d refuses user %s: %v", m.Name, port, user, err)
+		case !accepted && !isWrongPass(err):
+			return false, fmt.Sprintf("%s:%d still answers user %s with %v", m.Name, port, user, err)
 		}
 	}
 	return true, ""

@@ -4,8 +4,13 @@
 package harness
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,10 +25,13 @@ import (
 
 // Writer writes keys through the client backends use (built from the
 // formation's connection Secret) and remembers every write a replica
-// acknowledged (WAIT 1): those must never be lost.
+// acknowledged (WAIT 1): those must never be lost. Like a backend that
+// mounts the Secret, it can re-read it and switch to a new client when it
+// changed (WriterOptions.Reload).
 type Writer struct {
 	mu    sync.Mutex
 	stats WriterStats
+	errAt []time.Time
 	acked []string
 	// lastOK is the end of the last successful write.
 	lastOK time.Time
@@ -36,6 +44,11 @@ type WriterStats struct {
 	Attempted, OK, Failed, Acknowledged int
 	// LongestGap is the longest time between two successful writes.
 	LongestGap time.Duration
+	// Reloads counts the switches to a changed connection Secret.
+	Reloads int
+	// Errors counts the failed writes by kind: a Redis error's first word
+	// (WRONGPASS, NOAUTH, READONLY...), else "network" (never a password).
+	Errors map[string]int
 }
 
 // WriterOptions tune a Writer.
@@ -50,11 +63,23 @@ type WriterOptions struct {
 	// OnError sees every failed write's error (e.g. to scan it for
 	// passwords).
 	OnError func(error)
+	// Reload, when set, re-reads the connection Secret that often and
+	// after every failed write, and switches to a new client when the
+	// Secret changed: a backend that picks up a rotated password.
+	Reload time.Duration
+	// ConnMaxLifetime recycles the client's connections (0: never), so
+	// that it logs in again that often: a retired password then shows.
+	ConnMaxLifetime time.Duration
 }
 
 // StartWriter starts writing to formation f until Stop.
 func StartWriter(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation, o WriterOptions) (*Writer, error) {
-	c, err := ConnectionClient(ctx, k8s, f, redisclient.Options{Metrics: o.Metrics})
+	clientOpts := redisclient.Options{Metrics: o.Metrics, ConnMaxLifetime: o.ConnMaxLifetime}
+	data, err := connectionData(ctx, k8s, f)
+	if err != nil {
+		return nil, err
+	}
+	c, err := redisclient.FromSecretData(data, clientOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +89,11 @@ func StartWriter(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisS
 	if o.Prefix == "" {
 		o.Prefix = "writer:" + f.Name + ":"
 	}
-	w := &Writer{stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	w := &Writer{stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now(), stats: WriterStats{Errors: map[string]int{}}}
 	go func() {
 		defer close(w.done)
-		defer c.Close()
+		defer func() { _ = c.Close() }()
+		checked := time.Now()
 		for i := 0; ; i++ {
 			select {
 			case <-w.stop:
@@ -75,11 +101,28 @@ func StartWriter(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisS
 			default:
 			}
 			pause := o.Pause
-			if err := w.write(c, fmt.Sprintf("%s%d", o.Prefix, i)); err != nil {
+			err := w.write(c, fmt.Sprintf("%s%d", o.Prefix, i))
+			if err != nil {
 				if o.OnError != nil {
 					o.OnError(err)
 				}
 				pause *= 5
+			}
+			if o.Reload > 0 && (err != nil || time.Since(checked) >= o.Reload) {
+				checked = time.Now()
+				// Not the caller's ctx: it may end before the writer does.
+				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				fresh, ferr := connectionData(rctx, k8s, f)
+				cancel()
+				if ferr == nil && !maps.EqualFunc(fresh, data, bytes.Equal) {
+					if nc, cerr := redisclient.FromSecretData(fresh, clientOpts); cerr == nil {
+						_ = c.Close()
+						c, data = nc, fresh
+						w.mu.Lock()
+						w.stats.Reloads++
+						w.mu.Unlock()
+					}
+				}
 			}
 			time.Sleep(pause)
 		}
@@ -101,6 +144,8 @@ func (w *Writer) write(c *redis.Client, key string) error {
 	w.stats.Attempted++
 	if err != nil {
 		w.stats.Failed++
+		w.stats.Errors[errorKind(err)]++
+		w.errAt = append(w.errAt, time.Now())
 		return err
 	}
 	w.stats.OK++
@@ -111,6 +156,52 @@ func (w *Writer) write(c *redis.Client, key string) error {
 		w.acked = append(w.acked, key)
 	}
 	return nil
+}
+
+// errorKind is a Redis error's first word, or "network".
+func errorKind(err error) string {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		if f := strings.Fields(rerr.Error()); len(f) > 0 {
+			return f[0]
+		}
+	}
+	return "network"
+}
+
+// ErrorsAround counts the failed writes before and after t.
+func (w *Writer) ErrorsAround(t time.Time) (before, after int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, at := range w.errAt {
+		if at.Before(t) {
+			before++
+		} else {
+			after++
+		}
+	}
+	return before, after
+}
+
+// Reset starts counting afresh (e.g. when a change begins); the
+// acknowledged keys are kept.
+func (w *Writer) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats = WriterStats{Errors: map[string]int{}}
+	w.errAt, w.lastOK = nil, time.Now()
+}
+
+// ErrorKinds describes Errors, e.g. "3 WRONGPASS, 1 network".
+func (s WriterStats) ErrorKinds() string {
+	if len(s.Errors) == 0 {
+		return "no errors"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(s.Errors)) {
+		parts = append(parts, fmt.Sprintf("%d %s", s.Errors[k], k))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Acknowledged returns the keys a replica acknowledged so far.
@@ -124,7 +215,9 @@ func (w *Writer) Acknowledged() []string {
 func (w *Writer) Stats() WriterStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stats
+	st := w.stats
+	st.Errors = maps.Clone(w.stats.Errors)
+	return st
 }
 
 // ResetGap starts timing the longest gap afresh (e.g. when a change begins).
@@ -200,9 +293,17 @@ func readBatch(ctx context.Context, c *redis.Client, keys []string, onError func
 // ConnectionClient builds the backends' client from the formation's
 // connection Secret.
 func ConnectionClient(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation, o redisclient.Options) (*redis.Client, error) {
+	data, err := connectionData(ctx, k8s, f)
+	if err != nil {
+		return nil, err
+	}
+	return redisclient.FromSecretData(data, o)
+}
+
+func connectionData(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation) (map[string][]byte, error) {
 	conn := &corev1.Secret{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
 		return nil, err
 	}
-	return redisclient.FromSecretData(conn.Data, o)
+	return conn.Data, nil
 }
