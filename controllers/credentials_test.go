@@ -93,3 +93,34 @@ func TestRefusedBackendRulesKeepThePreviousOnes(t *testing.T) {
 		t.Fatalf("members run %v %s; status %v", rules, bad, f.Status.BackendRules)
 	}
 }
+
+func TestRotationTarget(t *testing.T) {
+	state := acl.Set{
+		acl.BackendPassword: {Current: "b2", Previous: "b1"}, // in its grace
+		acl.Admin:           {Current: "a1"},
+	}
+	for _, tc := range []struct {
+		name        string
+		desired     map[acl.Credential]string
+		want        acl.Set
+		wantChanged []string
+	}{
+		{"nothing changed: the state, predecessors kept", map[acl.Credential]string{acl.BackendPassword: "b2", acl.Admin: "a1"}, state, nil},
+		{"one changed: the new one, the current as predecessor", map[acl.Credential]string{acl.BackendPassword: "b2", acl.Admin: "a2"},
+			acl.Set{acl.BackendPassword: {Current: "b2", Previous: "b1"}, acl.Admin: {Current: "a2", Previous: "a1"}}, []string{"admin"}},
+		{"changed again within its grace: the newest supersedes, the oldest is dropped", map[acl.Credential]string{acl.BackendPassword: "b3", acl.Admin: "a1"},
+			acl.Set{acl.BackendPassword: {Current: "b3", Previous: "b2"}, acl.Admin: {Current: "a1"}}, []string{"backend"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed := rotationTarget(state, tc.desired)
+			for _, c := range []acl.Credential{acl.BackendPassword, acl.Admin} {
+				if got[c] != tc.want[c] {
+					t.Errorf("%s: %+v, want %+v", c, got[c], tc.want[c])
+				}
+			}
+			if !slices.Equal(changed, tc.wantChanged) {
+				t.Errorf("changed %v, want %v", changed, tc.wantChanged)
+			}
+		})
+	}
+}
