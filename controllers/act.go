@@ -96,7 +96,7 @@ func phaseOf(k actionKind) string {
 		return "finalizer"
 	case actCreate, actStart, actPin, actReplace, actRemove:
 		return "instances"
-	case actApplyCredentials, actWriteSecret, actWriteConnection:
+	case actApplyCredentials, actApplyBackendRules, actWriteSecret, actWriteConnection:
 		return "secrets"
 	case actConfigSet:
 		return "configuration"
@@ -120,7 +120,7 @@ func (r *FormationReconciler) report(f *redisv1alpha1.RedisSentinelFormation, a 
 		switch a.kind {
 		case actCreate, actStart, actPin:
 			res.problems = append(res.problems, problem{ReasonInstanceError, fmt.Sprintf("%s %s: %v", kind, a.member, err)})
-		case actApplyCredentials:
+		case actApplyCredentials, actApplyBackendRules:
 			res.problems = append(res.problems, problem{ReasonCredentialsRefused, fmt.Sprintf("the members refused the ACL users (%s); the previous ones stay: %v", a.reason, err)})
 		}
 		r.event(f, corev1.EventTypeWarning, "ActionFailed", kind, a.member, "%s %s failed (%s); retrying: %v", kind, a.member, a.reason, err)
@@ -167,6 +167,8 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		return o.admin.ConfigSet(ctx, a.target, a.settings)
 	case actApplyCredentials:
 		return r.applyCredentials(ctx, f, o, a.creds, a.backend)
+	case actApplyBackendRules:
+		return r.applyBackendRules(ctx, o, a.creds, a.backend)
 	case actWriteSecret:
 		return r.writeOwnedSecret(ctx, f, a.observed, a.secretName, a.data)
 	case actHoldWrites:

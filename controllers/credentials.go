@@ -222,8 +222,20 @@ func decideBackendRules(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	if !o.state.found() || slices.Equal(f.Status.BackendRules, want.Rules) || notAnswering(o) != "" {
 		return
 	}
-	p.add(action{kind: actApplyCredentials, creds: o.creds, backend: want, reason: "the backend user's rules differ from spec.auth.backendUser.rules",
+	p.add(action{kind: actApplyBackendRules, creds: o.creds, backend: want, reason: "the backend user's rules differ from spec.auth.backendUser.rules",
 		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.BackendRules = slices.Clone(want.Rules) }})
+}
+
+// applyBackendRules gives every redis-server's backend user the rules of
+// backend, with the passwords it accepts now.
+func (r *FormationReconciler) applyBackendRules(ctx context.Context, o *observation, creds acl.Set, backend acl.Backend) error {
+	u := acl.BackendUser(creds, backend)
+	for _, m := range o.members {
+		if err := o.admin.SetUser(ctx, m.Redis, u); err != nil {
+			return fmt.Errorf("setting the backend user's rules on %s: %w", m.name, err)
+		}
+	}
+	return nil
 }
 
 func ceilSecond(t time.Time) time.Time {

@@ -22,21 +22,22 @@ import (
 type actionKind string
 
 const (
-	actAddFinalizer     actionKind = "AddFinalizer"
-	actCreate           actionKind = "CreateInstance"
-	actStart            actionKind = "StartInstance"
-	actPin              actionKind = "PinAddress"
-	actReplace          actionKind = "ReplaceMember"
-	actRemove           actionKind = "RemoveMember"
-	actTopology         actionKind = "Topology"
-	actConfigSet        actionKind = "ApplySettings"
-	actApplyCredentials actionKind = "ApplyCredentials"
-	actWriteSecret      actionKind = "WriteOwnedSecret"
-	actHoldWrites       actionKind = "HoldWrites"
-	actReleaseWrites    actionKind = "ReleaseWrites"
-	actSentinelFailover actionKind = "SentinelFailover"
-	actDemoteOldMaster  actionKind = "DemoteOldMaster"
-	actWriteConnection  actionKind = "WriteConnection"
+	actAddFinalizer      actionKind = "AddFinalizer"
+	actCreate            actionKind = "CreateInstance"
+	actStart             actionKind = "StartInstance"
+	actPin               actionKind = "PinAddress"
+	actReplace           actionKind = "ReplaceMember"
+	actRemove            actionKind = "RemoveMember"
+	actTopology          actionKind = "Topology"
+	actConfigSet         actionKind = "ApplySettings"
+	actApplyCredentials  actionKind = "ApplyCredentials"
+	actApplyBackendRules actionKind = "ApplyBackendRules"
+	actWriteSecret       actionKind = "WriteOwnedSecret"
+	actHoldWrites        actionKind = "HoldWrites"
+	actReleaseWrites     actionKind = "ReleaseWrites"
+	actSentinelFailover  actionKind = "SentinelFailover"
+	actDemoteOldMaster   actionKind = "DemoteOldMaster"
+	actWriteConnection   actionKind = "WriteConnection"
 )
 
 // action is one step decided by a pass. Only the fields of its kind are set.

@@ -421,8 +421,8 @@ func TestDecide(t *testing.T) {
 			f.Spec.Auth.BackendUser.Rules = []string{"-@all", "+get", "~*"}
 		},
 		check: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, p plan) {
-			a := findAction(p, actApplyCredentials)
-			if a == nil || p.actions[len(p.actions)-1].kind != actApplyCredentials {
+			a := findAction(p, actApplyBackendRules)
+			if a == nil || p.actions[len(p.actions)-1].kind != actApplyBackendRules {
 				t.Fatalf("actions %v", kinds(p))
 			}
 			st := &redisv1alpha1.RedisSentinelFormationStatus{}

@@ -141,8 +141,13 @@ func ServerUsers(creds Set, backend Backend) []User {
 		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: slices.Clone(adminRules)},
 		{Name: ReplicationUser, Passwords: creds[Replication].Accepted(), Rules: slices.Clone(replicationRules)},
 		{Name: MonitoringUser, Passwords: creds[Monitoring].Accepted(), Rules: slices.Clone(monitoringRules)},
-		{Name: backend.Name, Passwords: creds[BackendPassword].Accepted(), Rules: slices.Clone(backend.Rules)},
+		BackendUser(creds, backend),
 	}
+}
+
+// BackendUser is the backend user of the redis-servers.
+func BackendUser(creds Set, backend Backend) User {
+	return User{Name: backend.Name, Passwords: creds[BackendPassword].Accepted(), Rules: slices.Clone(backend.Rules)}
 }
 
 // SentinelUsers are the users of every sentinel: the backend user there
