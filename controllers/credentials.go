@@ -51,17 +51,6 @@ type credentialState struct {
 
 func (s credentialState) found() bool { return s.secret != nil }
 
-// rotating are the credentials whose predecessor is still accepted.
-func (s credentialState) rotating() []string {
-	var names []string
-	for _, c := range acl.All {
-		if s.set[c].Previous != "" {
-			names = append(names, string(c))
-		}
-	}
-	return names
-}
-
 // readPasswordState reads the state Secret from the API server itself: the
 // cache may not have the previous pass's write yet.
 func (r *FormationReconciler) readPasswordState(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (credentialState, error) {
@@ -169,19 +158,17 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 		return false
 	}
 	if target, changed := rotationTarget(st.set, o.desired); len(changed) > 0 {
-		if m := notAnswering(o); m != "" {
-			p.progressing = "the password rotation waits until every member answers (" + m + " does not)"
-			p.wakeIn(convergePoll)
+		if waitForEveryMember(p, o, "the password rotation") {
 			return false
 		}
 		p.add(action{kind: actApplyCredentials, creds: target, backend: appliedBackendUser(f), reason: "new passwords for " + joinNames(changed) + ": the users accept the old and the new ones"})
 		p.add(action{kind: actWriteSecret, secretName: stateName, observed: st.secret, data: stateData(target), reason: "the members accept the new passwords",
-			record: rotation(credentialState{set: target}.rotating())})
+			record: rotation(target.Rotating())})
 		p.progressing = "rotating the passwords of " + joinNames(changed)
 		p.requeueNow = true
 		return true
 	}
-	rotating := st.rotating()
+	rotating := st.set.Rotating()
 	switch {
 	case len(rotating) == 0:
 		if f.Status.PasswordRotation != nil {
@@ -197,9 +184,7 @@ func decideCredentials(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 		p.wakeIn(f.Status.PasswordRotation.RetireAt.Sub(now))
 		return false
 	}
-	if m := notAnswering(o); m != "" {
-		p.progressing = "retiring the previous passwords waits until every member answers (" + m + " does not)"
-		p.wakeIn(convergePoll)
+	if waitForEveryMember(p, o, "retiring the previous passwords") {
 		return false
 	}
 	retired := acl.Set{}
@@ -261,6 +246,19 @@ func rotationTarget(state acl.Set, desired map[acl.Credential]string) (acl.Set, 
 	return target, changed
 }
 
+// waitForEveryMember reports whether a member does not answer, and then
+// says in p that step waits for it: a password step taken while one member
+// is unreachable would leave it refusing the passwords the others use.
+func waitForEveryMember(p *plan, o *observation, step string) bool {
+	m := notAnswering(o)
+	if m == "" {
+		return false
+	}
+	p.progressing = step + " waits until every member answers (" + m + " does not)"
+	p.wakeIn(convergePoll)
+	return true
+}
+
 // notAnswering names a member whose redis-server or sentinel does not
 // answer, or "".
 func notAnswering(o *observation) string {
@@ -279,13 +277,14 @@ func notAnswering(o *observation) string {
 // a password its peer does not accept yet is refused, and Sentinel does
 // not retry a refused replica (it stays s_down).
 func (r *FormationReconciler) applyCredentials(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, creds acl.Set, backend acl.Backend) error {
+	serverUsers, sentinelUsers := acl.ServerUsers(creds, backend), acl.SentinelUsers(creds, backend)
 	for _, m := range o.members {
-		for _, u := range acl.ServerUsers(creds, backend) {
+		for _, u := range serverUsers {
 			if err := o.admin.SetUser(ctx, m.Redis, u); err != nil {
 				return fmt.Errorf("setting ACL user %s on %s: %w", u.Name, m.name, err)
 			}
 		}
-		for _, u := range acl.SentinelUsers(creds, backend) {
+		for _, u := range sentinelUsers {
 			if err := o.admin.SentinelSetUser(ctx, m.Sentinel, u); err != nil {
 				return fmt.Errorf("setting ACL user %s on sentinel %s: %w", u.Name, m.name, err)
 			}

@@ -146,7 +146,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		return p
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.topology.Untrusted)) {
-		p.degrade(ReasonUntrustedMaster, "sentinel %s monitors %s, which is no member of this formation: it is never followed, and the sentinel is re-pointed at the master", name, p.topology.Untrusted[name])
+		p.degrade(ReasonUntrustedMaster, "%s", untrustedMessage(name, p.topology.Untrusted[name]))
 	}
 	for _, a := range p.topology.Actions {
 		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(a, now)})
@@ -188,8 +188,8 @@ func topologyInput(f *redisv1alpha1.RedisSentinelFormation, o *observation, now 
 		in.Members = append(in.Members, m.Member)
 	}
 	for _, m := range o.leaving {
-		if addr := memberAddress(f, m); addr != "" {
-			in.DepartingHomes = append(in.DepartingHomes, endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)})
+		if !m.Home.IsZero() {
+			in.DepartingHomes = append(in.DepartingHomes, m.Home)
 		}
 	}
 	return in

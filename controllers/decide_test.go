@@ -495,7 +495,7 @@ func addLeaving(f *redisv1alpha1.RedisSentinelFormation, o *observation, masterI
 			Config:  map[string]string{keyFormationUID: string(f.UID), keyMember: fmt.Sprint(i), keyTemplate: templateDigest(f, i)},
 			Devices: map[string]map[string]string{"eth0": {"type": "nic", "network": "rsfbr0", "ipv4.address": host}},
 		}}
-		m.Name, m.Running, m.Redis = name, true, redisEndpoint(host)
+		m.Name, m.Running, m.Redis, m.Home = name, true, redisEndpoint(host), redisEndpoint(host)
 		m.Repl = redisadmin.Replication{Role: "slave", Master: master, LinkUp: true, Offset: 1000}
 		if i == masterIndex {
 			m.Repl = redisadmin.Replication{Role: "master", Offset: 1000, ConnectedReplicas: 4}

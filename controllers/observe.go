@@ -193,6 +193,7 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 		if index, err := strconv.Atoi(owned[i].Config[keyMember]); err == nil && index > int(f.Spec.Members) {
 			m := &memberObs{index: index, name: owned[i].Name, instance: &owned[i]}
 			m.Name = m.name
+			m.Home = home(f, m)
 			o.leaving = append(o.leaving, m)
 		}
 	}
@@ -217,12 +218,20 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 				return errBlocked
 			}
 		}
-		if addr := memberAddress(f, m); addr != "" {
-			m.Home = endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)}
-		}
+		m.Home = home(f, m)
 		o.members = append(o.members, m)
 	}
 	return nil
+}
+
+// home is the member's redis-server endpoint at its address, also while
+// its container is stopped (zero before it ever had an address).
+func home(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) endpoint.Endpoint {
+	addr := memberAddress(f, m)
+	if addr == "" {
+		return endpoint.Endpoint{}
+	}
+	return endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)}
 }
 
 // prerequisite is an Incus object a create needs.

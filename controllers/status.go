@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
@@ -253,14 +254,19 @@ func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Pl
 	return []note{countFailover(st, prev.Member, tp.MasterMember, now, 0, tp.ConfigEpoch)}
 }
 
-// untrustedNotes warn, once per pass that sees them, of sentinels that
-// monitor an address that is no member's: the condition naming them is
-// gone as soon as they are re-pointed, the Event stays.
+// untrustedMessage says that a sentinel monitors addr, which is no
+// member's: the Degraded condition's and the Event's text.
+func untrustedMessage(sentinel string, addr endpoint.Endpoint) string {
+	return fmt.Sprintf("sentinel %s monitors %s, which is no member of this formation: it is never followed, and the sentinel is re-pointed at the master", sentinel, addr)
+}
+
+// untrustedNotes warn of such sentinels once per pass that sees them: the
+// condition naming them is gone as soon as they are re-pointed, the Event
+// stays.
 func untrustedNotes(tp topology.Plan) []note {
 	var notes []note
 	for _, name := range slices.Sorted(maps.Keys(tp.Untrusted)) {
-		notes = append(notes, note{eventType: corev1.EventTypeWarning, reason: ReasonUntrustedMaster, action: "Distrust", member: name,
-			message: fmt.Sprintf("sentinel %s monitors %s, which is no member of this formation: it is never followed, and the sentinel is re-pointed at the master", name, tp.Untrusted[name])})
+		notes = append(notes, note{eventType: corev1.EventTypeWarning, reason: ReasonUntrustedMaster, action: "Distrust", member: name, message: untrustedMessage(name, tp.Untrusted[name])})
 	}
 	return notes
 }

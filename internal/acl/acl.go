@@ -70,6 +70,17 @@ func (p Passwords) Accepted() []string {
 // Set is every credential of a formation.
 type Set map[Credential]Passwords
 
+// Rotating are the credentials whose previous password is still accepted.
+func (s Set) Rotating() []string {
+	var names []string
+	for _, c := range All {
+		if s[c].Previous != "" {
+			names = append(names, string(c))
+		}
+	}
+	return names
+}
+
 // User is one ACL user: the passwords it accepts and its rules (key,
 // channel and command rules; never on/off or password rules, which User
 // adds itself).
