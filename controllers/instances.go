@@ -2,13 +2,8 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
@@ -18,7 +13,6 @@ import (
 // Reasons of the Degraded condition for Incus problems.
 const (
 	ReasonIncusUnreachable   = "IncusUnreachable"
-	ReasonIncusRemoteSecret  = "IncusRemoteSecretInvalid"
 	ReasonImageMissing       = "ImageMissing"
 	ReasonProfileMissing     = "ProfileMissing"
 	ReasonNetworkMissing     = "NetworkMissing"
@@ -27,43 +21,14 @@ const (
 	ReasonInstanceError      = "InstanceError"
 )
 
-// Keys of the Secret named by spec.incus.remote.secretName.
-const (
-	remoteKeyURL        = "url"
-	remoteKeyClientCert = "client.crt"
-	remoteKeyClientKey  = "client.key"
-	remoteKeyServerCert = "server.crt"
-)
-
 // memberName is the member's and its instance's name.
 func memberName(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 	return f.Name + "-" + strconv.Itoa(index)
 }
 
-// connectIncus returns the formation's Incus server: the local socket, or the
-// remote its Secret describes.
+// connectIncus returns the formation's Incus server.
 func (r *FormationReconciler) connectIncus(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (incus.Server, incus.Options, error) {
 	opts := incus.Options{Project: f.Spec.Incus.Project}
-	if remote := f.Spec.Incus.Remote; remote != nil {
-		var secret corev1.Secret
-		if err := r.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: remote.SecretName}, &secret); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, opts, &secretError{ReasonIncusRemoteSecret, fmt.Sprintf("Secret %s/%s named by spec.incus.remote.secretName does not exist", f.Namespace, remote.SecretName)}
-			}
-			return nil, opts, err
-		}
-		for _, key := range []string{remoteKeyURL, remoteKeyClientCert, remoteKeyClientKey, remoteKeyServerCert} {
-			if len(secret.Data[key]) == 0 {
-				return nil, opts, &secretError{ReasonIncusRemoteSecret, fmt.Sprintf("Secret %s/%s (spec.incus.remote.secretName) has no key %q", f.Namespace, remote.SecretName, key)}
-			}
-		}
-		opts.Remote = &incus.Remote{
-			URL:        string(secret.Data[remoteKeyURL]),
-			ClientCert: secret.Data[remoteKeyClientCert],
-			ClientKey:  secret.Data[remoteKeyClientKey],
-			ServerCert: secret.Data[remoteKeyServerCert],
-		}
-	}
 	srv, err := r.Incus.Server(ctx, opts)
 	return srv, opts, err
 }

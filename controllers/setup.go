@@ -181,11 +181,7 @@ func retryLimiter(maxDelay time.Duration) workqueue.TypedRateLimiter[reconcile.R
 
 func referencedSecrets(obj client.Object) []string {
 	f := obj.(*redisv1alpha1.RedisSentinelFormation)
-	names := []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
-	if f.Spec.Incus.Remote != nil {
-		names = append(names, f.Spec.Incus.Remote.SecretName)
-	}
-	return names
+	return []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
 }
 
 // formationsReading maps a Secret to the formations that read it, so a fixed

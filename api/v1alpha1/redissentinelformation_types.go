@@ -289,8 +289,21 @@ type SecretKeyReference struct {
 	Key string `json:"key,omitempty"`
 }
 
-// IncusSpec says where the member containers live.
+// IncusSpec says where the member containers live: on which IncusHost,
+// and with what from its allowlist. Host, project and network cannot change
+// on a running formation (the containers and their pinned addresses would
+// be left behind); image, profiles, storage pool, targets and limits are
+// rolled out one member at a time.
+// +kubebuilder:validation:XValidation:rule="has(self.hostRef) == has(oldSelf.hostRef) && (!has(self.hostRef) || self.hostRef == oldSelf.hostRef)",message="spec.incus.hostRef cannot be changed on a formation: its containers and data live on the host; create a new formation instead",fieldPath=".hostRef"
 type IncusSpec struct {
+	// HostRef names the IncusHost the members live on. Unset: the host
+	// marked default when the formation is first reconciled (recorded in
+	// status.incusHost).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	HostRef string `json:"hostRef,omitempty"`
+
 	// Image is the alias of the Incus image the containers are created
 	// from (built by the lab-host playbook).
 	// +kubebuilder:default="rsf-redis7-bookworm-v1"
@@ -312,6 +325,7 @@ type IncusSpec struct {
 	// member's address is pinned on it so it survives restarts and rebuilds.
 	// +kubebuilder:default=rsfbr0
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.incus.network cannot be changed on a formation: members' addresses are pinned on it; create a new formation instead"
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
 	// +optional
 	Network string `json:"network,omitempty"`
@@ -326,14 +340,11 @@ type IncusSpec struct {
 	// Project is the Incus project the containers are created in.
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.incus.project cannot be changed on a formation: its containers and data would be left behind in the old project; create a new formation instead"
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
 	// +optional
 	Project string `json:"project,omitempty"`
 
-	// Remote names a Secret describing a remote Incus server reached over
-	// HTTPS. Without it the local unix socket is used.
-	// +optional
-	Remote *IncusRemote `json:"remote,omitempty"`
 
 	// Targets places member i (1-based) on cluster member Targets[i-1] of an
 	// Incus cluster. Empty lets Incus choose.
@@ -346,16 +357,6 @@ type IncusSpec struct {
 	// Limits caps each container's resources.
 	// +optional
 	Limits ContainerLimits `json:"limits,omitempty"`
-}
-
-// IncusRemote points at a Secret with the keys "url" (https://host:8443),
-// "client.crt" and "client.key" (the operator's TLS client certificate,
-// trusted by the server) and "server.crt" (the server certificate, pinned).
-type IncusRemote struct {
-	// SecretName is the Secret in the formation's namespace.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	SecretName string `json:"secretName"`
 }
 
 // ContainerLimits are Incus resource limits for each member container.
@@ -450,6 +451,12 @@ type RedisSentinelFormationStatus struct {
 	// ReadyMembers counts healthy members (a master or a linked replica).
 	// +optional
 	ReadyMembers int32 `json:"readyMembers"`
+
+	// IncusHost is the IncusHost the members live on: spec.incus.hostRef,
+	// or the default host when the formation was first reconciled, so
+	// that marking another host default moves nothing.
+	// +optional
+	IncusHost string `json:"incusHost,omitempty"`
 
 	// Members lists every member, ordered by name.
 	// +listType=map

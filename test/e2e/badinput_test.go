@@ -15,7 +15,6 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
-	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // TestBadInput: every bad input gets a clear condition and nothing is
@@ -68,14 +67,6 @@ func TestBadInput(t *testing.T) {
 			name:      "network missing",
 			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Network = "nosuchbr0" }},
 			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonNetworkMissing,
-		},
-		{
-			name: "Incus unreachable",
-			opts: formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
-				f.Spec.Incus.Remote = &redisv1alpha1.IncusRemote{SecretName: "remote-incus"}
-			}},
-			before:    func(t *testing.T, ns string) { createRemoteSecret(t, ns) },
-			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonIncusUnreachable,
 		},
 		{
 			name: "an instance with a member's name that the formation does not own",
@@ -132,22 +123,6 @@ func conditionMessage(f *redisv1alpha1.RedisSentinelFormation, typ string) strin
 		}
 	}
 	return ""
-}
-
-// createRemoteSecret describes an Incus remote on a closed loopback port,
-// with a well-formed client certificate, so only the connection fails.
-func createRemoteSecret(t *testing.T, ns string) {
-	t.Helper()
-	certPEM, keyPEM := testenv.SelfSignedCert(t, "e2e")
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "remote-incus", Namespace: ns},
-		Data: map[string][]byte{
-			"url": []byte("https://127.0.0.1:1"), "client.crt": certPEM, "client.key": keyPEM, "server.crt": certPEM,
-		},
-	}
-	if err := k8s.Create(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestBackendRulesValidation: backend ACL rules that would let a backend
