@@ -55,10 +55,39 @@ func TestConnectLabRemote(t *testing.T) {
 				t.Fatalf("connect: %v", err)
 			}
 
-			// A request after the connect goes through the pinned transport too.
-			if _, err := s.ProfileExists(ctx, "default"); err != nil {
-				t.Fatalf("request over the pinned connection: %v", err)
-			}
+			remoteInstanceRoundTrip(t, s)
 		})
+	}
+}
+
+// remoteInstanceRoundTrip creates a container over s, writes a file into it
+// and execs in it (the websockets of exec and the file API go through the
+// pinned transport too), and deletes it.
+func remoteInstanceRoundTrip(t *testing.T, s incus.Server) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	name := fmt.Sprintf("rsf-itest-remote-%04x", rand.IntN(0xffff))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+
+		if err := s.DeleteInstance(ctx, name); err != nil {
+			t.Errorf("deleting %s: %v", name, err)
+		}
+	})
+
+	err := s.CreateInstance(ctx, incus.InstanceSpec{Name: name, Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"}, Config: map[string]string{"user.rsf.itest": name}})
+	if err != nil {
+		t.Fatalf("create over HTTPS: %v", err)
+	}
+
+	if err := s.WriteFile(ctx, name, "/tmp/pinned", []byte(name), 0o600, 0, 0); err != nil {
+		t.Fatalf("write file over HTTPS: %v", err)
+	}
+
+	r, err := s.Exec(ctx, name, []string{"cat", "/tmp/pinned"})
+	if err != nil || r.ExitCode != 0 || r.Stdout != name {
+		t.Fatalf("exec over HTTPS: %+v, %v", r, err)
 	}
 }
