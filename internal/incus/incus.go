@@ -133,6 +133,17 @@ type Server interface {
 	ProfileExists(ctx context.Context, name string) (bool, error)
 	NetworkExists(ctx context.Context, name string) (bool, error)
 	StoragePoolExists(ctx context.Context, name string) (bool, error)
+	// Info describes the server: its version and, when it is a cluster
+	// member, the cluster's members.
+	Info(ctx context.Context) (ServerInfo, error)
+}
+
+// ServerInfo is what an IncusHost's status shows of the server.
+type ServerInfo struct {
+	Version   string
+	Clustered bool
+	// Members are the cluster members as "name (status)", sorted by name.
+	Members []string
 }
 
 // Remote is an HTTPS Incus endpoint. All certificates and the key are PEM.
