@@ -25,11 +25,11 @@ const (
 // server that went away or came back shows in its status within it.
 const hostPoll = time.Minute
 
-// IncusHostReconciler keeps each IncusHost's status: whether the operator
-// can reach it with the configured credentials, its version and cluster.
-//
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=incushosts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=incushosts/status,verbs=get;patch
+
+// IncusHostReconciler keeps each IncusHost's status: whether the operator
+// can reach it with the configured credentials, its version and cluster.
 type IncusHostReconciler struct {
 	client.Client
 	// APIReader reads the client certificate Secrets directly: the
