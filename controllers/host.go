@@ -27,6 +27,12 @@ const (
 	ReasonNotAllowedByHost       = "NotAllowedByHost"
 	ReasonIncusHostSecretInvalid = "IncusHostSecretInvalid"
 	ReasonIncusClientNotTrusted  = "IncusClientNotTrusted"
+	// ReasonIncusServerCertMismatch: the remote presented a certificate
+	// other than the one pinned in spec.remote.serverCertificate.
+	ReasonIncusServerCertMismatch = "IncusServerCertificateMismatch"
+	// ReasonIncusHostRemoteInvalid: the remote's URL, pinned certificate or
+	// client certificate and key cannot be used as they are.
+	ReasonIncusHostRemoteInvalid = "IncusHostRemoteInvalid"
 )
 
 // Keys of an IncusHost's client certificate Secret (the kubernetes.io/tls
@@ -240,8 +246,13 @@ func hostOptions(ctx context.Context, c client.Reader, operatorNamespace string,
 // connectionReason names why a connection to Incus failed, for conditions:
 // a certificate problem needs an administrator, anything else is retried.
 func connectionReason(err error) string {
-	if errors.Is(err, incus.ErrNotTrusted) {
+	switch {
+	case errors.Is(err, incus.ErrNotTrusted):
 		return ReasonIncusClientNotTrusted
+	case errors.Is(err, incus.ErrServerCertMismatch):
+		return ReasonIncusServerCertMismatch
+	case errors.Is(err, incus.ErrInvalidRemote):
+		return ReasonIncusHostRemoteInvalid
 	}
 	return ReasonIncusUnreachable
 }

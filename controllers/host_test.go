@@ -253,13 +253,20 @@ func TestIncusHostStatus(t *testing.T) {
 		t.Fatalf("status %+v", h.Status)
 	}
 
-	fake.SetFail(incusfake.Info, incus.ErrNotTrusted)
-	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
-		t.Fatal(err)
-	}
-	cond := meta.FindStatusCondition(host().Status.Conditions, redisv1alpha1.HostConditionReachable)
-	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != ReasonIncusClientNotTrusted {
-		t.Fatalf("untrusted: %+v", cond)
+	var cond *metav1.Condition
+	for err, reason := range map[error]string{
+		incus.ErrServerCertMismatch: ReasonIncusServerCertMismatch,
+		incus.ErrInvalidRemote:      ReasonIncusHostRemoteInvalid,
+		incus.ErrNotTrusted:         ReasonIncusClientNotTrusted,
+	} {
+		fake.SetFail(incusfake.Info, err)
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+		cond = meta.FindStatusCondition(host().Status.Conditions, redisv1alpha1.HostConditionReachable)
+		if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != reason {
+			t.Fatalf("%v: want Reachable=False %s, got %+v", err, reason, cond)
+		}
 	}
 	if fake.Calls()["Forget"] == 0 {
 		t.Error("a failed read did not drop the cached connection")
