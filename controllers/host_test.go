@@ -286,3 +286,35 @@ func TestIncusHostStatus(t *testing.T) {
 		t.Fatalf("missing client certificate Secret: %+v", cond)
 	}
 }
+
+// TestHostCertificateProblemsBlock: a certificate an administrator must fix
+// blocks the formation (polled, and retriggered by a change of its host)
+// instead of retrying the handshake in a tight loop; an unreachable server
+// is retried with backoff.
+func TestHostCertificateProblemsBlock(t *testing.T) {
+	cases := []struct {
+		err     error
+		reason  string
+		blocked bool
+	}{
+		{incus.ErrServerCertMismatch, ReasonIncusServerCertMismatch, true},
+		{incus.ErrNotTrusted, ReasonIncusClientNotTrusted, true},
+		{incus.ErrInvalidRemote, ReasonIncusHostRemoteInvalid, true},
+		{errors.New("dial tcp 127.0.0.1:8443: connection refused"), ReasonIncusUnreachable, false},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			e := standardEnv(t)
+			e.incus.SetFail(incusfake.Connect, c.err)
+			res, err := e.reconcile(e.newReconciler(), testKey)
+			f := e.formation(testKey)
+			cond := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionDegraded)
+			if cond == nil || cond.Reason != c.reason {
+				t.Fatalf("Degraded %+v, want reason %s", cond, c.reason)
+			}
+			if blocked := err == nil && res.RequeueAfter == blockedPoll; blocked != c.blocked {
+				t.Fatalf("result %+v, %v; want blocked=%v", res, err, c.blocked)
+			}
+		})
+	}
+}

@@ -159,8 +159,14 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 		o.stop, o.stopPhase = errBlocked, "instances"
 		return false
 	case err != nil:
-		o.degrade(connectionReason(err), "cannot connect to Incus: %v", err)
+		reason := connectionReason(err)
+		o.degrade(reason, "cannot connect to Incus: %v", err)
 		o.stop, o.stopPhase = err, "instances"
+		if reason != ReasonIncusUnreachable {
+			// A certificate or remote an administrator must fix: retrying
+			// in a tight loop would only repeat the handshake.
+			o.stop = errBlocked
+		}
 		return false
 	}
 	o.incus, o.host = srv, host.Name
