@@ -319,6 +319,7 @@ func newEnv(t testing.TB, objs ...client.Object) *env {
 		WithScheme(e.scheme).
 		WithStatusSubresource(&redisv1alpha1.RedisSentinelFormation{}, &redisv1alpha1.IncusHost{}).
 		WithObjects(append(labHostObjects(), objs...)...).
+		WithIndex(&redisv1alpha1.RedisSentinelFormation{}, hostIndex, formationHostName).
 		WithInterceptorFuncs(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 			if e.dieBeforeStatusWrite.CompareAndSwap(true, false) {
 				return errors.New("the operator died before writing the status")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -316,5 +317,48 @@ func TestHostCertificateProblemsBlock(t *testing.T) {
 				t.Fatalf("result %+v, %v; want blocked=%v", res, err, c.blocked)
 			}
 		})
+	}
+}
+
+// TestHostInUseIsKept: a deleted host stays while a formation lives on it,
+// says which, and goes once that formation is gone.
+func TestHostInUseIsKept(t *testing.T) {
+	e := standardEnv(t)
+	e.converge(e.newReconciler(), testKey, 40)
+	hosts := &IncusHostReconciler{Client: e.client, APIReader: e.client, Incus: e.incus, Options: e.opts}
+	ctx := ctrl.LoggerInto(context.Background(), ctrl.Log)
+	key := client.ObjectKey{Name: "local"}
+	if _, err := hosts.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	host := &redisv1alpha1.IncusHost{}
+	if err := e.client.Get(ctx, key, host); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Delete(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	res, err := hosts.Reconcile(ctx, ctrl.Request{NamespacedName: key})
+	if err != nil || res.RequeueAfter != hostInUsePoll {
+		t.Fatalf("deleting a host in use: %+v, %v", res, err)
+	}
+	if err := e.client.Get(ctx, key, host); err != nil {
+		t.Fatalf("the host in use is gone: %v", err)
+	}
+	inUse := meta.FindStatusCondition(host.Status.Conditions, redisv1alpha1.HostConditionInUse)
+	if inUse == nil || inUse.Status != metav1.ConditionTrue || !strings.Contains(inUse.Message, testNamespace+"/"+testName) {
+		t.Fatalf("InUse %+v", inUse)
+	}
+
+	f := e.formation(testKey)
+	if err := e.client.Delete(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	e.advanceFor(e.reconcile(e.newReconciler(), testKey))
+	if _, err := hosts.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Get(ctx, key, host); !apierrors.IsNotFound(err) {
+		t.Fatalf("the host outlived its last formation: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
@@ -19,14 +21,16 @@ import (
 // Reasons of an IncusHost's Reachable condition.
 const (
 	ReasonHostConnected = "Connected"
+	ReasonHostInUse     = "FormationsOnHost"
 )
 
 // hostPoll is how often a host is checked again when nothing changed: a
 // server that went away or came back shows in its status within it.
 const hostPoll = time.Minute
 
-// Hosts are read by both reconcilers and their status written by this one.
-// +kubebuilder:rbac:groups=redis.incusops.io,resources=incushosts,verbs=get;list;watch
+// Hosts are read by both reconcilers and their status written by this one;
+// patch adds and removes the in-use finalizer.
+// +kubebuilder:rbac:groups=redis.incusops.io,resources=incushosts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=incushosts/status,verbs=get;patch
 
 // IncusHostReconciler keeps each IncusHost's status: whether the operator
@@ -46,6 +50,16 @@ func (r *IncusHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	host := &redisv1alpha1.IncusHost{}
 	if err := r.Get(ctx, req.NamespacedName, host); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !host.DeletionTimestamp.IsZero() {
+		return r.release(ctx, host)
+	}
+	if !controllerutil.ContainsFinalizer(host, hostFinalizer) {
+		patch := client.MergeFrom(host.DeepCopy())
+		controllerutil.AddFinalizer(host, hostFinalizer)
+		if err := r.Patch(ctx, host, patch); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	base := host.DeepCopy()
 	info, reason, err := r.check(ctx, host)
@@ -89,4 +103,43 @@ func (r *IncusHostReconciler) check(ctx context.Context, host *redisv1alpha1.Inc
 		return incus.ServerInfo{}, connectionReason(err), err
 	}
 	return info, "", nil
+}
+
+// hostFinalizer keeps a host that formations live on: deleting it would
+// leave their containers unmanaged and their own deletion stuck.
+const hostFinalizer = "redis.incusops.io/formations"
+
+// hostInUsePoll is how often a deleted host that formations still use is
+// looked at again.
+const hostInUsePoll = 5 * time.Second
+
+// release lets a deleted host go once no formation lives on it; until then
+// it says which formations hold it.
+func (r *IncusHostReconciler) release(ctx context.Context, host *redisv1alpha1.IncusHost) (ctrl.Result, error) {
+	var formations redisv1alpha1.RedisSentinelFormationList
+	if err := r.List(ctx, &formations, client.MatchingFields{hostIndex: host.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if n := len(formations.Items); n > 0 {
+		names := make([]string, 0, n)
+		for _, f := range formations.Items {
+			names = append(names, f.Namespace+"/"+f.Name)
+		}
+		ctrl.LoggerFrom(ctx).Info("IncusHost deleted but formations still live on it; it is kept until they are deleted", "formations", names)
+		base := host.DeepCopy()
+		meta.SetStatusCondition(&host.Status.Conditions, metav1.Condition{Type: redisv1alpha1.HostConditionInUse, Status: metav1.ConditionTrue, Reason: ReasonHostInUse,
+			Message: fmt.Sprintf("deletion waits for %d formation(s) on this host: %s", n, strings.Join(names, ", ")), ObservedGeneration: host.Generation})
+		if !equality.Semantic.DeepEqual(base.Status, host.Status) {
+			if err := r.Status().Patch(ctx, host, client.MergeFrom(base)); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+		}
+		return ctrl.Result{RequeueAfter: hostInUsePoll}, nil
+	}
+	if !controllerutil.ContainsFinalizer(host, hostFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	patch := client.MergeFrom(host.DeepCopy())
+	controllerutil.RemoveFinalizer(host, hostFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, host, patch))
 }

@@ -135,6 +135,9 @@ const (
 	// HostConditionReachable is true when the operator connected to the
 	// host and read its server information.
 	HostConditionReachable = "Reachable"
+	// HostConditionInUse is true while a deleted host is kept because
+	// formations still live on it.
+	HostConditionInUse = "InUse"
 )
 
 // IncusHostStatus is what the operator found at the host.
@@ -143,7 +146,7 @@ type IncusHostStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Reachable.
+	// Conditions: Reachable, and InUse while a deletion waits.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

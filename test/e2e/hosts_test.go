@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,7 +29,17 @@ func newHost(t *testing.T, name string, mutate func(*redisv1alpha1.IncusHost)) *
 	if err := k8s.Create(context.Background(), h); err != nil {
 		t.Fatalf("creating IncusHost %s: %v", name, err)
 	}
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), h) })
+	t.Cleanup(func() {
+		// Runs after the formations on it were deleted: the in-use
+		// finalizer must let it go then.
+		if err := k8s.Delete(context.Background(), h); client.IgnoreNotFound(err) != nil {
+			t.Error(err)
+		}
+		eventually(t, 30*time.Second, "IncusHost "+name+" deleted", func() (bool, string) {
+			err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, &redisv1alpha1.IncusHost{})
+			return apierrors.IsNotFound(err), fmt.Sprintf("%v", err)
+		})
+	})
 	return h
 }
 
@@ -87,6 +98,9 @@ func TestIncusHostPlacement(t *testing.T) {
 		field     string
 		fix       func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation)
 		wantReady bool
+		// deleteHost deletes the host under the Ready formation: it must
+		// be kept while formations live on it.
+		deleteHost bool
 	}{
 		{name: "namespace not selected", change: func(*redisv1alpha1.IncusSpec) {}, reason: controllers.ReasonNamespaceNotAdmitted, field: "does not admit namespace",
 			fix: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
@@ -104,7 +118,7 @@ func TestIncusHostPlacement(t *testing.T) {
 			reason: controllers.ReasonNotAllowedByHost, field: "spec.incus.profiles",
 			fix: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
 				update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Incus.Profiles = []string{"rsf-redis"} })
-			}, wantReady: true},
+			}, wantReady: true, deleteHost: true},
 		{name: "network", admitted: true, change: func(s *redisv1alpha1.IncusSpec) { s.Network = "incusbr0" }, reason: controllers.ReasonNotAllowedByHost, field: "spec.incus.network"},
 		{name: "storage pool", admitted: true, change: func(s *redisv1alpha1.IncusSpec) { s.StoragePool = "default" }, reason: controllers.ReasonNotAllowedByHost, field: "spec.incus.storagePool"},
 		{name: "project", admitted: true, change: func(s *redisv1alpha1.IncusSpec) { s.Project = "other-team" }, reason: controllers.ReasonNotAllowedByHost, field: "spec.incus.project"},
@@ -149,6 +163,23 @@ func TestIncusHostPlacement(t *testing.T) {
 				if inst.Config["limits.memory"] != "512MiB" {
 					t.Errorf("%s limits.memory %q, want the host's default 512MiB", inst.Name, inst.Config["limits.memory"])
 				}
+			}
+			if !tc.deleteHost {
+				return
+			}
+			if err := k8s.Delete(ctx, &redisv1alpha1.IncusHost{ObjectMeta: metav1.ObjectMeta{Name: host}}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "the deleted host kept, InUse naming the formation", func() (bool, string) {
+				h := &redisv1alpha1.IncusHost{}
+				if err := k8s.Get(ctx, client.ObjectKey{Name: host}, h); err != nil {
+					return false, err.Error()
+				}
+				c := meta.FindStatusCondition(h.Status.Conditions, redisv1alpha1.HostConditionInUse)
+				return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, f.Namespace+"/"+f.Name), fmt.Sprintf("%+v", c)
+			})
+			if cur := get(t, f); cur.Status.Phase != redisv1alpha1.PhaseReady {
+				t.Errorf("the formation left Ready when its host was deleted: %s", cur.Status.Phase)
 			}
 		})
 	}
