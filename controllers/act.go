@@ -14,6 +14,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -212,6 +213,13 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 		return r.monitor(ctx, f, o, m, a.Target)
 	case topology.Monitor:
 		return r.monitor(ctx, f, o, m, a.Target)
+	case topology.Unmonitor:
+		for _, other := range m.OtherNames {
+			if err := o.admin.SentinelRemove(ctx, m.Sentinel, other); err != nil && !errors.Is(err, redisadmin.ErrNoSuchMaster) {
+				return err
+			}
+		}
+		return nil
 	case topology.SentinelSet:
 		return o.admin.SentinelSet(ctx, m.Sentinel, name, a.Settings)
 	case topology.Reset:

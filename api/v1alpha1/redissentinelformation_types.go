@@ -588,6 +588,13 @@ type MemberStatus struct {
 	// Address is the member's IPv4 address on the bridge.
 	// +optional
 	Address string `json:"address,omitempty"`
+	// RedisPort and SentinelPort are the ports the member's servers were
+	// configured with: the spec's when its container was built, older ones
+	// while a change of spec.redis.port or sentinelPort rolls.
+	// +optional
+	RedisPort int32 `json:"redisPort,omitempty"`
+	// +optional
+	SentinelPort int32 `json:"sentinelPort,omitempty"`
 	// InstanceState is Incus's status of the container (Running, Stopped...).
 	// +optional
 	InstanceState string `json:"instanceState,omitempty"`

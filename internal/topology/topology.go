@@ -76,7 +76,7 @@ type Member struct {
 	SentinelErr error
 	// OtherNames are the names the sentinel monitors instead of the
 	// desired master name (spec.masterName changed); View is then its view
-	// under the first of them.
+	// under the one with the newest config epoch.
 	OtherNames []string
 
 	// Probe is set when the redis-server or the sentinel did not answer.
