@@ -276,3 +276,24 @@ func TestMemberPorts(t *testing.T) {
 		t.Errorf("a new container records %v", spec.Config)
 	}
 }
+
+// TestMasterNameChangeDuringRotation: a password rotation asked for in the
+// same change waits for the rename (it sets the monitoring password under
+// the new name), and both are applied.
+func TestMasterNameChangeDuringRotation(t *testing.T) {
+	e := standardEnv(t)
+	e.converge(e.newReconciler(), testKey, 40)
+	e.updateFormation(testKey, func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.MasterName = "orders" })
+	e.setPassword(redisSecretName, "data-plane-pw-2")
+	e.converge(e.newReconciler(), testKey, 60)
+	f := e.formation(testKey)
+	master, _ := e.masterOfWorld(f)
+	for member, names := range e.monitoredNames(f, 26379) {
+		if len(names) != 1 || names["orders"] != master {
+			t.Fatalf("sentinel %s monitors %v; want only orders at %s", member, names, master)
+		}
+	}
+	if got := string(e.secret(connectionSecretName(f)).Data[config.EnvMasterName]); got != "orders" || e.current(acl.BackendPassword) != "data-plane-pw-2" {
+		t.Fatalf("connection Secret names %q; backend password %q", got, e.current(acl.BackendPassword))
+	}
+}
