@@ -300,7 +300,7 @@ func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.
 func needsPlannedFailover(f *redisv1alpha1.RedisSentinelFormation, o *observation, p *plan) string {
 	master := p.topology.MasterMember
 	for _, m := range o.leaving {
-		if !m.Home.IsZero() && p.topology.Master == m.Home {
+		if m.Running && p.topology.Master == m.Redis {
 			return "planned failover away from " + m.name + ", which the scale-down removes"
 		}
 	}
