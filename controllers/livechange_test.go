@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -295,5 +297,56 @@ func TestMasterNameChangeDuringRotation(t *testing.T) {
 	}
 	if got := string(e.secret(connectionSecretName(f)).Data[config.EnvMasterName]); got != "orders" || e.current(acl.BackendPassword) != "data-plane-pw-2" {
 		t.Fatalf("connection Secret names %q; backend password %q", got, e.current(acl.BackendPassword))
+	}
+}
+
+// failingSetAdmin refuses the first SENTINEL SET under name: a monitor
+// whose settings were not applied (a network error after SENTINEL MONITOR).
+type failingSetAdmin struct {
+	redisadmin.Admin
+	name   string
+	failed *bool
+}
+
+func (a failingSetAdmin) SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error {
+	if name == a.name && !*a.failed {
+		*a.failed = true
+		return errors.New("i/o timeout")
+	}
+	return a.Admin.SentinelSet(ctx, sentinel, name, settings)
+}
+
+type failingSetDialer struct {
+	*forgettingWorld
+	name   string
+	failed bool
+}
+
+func (d *failingSetDialer) Admin(owner string, creds redisadmin.Credentials) redisadmin.Admin {
+	return failingSetAdmin{Admin: d.forgettingWorld.Admin(owner, creds), name: d.name, failed: &d.failed}
+}
+
+// TestMasterNameChangeMonitorSettingsFail: a sentinel whose SENTINEL SET
+// fails right after it monitored the new name is not left monitoring it
+// without the monitoring user (it would never reach the master): the next
+// pass monitors it afresh, with its settings.
+func TestMasterNameChangeMonitorSettingsFail(t *testing.T) {
+	e := standardEnv(t)
+	e.converge(e.newReconciler(), testKey, 40)
+	d := &failingSetDialer{forgettingWorld: e.dialer, name: "orders"}
+	r := e.newReconciler()
+	r.Redis = d
+	e.updateFormation(testKey, func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.MasterName = "orders" })
+	if _, err := e.reconcile(r, testKey); err == nil || !d.failed {
+		t.Fatalf("the rename pass: %v (SET failed: %v)", err, d.failed)
+	}
+	e.converge(r, testKey, 40)
+	f := e.formation(testKey)
+	master, _ := e.masterOfWorld(f)
+	for member, names := range e.monitoredNames(f, 26379) {
+		st, err := e.admin().SentinelMaster(context.Background(), sentinelEndpoint(e.instances(f)[member].IPv4), "orders")
+		if len(names) != 1 || names["orders"] != master || err != nil || st.HasFlag("s_down") {
+			t.Fatalf("sentinel %s monitors %v; orders: %+v %v", member, names, st, err)
+		}
 	}
 }
