@@ -22,9 +22,9 @@ import (
 //     failover either way;
 //   - what a restart would save is measured in seconds: on the lab host a
 //     container's delete, create and boot take about 6 s, a redis-server
-//     restart well under 1 s; the whole roll of 3 members took 46-56 s under
+//     restart well under 1 s; the whole roll of 3 members took 28-56 s under
 //     a WAIT-1 writer, with one master switch and a longest write gap of
-//     1.2-1.5 s (test/e2e/livechange_test.go, two runs), for a change made
+//     1.2-1.5 s (test/e2e/livechange_test.go, three runs), for a change made
 //     once in a formation's life.
 //
 // Either way the other sentinels keep the member's old replica and
