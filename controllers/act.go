@@ -14,6 +14,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -212,6 +213,13 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 		return r.monitor(ctx, f, o, m, a.Target)
 	case topology.Monitor:
 		return r.monitor(ctx, f, o, m, a.Target)
+	case topology.Unmonitor:
+		for _, other := range m.OtherNames {
+			if err := o.admin.SentinelRemove(ctx, m.Sentinel, other); err != nil && !errors.Is(err, redisadmin.ErrNoSuchMaster) {
+				return err
+			}
+		}
+		return nil
 	case topology.SentinelSet:
 		return o.admin.SentinelSet(ctx, m.Sentinel, name, a.Settings)
 	case topology.Reset:
@@ -231,7 +239,16 @@ func (r *FormationReconciler) monitor(ctx context.Context, f *redisv1alpha1.Redi
 	settings["down-after-milliseconds"] = strconv.Itoa(d.DownAfterMs)
 	settings["failover-timeout"] = strconv.Itoa(d.FailoverTimeoutMs)
 	settings["parallel-syncs"] = strconv.Itoa(d.ParallelSyncs)
-	return o.admin.SentinelSet(ctx, m.Sentinel, d.MasterName, settings)
+	if err := o.admin.SentinelSet(ctx, m.Sentinel, d.MasterName, settings); err != nil {
+		// Without its monitoring user the sentinel would never reach the
+		// master, and nothing tells that from its answers: removed, the
+		// master is monitored afresh by the next pass.
+		if rerr := o.admin.SentinelRemove(ctx, m.Sentinel, d.MasterName); rerr != nil {
+			return fmt.Errorf("%w; removing the half-made monitor: %v", err, rerr)
+		}
+		return err
+	}
+	return nil
 }
 
 // configureMember writes a new member's redis.conf (a replica of master, or

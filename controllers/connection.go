@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,12 +26,13 @@ func connectionSecretName(f *redisv1alpha1.RedisSentinelFormation) string {
 }
 
 // sentinelAddresses are ip:port of every member that has an address, in
-// member order.
+// member order, at the port its sentinel listens on (during a roll of
+// spec.redis.sentinelPort, the old one until the member is rebuilt).
 func sentinelAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) []string {
 	var addrs []string
 	for _, m := range o.members {
 		if m.instance != nil && m.instance.IPv4 != "" {
-			addrs = append(addrs, m.instance.IPv4+":"+strconv.Itoa(int(f.Spec.Redis.SentinelPort)))
+			addrs = append(addrs, net.JoinHostPort(m.instance.IPv4, strconv.Itoa(memberPorts(f, m).sentinel)))
 		}
 	}
 	return addrs

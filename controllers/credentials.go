@@ -260,10 +260,12 @@ func waitForEveryMember(p *plan, o *observation, step string) bool {
 }
 
 // notAnswering names a member whose redis-server or sentinel does not
-// answer, or "".
+// answer, or whose sentinel still monitors the master under another name
+// than spec.masterName (the rename comes first: a step sets the monitoring
+// password under the spec's name), or "".
 func notAnswering(o *observation) string {
 	for _, m := range o.members {
-		if !m.redisUp() || m.SentinelErr != nil {
+		if !m.redisUp() || m.SentinelErr != nil || len(m.OtherNames) > 0 {
 			return m.name
 		}
 	}

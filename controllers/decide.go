@@ -187,6 +187,9 @@ func topologyInput(f *redisv1alpha1.RedisSentinelFormation, o *observation, now 
 	}
 	for _, m := range o.members {
 		in.Members = append(in.Members, m.Member)
+		if m.instance != nil && m.instance.CreatedAt.After(in.LastRebuild) {
+			in.LastRebuild = m.instance.CreatedAt
+		}
 	}
 	for _, m := range o.leaving {
 		if !m.Home.IsZero() {
@@ -298,7 +301,7 @@ func whole(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.
 func needsPlannedFailover(f *redisv1alpha1.RedisSentinelFormation, o *observation, p *plan) string {
 	master := p.topology.MasterMember
 	for _, m := range o.leaving {
-		if m.instance != nil && m.instance.IPv4 != "" && p.topology.Master == (endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}) {
+		if m.Running && p.topology.Master == m.Redis {
 			return "planned failover away from " + m.name + ", which the scale-down removes"
 		}
 	}
@@ -462,9 +465,11 @@ func roleHolder(o *observation, tp topology.Plan) *memberObs {
 	return nil
 }
 
+// sentinelWithQuorum is a sentinel that can fail the master over under
+// spec.masterName.
 func sentinelWithQuorum(o *observation) *memberObs {
 	for _, m := range o.members {
-		if m.Running && m.SentinelErr == nil && m.quorumErr == nil {
+		if m.Running && m.SentinelErr == nil && m.quorumErr == nil && len(m.OtherNames) == 0 {
 			return m
 		}
 	}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -81,11 +82,12 @@ func templateDigest(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 		placementTarget(f, index), spec.Limits.CPU, spec.Limits.Memory)[:16]
 }
 
-// outdated lists members whose container was built from other spec fields.
+// outdated lists members whose container was built from other spec fields
+// or whose servers listen on other ports than the spec's (see ports.go).
 func outdated(f *redisv1alpha1.RedisSentinelFormation, members []*memberObs) []*memberObs {
 	var out []*memberObs
 	for _, m := range members {
-		if m.instance != nil && m.instance.Config[keyTemplate] != templateDigest(f, m.index) {
+		if m.instance != nil && (m.instance.Config[keyTemplate] != templateDigest(f, m.index) || memberPorts(f, m) != specPorts(f)) {
 			out = append(out, m)
 		}
 	}
@@ -112,6 +114,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 		keyMember:       strconv.Itoa(index),
 		keyTemplate:     templateDigest(f, index),
 	}
+	maps.Copy(config, portKeys(specPorts(f)))
 	if spec.Limits.CPU != "" {
 		config["limits.cpu"] = spec.Limits.CPU
 	}

@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,14 +236,14 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	return nil
 }
 
-// home is the member's redis-server endpoint at its address, also while
-// its container is stopped (zero before it ever had an address).
+// home is the member's redis-server endpoint at its address and port, also
+// while its container is stopped (zero before it ever had an address).
 func home(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) endpoint.Endpoint {
 	addr := memberAddress(f, m)
 	if addr == "" {
 		return endpoint.Endpoint{}
 	}
-	return endpoint.Endpoint{Host: addr, Port: int(f.Spec.Redis.Port)}
+	return endpoint.Endpoint{Host: addr, Port: memberPorts(f, m).redis}
 }
 
 // prerequisite is an Incus object a create needs.
@@ -297,8 +300,9 @@ func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alph
 			continue
 		}
 		m.Running = true
-		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}
-		m.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.SentinelPort)}
+		p := memberPorts(f, m)
+		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: p.redis}
+		m.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: p.sentinel}
 		wg.Add(1)
 		r.Guard.Go("observe", func() {
 			defer wg.Done()
@@ -312,7 +316,7 @@ func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alph
 			continue
 		}
 		m.Running = true
-		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: int(f.Spec.Redis.Port)}
+		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: memberPorts(f, m).redis}
 		wg.Add(1)
 		r.Guard.Go("observe", func() {
 			defer wg.Done()
@@ -326,6 +330,9 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	name := f.Spec.MasterName
 	m.Repl, m.RedisErr = o.admin.Replication(ctx, m.Redis)
 	m.View, m.SentinelErr = o.admin.SentinelMaster(ctx, m.Sentinel, name)
+	if errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster) {
+		name = observeOtherNames(ctx, o, m)
+	}
 	if m.SentinelErr == nil {
 		m.quorumErr = o.admin.SentinelCKQuorum(ctx, m.Sentinel, name)
 	}
@@ -337,6 +344,29 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 		}
 		m.Probe = probe
 	}
+}
+
+// observeOtherNames asks a sentinel that does not know spec.masterName
+// which names it monitors instead (spec.masterName changed), only then so
+// that a steady formation pays nothing for it. The view under the name
+// with the newest config epoch stands for the sentinel's, so that the
+// master and a failover under way are seen as before the change; it
+// returns that name.
+func observeOtherNames(ctx context.Context, o *observation, m *memberObs) string {
+	masters, err := o.admin.SentinelMasters(ctx, m.Sentinel)
+	if err != nil {
+		m.SentinelErr = err
+		return ""
+	}
+	if len(masters) == 0 {
+		return ""
+	}
+	m.OtherNames = slices.Sorted(maps.Keys(masters))
+	name := slices.MaxFunc(m.OtherNames, func(a, b string) int {
+		return cmp.Or(cmp.Compare(masters[a].ConfigEpoch, masters[b].ConfigEpoch), strings.Compare(b, a))
+	})
+	m.View, m.SentinelErr = masters[name], nil
+	return name
 }
 
 func probe(ctx context.Context, srv incus.Server, instance string) (*topology.Probe, error) {

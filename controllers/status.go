@@ -153,7 +153,9 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 }
 
 func memberStatus(f *redisv1alpha1.RedisSentinelFormation, m *memberObs, tp topology.Plan, masterOffset int64) redisv1alpha1.MemberStatus {
-	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(f, m)}
+	p := memberPorts(f, m)
+	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(f, m),
+		RedisPort: int32(p.redis), SentinelPort: int32(p.sentinel)}
 	if m.instance != nil {
 		st.InstanceState = m.instance.Status
 	}
@@ -247,7 +249,12 @@ func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Pl
 	}
 	if prev != nil && prev.Member == tp.MasterMember {
 		prev.Address, prev.Port = tp.Master.Host, int32(tp.Master.Port)
-		prev.ConfigEpoch = tp.ConfigEpoch
+		// A master monitored afresh under a new spec.masterName reports
+		// config epoch 0, while Sentinel's next failover still takes an
+		// epoch above every earlier one (its current epoch is not reset):
+		// lowering the record would count the watcher's earlier switches
+		// again (recordSwitches).
+		prev.ConfigEpoch = max(prev.ConfigEpoch, tp.ConfigEpoch)
 		return nil
 	}
 	since := metav1.NewTime(now)
@@ -462,8 +469,8 @@ func topologyProblems(f *redisv1alpha1.RedisSentinelFormation, o *observation, t
 			sentinelsDown = append(sentinelsDown, m.name)
 		case m.quorumErr != nil:
 			quorum = append(quorum, m.name)
-		case m.View.NumOtherSentinels != peers || m.View.NumReplicas != peers:
-			partial = true
+		case len(m.OtherNames) > 0, m.View.NumOtherSentinels != peers || m.View.NumReplicas != peers:
+			partial = true // the sentinels' view of the master set is still changing
 		}
 	}
 	if len(down) > 0 {

@@ -165,10 +165,15 @@ func TestRecordMaster(t *testing.T) {
 		plans:      []topology.Plan{plan(1, 4)},
 		wantMaster: "cache-1", wantEpoch: 4,
 	}, {
-		name:       "every sentinel agreeing on an older epoch (all rebuilt) is believed",
+		name:       "every sentinel agreeing on an older epoch (all rebuilt, or a renamed master monitored afresh) is believed; the epoch is kept, or the watcher's earlier switches would count again",
 		status:     func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(3).Status },
 		plans:      []topology.Plan{plan(1, 0)},
-		wantMaster: "cache-1", wantEpoch: 0,
+		wantMaster: "cache-1", wantEpoch: 3,
+	}, {
+		name:          "after that, a failover at an epoch below the recorded one is counted once",
+		status:        func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(3).Status },
+		plans:         []topology.Plan{plan(1, 0), plan(2, 1), plan(2, 1)},
+		wantFailovers: 1, wantMaster: "cache-2", wantEpoch: 1, wantFrom: "cache-1",
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

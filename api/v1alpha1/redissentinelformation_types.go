@@ -345,7 +345,6 @@ type IncusSpec struct {
 	// +optional
 	Project string `json:"project,omitempty"`
 
-
 	// Targets places member i (1-based) on cluster member Targets[i-1] of an
 	// Incus cluster. Empty lets Incus choose.
 	// +kubebuilder:validation:MaxItems=7
@@ -588,6 +587,13 @@ type MemberStatus struct {
 	// Address is the member's IPv4 address on the bridge.
 	// +optional
 	Address string `json:"address,omitempty"`
+	// RedisPort and SentinelPort are the ports the member's servers were
+	// configured with: the spec's when its container was built, older ones
+	// while a change of spec.redis.port or sentinelPort rolls.
+	// +optional
+	RedisPort int32 `json:"redisPort,omitempty"`
+	// +optional
+	SentinelPort int32 `json:"sentinelPort,omitempty"`
 	// InstanceState is Incus's status of the container (Running, Stopped...).
 	// +optional
 	InstanceState string `json:"instanceState,omitempty"`

@@ -19,6 +19,7 @@ const (
 	MethodPauseWrites       = "PauseWrites"
 	MethodResumeWrites      = "ResumeWrites"
 	MethodSentinelMaster    = "SentinelMaster"
+	MethodSentinelMasters   = "SentinelMasters"
 	MethodSentinelCKQuorum  = "SentinelCKQuorum"
 	MethodSentinelMonitor   = "SentinelMonitor"
 	MethodSentinelRemove    = "SentinelRemove"
@@ -31,7 +32,7 @@ const (
 
 // ReadMethods are the Admin methods that only read; every other one
 // changes a redis-server or a sentinel.
-var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelCKQuorum}
+var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelMasters, MethodSentinelCKQuorum}
 
 // CommandsPerCall is how many Redis commands one call of a method sends
 // when every command succeeds, as GoRedisDialer implements it. ConfigSet,
@@ -47,6 +48,7 @@ var CommandsPerCall = map[string]int{
 	MethodPauseWrites:       1, // CLIENT PAUSE WRITE
 	MethodResumeWrites:      1, // CLIENT UNPAUSE
 	MethodSentinelMaster:    1,
+	MethodSentinelMasters:   1,
 	MethodSentinelCKQuorum:  1,
 	MethodSentinelMonitor:   1,
 	MethodSentinelRemove:    1,
@@ -161,6 +163,11 @@ func (a *countingAdmin) PauseWrites(ctx context.Context, server endpoint.Endpoin
 func (a *countingAdmin) ResumeWrites(ctx context.Context, server endpoint.Endpoint) error {
 	a.d.count(MethodResumeWrites, 0)
 	return a.inner.ResumeWrites(ctx, server)
+}
+
+func (a *countingAdmin) SentinelMasters(ctx context.Context, sentinel endpoint.Endpoint) (map[string]MasterState, error) {
+	a.d.count(MethodSentinelMasters, 0)
+	return a.inner.SentinelMasters(ctx, sentinel)
 }
 
 func (a *countingAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error) {

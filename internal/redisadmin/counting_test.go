@@ -29,6 +29,9 @@ func (nopAdmin) ResumeWrites(context.Context, endpoint.Endpoint) error { return 
 func (nopAdmin) SentinelMaster(context.Context, endpoint.Endpoint, string) (redisadmin.MasterState, error) {
 	return redisadmin.MasterState{Quorum: 2}, nil
 }
+func (nopAdmin) SentinelMasters(context.Context, endpoint.Endpoint) (map[string]redisadmin.MasterState, error) {
+	return nil, nil
+}
 func (nopAdmin) SentinelCKQuorum(context.Context, endpoint.Endpoint, string) error { return nil }
 func (nopAdmin) SentinelMonitor(context.Context, endpoint.Endpoint, string, endpoint.Endpoint, int) error {
 	return nil

@@ -278,6 +278,23 @@ func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.End
 	if err != nil {
 		return MasterState{}, sentinelErr("MASTER", sentinel, err)
 	}
+	return masterState(m), nil
+}
+
+func (a *goRedisAdmin) SentinelMasters(ctx context.Context, sentinel endpoint.Endpoint) (map[string]MasterState, error) {
+	cmd := redis.NewMapStringStringSliceCmd(ctx, "SENTINEL", "MASTERS")
+	if err := a.sentinelClient(sentinel).Process(ctx, cmd); err != nil {
+		return nil, sentinelErr("MASTERS", sentinel, err)
+	}
+	masters := map[string]MasterState{}
+	for _, m := range cmd.Val() {
+		masters[m["name"]] = masterState(m)
+	}
+	return masters, nil
+}
+
+// masterState reads one master of a SENTINEL MASTER(S) answer.
+func masterState(m map[string]string) MasterState {
 	return MasterState{
 		Address:           endpoint.Endpoint{Host: m["ip"], Port: atoi(m["port"])},
 		Flags:             strings.Split(m["flags"], ","),
@@ -289,7 +306,7 @@ func (a *goRedisAdmin) SentinelMaster(ctx context.Context, sentinel endpoint.End
 		NumOtherSentinels: atoi(m["num-other-sentinels"]),
 		ConfigEpoch:       atoi64(m["config-epoch"]),
 		RoleReportedAgo:   time.Duration(atoi64(m["role-reported-time"])) * time.Millisecond,
-	}, nil
+	}
 }
 
 func (a *goRedisAdmin) SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error {

@@ -209,6 +209,19 @@ func TestSentinelSetUserAndConfigSet(t *testing.T) {
 	if _, err := a.SentinelMaster(ctx, sentinel, "m"); err != nil {
 		t.Fatalf("SENTINEL MASTER as %s: %v", acl.AdminUser, err)
 	}
+	if err := a.SentinelMonitor(ctx, sentinel, "other", endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort + 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	masters, err := a.SentinelMasters(ctx, sentinel)
+	if err != nil {
+		t.Fatalf("SENTINEL MASTERS: %v", err)
+	}
+	if got := masters["m"]; len(masters) != 2 || got.Address.Port != masterPort || got.Quorum != 1 || masters["other"].Quorum != 2 {
+		t.Fatalf("SENTINEL MASTERS read as %+v", masters)
+	}
+	if err := a.SentinelRemove(ctx, sentinel, "other"); err != nil {
+		t.Fatal(err)
+	}
 
 	backend := acl.User{Name: "backend", Passwords: []string{"b-1", "b-2"}, Rules: acl.DiscoveryRules}
 	if err := a.SentinelSetUser(ctx, sentinel, backend); err != nil {

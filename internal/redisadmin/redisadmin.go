@@ -104,6 +104,9 @@ type Admin interface {
 
 	// Sentinel* talk to a redis-sentinel.
 	SentinelMaster(ctx context.Context, sentinel endpoint.Endpoint, name string) (MasterState, error)
+	// SentinelMasters is every master the sentinel monitors, by name
+	// (SENTINEL MASTERS).
+	SentinelMasters(ctx context.Context, sentinel endpoint.Endpoint) (map[string]MasterState, error)
 	SentinelCKQuorum(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 	SentinelMonitor(ctx context.Context, sentinel endpoint.Endpoint, name string, master endpoint.Endpoint, quorum int) error
 	SentinelRemove(ctx context.Context, sentinel endpoint.Endpoint, name string) error

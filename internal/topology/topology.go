@@ -14,6 +14,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
@@ -73,6 +74,10 @@ type Member struct {
 	// master name.
 	View        redisadmin.MasterState
 	SentinelErr error
+	// OtherNames are the names the sentinel monitors instead of the
+	// desired master name (spec.masterName changed); View is then its view
+	// under the one with the newest config epoch.
+	OtherNames []string
 
 	// Probe is set when the redis-server or the sentinel did not answer.
 	Probe *Probe
@@ -108,6 +113,11 @@ type Input struct {
 	// monitoring another address than the master (Plan.Stale of earlier
 	// passes).
 	StaleSince map[string]time.Time
+	// LastRebuild is when the newest member container was created. A
+	// rebuilt member (a rollout, a port change) leaves entries the
+	// sentinels must forget, so it lifts the reset cooldown of the
+	// sentinels reset before it.
+	LastRebuild time.Time
 	// AwaitMembersUntil: until then a new formation is not bootstrapped
 	// while a member has no address, so that every member is configured
 	// knowing all the others (Sentinel otherwise learns a replica only from
@@ -159,6 +169,10 @@ const (
 	SentinelSet Kind = "SentinelSet"
 	// Reset runs SENTINEL RESET so a sentinel forgets departed peers.
 	Reset Kind = "Reset"
+	// Unmonitor removes the names a sentinel monitors instead of the
+	// desired one (Member.OtherNames); a Monitor under the desired name
+	// follows in the same plan.
+	Unmonitor Kind = "Unmonitor"
 )
 
 // Action is one step of a plan.
@@ -221,6 +235,7 @@ func Decide(in Input) Plan {
 	for _, m := range in.Members {
 		p.Actions = append(p.Actions, redisActions(in, p, m)...)
 	}
+	p.Actions = append(p.Actions, renameActions(in, p)...)
 	for _, m := range in.Members {
 		p.Actions = append(p.Actions, sentinelActions(in, p, m)...)
 	}
@@ -439,12 +454,39 @@ func startReason(isMaster bool) string {
 	return "redis-server is stopped; starting it as a replica of the master"
 }
 
+// renameActions move every sentinel that monitors the master under another
+// name (spec.masterName changed) to the desired name in one plan: first
+// the other names are removed from every such sentinel, then each monitors
+// the master under the desired name. No sentinel ever monitors the master
+// under two names (it would fail it over twice), and once the removals
+// passed a majority no failover can start under the old name: the
+// sentinels still monitoring it lack the quorum. No plan is made while a
+// failover runs (Decide stops before), nor unless Sentinel's majority (or
+// newest epoch) names the master: the sentinels forget everything else they
+// knew of it.
+func renameActions(in Input, p Plan) []Action {
+	if !p.Authoritative || p.Master.IsZero() {
+		return nil
+	}
+	var removals, monitors []Action
+	for _, m := range in.Members {
+		if !m.Running || !m.configured() || len(m.OtherNames) == 0 {
+			continue
+		}
+		removals = append(removals, Action{Kind: Unmonitor, Member: m.Name, Reason: "sentinel monitors the master as " + strings.Join(m.OtherNames, ", ") + ", not as " + in.Desired.MasterName})
+		monitors = append(monitors, Action{Kind: Monitor, Member: m.Name, Target: p.Master, Reason: "the master name is now " + in.Desired.MasterName})
+	}
+	return append(removals, monitors...)
+}
+
 // sentinelActions keeps one member's sentinel running, monitoring the
 // master with the desired settings.
 func sentinelActions(in Input, p Plan, m Member) []Action {
 	switch {
 	case !m.Running || !m.configured():
 		return nil
+	case len(m.OtherNames) > 0:
+		return nil // renameActions
 	case errors.Is(m.SentinelErr, errUntrusted):
 		if !masterConfirmed(in, p) {
 			return nil
@@ -518,7 +560,7 @@ func resetAction(in Input, p Plan) (Action, bool) {
 		return Action{}, false
 	}
 	for _, m := range in.Members {
-		if !m.monitoring() || m.View.Address != p.Master || !m.redisUp() {
+		if !m.monitoring() || len(m.OtherNames) > 0 || m.View.Address != p.Master || !m.redisUp() {
 			return Action{}, false
 		}
 		if m.Redis == p.Master {
@@ -534,7 +576,7 @@ func resetAction(in Input, p Plan) (Action, bool) {
 		if m.View.NumOtherSentinels <= peers && m.View.NumReplicas <= peers {
 			continue
 		}
-		if last, ok := in.LastReset[m.Name]; ok && in.Now.Sub(last) < ResetCooldown {
+		if last, ok := in.LastReset[m.Name]; ok && in.Now.Sub(last) < ResetCooldown && !in.LastRebuild.After(last) {
 			continue
 		}
 		return Action{Kind: Reset, Member: m.Name, Reason: "sentinel counts " + strconv.Itoa(m.View.NumReplicas) +

@@ -51,6 +51,15 @@ func untrustedView(m *Member) {
 	m.View.Address, m.View.ConfigEpoch = endpoint.Endpoint{Host: "10.66.0.99", Port: 6379}, 9
 }
 
+// renamed makes members ns monitor the master under the name "oldname",
+// not the desired one.
+func renamed(ms []Member, ns ...int) []Member {
+	for _, n := range ns {
+		ms = with(ms, n, func(m *Member) { m.OtherNames = []string{"oldname"} })
+	}
+	return ms
+}
+
 func healthy(master int) []Member {
 	return []Member{member(1, master), member(2, master), member(3, master)}
 }
@@ -92,6 +101,7 @@ func TestDecide(t *testing.T) {
 		members      []Member
 		previous     string
 		lastReset    map[string]time.Time
+		lastRebuild  time.Time
 		staleSince   map[string]time.Time
 		departing    int
 		awaitMembers bool // within Input.AwaitMembersUntil
@@ -320,6 +330,51 @@ func TestDecide(t *testing.T) {
 			wantMaster: "cache-1", wantSource: SourceSentinels,
 		},
 		{
+			name:        "stale peer, the sentinel was reset recently, but a member was rebuilt since: its entries are new, one RESET",
+			members:     with(healthy(1), 2, func(m *Member) { m.View.NumReplicas = 3 }),
+			lastReset:   map[string]time.Time{"cache-2": now.Add(-time.Minute)},
+			lastRebuild: now.Add(-30 * time.Second),
+			wantMaster:  "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Reset cache-2"},
+		},
+		{
+			name:        "stale peer, a member rebuilt before the recent reset: no RESET loop",
+			members:     with(healthy(1), 2, func(m *Member) { m.View.NumReplicas = 3 }),
+			lastReset:   map[string]time.Time{"cache-2": now.Add(-time.Minute)},
+			lastRebuild: now.Add(-2 * time.Minute),
+			wantMaster:  "cache-1", wantSource: SourceSentinels,
+		},
+		{
+			name:       "the master name changed: every sentinel drops the old name, then each monitors the master under the new one",
+			members:    renamed(healthy(1), 1, 2, 3),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Unmonitor cache-1", "Unmonitor cache-2", "Unmonitor cache-3",
+				"Monitor cache-1 -> 10.77.0.11:6379", "Monitor cache-2 -> 10.77.0.11:6379", "Monitor cache-3 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "a rename interrupted after one sentinel: it monitors the master afresh with the others, which are renamed, no RESET",
+			members: with(renamed(healthy(1), 2, 3), 1, func(m *Member) {
+				m.View, m.SentinelErr = redisadmin.MasterState{}, redisadmin.ErrNoSuchMaster
+			}),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Unmonitor cache-2", "Unmonitor cache-3",
+				"Monitor cache-2 -> 10.77.0.11:6379", "Monitor cache-3 -> 10.77.0.11:6379", "Monitor cache-1 -> 10.77.0.11:6379"},
+		},
+		{
+			name: "the master name changed while the sentinels fail over under the old one: nothing until it is done",
+			members: renamed(with(healthy(1), 2, func(m *Member) {
+				m.View.Flags = []string{"master", "failover_in_progress"}
+			}), 1, 2, 3),
+			wantMaster: "cache-1", wantSource: SourceSentinels, wantFailover: true,
+		},
+		{
+			name: "the master name changed and the sentinels disagree (no majority): nothing is imposed",
+			members: renamed(with(with(healthy(1), 2, func(m *Member) { m.View.Address = ep(2) }), 3, func(m *Member) {
+				m.View.Address, m.RedisErr, m.Probe = ep(3), errDown, &Probe{Configured: true, RedisActive: true, SentinelActive: true}
+			}), 1, 2, 3),
+			wantMaster: "cache-1", wantSource: SourceSentinelMinority,
+		},
+		{
 			name: "stale peer but a replica is not linked: no RESET",
 			members: with(with(healthy(1), 2, func(m *Member) { m.View.NumOtherSentinels = 3 }),
 				3, func(m *Member) { m.Repl.LinkUp = false }),
@@ -363,7 +418,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, StaleSince: tc.staleSince, Departing: tc.departing, Now: now}
+			in := Input{Members: tc.members, Desired: desired, PreviousMaster: tc.previous, LastReset: tc.lastReset, LastRebuild: tc.lastRebuild, StaleSince: tc.staleSince, Departing: tc.departing, Now: now}
 			if tc.awaitMembers {
 				in.AwaitMembersUntil = now.Add(time.Second)
 			}

@@ -145,6 +145,10 @@ type redisProc struct {
 type sentinelProc struct {
 	port  int
 	users users
+	// currentEpoch is the sentinel-wide epoch a failover's new config
+	// epoch is taken above: a master monitored afresh (config epoch 0)
+	// never gets an epoch an earlier failover had.
+	currentEpoch int64
 	// config are the sentinel-wide settings (sentinel-user, sentinel-pass,
 	// and whatever SENTINEL CONFIG SET set).
 	config  map[string]string
@@ -744,9 +748,29 @@ func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, na
 	if err != nil {
 		return redisadmin.MasterState{}, err
 	}
-	a.w.discover(m, name, mon)
+	return a.w.masterState(m, name, mon), nil
+}
+
+func (a *admin) SentinelMasters(_ context.Context, sentinel endpoint.Endpoint) (map[string]redisadmin.MasterState, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	m, err := a.w.sentinelAt(sentinel, a.creds)
+	if err != nil {
+		return nil, fmt.Errorf("SENTINEL MASTERS on %s: %w", sentinel, err)
+	}
+	masters := map[string]redisadmin.MasterState{}
+	for name, mon := range m.sentinel.masters {
+		masters[name] = a.w.masterState(m, name, mon)
+	}
+	return masters, nil
+}
+
+// masterState is a sentinel's answer about its master called name. Called
+// with w.mu held.
+func (w *World) masterState(m *member, name string, mon *monitor) redisadmin.MasterState {
+	w.discover(m, name, mon)
 	flags := []string{"master"}
-	if !a.w.masterUp(mon) {
+	if !w.masterUp(mon) {
 		flags = []string{"s_down", "master"}
 	}
 	return redisadmin.MasterState{
@@ -759,7 +783,7 @@ func (a *admin) SentinelMaster(_ context.Context, sentinel endpoint.Endpoint, na
 		NumReplicas:       len(mon.replicas),
 		NumOtherSentinels: len(mon.sentinels),
 		ConfigEpoch:       mon.epoch,
-	}, nil
+	}
 }
 
 // usablePeer: self reaches the peer sentinel at e (running, monitoring
@@ -949,7 +973,7 @@ func (w *World) failover(name string, old endpoint.Endpoint, promoted *member) i
 	for _, o := range w.members {
 		if o.sentinel != nil {
 			if om := o.sentinel.masters[name]; om != nil && om.addr == old {
-				epoch = max(epoch, om.epoch)
+				epoch = max(epoch, om.epoch, o.sentinel.currentEpoch)
 			}
 		}
 	}
@@ -960,6 +984,7 @@ func (w *World) failover(name string, old endpoint.Endpoint, promoted *member) i
 		}
 		if om := o.sentinel.masters[name]; om != nil && om.addr == old {
 			om.addr, om.epoch = newAddr, epoch
+			o.sentinel.currentEpoch = epoch
 			om.replicas, om.sentinels = map[endpoint.Endpoint]bool{}, map[endpoint.Endpoint]bool{}
 		}
 	}
