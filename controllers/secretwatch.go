@@ -66,9 +66,9 @@ func (s *secretWatches) ensure(key types.NamespacedName) {
 	_ = inf.SetTransform(secretIdentity)
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *toolscache.Reflector, err error) {
 		if apierrors.IsForbidden(err) {
-			// The grant was revoked: the next pass reports it, and a pass
-			// after a new grant watches again.
-			s.log.Info("Secrets of the namespace are no longer readable; not watching them", "namespace", key.Namespace)
+			// The grant was revoked (the next pass reports it) or lacks
+			// list/watch; a pass that reads the Secrets watches again.
+			s.log.Info("watching the namespace's Secrets is forbidden; changes are seen at the next pass", "namespace", key.Namespace, "error", err.Error())
 			s.drop(key.Namespace, w)
 			return
 		}
@@ -80,7 +80,11 @@ func (s *secretWatches) ensure(key types.NamespacedName) {
 		DeleteFunc: s.notify,
 	})
 	go inf.RunWithContext(ctx)
-	s.log.V(1).Info("watching the namespace's Secrets", "namespace", key.Namespace)
+	go func() {
+		if toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			s.log.V(1).Info("watching the namespace's Secrets", "namespace", key.Namespace)
+		}
+	}()
 }
 
 // release stops watching the formation's namespace when it was the last

@@ -87,7 +87,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	o.OperatorNamespace = cmp.Or(os.Getenv("POD_NAMESPACE"), DefaultOperatorNamespace)
-	fs.StringVar(&o.OperatorNamespace, "operator-namespace", o.OperatorNamespace, "the operator's namespace, holding the remote IncusHosts' client certificate Secrets (default: $POD_NAMESPACE, else "+DefaultOperatorNamespace+")")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", o.OperatorNamespace, "the operator's namespace, holding the remote IncusHosts' client certificate Secrets ($POD_NAMESPACE when set)")
 }
 
 // The shipped install's names (config/rbac), used in messages that tell an

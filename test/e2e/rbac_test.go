@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +70,23 @@ func TestSecretsArePerNamespaceGrants(t *testing.T) {
 	grantSecrets(t, f.Namespace)
 	waitReady(t, f, 4*time.Minute)
 	waitCondition(t, f, time.Minute, redisv1alpha1.ConditionSecretsValid, metav1.ConditionTrue, controllers.ReasonSecretsValid)
+	// The grant also covers the watch of the namespace's Secrets that
+	// applies their changes at once: it synced and was not refused.
+	nsField := `"namespace":"` + f.Namespace + `"`
+	eventually(t, 30*time.Second, "the namespace's Secrets watched", func() (bool, string) {
+		return logHas(`"watching the namespace's Secrets"`, nsField), "not yet"
+	})
+	if logHas(`"watching the namespace's Secrets is forbidden`, nsField) {
+		t.Error("the watch of the namespace's Secrets was refused despite the grant")
+	}
+}
+
+// logHas reports whether one line of the operator's log contains all of parts.
+func logHas(parts ...string) bool {
+	for line := range strings.Lines(logs.String()) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return true
+		}
+	}
+	return false
 }
