@@ -17,7 +17,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -26,6 +25,7 @@ import (
 func main() {
 	var (
 		metricsAddr    string
+		metricsSecure  bool
 		probeAddr      string
 		leaderElect    bool
 		leaderElectNS  string
@@ -33,7 +33,8 @@ func main() {
 		logFormat      string
 		controllerOpts controllers.Options
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; \"0\" disables it")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "address the Prometheus metrics endpoint binds to; \"0\" disables it")
+	flag.BoolVar(&metricsSecure, "metrics-secure", false, "serve metrics over HTTPS to callers the API server authenticates and authorizes (GET /metrics, e.g. the rsf-metrics-reader ClusterRole); without it, bind the plain HTTP endpoint to a loopback address")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz endpoints bind to")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the in-cluster namespace)")
@@ -54,14 +55,14 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(redisv1alpha1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllerOpts.ManagerOptions(ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 controllers.MetricsServer(metricsAddr, metricsSecure),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "redis-sentinel-operator.redis.incusops.io",
 		LeaderElectionNamespace: leaderElectNS,
-	})
+	}))
 	if err != nil {
 		setupLog.Error(err, "cannot create the manager; exiting")
 		os.Exit(1)
@@ -73,7 +74,8 @@ func main() {
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
-	setupLog.Info("starting the manager", "metrics", metricsAddr, "probes", probeAddr, "leaderElection", leaderElect)
+	setupLog.Info("starting the manager", "metrics", metricsAddr, "metricsSecure", metricsSecure, "probes", probeAddr, "leaderElection", leaderElect,
+		"watchNamespaces", controllerOpts.WatchNamespaces, "operatorNamespace", controllerOpts.OperatorNamespace)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "the manager stopped with an error")
 		os.Exit(1)

@@ -111,6 +111,8 @@ func (r *FormationReconciler) readOwnedSecret(ctx context.Context, f *redisv1alp
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
+	case apierrors.IsForbidden(err):
+		return nil, r.forbiddenSecrets(f, name)
 	case err != nil:
 		return nil, fmt.Errorf("reading the %s Secret: %w", what, err)
 	case !metav1.IsControlledBy(secret, f):

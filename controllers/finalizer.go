@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -66,6 +67,12 @@ func (r *FormationReconciler) finalize(ctx context.Context, f *redisv1alpha1.Red
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, secret)
 		if err == nil && metav1.IsControlledBy(secret, f) {
 			err = r.Delete(ctx, secret)
+		}
+		if apierrors.IsForbidden(err) {
+			// The namespace's grant was revoked: only the garbage
+			// collector can remove them now.
+			log.Info("the formation's Secrets are no longer accessible; leaving them to the garbage collector", "secret", name)
+			continue
 		}
 		if client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, fmt.Errorf("deleting Secret %s: %w", name, err)

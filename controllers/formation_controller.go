@@ -37,8 +37,11 @@ type FormationReconciler struct {
 	Metrics   *metrics.Operator
 	Canary    *canary
 	Watcher   SentinelWatcher
-	Guard     safe.Guard
-	Options   Options
+	// SecretWatches triggers passes on Secret changes (nil: none, as in
+	// the tests on fakes).
+	SecretWatches *secretWatches
+	Guard         safe.Guard
+	Options       Options
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 	// NewPassword generates the operator's own users' passwords
@@ -173,6 +176,7 @@ const blockedPoll = time.Minute
 // subscriptions, its admin and canary clients and its metric series.
 func (r *FormationReconciler) forget(key types.NamespacedName) {
 	r.Watcher.Forget(key)
+	r.SecretWatches.release(key)
 	r.Redis.Forget(key.String())
 	r.Canary.forget(key)
 	r.Metrics.ForgetFormation(key.Namespace, key.Name)

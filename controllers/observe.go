@@ -116,7 +116,7 @@ func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.Redi
 	key := client.ObjectKeyFromObject(f)
 	o.events, o.switches = r.Watcher.Events(key), r.Watcher.Switches(key)
 	secret := &corev1.Secret{}
-	switch err := r.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret); {
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret); {
 	case err == nil:
 		o.connection = secret
 	case !apierrors.IsNotFound(err):

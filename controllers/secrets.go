@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/passwords"
@@ -19,6 +20,9 @@ const (
 	ReasonSecretNotFound   = "SecretNotFound"
 	ReasonSecretKeyMissing = "SecretKeyMissing"
 	ReasonPasswordRefused  = "PasswordRefused"
+	// ReasonSecretAccessForbidden: the namespace's admin has not granted the
+	// operator its Secrets (a RoleBinding to FormationSecretsRole).
+	ReasonSecretAccessForbidden = "SecretAccessForbidden"
 )
 
 // secretError is a Secret problem the user must fix; nothing is created or
@@ -28,12 +32,17 @@ type secretError struct{ reason, message string }
 func (e *secretError) Error() string { return e.message }
 
 // readPasswords reads both passwords and applies the environment's password
-// policy. A *secretError blocks the formation with SecretsValid=False.
+// policy. A *secretError blocks the formation with SecretsValid=False. Once
+// they could be read, the namespace's Secrets are watched.
 func (r *FormationReconciler) readPasswords(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (password, sentinelPassword string, err error) {
 	strict := f.Spec.Environment != redisv1alpha1.EnvironmentLab
 	password, err = r.readPassword(ctx, f, "spec.auth.passwordSecretRef", f.Spec.Auth.PasswordSecretRef, strict)
 	if err == nil {
 		sentinelPassword, err = r.readPassword(ctx, f, "spec.auth.sentinelPasswordSecretRef", f.Spec.Auth.SentinelPasswordSecretRef, strict)
+	}
+	// Watched once readable, so that a created or fixed Secret is seen at once.
+	if se, ok := asSecretError(err); err == nil || ok && se.reason != ReasonSecretAccessForbidden {
+		r.SecretWatches.ensure(client.ObjectKeyFromObject(f))
 	}
 	if err == nil && strict && password == sentinelPassword {
 		err = &secretError{ReasonPasswordRefused, "the data-plane and Sentinel passwords are the same Secret value; outside the lab they must differ"}
@@ -41,13 +50,23 @@ func (r *FormationReconciler) readPasswords(ctx context.Context, f *redisv1alpha
 	return password, sentinelPassword, err
 }
 
+// forbiddenSecrets is the block of a formation whose namespace has not
+// granted the operator its Secrets, with the grant a namespace admin makes.
+func (r *FormationReconciler) forbiddenSecrets(f *redisv1alpha1.RedisSentinelFormation, name string) *secretError {
+	return &secretError{ReasonSecretAccessForbidden, fmt.Sprintf(
+		"the operator may not read Secret %s/%s: namespace %s has not granted it its Secrets; a namespace admin grants them with `kubectl -n %s create rolebinding %s --clusterrole=%s --serviceaccount=%s:%s`",
+		f.Namespace, name, f.Namespace, f.Namespace, FormationSecretsRole, FormationSecretsRole, r.Options.OperatorNamespace, ServiceAccountName)}
+}
+
 func (r *FormationReconciler) readPassword(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, field string, ref redisv1alpha1.SecretKeyReference, strict bool) (string, error) {
 	var secret corev1.Secret
-	err := r.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: ref.Name}, &secret)
-	if apierrors.IsNotFound(err) {
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: ref.Name}, &secret)
+	switch {
+	case apierrors.IsNotFound(err):
 		return "", &secretError{ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s named by %s does not exist", f.Namespace, ref.Name, field)}
-	}
-	if err != nil {
+	case apierrors.IsForbidden(err):
+		return "", r.forbiddenSecrets(f, ref.Name)
+	case err != nil:
 		return "", fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, ref.Name, err)
 	}
 	value, ok := secret.Data[ref.Key]

@@ -7,24 +7,32 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -50,13 +58,16 @@ type Options struct {
 	// PasswordGrace is how long a rotated data-plane password stays valid
 	// beside the new one, so clients can reload the connection Secret.
 	PasswordGrace time.Duration
-	// OperatorNamespace is where IncusHosts' client certificate Secrets
-	// live.
-	OperatorNamespace string
 	// MaxRetryDelay caps the exponential backoff after a failed reconcile
 	// (controller-runtime's default cap is 1000 s): a formation whose
 	// healing failed while a fault lasted is retried soon after it ends.
 	MaxRetryDelay time.Duration
+	// WatchNamespaces limits the operator to formations (and so Secrets) in
+	// these namespaces; empty: every namespace.
+	WatchNamespaces []string
+	// OperatorNamespace is the namespace the operator runs in; the client
+	// certificate Secrets of remote IncusHosts live there.
+	OperatorNamespace string
 }
 
 // BindFlags registers the options on a flag set.
@@ -66,6 +77,60 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", time.Second, "timeout of each command to a redis-server or sentinel")
 	fs.DurationVar(&o.PasswordGrace, "password-grace", 10*time.Minute, "how long a rotated data-plane password stays valid beside the new one")
 	fs.DurationVar(&o.MaxRetryDelay, "max-retry-delay", 5*time.Second, "longest backoff before a failed reconcile of a formation is retried")
+	fs.Func("watch-namespaces", "comma-separated namespaces whose formations the operator reconciles (default: all)", func(v string) error {
+		o.WatchNamespaces = nil
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				o.WatchNamespaces = append(o.WatchNamespaces, ns)
+			}
+		}
+		return nil
+	})
+	o.OperatorNamespace = cmp.Or(os.Getenv("POD_NAMESPACE"), DefaultOperatorNamespace)
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", o.OperatorNamespace, "the operator's namespace, holding the remote IncusHosts' client certificate Secrets ($POD_NAMESPACE when set)")
+}
+
+// The shipped install's names (config/rbac), used in messages that tell an
+// admin what to grant.
+const (
+	DefaultOperatorNamespace = "rsf-system"
+	ServiceAccountName       = "rsf-controller-manager"
+	// FormationSecretsRole is the ClusterRole a namespace admin binds to the
+	// operator's service account in a namespace to let formations there
+	// run: it is never bound cluster-wide.
+	FormationSecretsRole = "rsf-formation-secrets"
+)
+
+// ManagerOptions completes mo with what the controller needs of its
+// manager: the cache holds formations (of WatchNamespaces only, when set)
+// and never a Secret. Reading a Secret through the cache would start a
+// cluster-wide Secret informer, which the operator is not allowed; Secrets
+// are read from the API server and watched per namespace (secretWatches).
+func (o Options) ManagerOptions(mo ctrl.Options) ctrl.Options {
+	if len(o.WatchNamespaces) > 0 {
+		mo.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.WatchNamespaces {
+			mo.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	if mo.Client.Cache == nil {
+		mo.Client.Cache = &client.CacheOptions{}
+	}
+	mo.Client.Cache.DisableFor = append(mo.Client.Cache.DisableFor, &corev1.Secret{})
+	return mo
+}
+
+// MetricsServer is the metrics endpoint on addr ("0": none). Secure: HTTPS
+// where every request is authenticated (TokenReview) and authorized
+// (SubjectAccessReview of GET on the path) by the API server, so a scraper
+// needs a token bound to the rsf-metrics-reader ClusterRole. Otherwise
+// plain HTTP, meant for a loopback address.
+func MetricsServer(addr string, secure bool) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	if secure {
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
 }
 
 // Dependencies are the backends the controller talks to; nil fields get the
@@ -96,19 +161,22 @@ type SentinelWatcher interface {
 // secretRefIndex indexes formations by the Secrets they read.
 const secretRefIndex = ".spec.secretRefs"
 
-// The manager's permissions, each used by the code (reviewed in
-// docs/security.md): formations are read and patched (finalizer), their
+// The manager's cluster-wide permissions, each used by the code (reviewed
+// in docs/security.md): formations are read and patched (finalizer), their
 // status written, their finalizers subresource updated (owner references
-// with blockOwnerDeletion on the connection Secret); Secrets are read and
-// watched (password Secrets, remote Incus Secret) and the connection Secret
-// and the password state Secret are created, updated and deleted; Events are recorded.
+// with blockOwnerDeletion on the owned Secrets); Events are recorded; the
+// secure metrics endpoint has the API server authenticate and authorize
+// its callers. No Secret: Secrets are granted per namespace
+// (config/rbac/formation_secrets_role.yaml, bound by a namespace admin) and
+// in the operator's namespace (config/rbac/host_credentials_role.yaml).
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/status,verbs=get;patch
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // SetupWithManager registers the formation controller with a manager.
 func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
@@ -149,6 +217,19 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		}
 		deps.Watcher = w
 	}
+	secretsClient, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return err
+	}
+	watchCtx, stopWatches := context.WithCancel(context.Background())
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		stopWatches()
+		return nil
+	})); err != nil {
+		stopWatches()
+		return err
+	}
 	r := &FormationReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -161,6 +242,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		Guard:     guard,
 		Options:   opts,
 	}
+	// A changed Secret triggers the formation owning it and those reading it.
+	r.SecretWatches = newSecretWatches(watchCtx, secretsClient, mgr.GetLogger().WithName("secret-watches"), func(secret *metav1.PartialObjectMetadata) {
+		for _, req := range r.formationsOf(watchCtx, secret) {
+			f := &redisv1alpha1.RedisSentinelFormation{}
+			f.Namespace, f.Name = req.Namespace, req.Name
+			triggers <- event.GenericEvent{Object: f}
+		}
+	})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
 		return err
 	}
@@ -177,8 +266,6 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(source.Channel(triggers, &handler.EnqueueRequestForObject{})).
 		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).
 		Watches(&redisv1alpha1.IncusHost{}, handler.EnqueueRequestsFromMapFunc(r.formationsOnHost), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.formationsIn), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay), RecoverPanic: ptr.To(true)}).
@@ -241,8 +328,12 @@ func (r *FormationReconciler) formationsMatching(ctx context.Context, what strin
 	return reqs
 }
 
-// formationsReading maps a Secret to the formations that read it, so a fixed
-// or rotated Secret is picked up at once.
-func (r *FormationReconciler) formationsReading(ctx context.Context, secret client.Object) []reconcile.Request {
-	return r.formationsMatching(ctx, "Secret "+secret.GetName(), client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretRefIndex: secret.GetName()})
+// formationsOf maps a Secret to the formation that owns it and those that
+// read it, so a fixed or rotated Secret is picked up at once.
+func (r *FormationReconciler) formationsOf(ctx context.Context, secret client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	if owner := metav1.GetControllerOfNoCopy(secret); owner != nil && owner.Kind == "RedisSentinelFormation" && owner.APIVersion == redisv1alpha1.GroupVersion.String() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: secret.GetNamespace(), Name: owner.Name}})
+	}
+	return append(reqs, r.formationsMatching(ctx, "Secret "+secret.GetName(), client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretRefIndex: secret.GetName()})...)
 }

@@ -26,8 +26,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -37,21 +35,28 @@ import (
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
-// operatorNamespace is the manager's own namespace: IncusHosts' client
-// certificate Secrets live there.
-const operatorNamespace = "rsf-system"
-
 // Lab names created by the lab-host playbook.
 const (
 	labImage   = "rsf-redis7-bookworm-v1"
 	labProfile = "rsf-redis"
 )
 
+// The operator's namespace (IncusHosts' client certificate Secrets live
+// there) and identity: its shipped service account.
+const (
+	operatorNamespace = controllers.DefaultOperatorNamespace
+	operatorUser      = "system:serviceaccount:" + operatorNamespace + ":" + controllers.ServiceAccountName
+)
+
 var (
-	k8s      client.Client
-	cfg      *rest.Config
-	incusSrv incus.Server
-	setupErr error
+	k8s client.Client
+	cfg *rest.Config
+	// managerCfg is the operator's identity.
+	managerCfg *rest.Config
+	// metricsURL is the manager's secure metrics endpoint.
+	metricsURL string
+	incusSrv   incus.Server
+	setupErr   error
 	// logs collects the manager's log lines for the secret-leak scan.
 	logs = &logBuffer{}
 )
@@ -83,33 +88,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startManager runs the manager in-process as a user that holds nothing but
-// the generated ClusterRole (config/rbac/role.yaml), so every e2e test also
-// proves that role is enough.
+// startManager runs the manager in-process as the operator's service account
+// holding the shipped RBAC (config/rbac) and nothing else, with the
+// shipped manager settings (Options.ManagerOptions, secure metrics), so every
+// e2e test also proves that RBAC is enough. Each test's namespace is opened
+// to it the way a namespace admin does (grantSecrets).
 func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config) error {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = redisv1alpha1.AddToScheme(scheme)
 	logger := zap.New(logs.core(), zap.AddCaller())
 	ctrl.SetLogger(zapr.NewLogger(logger))
-	managerCfg, err := managerUser(ctx, env, c, scheme)
-	if err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return err
-	}
-	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second, OperatorNamespace: operatorNamespace}
-	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
-		return err
-	}
 	// Tests read the API server directly, not the manager's cache.
+	var err error
 	if k8s, err = client.New(c, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	if managerCfg, err = managerUser(ctx, env, c); err != nil {
+		return err
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		return err
+	}
+	metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", port)
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second,
+		OperatorNamespace: operatorNamespace}
+	mgr, err := ctrl.NewManager(managerCfg, opts.ManagerOptions(ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                controllers.MetricsServer(fmt.Sprintf("127.0.0.1:%d", port), true),
+		HealthProbeBindAddress: "0",
+	}))
+	if err != nil {
+		return err
+	}
+	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
 		return err
 	}
 	go func() {
@@ -123,36 +136,43 @@ func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config)
 	return nil
 }
 
-// managerUser creates a user bound to the generated manager ClusterRole
-// and returns its config.
-func managerUser(ctx context.Context, env *envtest.Environment, admin *rest.Config, scheme *runtime.Scheme) (*rest.Config, error) {
-	adminClient, err := client.New(admin, client.Options{Scheme: scheme})
+// managerUser applies the shipped RBAC (config/rbac, in the operator's
+// namespace) and returns the config of a user authenticated as the
+// operator's service account.
+func managerUser(ctx context.Context, env *envtest.Environment, admin *rest.Config) (*rest.Config, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}
+	if err := k8s.Create(ctx, ns); err != nil {
+		return nil, err
+	}
+	objs, err := testenv.Manifests("rbac")
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(raw, role); err != nil {
-		return nil, err
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-manager"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "rsf-manager", APIGroup: "rbac.authorization.k8s.io"}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := adminClient.Create(ctx, obj); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", obj.GetName(), err)
+	for _, obj := range objs {
+		if err := k8s.Create(ctx, obj); err != nil {
+			return nil, fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 	}
-	user, err := env.AddUser(envtest.User{Name: "rsf-manager"}, admin)
+	user, err := env.AddUser(envtest.User{Name: operatorUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace}}, admin)
 	if err != nil {
 		return nil, err
 	}
 	return user.Config(), nil
+}
+
+// grantSecrets opens namespace ns to the operator as a namespace admin
+// does: a RoleBinding of the operator's service account to the shipped
+// rsf-formation-secrets ClusterRole.
+func grantSecrets(t *testing.T, ns string) {
+	t.Helper()
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: controllers.FormationSecretsRole, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: controllers.FormationSecretsRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controllers.ServiceAccountName, Namespace: operatorNamespace}},
+	}
+	if err := k8s.Create(context.Background(), binding); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
 }
 
 // stack returns the API client, or fails/skips when the stack is missing.
@@ -175,6 +195,8 @@ type formationOpts struct {
 	password     string
 	sentinelPass string
 	skipSecrets  bool
+	// withoutGrant: the namespace does not open its Secrets to the operator.
+	withoutGrant bool
 	mutate       func(*redisv1alpha1.RedisSentinelFormation)
 }
 
@@ -186,7 +208,8 @@ func newFormation(t *testing.T, prefix string, o formationOpts) *redisv1alpha1.R
 }
 
 // newNamedFormation is newFormation with a given name, which is also the
-// namespace's (created unless it exists).
+// namespace's (created unless it exists, and opened to the operator unless
+// o.withoutGrant).
 func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha1.RedisSentinelFormation {
 	t.Helper()
 	c := stack(t)
@@ -194,6 +217,9 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if err := c.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
+	}
+	if !o.withoutGrant {
+		grantSecrets(t, name)
 	}
 	if o.password == "" {
 		o.password = "e2e-" + strings.Repeat("x7Kq", 6)
