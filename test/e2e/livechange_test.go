@@ -29,6 +29,26 @@ func TestLiveMasterNameAndPorts(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	writerPhase(t, w, "before the changes")
 
+	// Placement cannot change: the API server refuses it, the formation
+	// stays as it is.
+	for _, tc := range []struct {
+		field  string
+		change func(*redisv1alpha1.IncusSpec)
+	}{
+		{"spec.incus.hostRef", func(s *redisv1alpha1.IncusSpec) { s.HostRef = "elsewhere" }},
+		{"spec.incus.project", func(s *redisv1alpha1.IncusSpec) { s.Project = "other" }},
+		{"spec.incus.network", func(s *redisv1alpha1.IncusSpec) { s.Network = "otherbr0" }},
+	} {
+		changed := get(t, f)
+		tc.change(&changed.Spec.Incus)
+		if err := k8s.Update(context.Background(), changed); err == nil || !strings.Contains(err.Error(), tc.field+" cannot be changed") {
+			t.Fatalf("changing %s: got %v, want the API server to refuse it", tc.field, err)
+		}
+	}
+	if after := get(t, f); after.Generation != cur.Generation {
+		t.Fatalf("a refused change moved the generation %d -> %d", cur.Generation, after.Generation)
+	}
+
 	// masterName: live, in place.
 	failovers := cur.Status.Failovers
 	start := time.Now()
