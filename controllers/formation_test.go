@@ -240,16 +240,7 @@ func TestBlockedSecret(t *testing.T) {
 	f := newFormation(testName)
 	e := newEnv(t, f, passwordSecret(sentinelSecretName, testSentinelPassword))
 	r := e.newReconciler()
-	for range 3 {
-		res, err := e.reconcile(r, testKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.RequeueAfter != blockedPoll {
-			t.Fatalf("result %+v, want a poll after %s", res, blockedPoll)
-		}
-		e.clock.Advance(res.RequeueAfter)
-	}
+	e.blockedPasses(r, testKey, 3)
 	f = e.formation(testKey)
 	c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonSecretNotFound || !strings.Contains(c.Message, redisSecretName) {

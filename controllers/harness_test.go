@@ -375,6 +375,22 @@ func (e *env) reconcile(r *FormationReconciler, key types.NamespacedName) (ctrl.
 	return r.Reconcile(e.ctx(), ctrl.Request{NamespacedName: key})
 }
 
+// blockedPasses runs n passes that must each end blocked (a poll after
+// blockedPoll, no error), advancing the clock to the next one.
+func (e *env) blockedPasses(r *FormationReconciler, key types.NamespacedName, n int) {
+	e.t.Helper()
+	for range n {
+		res, err := e.reconcile(r, key)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if res.RequeueAfter != blockedPoll {
+			e.t.Fatalf("result %+v, want a poll after %s", res, blockedPoll)
+		}
+		e.clock.Advance(res.RequeueAfter)
+	}
+}
+
 // formation reads the formation from the API.
 func (e *env) formation(key types.NamespacedName) *redisv1alpha1.RedisSentinelFormation {
 	e.t.Helper()

@@ -52,16 +52,7 @@ func TestSecretAccessForbidden(t *testing.T) {
 	reader := &forbidSecrets{Reader: e.client}
 	reader.forbid.Store(true)
 	r.APIReader = reader
-	for range 3 {
-		res, err := e.reconcile(r, testKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.RequeueAfter != blockedPoll {
-			t.Fatalf("result %+v, want a poll after %s", res, blockedPoll)
-		}
-		e.clock.Advance(res.RequeueAfter)
-	}
+	e.blockedPasses(r, testKey, 3)
 	f := e.formation(testKey)
 	c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
 	grant := "kubectl -n apps create rolebinding rsf-formation-secrets --clusterrole=rsf-formation-secrets --serviceaccount=ops:rsf-controller-manager"
