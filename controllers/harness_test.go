@@ -496,7 +496,8 @@ func (e *env) admin() redisadmin.Admin {
 	return e.world.Admin("test", redisadmin.Credentials{Username: acl.AdminUser, Password: e.current(acl.Admin)})
 }
 
-// instances are the formation's Incus instances by name.
+// instances are the formation's Incus instances by member name (from
+// their member key; the instances' own names are InstanceName's).
 func (e *env) instances(f *redisv1alpha1.RedisSentinelFormation) map[string]incus.Instance {
 	e.t.Helper()
 	list, err := e.incus.ListInstances(context.Background(), keyFormationUID, string(f.UID))
@@ -505,10 +506,13 @@ func (e *env) instances(f *redisv1alpha1.RedisSentinelFormation) map[string]incu
 	}
 	out := map[string]incus.Instance{}
 	for _, inst := range list {
-		out[inst.Name] = inst
+		out[f.Name+"-"+inst.Config[keyMember]] = inst
 	}
 	return out
 }
+
+// testInstance is the Incus instance of the test formation's member index.
+func testInstance(index int) string { return InstanceName(testNamespace, testName, index) }
 
 func redisEndpoint(host string) endpoint.Endpoint { return endpoint.Endpoint{Host: host, Port: 6379} }
 func sentinelEndpoint(host string) endpoint.Endpoint {
