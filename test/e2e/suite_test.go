@@ -171,7 +171,9 @@ type formationOpts struct {
 	password     string
 	sentinelPass string
 	skipSecrets  bool
-	mutate       func(*redisv1alpha1.RedisSentinelFormation)
+	// namespace is the formation's namespace ("": one named like it).
+	namespace string
+	mutate    func(*redisv1alpha1.RedisSentinelFormation)
 }
 
 // newFormation creates a namespace, the password Secrets and a formation,
@@ -182,12 +184,15 @@ func newFormation(t *testing.T, prefix string, o formationOpts) *redisv1alpha1.R
 }
 
 // newNamedFormation is newFormation with a given name, which is also the
-// namespace's (created unless it exists).
+// namespace's unless o.namespace names one (created unless it exists).
 func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha1.RedisSentinelFormation {
 	t.Helper()
 	c := stack(t)
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if o.namespace == "" {
+		o.namespace = name
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.namespace}}
 	if err := c.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +203,8 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 		o.sentinelPass = "e2e-s-" + strings.Repeat("p3Wz", 6)
 	}
 	if !o.skipSecrets {
-		createSecret(t, name, "redis-pw", "password", o.password)
-		createSecret(t, name, "sentinel-pw", "password", o.sentinelPass)
+		createSecret(t, o.namespace, "redis-pw", "password", o.password)
+		createSecret(t, o.namespace, "sentinel-pw", "password", o.sentinelPass)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -209,7 +214,7 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 			}
 		}
 	})
-	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
+	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.namespace}}
 	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
 	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
 	f.Spec.Environment = o.environment
