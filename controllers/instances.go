@@ -31,7 +31,7 @@ func memberName(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 const maxInstanceName = 63
 
 // InstanceName is the name the operator creates member index of the
-// formation namespace/name under, e.g. "cache-apps-1f0c9a2e-1" for apps/cache.
+// formation namespace/name under, e.g. "cache-apps-b4cc7e0f-1" for apps/cache.
 //
 // Formations of the same name in two namespaces share one Incus (project),
 // so the name carries the namespace; and since both names may contain
