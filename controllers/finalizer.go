@@ -42,7 +42,7 @@ func (r *FormationReconciler) finalize(ctx context.Context, f *redisv1alpha1.Red
 		r.forget(client.ObjectKeyFromObject(f))
 		return ctrl.Result{}, nil
 	}
-	srv, _, err := r.connectIncus(ctx, f)
+	srv, _, _, err := r.connectIncus(ctx, f, false)
 	if err != nil {
 		r.Recorder.Eventf(f, nil, corev1.EventTypeWarning, "DeleteBlocked", "Delete",
 			"cannot reach Incus to delete the instances; retrying: %v", err)

@@ -317,8 +317,8 @@ func newEnv(t testing.TB, objs ...client.Object) *env {
 	e.metrics = metrics.NewOperator(e.registry)
 	e.client = fake.NewClientBuilder().
 		WithScheme(e.scheme).
-		WithStatusSubresource(&redisv1alpha1.RedisSentinelFormation{}).
-		WithObjects(objs...).
+		WithStatusSubresource(&redisv1alpha1.RedisSentinelFormation{}, &redisv1alpha1.IncusHost{}).
+		WithObjects(append(labHostObjects(), objs...)...).
 		WithInterceptorFuncs(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 			if e.dieBeforeStatusWrite.CompareAndSwap(true, false) {
 				return errors.New("the operator died before writing the status")

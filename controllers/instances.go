@@ -2,12 +2,15 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Reasons of the Degraded condition for Incus problems.
@@ -54,11 +57,39 @@ func InstanceName(namespace, name string, index int) string {
 	return readable + suffix
 }
 
-// connectIncus returns the formation's Incus server.
-func (r *FormationReconciler) connectIncus(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (incus.Server, incus.Options, error) {
-	opts := incus.Options{Project: f.Spec.Incus.Project}
+// connectIncus connects to the formation's IncusHost in its project. With
+// admit, the host must admit the formation's namespace and allow its Incus
+// spec (a *refusal otherwise), and the host's default limits are applied to
+// the pass's copy of the spec; without, as for a deletion, only the
+// connection is made.
+func (r *FormationReconciler) connectIncus(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, admit bool) (incus.Server, incus.Options, *redisv1alpha1.IncusHost, error) {
+	host, err := formationHost(ctx, r.Client, f)
+	if err != nil {
+		return nil, incus.Options{}, nil, err
+	}
+	if admit {
+		ns := &corev1.Namespace{}
+		if err := r.Get(ctx, client.ObjectKey{Name: f.Namespace}, ns); err != nil {
+			return nil, incus.Options{}, host, fmt.Errorf("reading namespace %s: %w", f.Namespace, err)
+		}
+		limits, rf := effectiveLimits(host, f.Spec.Incus.Limits)
+		if rf == nil {
+			rf = admits(host, ns)
+		}
+		if rf == nil {
+			rf = checkAllowed(host, f.Spec.Incus)
+		}
+		if rf != nil {
+			return nil, incus.Options{}, host, rf
+		}
+		f.Spec.Incus.Limits = limits
+	}
+	opts, err := hostOptions(ctx, r.APIReader, r.Options.OperatorNamespace, host, f.Spec.Incus.Project)
+	if err != nil {
+		return nil, opts, host, err
+	}
 	srv, err := r.Incus.Server(ctx, opts)
-	return srv, opts, err
+	return srv, opts, host, err
 }
 
 // placementTarget is the cluster member a member is placed on ("" lets

@@ -90,7 +90,7 @@ func TestSameNameInTwoNamespaces(t *testing.T) {
 		return s
 	}
 	e := newEnv(t, newFormation(testName), passwordSecret(redisSecretName, testPassword), passwordSecret(sentinelSecretName, testSentinelPassword),
-		other, secret(redisSecretName, testPassword), secret(sentinelSecretName, testSentinelPassword))
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other.Namespace}}, other, secret(redisSecretName, testPassword), secret(sentinelSecretName, testSentinelPassword))
 	r := e.newReconciler()
 	for range 3 { // interleaved, as the workqueue would run them
 		for _, key := range []types.NamespacedName{testKey, otherKey} {

@@ -50,6 +50,9 @@ type observation struct {
 	// ones before the state was first recorded.
 	creds acl.Set
 
+	// host is the IncusHost the formation lives on, once it admitted it.
+	host string
+
 	// incus and admin are the handles act uses; decide never calls them.
 	incus incus.Server
 	admin redisadmin.Admin
@@ -153,19 +156,25 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 }
 
 func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
-	srv, opts, err := r.connectIncus(ctx, f)
-	var se *secretError
+	srv, opts, host, err := r.connectIncus(ctx, f, true)
+	var rf *refusal
 	switch {
-	case errors.As(err, &se):
-		o.degrade(se.reason, "%s", se.message)
+	case errors.As(err, &rf):
+		o.degrade(rf.reason, "%s; nothing is created or changed until it is fixed", rf.message)
 		o.stop, o.stopPhase = errBlocked, "instances"
 		return false
 	case err != nil:
-		o.degrade(ReasonIncusUnreachable, "cannot connect to Incus: %v", err)
+		reason := connectionReason(err)
+		o.degrade(reason, "cannot connect to Incus: %v", err)
 		o.stop, o.stopPhase = err, "instances"
+		if reason != ReasonIncusUnreachable {
+			// A certificate or remote an administrator must fix: retrying
+			// in a tight loop would only repeat the handshake.
+			o.stop = errBlocked
+		}
 		return false
 	}
-	o.incus = srv
+	o.incus, o.host = srv, host.Name
 	if err := readInstances(ctx, f, o); err != nil {
 		if !errors.Is(err, errBlocked) {
 			r.Incus.Forget(opts) // reconnect next time: incusd may have restarted

@@ -50,6 +50,9 @@ type Options struct {
 	// PasswordGrace is how long a rotated data-plane password stays valid
 	// beside the new one, so clients can reload the connection Secret.
 	PasswordGrace time.Duration
+	// OperatorNamespace is where IncusHosts' client certificate Secrets
+	// live.
+	OperatorNamespace string
 	// MaxRetryDelay caps the exponential backoff after a failed reconcile
 	// (controller-runtime's default cap is 1000 s): a formation whose
 	// healing failed while a fault lasted is retried soon after it ends.
@@ -104,6 +107,7 @@ const secretRefIndex = ".spec.secretRefs"
 // +kubebuilder:rbac:groups=redis.incusops.io,resources=redissentinelformations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the formation controller with a manager.
@@ -160,11 +164,23 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, hostIndex, formationHostName); err != nil {
+		return err
+	}
+	hosts := &IncusHostReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Incus: deps.Incus, Options: opts}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		For(&redisv1alpha1.IncusHost{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{RateLimiter: retryLimiter(opts.MaxRetryDelay), RecoverPanic: ptr.To(true)}).
+		Complete(hosts); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(source.Channel(triggers, &handler.EnqueueRequestForObject{})).
 		For(&redisv1alpha1.RedisSentinelFormation{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.formationsReading)).
+		Watches(&redisv1alpha1.IncusHost{}, handler.EnqueueRequestsFromMapFunc(r.formationsOnHost), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.formationsIn), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay), RecoverPanic: ptr.To(true)}).
 		Complete(r)
 }
@@ -184,12 +200,38 @@ func referencedSecrets(obj client.Object) []string {
 	return []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
 }
 
-// formationsReading maps a Secret to the formations that read it, so a fixed
-// or rotated Secret is picked up at once.
-func (r *FormationReconciler) formationsReading(ctx context.Context, secret client.Object) []reconcile.Request {
+// hostIndex indexes formations by the IncusHost they live on ("" while
+// they wait for a default host).
+const hostIndex = ".hostName"
+
+func formationHostName(obj client.Object) []string {
+	f := obj.(*redisv1alpha1.RedisSentinelFormation)
+	if f.Spec.Incus.HostRef != "" {
+		return []string{f.Spec.Incus.HostRef}
+	}
+	return []string{f.Status.IncusHost}
+}
+
+// formationsOnHost maps a changed IncusHost to the formations on it, and to
+// those without a host yet (it may have become the default).
+func (r *FormationReconciler) formationsOnHost(ctx context.Context, host client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, name := range []string{host.GetName(), ""} {
+		reqs = append(reqs, r.formationsMatching(ctx, "IncusHost "+host.GetName(), client.MatchingFields{hostIndex: name})...)
+	}
+	return reqs
+}
+
+// formationsIn maps a namespace whose labels changed to its formations: a
+// host's namespace selector may admit them now.
+func (r *FormationReconciler) formationsIn(ctx context.Context, ns client.Object) []reconcile.Request {
+	return r.formationsMatching(ctx, "namespace "+ns.GetName(), client.InNamespace(ns.GetName()))
+}
+
+func (r *FormationReconciler) formationsMatching(ctx context.Context, what string, opts ...client.ListOption) []reconcile.Request {
 	var list redisv1alpha1.RedisSentinelFormationList
-	if err := r.List(ctx, &list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot list formations reading a Secret; they will pick it up at their next resync", "secret", secret.GetName())
+	if err := r.List(ctx, &list, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot list the formations a change concerns; they will pick it up at their next resync", "changed", what)
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
@@ -197,4 +239,10 @@ func (r *FormationReconciler) formationsReading(ctx context.Context, secret clie
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&f)})
 	}
 	return reqs
+}
+
+// formationsReading maps a Secret to the formations that read it, so a fixed
+// or rotated Secret is picked up at once.
+func (r *FormationReconciler) formationsReading(ctx context.Context, secret client.Object) []reconcile.Request {
+	return r.formationsMatching(ctx, "Secret "+secret.GetName(), client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretRefIndex: secret.GetName()})
 }

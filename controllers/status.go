@@ -63,6 +63,9 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	st := &f.Status
 	var notes []note
 	notes = append(notes, setSecretsValid(f, o)...)
+	if o.host != "" {
+		st.IncusHost = o.host
+	}
 	if o.stop == nil {
 		setMembers(f, o, p.topology)
 		notes = append(notes, recordMaster(st, p.topology, takenOver(o, p.topology, now))...)
@@ -80,6 +83,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	recordEvents(st, o.events)
 	setConditions(f, o, p, res, now)
+	notes = append(notes, blockedNotes(before, f, o)...)
 	if o.stop == nil && res.err == nil && specRealized(f, o) {
 		st.ObservedGeneration = f.Generation
 	}
@@ -556,4 +560,18 @@ func microTime(t time.Time) metav1.MicroTime { return metav1.NewMicroTime(t) }
 func microTimePtr(t time.Time) *metav1.MicroTime {
 	mt := metav1.NewMicroTime(t)
 	return &mt
+}
+
+// blockedNotes announce, once, an input problem that blocks the formation
+// (a host refusing it, an instance name taken): an Event beside the
+// Degraded condition that says the same.
+func blockedNotes(before *redisv1alpha1.RedisSentinelFormationStatus, f *redisv1alpha1.RedisSentinelFormation, o *observation) []note {
+	if !errors.Is(o.stop, errBlocked) || len(o.problems) == 0 {
+		return nil
+	}
+	was := meta.FindStatusCondition(before.Conditions, redisv1alpha1.ConditionDegraded)
+	if was != nil && was.Reason == o.problems[0].reason && strings.HasPrefix(was.Message, o.problems[0].message) {
+		return nil
+	}
+	return []note{{eventType: corev1.EventTypeWarning, reason: o.problems[0].reason, action: "Place", message: o.problems[0].message}}
 }

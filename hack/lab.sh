@@ -244,7 +244,7 @@ cmd_up() {
 	ensure_controlplane
 	log "installing the CRDs"
 	k apply --server-side --force-conflicts -f "$crds" >/dev/null
-	k wait --for=condition=Established crd/redissentinelformations.redis.incusops.io --timeout=60s >/dev/null
+	k wait --for=condition=Established crd/redissentinelformations.redis.incusops.io crd/incushosts.redis.incusops.io --timeout=60s >/dev/null
 
 	ensure_manager
 

@@ -162,10 +162,6 @@ type IncusHostStatus struct {
 	// +listType=atomic
 	// +optional
 	ClusterMembers []string `json:"clusterMembers,omitempty"`
-
-	// CheckedAt is when the host was last checked.
-	// +optional
-	CheckedAt *metav1.Time `json:"checkedAt,omitempty"`
 }
 
 // IncusHost is an Incus server that administrators offer to formations,

@@ -2,11 +2,13 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -312,5 +314,95 @@ func TestStatusMergePatchesOfPartlyStoredFieldsAreValid(t *testing.T) {
 	}
 	if f.Status.Sentinels.Reachable != 0 || !f.Status.Sentinels.QuorumOK {
 		t.Fatalf("sentinels %+v after the patches", f.Status.Sentinels)
+	}
+}
+
+// TestPlacementIsImmutable: the host, project and network of a formation
+// cannot change (its containers and pinned addresses would be left
+// behind); the other Incus fields can (they are rolled out).
+func TestPlacementIsImmutable(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		change func(map[string]any, *unstructured.Unstructured)
+		field  string // "" when the change must be accepted
+	}{
+		{"hostRef set later", set("incus.hostRef", "other"), "spec.incus.hostRef cannot be changed"},
+		{"project", set("incus.project", "team-b"), "spec.incus.project cannot be changed"},
+		{"network", set("incus.network", "otherbr0"), "spec.incus.network cannot be changed"},
+		{"image (rolled)", set("incus.image", "rsf-redis7-bookworm-v2"), ""},
+		{"storage pool (rolled)", set("incus.storagePool", "fast"), ""},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := sampleFormation(t)
+			obj.SetName(fmt.Sprintf("placement-%d", i))
+			if err := c.Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+			tc.change(obj.Object["spec"].(map[string]any), obj)
+			err := c.Update(ctx, obj)
+			switch {
+			case tc.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.field != "" && (err == nil || !strings.Contains(err.Error(), tc.field)):
+				t.Fatalf("got %v, want a rejection saying %q", err, tc.field)
+			}
+		})
+	}
+
+	obj := sampleFormation(t)
+	obj.SetName("placement-named")
+	set("incus.hostRef", "local")(obj.Object["spec"].(map[string]any), obj)
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+	set("incus.hostRef", "elsewhere")(obj.Object["spec"].(map[string]any), obj)
+	if err := c.Update(ctx, obj); err == nil || !strings.Contains(err.Error(), "spec.incus.hostRef cannot be changed") {
+		t.Fatalf("moving to another host: got %v", err)
+	}
+}
+
+// TestIncusHostSchema: the lab sample is accepted with the lab's allowlist
+// as defaults; a host with both a socket and a remote, or a remote that is
+// not https, is refused.
+func TestIncusHostSchema(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	local := &redisv1alpha1.IncusHost{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "local"}, local); err != nil {
+		t.Fatalf("the sample host created by testenv: %v", err)
+	}
+	a := local.Spec.Allowed
+	if !local.Spec.Default || local.Spec.NamespaceSelector == nil || fmt.Sprint(a.Projects, a.Profiles, a.Networks, a.StoragePools, a.Images) != "[default] [rsf-redis] [rsfbr0] [rsf] [rsf-redis7-bookworm-v1]" {
+		t.Fatalf("sample host spec %+v", local.Spec)
+	}
+	remote := func(url string) *redisv1alpha1.IncusHostRemote {
+		return &redisv1alpha1.IncusHostRemote{URL: url, ClientCertificateSecretName: "incus-client", ServerCertificate: "-----BEGIN CERTIFICATE-----"}
+	}
+	cases := []struct {
+		name string
+		spec redisv1alpha1.IncusHostSpec
+		want string // "" when accepted
+	}{
+		{"remote", redisv1alpha1.IncusHostSpec{Remote: remote("https://10.0.0.5:8443")}, ""},
+		{"socket and remote", redisv1alpha1.IncusHostSpec{Socket: "/run/incus.sock", Remote: remote("https://10.0.0.5:8443")}, "set spec.socket or spec.remote, not both"},
+		{"plain http", redisv1alpha1.IncusHostSpec{Remote: remote("http://10.0.0.5:8443")}, "spec.remote.url"},
+		{"relative socket", redisv1alpha1.IncusHostSpec{Socket: "incus.sock"}, "spec.socket"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &redisv1alpha1.IncusHost{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("schema-%d", i)}, Spec: tc.spec}
+			err := c.Create(ctx, h, client.DryRunAll)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want a rejection saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package incus
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -58,9 +59,11 @@ var _ Server = (*server)(nil)
 
 // Connect opens a connection to Incus: the local unix socket when
 // opts.Remote is nil, otherwise HTTPS with the client certificate and the
-// pinned server certificate. A remote server must report the client as
-// trusted (ErrNotTrusted otherwise). ctx bounds the connection attempt
-// only; the returned Server can be used for as long as needed.
+// pinned server certificate: the server must present exactly that
+// certificate (ErrServerCertMismatch otherwise) and report the client as
+// trusted (ErrNotTrusted otherwise); a malformed remote is ErrInvalidRemote.
+// ctx bounds the connection attempt only; the returned Server can be used
+// for as long as needed.
 func Connect(ctx context.Context, opts Options) (Server, error) {
 	c, err := connect(ctx, opts)
 	if err != nil {
@@ -103,16 +106,27 @@ func connect(ctx context.Context, opts Options) (incusclient.InstanceServer, err
 
 		u, perr := url.Parse(r.URL)
 		if perr != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("incus: remote URL %q must be https://host[:port]", r.URL)
+			return nil, fmt.Errorf("%w: URL %q must be https://host[:port]", ErrInvalidRemote, r.URL)
 		}
 
 		if len(r.ClientCert) == 0 || len(r.ClientKey) == 0 || len(r.ServerCert) == 0 {
-			return nil, fmt.Errorf("incus: remote %s needs a client certificate, a client key and the server certificate", r.URL)
+			return nil, fmt.Errorf("%w: %s needs a client certificate, a client key and the server certificate", ErrInvalidRemote, r.URL)
+		}
+
+		if _, kerr := tls.X509KeyPair(r.ClientCert, r.ClientKey); kerr != nil {
+			return nil, fmt.Errorf("%w: client certificate and key for %s: %v", ErrInvalidRemote, r.URL, kerr)
+		}
+
+		pinned, perr := parsePinnedCert(r.ServerCert)
+		if perr != nil {
+			return nil, fmt.Errorf("%w: pinned server certificate for %s: %v", ErrInvalidRemote, r.URL, perr)
 		}
 
 		args.TLSClientCert = string(r.ClientCert)
 		args.TLSClientKey = string(r.ClientKey)
 		args.TLSServerCert = string(r.ServerCert)
+		args.IdenticalCertificate = true
+		args.TransportWrapper = pinTo(pinned)
 
 		c, err = do(ctx, func() (incusclient.InstanceServer, error) {
 			return incusclient.ConnectIncusWithContext(base, r.URL, args)

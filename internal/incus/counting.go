@@ -23,6 +23,7 @@ const (
 	MethodProfileExists        = "ProfileExists"
 	MethodNetworkExists        = "NetworkExists"
 	MethodStoragePoolExists    = "StoragePoolExists"
+	MethodInfo                 = "Info"
 )
 
 // WriteMethods are the Server methods that change Incus state (or run
@@ -205,4 +206,9 @@ func (s *countingServer) NetworkExists(ctx context.Context, name string) (bool, 
 func (s *countingServer) StoragePoolExists(ctx context.Context, name string) (bool, error) {
 	s.c.count(MethodStoragePoolExists)
 	return s.inner.StoragePoolExists(ctx, name)
+}
+
+func (s *countingServer) Info(ctx context.Context) (ServerInfo, error) {
+	s.c.count(MethodInfo)
+	return s.inner.Info(ctx)
 }

@@ -36,8 +36,22 @@ var (
 	ErrOperationPending = errors.New("incus: operation still pending")
 
 	// ErrNotTrusted is returned (wrapped) by Connect when a remote server
-	// accepted the TLS connection but does not trust the client certificate.
+	// accepted the TLS connection but does not trust the client certificate
+	// (incusd completes the handshake with any client certificate and
+	// reports auth "untrusted" in GET /1.0).
 	ErrNotTrusted = errors.New("incus: client certificate is not trusted by the server")
+
+	// ErrServerCertMismatch is returned (wrapped) by Connect when a remote
+	// server presented a certificate other than the pinned one; the message
+	// names the SHA-256 fingerprints of both. Only the exact pinned
+	// certificate is accepted: no CA, no name check.
+	ErrServerCertMismatch = errors.New("incus: server certificate does not match the pinned certificate")
+
+	// ErrInvalidRemote is returned (wrapped) by Connect when the remote
+	// itself is unusable before any connection is attempted: the URL is not
+	// https://host[:port], or the client certificate, key or pinned server
+	// certificate is missing or does not parse.
+	ErrInvalidRemote = errors.New("incus: invalid remote")
 )
 
 // InstanceSpec describes a container to create.
@@ -119,6 +133,17 @@ type Server interface {
 	ProfileExists(ctx context.Context, name string) (bool, error)
 	NetworkExists(ctx context.Context, name string) (bool, error)
 	StoragePoolExists(ctx context.Context, name string) (bool, error)
+	// Info describes the server: its version and, when it is a cluster
+	// member, the cluster's members.
+	Info(ctx context.Context) (ServerInfo, error)
+}
+
+// ServerInfo is what an IncusHost's status shows of the server.
+type ServerInfo struct {
+	Version   string
+	Clustered bool
+	// Members are the cluster members as "name (status)", sorted by name.
+	Members []string
 }
 
 // Remote is an HTTPS Incus endpoint. All certificates and the key are PEM.

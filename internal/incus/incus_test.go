@@ -594,14 +594,22 @@ func TestConnectBadRemote(t *testing.T) {
 	cert, key := testenv.SelfSignedCert(t, "client")
 	serverCert, _ := testenv.SelfSignedCert(t, "server")
 
+	twoCerts := append(append([]byte{}, serverCert...), serverCert...)
+
 	for _, c := range []struct {
 		name   string
 		remote Remote
+		// invalid: refused as ErrInvalidRemote before dialing; otherwise
+		// the connection itself fails (nothing listens on port 1).
+		invalid bool
 	}{
-		{"bogus PEM", Remote{URL: "https://127.0.0.1:1", ClientCert: []byte("bogus"), ClientKey: []byte("bogus"), ServerCert: []byte("bogus")}},
-		{"refused", Remote{URL: "https://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: serverCert}},
-		{"not https", Remote{URL: "http://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: serverCert}},
-		{"no certs", Remote{URL: "https://127.0.0.1:1"}},
+		{"bogus PEM", Remote{URL: "https://127.0.0.1:1", ClientCert: []byte("bogus"), ClientKey: []byte("bogus"), ServerCert: []byte("bogus")}, true},
+		{"bogus pinned certificate", Remote{URL: "https://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: []byte("bogus")}, true},
+		{"two pinned certificates", Remote{URL: "https://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: twoCerts}, true},
+		{"key of another certificate", Remote{URL: "https://127.0.0.1:1", ClientCert: serverCert, ClientKey: key, ServerCert: serverCert}, true},
+		{"refused", Remote{URL: "https://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: serverCert}, false},
+		{"not https", Remote{URL: "http://127.0.0.1:1", ClientCert: cert, ClientKey: key, ServerCert: serverCert}, true},
+		{"no certs", Remote{URL: "https://127.0.0.1:1"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -612,6 +620,10 @@ func TestConnectBadRemote(t *testing.T) {
 			s, err := Connect(ctx, Options{Remote: &c.remote})
 			if err == nil {
 				t.Fatalf("connected: %v", s)
+			}
+
+			if errors.Is(err, ErrInvalidRemote) != c.invalid || errors.Is(err, ErrServerCertMismatch) || errors.Is(err, ErrNotTrusted) {
+				t.Errorf("invalid remote %v, got %v", c.invalid, err)
 			}
 
 			if d := time.Since(start); d > 3*time.Second {
@@ -625,7 +637,7 @@ func TestConnectBadRemote(t *testing.T) {
 
 // TestConnectRemoteTrust runs a minimal Incus-like HTTPS endpoint on
 // loopback: an untrusted client is refused with ErrNotTrusted, a wrong
-// pinned certificate fails the handshake, a trusted client connects.
+// pinned certificate with ErrServerCertMismatch, a trusted client connects.
 func TestConnectRemoteTrust(t *testing.T) {
 	var trusted atomic.Bool
 
@@ -658,8 +670,8 @@ func TestConnectRemoteTrust(t *testing.T) {
 	}
 
 	_, err = Connect(ctx, Options{Remote: &Remote{URL: srv.URL, ClientCert: cert, ClientKey: key, ServerCert: other}})
-	if err == nil || errors.Is(err, ErrNotTrusted) {
-		t.Fatalf("wrong pinned cert: want TLS error, got %v", err)
+	if !errors.Is(err, ErrServerCertMismatch) || errors.Is(err, ErrNotTrusted) {
+		t.Fatalf("wrong pinned cert: want ErrServerCertMismatch, got %v", err)
 	}
 
 	t.Logf("wrong pin: %v", err)

@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,8 +23,13 @@ import (
 	"testing"
 	"time"
 
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 )
 
 // InCI reports whether the run is a CI run, where missing components are
@@ -116,7 +122,37 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 		_ = env.Stop()
 		return nil, nil, fmt.Errorf("installing the CRDs: %w", err)
 	}
+	if err := CreateLabHost(cfg); err != nil {
+		_ = env.Stop()
+		return nil, nil, err
+	}
 	return env, cfg, nil
+}
+
+// CreateLabHost creates the lab's default IncusHost from the sample that
+// `make lab` applies (config/samples), so tests place formations as users
+// of the lab do.
+func CreateLabHost(cfg *rest.Config) error {
+	raw, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "samples", "redis_v1alpha1_incushost.yaml"))
+	if err != nil {
+		return err
+	}
+	host := &redisv1alpha1.IncusHost{}
+	if err := yaml.UnmarshalStrict(raw, host); err != nil {
+		return fmt.Errorf("reading the sample IncusHost: %w", err)
+	}
+	scheme := k8sruntime.NewScheme()
+	if err := redisv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	if err := c.Create(context.Background(), host); client.IgnoreAlreadyExists(err) != nil {
+		return fmt.Errorf("creating the lab's IncusHost: %w", err)
+	}
+	return nil
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

@@ -134,6 +134,9 @@ func setup() error {
 	}); err != nil {
 		return fmt.Errorf("installing the CRDs: %w", err)
 	}
+	if err := testenv.CreateLabHost(cfg); err != nil {
+		return err
+	}
 	if k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
 		return err
 	}

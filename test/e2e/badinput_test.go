@@ -19,6 +19,21 @@ import (
 // TestInstanceNameClash.)
 func TestBadInput(t *testing.T) {
 	stack(t)
+	// A host that allows Incus objects that do not exist, so that the
+	// operator's own check of them is reached.
+	permissive := uniqueName("permissive")
+	newHost(t, permissive, func(h *redisv1alpha1.IncusHost) {
+		h.Spec.NamespaceSelector = &metav1.LabelSelector{}
+		h.Spec.Allowed.Images = []string{labImage, "no-such-image"}
+		h.Spec.Allowed.Profiles = []string{labProfile, "no-such-profile"}
+		h.Spec.Allowed.Networks = []string{"rsfbr0", "nosuchbr0"}
+	})
+	missing := func(change func(*redisv1alpha1.IncusSpec)) formationOpts {
+		return formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+			f.Spec.Incus.HostRef = permissive
+			change(&f.Spec.Incus)
+		}}
+	}
 	cases := []struct {
 		name      string
 		opts      formationOpts
@@ -52,17 +67,17 @@ func TestBadInput(t *testing.T) {
 		},
 		{
 			name:      "image alias missing",
-			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Image = "no-such-image" }},
+			opts:      missing(func(s *redisv1alpha1.IncusSpec) { s.Image = "no-such-image" }),
 			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonImageMissing,
 		},
 		{
 			name:      "profile missing",
-			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Profiles = []string{"no-such-profile"} }},
+			opts:      missing(func(s *redisv1alpha1.IncusSpec) { s.Profiles = []string{"no-such-profile"} }),
 			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonProfileMissing,
 		},
 		{
 			name:      "network missing",
-			opts:      formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Network = "nosuchbr0" }},
+			opts:      missing(func(s *redisv1alpha1.IncusSpec) { s.Network = "nosuchbr0" }),
 			condition: redisv1alpha1.ConditionDegraded, status: metav1.ConditionTrue, reason: controllers.ReasonNetworkMissing,
 		},
 	}

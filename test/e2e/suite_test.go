@@ -37,6 +37,10 @@ import (
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
+// operatorNamespace is the manager's own namespace: IncusHosts' client
+// certificate Secrets live there.
+const operatorNamespace = "rsf-system"
+
 // Lab names created by the lab-host playbook.
 const (
 	labImage   = "rsf-redis7-bookworm-v1"
@@ -100,7 +104,7 @@ func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config)
 	if err != nil {
 		return err
 	}
-	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second}
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second, OperatorNamespace: operatorNamespace}
 	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ const (
 	ProfileExists        = "ProfileExists"
 	NetworkExists        = "NetworkExists"
 	StoragePoolExists    = "StoragePoolExists"
+	Info                 = "Info"
 	// Connect is Fake.Server (the incus.ServerSource side).
 	Connect = "Connect"
 )
@@ -90,6 +91,9 @@ type Fake struct {
 	ProfileDevices map[string]map[string]map[string]string
 
 	images, profiles, networks, pools map[string]bool
+
+	// ServerInfo is what Info returns (a standalone "6.0.4" by default).
+	ServerInfo incus.ServerInfo
 }
 
 type instance struct {
@@ -119,10 +123,11 @@ func New() *Fake {
 				"root": {"type": "disk", "path": "/", "pool": "rsf"},
 			},
 		},
-		images:   map[string]bool{"rsf-redis7-bookworm-v1": true},
-		profiles: map[string]bool{"rsf-redis": true},
-		networks: map[string]bool{"rsfbr0": true},
-		pools:    map[string]bool{"rsf": true},
+		images:     map[string]bool{"rsf-redis7-bookworm-v1": true},
+		profiles:   map[string]bool{"rsf-redis": true},
+		networks:   map[string]bool{"rsfbr0": true},
+		pools:      map[string]bool{"rsf": true},
+		ServerInfo: incus.ServerInfo{Version: "6.0.4"},
 	}
 }
 
@@ -652,6 +657,20 @@ func (f *Fake) exists(ctx context.Context, method string, m map[string]bool, nam
 	}
 
 	return m[name], nil
+}
+
+// Info implements incus.Server.
+func (f *Fake) Info(ctx context.Context) (incus.ServerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, Info); err != nil {
+		return incus.ServerInfo{}, err
+	}
+
+	info := f.ServerInfo
+	info.Members = slices.Clone(info.Members)
+	return info, nil
 }
 
 var _ incus.ServerSource = (*Fake)(nil)
