@@ -154,14 +154,14 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		addFinalizer(f) // written with the status at the end of the pass
 		return nil
 	case actCreate:
-		log.Info("creating member instance", "instance", a.member, "pinnedAddress", a.spec.Devices["eth0"]["ipv4.address"])
+		log.Info("creating member instance", "member", a.member, "instance", a.instance, "pinnedAddress", a.spec.Devices["eth0"]["ipv4.address"])
 		return o.incus.CreateInstance(ctx, a.spec)
 	case actStart:
-		return o.incus.StartInstance(ctx, a.member)
+		return o.incus.StartInstance(ctx, a.instance)
 	case actPin:
-		return o.incus.UpdateInstanceDevice(ctx, a.member, "eth0", map[string]string{"ipv4.address": a.target.Host})
+		return o.incus.UpdateInstanceDevice(ctx, a.instance, "eth0", map[string]string{"ipv4.address": a.target.Host})
 	case actReplace, actRemove:
-		return o.incus.DeleteInstance(ctx, a.member)
+		return o.incus.DeleteInstance(ctx, a.instance)
 	case actTopology:
 		return r.heal(ctx, f, o, a.topology)
 	case actConfigSet:
@@ -201,9 +201,9 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 		if err := r.writeRedisConf(ctx, f, o, m, a.Target); err != nil {
 			return err
 		}
-		return runScript(ctx, o.incus, m.name, "chown redis:redis "+redisConfPath+" && systemctl start --no-block redis-server")
+		return runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+redisConfPath+" && systemctl start --no-block redis-server")
 	case topology.StartSentinel:
-		return runScript(ctx, o.incus, m.name, "systemctl start --no-block redis-sentinel")
+		return runScript(ctx, o.incus, m.instanceName, "systemctl start --no-block redis-sentinel")
 	case topology.ReplicaOf:
 		return o.admin.ReplicaOf(ctx, m.Redis, a.Target)
 	case topology.Remonitor:
@@ -282,12 +282,12 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	if err != nil {
 		return err
 	}
-	if err := o.incus.WriteFile(ctx, m.name, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
+	if err := o.incus.WriteFile(ctx, m.instanceName, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
 		return err
 	}
 	// redis-server is started but not enabled: after a container restart it
 	// stays down until the operator decides its role.
-	return runScript(ctx, o.incus, m.name, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
+	return runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
 		" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch "+configuredMarker)
 }
 
@@ -299,7 +299,7 @@ func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alph
 	if err != nil {
 		return err
 	}
-	return o.incus.WriteFile(ctx, m.name, redisConfPath, conf, 0o640, 0, 0)
+	return o.incus.WriteFile(ctx, m.instanceName, redisConfPath, conf, 0o640, 0, 0)
 }
 
 // redisSettings is the render input of a member's redis.conf but its users

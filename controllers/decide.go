@@ -45,7 +45,10 @@ const (
 type action struct {
 	kind   actionKind
 	member string
-	reason string
+	// instance is the member's Incus instance, for the Incus actions
+	// (start, pin, replace, remove; a create's is spec.Name).
+	instance string
+	reason   string
 	// target is a topology action's master, or the promoted member of a
 	// demotion.
 	target   endpoint.Endpoint
@@ -226,7 +229,7 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		for _, m := range o.members {
 			if m.instance == nil {
 				spec := instanceSpec(f, m.index, previousAddress(f, m.name))
-				p.add(action{kind: actCreate, member: m.name, spec: spec, reason: "missing"})
+				p.add(action{kind: actCreate, member: m.name, instance: spec.Name, spec: spec, reason: "missing"})
 				p.progressing = "creating instances"
 			}
 		}
@@ -237,7 +240,7 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		case m.instance.Status == "Stopped":
 			decideStart(p, f, m, now)
 		case m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4:
-			p.add(action{kind: actPin, member: m.name, target: endpoint.Endpoint{Host: m.instance.IPv4}, reason: "keep the address across restarts and rebuilds"})
+			p.add(action{kind: actPin, member: m.name, instance: m.instanceName, target: endpoint.Endpoint{Host: m.instance.IPv4}, reason: "keep the address across restarts and rebuilds"})
 		}
 	}
 	return false
@@ -249,14 +252,14 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs, now time.Time) {
 	if st := findMember(f.Status.Members, m.name); st != nil && st.StartedAt != nil {
 		if since := now.Sub(st.StartedAt.Time); since < crashWindow {
-			p.degrade(ReasonInstanceError, "instance %s stopped again %s after it was started (a failing init, see `incus console %s --show-log`, or stopped by hand); next start in %s",
-				m.name, since.Round(time.Second), m.name, (crashWindow - since).Round(time.Second))
+			p.degrade(ReasonInstanceError, "instance %s of member %s stopped again %s after it was started (a failing init, see `incus console %s --show-log`, or stopped by hand); next start in %s",
+				m.instanceName, m.name, since.Round(time.Second), m.instanceName, (crashWindow - since).Round(time.Second))
 			p.wakeIn(crashWindow - since)
 			return
 		}
 	}
 	name := m.name
-	p.add(action{kind: actStart, member: name, reason: "stopped", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+	p.add(action{kind: actStart, member: name, instance: m.instanceName, reason: "stopped", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
 		if ms := findMember(st.Members, name); ms != nil {
 			ms.StartedAt = timePtr(now)
 		}
@@ -281,7 +284,7 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		if m.name == p.topology.MasterMember {
 			continue
 		}
-		p.add(action{kind: actReplace, member: m.name, reason: fmt.Sprintf("its container was built from an older spec (%d of %d members to replace)", len(old), len(o.members))})
+		p.add(action{kind: actReplace, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("its container was built from an older spec (%d of %d members to replace)", len(old), len(o.members))})
 		p.progressing = fmt.Sprintf("replacing member %s (%d of %d members to replace)", m.name, len(old), len(o.members))
 		p.requeueNow = true
 		return true
@@ -327,7 +330,7 @@ func decideScaleDown(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		}
 	}
 	for _, m := range o.leaving {
-		p.add(action{kind: actRemove, member: m.name, reason: fmt.Sprintf("spec.members is %d", f.Spec.Members)})
+		p.add(action{kind: actRemove, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("spec.members is %d", f.Spec.Members)})
 	}
 	p.progressing = fmt.Sprintf("scaling down to %d members", f.Spec.Members)
 }

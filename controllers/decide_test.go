@@ -46,10 +46,10 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 	}
 	f.Status.BackendRules = backendUser(f).Rules
 	for i := 1; i <= int(f.Spec.Members); i++ {
-		name := memberName(f, i)
+		name, instance := memberName(f, i), testInstance(i)
 		host := memberHost(i)
-		m := &memberObs{index: i, name: name, instance: &incus.Instance{
-			Name: name, Status: "Running", IPv4: host,
+		m := &memberObs{index: i, name: name, instanceName: instance, instance: &incus.Instance{
+			Name: instance, Status: "Running", IPv4: host,
 			Config:  map[string]string{keyFormationUID: string(f.UID), keyMember: fmt.Sprint(i), keyTemplate: templateDigest(f, i)},
 			Devices: map[string]map[string]string{"eth0": {"type": "nic", "network": "rsfbr0", "ipv4.address": host}},
 		}}
@@ -63,7 +63,7 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 		m.View = redisadmin.MasterState{Address: master, Flags: []string{"master"}, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000,
 			ParallelSyncs: 1, NumReplicas: 2, NumOtherSentinels: 2, ConfigEpoch: 1}
 		o.members = append(o.members, m)
-		f.Status.Members = append(f.Status.Members, redisv1alpha1.MemberStatus{Name: name, Instance: name, Address: host, SettingsHash: fingerprint.Map(settings)})
+		f.Status.Members = append(f.Status.Members, redisv1alpha1.MemberStatus{Name: name, Instance: instance, Address: host, SettingsHash: fingerprint.Map(settings)})
 	}
 	f.Status.Master = &redisv1alpha1.MasterStatus{Member: memberName(f, 1), Address: master.Host, Port: 6379, ConfigEpoch: 1}
 	conn := &corev1.Secret{Data: connectionData(f, o.creds, sentinelAddresses(f, o))}
@@ -135,11 +135,11 @@ func TestDecide(t *testing.T) {
 					creates = append(creates, a)
 				}
 			}
-			if len(creates) != 1 || creates[0].member != "cache-2" {
+			if len(creates) != 1 || creates[0].member != "cache-2" || creates[0].instance != testInstance(2) {
 				t.Fatalf("creates %+v (actions %v)", creates, kinds(p))
 			}
 			spec := creates[0].spec
-			if spec.Name != "cache-2" || spec.Devices["eth0"]["ipv4.address"] != memberHost(2) || spec.Config[keyFormationUID] != string(f.UID) ||
+			if spec.Name != testInstance(2) || spec.Devices["eth0"]["ipv4.address"] != memberHost(2) || spec.Config[keyFormationUID] != string(f.UID) ||
 				spec.Config[keyMember] != "2" || spec.Config[keyTemplate] != templateDigest(f, 2) || spec.Image != f.Spec.Incus.Image {
 				t.Fatalf("create spec %+v", spec)
 			}
@@ -169,7 +169,7 @@ func TestDecide(t *testing.T) {
 		},
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
 			a := findAction(p, actStart)
-			if a == nil || a.member != "cache-3" {
+			if a == nil || a.member != "cache-3" || a.instance != testInstance(3) {
 				t.Fatalf("actions %v", kinds(p))
 			}
 			if hasProblem(p, ReasonInstanceError) {
@@ -186,7 +186,7 @@ func TestDecide(t *testing.T) {
 		name:  "outdated replica while whole: one ReplaceMember only",
 		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) { outdate(o, 2); outdate(o, 3) },
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
-			if !slices.Equal(kinds(p), []actionKind{actReplace}) || p.actions[0].member != "cache-2" || !p.requeueNow {
+			if !slices.Equal(kinds(p), []actionKind{actReplace}) || p.actions[0].member != "cache-2" || p.actions[0].instance != testInstance(2) || !p.requeueNow {
 				t.Fatalf("actions %v", p.actions)
 			}
 		},

@@ -143,7 +143,7 @@ func TestMasterLost(t *testing.T) {
 	if f.Status.Master.Member != "cache-1" {
 		t.Fatalf("master %+v", f.Status.Master)
 	}
-	if err := e.incus.StopInstance(ctx, "cache-1", false); err != nil {
+	if err := e.incus.StopInstance(ctx, testInstance(1), false); err != nil {
 		t.Fatal(err)
 	}
 	// A pass while the master is down and Sentinel has not acted yet: the
@@ -163,7 +163,7 @@ func TestMasterLost(t *testing.T) {
 		}
 		e.advanceFor(res, err)
 	}
-	epoch, err := e.world.Failover(f.Spec.MasterName, "cache-2")
+	epoch, err := e.world.Failover(f.Spec.MasterName, testInstance(2))
 	if err != nil {
 		t.Fatal(err)
 	}

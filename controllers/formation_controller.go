@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -133,13 +135,14 @@ func (r *FormationReconciler) writeStatus(ctx context.Context, base, f *redisv1a
 }
 
 // result merges the pass's wishes: an error retries with backoff, a block
-// waits for the watched inputs to change (or a slow poll), and otherwise
+// waits for the watched inputs to change or a backing-off poll (see
+// blockedRetry), and otherwise
 // the soonest requeue wins: the plan's own, a quick one while the formation
 // converges, the resync period once it is Ready.
 func (r *FormationReconciler) result(f *redisv1alpha1.RedisSentinelFormation, p plan, res outcome) (ctrl.Result, error) {
 	switch {
 	case errors.Is(res.err, errBlocked):
-		return ctrl.Result{RequeueAfter: blockedPoll}, nil
+		return ctrl.Result{RequeueAfter: blockedRetry(f, r.now())}, nil
 	case res.err != nil:
 		r.Metrics.ReconcileError(f.Namespace, f.Name, res.phase)
 		return ctrl.Result{}, res.err
@@ -167,10 +170,24 @@ const nextPass = 5 * time.Millisecond
 // when nothing else triggers a reconcile.
 const convergePoll = 2 * time.Second
 
-// blockedPoll is how soon a blocked formation is looked at again. Watches
-// on its Secrets retrigger at once; the poll catches what no watch covers
-// (an Incus instance of the same name removed by hand).
+// blockedPoll is the longest a blocked formation waits for its next look.
 const blockedPoll = time.Minute
+
+// blockedRetry is how soon a blocked formation is looked at again. Watches
+// on its spec and Secrets retrigger it at once; only a poll sees what no
+// watch covers, such as an Incus instance in the way of a member removed by
+// hand. (Blocked passes once ended without a requeue, which left such a
+// formation blocked for good.) The poll backs off with how long the
+// formation has not been Ready (status, so a restart keeps it), from
+// convergePoll to blockedPoll: a block lifted soon is noticed within
+// seconds, one that lasts costs a look a minute.
+func blockedRetry(f *redisv1alpha1.RedisSentinelFormation, now time.Time) time.Duration {
+	since := now
+	if c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+		since = c.LastTransitionTime.Time
+	}
+	return min(max(now.Sub(since), convergePoll), blockedPoll)
+}
 
 // forget drops everything held in memory for a formation: its Sentinel
 // subscriptions, its admin and canary clients and its metric series.

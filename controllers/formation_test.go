@@ -39,6 +39,11 @@ func TestBringUp(t *testing.T) {
 	if got := sortedKeys(insts); len(got) != 3 || got[0] != "cache-1" || got[2] != "cache-3" {
 		t.Fatalf("instances %v", got)
 	}
+	for i, m := range f.Status.Members {
+		if inst := insts[m.Name]; inst.Name != testInstance(i+1) || m.Instance != inst.Name {
+			t.Errorf("member %s: instance %q, status records %q, want %q", m.Name, inst.Name, m.Instance, testInstance(i+1))
+		}
+	}
 	for name, inst := range insts {
 		if inst.Status != "Running" || inst.Config[keyFormationUID] != string(f.UID) || inst.Config[keyFormation] != testNamespace+"/"+testName ||
 			inst.Config[keyMember] != name[len(name)-1:] || inst.Config[keyTemplate] == "" {
@@ -240,7 +245,17 @@ func TestBlockedSecret(t *testing.T) {
 	f := newFormation(testName)
 	e := newEnv(t, f, passwordSecret(sentinelSecretName, testSentinelPassword))
 	r := e.newReconciler()
-	e.blockedPasses(r, testKey, 3)
+	// The poll backs off with the time the formation has been blocked.
+	for _, want := range []time.Duration{convergePoll, convergePoll, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, blockedPoll, blockedPoll} {
+		res, err := e.reconcile(r, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RequeueAfter != want {
+			t.Fatalf("result %+v, want a poll after %s", res, want)
+		}
+		e.clock.Advance(res.RequeueAfter)
+	}
 	f = e.formation(testKey)
 	c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionSecretsValid)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonSecretNotFound || !strings.Contains(c.Message, redisSecretName) {
@@ -280,7 +295,7 @@ func TestStoppedMember(t *testing.T) {
 	ctx := context.Background()
 	starts := func() int { return e.incus.Calls()[incusfake.StartInstance] }
 
-	if err := e.incus.StopInstance(ctx, "cache-3", false); err != nil {
+	if err := e.incus.StopInstance(ctx, testInstance(3), false); err != nil {
 		t.Fatal(err)
 	}
 	startedAt := e.clock.Now()
@@ -295,7 +310,7 @@ func TestStoppedMember(t *testing.T) {
 
 	// It stops again 2 s later: reported, not started.
 	e.clock.Advance(2 * time.Second)
-	if err := e.incus.StopInstance(ctx, "cache-3", false); err != nil {
+	if err := e.incus.StopInstance(ctx, testInstance(3), false); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

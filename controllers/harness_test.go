@@ -375,17 +375,17 @@ func (e *env) reconcile(r *FormationReconciler, key types.NamespacedName) (ctrl.
 	return r.Reconcile(e.ctx(), ctrl.Request{NamespacedName: key})
 }
 
-// blockedPasses runs n passes that must each end blocked (a poll after
-// blockedPoll, no error), advancing the clock to the next one.
+// blockedPasses runs n passes that must each end blocked (phase Blocked, a
+// poll, no error), advancing the clock to the next one.
 func (e *env) blockedPasses(r *FormationReconciler, key types.NamespacedName, n int) {
 	e.t.Helper()
 	for range n {
 		res, err := e.reconcile(r, key)
-		if err != nil {
-			e.t.Fatal(err)
+		if err != nil || res.RequeueAfter <= 0 {
+			e.t.Fatalf("result %+v, %v; want a poll", res, err)
 		}
-		if res.RequeueAfter != blockedPoll {
-			e.t.Fatalf("result %+v, want a poll after %s", res, blockedPoll)
+		if f := e.formation(key); f.Status.Phase != redisv1alpha1.PhaseBlocked {
+			e.t.Fatalf("phase %s, want Blocked: %s", f.Status.Phase, describe(f))
 		}
 		e.clock.Advance(res.RequeueAfter)
 	}
@@ -513,7 +513,8 @@ func (e *env) admin() redisadmin.Admin {
 	return e.world.Admin("test", redisadmin.Credentials{Username: acl.AdminUser, Password: e.current(acl.Admin)})
 }
 
-// instances are the formation's Incus instances by name.
+// instances are the formation's Incus instances by member name (from
+// their member key; the instances' own names are InstanceName's).
 func (e *env) instances(f *redisv1alpha1.RedisSentinelFormation) map[string]incus.Instance {
 	e.t.Helper()
 	list, err := e.incus.ListInstances(context.Background(), keyFormationUID, string(f.UID))
@@ -522,10 +523,13 @@ func (e *env) instances(f *redisv1alpha1.RedisSentinelFormation) map[string]incu
 	}
 	out := map[string]incus.Instance{}
 	for _, inst := range list {
-		out[inst.Name] = inst
+		out[f.Name+"-"+inst.Config[keyMember]] = inst
 	}
 	return out
 }
+
+// testInstance is the Incus instance of the test formation's member index.
+func testInstance(index int) string { return InstanceName(testNamespace, testName, index) }
 
 func redisEndpoint(host string) endpoint.Endpoint { return endpoint.Endpoint{Host: host, Port: 6379} }
 func sentinelEndpoint(host string) endpoint.Endpoint {

@@ -313,7 +313,7 @@ func TestHostCertificateProblemsBlock(t *testing.T) {
 			if cond == nil || cond.Reason != c.reason {
 				t.Fatalf("Degraded %+v, want reason %s", cond, c.reason)
 			}
-			if blocked := err == nil && res.RequeueAfter == blockedPoll; blocked != c.blocked {
+			if blocked := err == nil && f.Status.Phase == redisv1alpha1.PhaseBlocked && res.RequeueAfter > 0; blocked != c.blocked {
 				t.Fatalf("result %+v, %v; want blocked=%v", res, err, c.blocked)
 			}
 		})

@@ -25,9 +25,37 @@ const (
 	ReasonInstanceError      = "InstanceError"
 )
 
-// memberName is the member's and its instance's name.
+// memberName is the member's name: in status, Events, Sentinel targets and
+// metrics. Its Incus instance has its own name (InstanceName).
 func memberName(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 	return f.Name + "-" + strconv.Itoa(index)
+}
+
+// maxInstanceName is Incus's limit (an instance name is a hostname).
+const maxInstanceName = 63
+
+// InstanceName is the name the operator creates member index of the
+// formation namespace/name under, e.g. "cache-apps-b4cc7e0f-1" for apps/cache.
+//
+// Formations of the same name in two namespaces share one Incus (project),
+// so the name carries the namespace; and since both names may contain
+// hyphens ("a-b"/"c" and "a"/"b-c" read alike), it also carries a hash of
+// namespace/name, which keeps it unique whatever the lengths: the readable
+// part "<name>-<namespace>" is cut to fit Incus's 63 characters, the hash
+// and the index never are. It starts with the formation name, which the
+// schema makes start with a letter (a namespace may start with a digit).
+// Should two formations still meet on one name, the second is blocked with
+// InstanceNotOwned; no instance is ever adopted by name.
+//
+// Instances are found by their ownership keys, not by this name, so the
+// "<name>-<n>" instances of formations created before it keep serving.
+func InstanceName(namespace, name string, index int) string {
+	suffix := "-" + fingerprint.Strings(namespace, name)[:8] + "-" + strconv.Itoa(index)
+	readable := name + "-" + namespace
+	if room := maxInstanceName - len(suffix); len(readable) > room {
+		readable = strings.TrimRight(readable[:room], "-")
+	}
+	return readable + suffix
 }
 
 // connectIncus connects to the formation's IncusHost in its project. With
@@ -132,7 +160,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 		}
 	}
 	return incus.InstanceSpec{
-		Name:     memberName(f, index),
+		Name:     InstanceName(f.Namespace, f.Name, index),
 		Image:    spec.Image,
 		Profiles: spec.Profiles,
 		Config:   config,

@@ -76,9 +76,13 @@ type observation struct {
 
 // memberObs is one member: its instance and what its servers said.
 type memberObs struct {
-	index    int
-	name     string
-	instance *incus.Instance
+	index int
+	// name is the member's name (memberName), instanceName its Incus
+	// instance's: the observed one's, else the one a create takes. Every
+	// Incus call for the member uses instanceName.
+	name         string
+	instanceName string
+	instance     *incus.Instance
 	topology.Member
 	// quorumErr is the sentinel's CKQUORUM answer.
 	quorumErr error
@@ -190,50 +194,93 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 	return true
 }
 
-// readInstances reads the formation's instances with one call, then looks
-// up the names it lacks: an instance there that the formation does not own
-// blocks the formation before anything is created.
+// readInstances reads the formation's instances with one call and matches
+// them to members by their ownership keys (formation UID and member index),
+// not by name: an instance keeps serving under the name it was created with
+// (formations from before InstanceName keep their "<name>-<n>" ones). For a
+// member the list lacks it looks up, by name, the instance status recorded
+// for it and the name a create would take: an instance there that the
+// formation does not own blocks the formation before anything is created.
 func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
 	owned, err := o.incus.ListInstances(ctx, keyFormationUID, string(f.UID))
 	if err != nil {
 		o.degrade(ReasonIncusUnreachable, "listing the formation's instances: %v", err)
 		return err
 	}
-	byName := map[string]*incus.Instance{}
+	byIndex := map[int]*incus.Instance{}
 	for i := range owned {
-		byName[owned[i].Name] = &owned[i]
-		if index, err := strconv.Atoi(owned[i].Config[keyMember]); err == nil && index > int(f.Spec.Members) {
-			m := &memberObs{index: index, name: owned[i].Name, instance: &owned[i]}
-			m.Name = m.name
-			m.Home = home(f, m)
-			o.leaving = append(o.leaving, m)
+		index, err := strconv.Atoi(owned[i].Config[keyMember])
+		if err != nil || index < 1 {
+			continue
+		}
+		// Two instances of one member (never made by the operator): the one
+		// status records, else the first by name, is the member.
+		if prev := byIndex[index]; prev == nil || owned[i].Name == recordedInstance(f, index) {
+			byIndex[index] = &owned[i]
 		}
 	}
+	for index, inst := range byIndex {
+		if index > int(f.Spec.Members) {
+			o.leaving = append(o.leaving, newMemberObs(f, index, inst))
+		}
+	}
+	slices.SortFunc(o.leaving, func(a, b *memberObs) int { return a.index - b.index })
 	o.members = make([]*memberObs, 0, f.Spec.Members)
 	for i := 1; i <= int(f.Spec.Members); i++ {
-		m := &memberObs{index: i, name: memberName(f, i), instance: byName[memberName(f, i)]}
-		m.Name = m.name
-		if m.instance == nil {
-			inst, err := o.incus.GetInstance(ctx, m.name)
-			switch {
-			case errors.Is(err, incus.ErrNotFound):
-			case err != nil:
-				o.degrade(ReasonIncusUnreachable, "reading instance %s: %v", m.name, err)
+		inst := byIndex[i]
+		if inst == nil {
+			if inst, err = lookUpMissing(ctx, f, o, i); err != nil {
 				return err
-			case inst.Config[keyFormationUID] == string(f.UID):
-				// Ours, though the list missed it (seen with a container
-				// still booting).
-				m.instance = inst
-			default:
-				o.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but does not belong to this formation (%s=%q); it is left untouched: rename the formation or remove that instance",
-					m.name, keyFormationUID, inst.Config[keyFormationUID])
-				return errBlocked
 			}
 		}
-		m.Home = home(f, m)
-		o.members = append(o.members, m)
+		o.members = append(o.members, newMemberObs(f, i, inst))
 	}
 	return nil
+}
+
+// lookUpMissing finds, by name, the instance of a member the list lacked
+// (seen with a container still booting): at the name status recorded, then
+// at the name a create would take, where another's instance blocks.
+func lookUpMissing(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, index int) (*incus.Instance, error) {
+	create := InstanceName(f.Namespace, f.Name, index)
+	names := []string{create}
+	if recorded := recordedInstance(f, index); recorded != "" && recorded != create {
+		names = []string{recorded, create}
+	}
+	for _, name := range names {
+		inst, err := o.incus.GetInstance(ctx, name)
+		switch {
+		case errors.Is(err, incus.ErrNotFound):
+		case err != nil:
+			o.degrade(ReasonIncusUnreachable, "reading instance %s: %v", name, err)
+			return nil, err
+		case inst.Config[keyFormationUID] == string(f.UID) && inst.Config[keyMember] == strconv.Itoa(index):
+			return inst, nil
+		case name == create:
+			o.degrade(ReasonInstanceNotOwned, "an Incus instance named %s exists but is not member %s of this formation (%s=%q, %s=%q); it is left untouched, and the formation goes on once it is removed or renamed",
+				name, memberName(f, index), keyFormationUID, inst.Config[keyFormationUID], keyMember, inst.Config[keyMember])
+			return nil, errBlocked
+		}
+	}
+	return nil, nil
+}
+
+// recordedInstance is the instance name status recorded for member index.
+func recordedInstance(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+	if m := findMember(f.Status.Members, memberName(f, index)); m != nil {
+		return m.Instance
+	}
+	return ""
+}
+
+func newMemberObs(f *redisv1alpha1.RedisSentinelFormation, index int, inst *incus.Instance) *memberObs {
+	m := &memberObs{index: index, name: memberName(f, index), instanceName: InstanceName(f.Namespace, f.Name, index), instance: inst}
+	if inst != nil {
+		m.instanceName = inst.Name
+	}
+	m.Name = m.name
+	m.Home = home(f, m)
+	return m
 }
 
 // home is the member's redis-server endpoint at its address and port, also
@@ -337,9 +384,9 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 		m.quorumErr = o.admin.SentinelCKQuorum(ctx, m.Sentinel, name)
 	}
 	if m.RedisErr != nil || (m.SentinelErr != nil && !errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster)) {
-		probe, err := probe(ctx, o.incus, m.name)
+		probe, err := probe(ctx, o.incus, m.instanceName)
 		if err != nil {
-			log.Info("cannot probe member; treating it as unreachable until the next pass", "member", m.name, "error", err.Error())
+			log.Info("cannot probe member; treating it as unreachable until the next pass", "member", m.name, "instance", m.instanceName, "error", err.Error())
 			return
 		}
 		m.Probe = probe

@@ -141,7 +141,7 @@ func TestScale(t *testing.T) {
 
 	// Down to 3, with the master on a leaving member: a planned failover
 	// first, then both leaving members removed.
-	epoch, err := e.world.Failover(f.Spec.MasterName, "cache-5")
+	epoch, err := e.world.Failover(f.Spec.MasterName, testInstance(5))
 	if err != nil {
 		t.Fatal(err)
 	}

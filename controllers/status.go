@@ -82,7 +82,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 		}
 	}
 	recordEvents(st, o.events)
-	setConditions(f, o, p, res)
+	setConditions(f, o, p, res, now)
 	notes = append(notes, blockedNotes(before, f, o)...)
 	if o.stop == nil && res.err == nil && specRealized(f, o) {
 		st.ObservedGeneration = f.Generation
@@ -154,7 +154,7 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 
 func memberStatus(f *redisv1alpha1.RedisSentinelFormation, m *memberObs, tp topology.Plan, masterOffset int64) redisv1alpha1.MemberStatus {
 	p := memberPorts(f, m)
-	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.name, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(f, m),
+	st := redisv1alpha1.MemberStatus{Name: m.name, Instance: m.instanceName, Role: redisv1alpha1.RoleUnknown, Address: memberAddress(f, m),
 		RedisPort: int32(p.redis), SentinelPort: int32(p.sentinel)}
 	if m.instance != nil {
 		st.InstanceState = m.instance.Status
@@ -347,8 +347,10 @@ func memberAt(f *redisv1alpha1.RedisSentinelFormation, addr string) string {
 	return addr
 }
 
-// setConditions derives Ready, Degraded, Progressing and the phase.
-func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, res outcome) {
+// setConditions derives Ready, Degraded, Progressing and the phase. A
+// condition that changes status is stamped with the pass's time (the clock
+// blockedRetry backs off on).
+func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, res outcome, now time.Time) {
 	st := &f.Status
 	topologyRan := o.stop == nil
 	problems := append(append(append([]problem(nil), o.problems...), p.problems...), res.problems...)
@@ -373,7 +375,7 @@ func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p pl
 	bootstrapped := st.Master != nil
 
 	set := func(t string, status bool, reason, message string) {
-		c := metav1.Condition{Type: t, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: f.Generation}
+		c := metav1.Condition{Type: t, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: f.Generation, LastTransitionTime: metav1.NewTime(now)}
 		if status {
 			c.Status = metav1.ConditionTrue
 		}

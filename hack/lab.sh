@@ -266,7 +266,7 @@ The lab is up ($((SECONDS - start))s).
   kubectl get rsf -o wide
   kubectl describe rsf $formation
   kubectl get secret $formation-connection -o yaml     # how a backend connects
-  incus list $formation-
+  incus list user.rsf.formation=$namespace/$formation
 Logs:   .lab/manager.log (operator, JSON), .lab/controlplane.log,
         .lab/kube-apiserver.log, .lab/etcd.log
 Status: make lab-status      Tear down: make lab-down
@@ -276,13 +276,13 @@ EOF
 
 # --- down -------------------------------------------------------------------
 
-# Deletes the sample's containers that are still there: only instances named
-# <formation>-1..7 whose user.rsf.formation is <namespace>/<formation>.
+# Deletes the sample's containers that are still there: only instances whose
+# user.rsf.formation is exactly <namespace>/<formation>, whatever their name
+# (<formation>-<namespace>-<hash>-N, or <formation>-N from older operators).
 delete_leftover_containers() {
 	local name owner found=false
 	command -v incus >/dev/null || return 0
-	for name in $(incus list --format csv --columns n 2>/dev/null || true); do
-		[[ $name =~ ^${formation}-[1-7]$ ]] || continue
+	for name in $(incus list "user.rsf.formation=$namespace/$formation" --format csv --columns n 2>/dev/null || true); do
 		owner=$(incus config get "$name" user.rsf.formation 2>/dev/null || true)
 		if [ "$owner" != "$namespace/$formation" ]; then
 			log "leaving $name alone: user.rsf.formation is '${owner}', not $namespace/$formation"
@@ -292,7 +292,7 @@ delete_leftover_containers() {
 		log "deleting leftover container $name"
 		incus delete --force "$name"
 	done
-	$found || log "no leftover $formation-N containers of $namespace/$formation"
+	$found || log "no leftover containers of $namespace/$formation"
 }
 
 cmd_down() {
@@ -355,7 +355,7 @@ cmd_status() {
 	fi
 	if command -v incus >/dev/null; then
 		echo
-		incus list "^${formation}-[1-7]$" --columns ns4 2>/dev/null || true
+		incus list "user.rsf.formation=$namespace/$formation" --columns ns4 2>/dev/null || true
 	fi
 }
 

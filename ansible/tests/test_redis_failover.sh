@@ -43,6 +43,9 @@ IFS=, read -r -a sentinels <<<"$(secret_key REDIS_SENTINEL_ADDRS)"
 old_member=$(field .status.master.member)
 old_address=$(field .status.master.address)
 [ -n "$old_member" ] || fail "formation has no master in status"
+# The member's Incus instance is named apart from it (see docs/security.md).
+old_instance=$(field ".status.members[?(@.name==\"$old_member\")].instance")
+[ -n "$old_instance" ] || fail "status records no instance for member $old_member"
 
 sentinel_cli() { # host:port, args...
 	local addr=$1
@@ -50,9 +53,9 @@ sentinel_cli() { # host:port, args...
 	REDISCLI_AUTH=$sentinel_pass timeout 2 redis-cli -h "${addr%:*}" -p "${addr##*:}" --user "$sentinel_user" --no-auth-warning "$@" 2>/dev/null
 }
 
-echo "master is $old_member ($old_address); hard-stopping its container"
+echo "master is $old_member ($old_address); hard-stopping its container $old_instance"
 start=$(date +%s.%N)
-incus stop --force "$old_member"
+incus stop --force "$old_instance"
 
 new_address=""
 while [ -z "$new_address" ]; do

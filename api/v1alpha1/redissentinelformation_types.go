@@ -697,7 +697,7 @@ type ConnectionInfo struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rsf,categories=redis
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]{0,53}[a-z0-9])?$')",message="metadata.name must be a DNS label of at most 55 characters starting with a letter: it prefixes the Incus instance names"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]{0,53}[a-z0-9])?$')",message="metadata.name must be a DNS label of at most 55 characters starting with a letter: it begins the member names (<name>-<n>) and the Incus instance names (<name>-<namespace>-<hash>-<n>)"
 // +kubebuilder:printcolumn:name="Master",type=string,JSONPath=`.status.master.member`
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.master.address`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyMembers`

@@ -178,11 +178,13 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 	if old == nil {
 		return drill{}, fmt.Errorf("no master in status")
 	}
-	var witness string // a surviving sentinel
+	var witness, oldInstance string // a surviving sentinel; the master's container
 	for _, m := range cur.Status.Members {
-		if m.Name != old.Member && m.Address != "" {
+		if m.Name == old.Member {
+			oldInstance = m.Instance
+		}
+		if m.Name != old.Member && m.Address != "" && witness == "" {
 			witness = net.JoinHostPort(m.Address, fmt.Sprint(cur.Spec.Redis.SentinelPort))
-			break
 		}
 	}
 	// As a backend would ask (the backend user on the sentinels may only
@@ -209,7 +211,7 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 	}()
 
 	killedAt := time.Now()
-	if err := incusSrv.StopInstance(ctx, old.Member, true); err != nil {
+	if err := incusSrv.StopInstance(ctx, oldInstance, true); err != nil {
 		return drill{}, fmt.Errorf("hard-stopping %s: %w", old.Member, err)
 	}
 	d := drill{from: old.Member}

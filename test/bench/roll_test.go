@@ -46,11 +46,11 @@ func BenchmarkImageRoll(b *testing.B) {
 	failovers, gen := cur.Status.Failovers, cur.Generation
 	created := map[string]time.Time{}
 	for _, m := range cur.Status.Members {
-		inst, err := incusSrv.GetInstance(ctx, m.Name)
+		inst, err := incusSrv.GetInstance(ctx, m.Instance)
 		if err != nil {
 			b.Fatal(err)
 		}
-		created[m.Name] = inst.CreatedAt
+		created[m.Instance] = inst.CreatedAt
 	}
 	w.ResetGap()
 	start := time.Now()

@@ -116,11 +116,11 @@ func drillMasterHardStop(t *testing.T, a *formation) *writer {
 	settle()
 
 	injected := time.Now()
-	hardStop(t, old)
+	hardStop(t, memberNamed(cur, old).Instance)
 	now := waitFailover(t, a, replicas(cur), oldAddr)
 	r.note("Sentinel promoted %s %.1f s after the stop", memberAt(cur, now), time.Since(injected).Seconds())
 	// The operator may have started it already; either way it runs now.
-	_ = incusSrv.StartInstance(context.Background(), old)
+	_ = incusSrv.StartInstance(context.Background(), memberNamed(cur, old).Instance)
 	healed := time.Now()
 
 	cur = waitReadyAfter(t, a, injected, readyBound)
@@ -155,8 +155,9 @@ func drillMasterPartition(t *testing.T, a *formation) *writer {
 	settle()
 
 	injected := time.Now()
-	t.Cleanup(func() { _ = healPartition(old, peers) })
-	partition(t, old, peers)
+	oldInstance := memberNamed(cur, old).Instance
+	t.Cleanup(func() { _ = healPartition(oldInstance, peers) })
+	partition(t, oldInstance, peers)
 	now := waitFailover(t, a, replicas(cur), oldAddr)
 	promoted := time.Now()
 	newMaster := memberAt(cur, now)
@@ -196,7 +197,7 @@ func drillMasterPartition(t *testing.T, a *formation) *writer {
 	}
 
 	healed := time.Now()
-	if err := healPartition(old, peers); err != nil {
+	if err := healPartition(oldInstance, peers); err != nil {
 		t.Fatalf("healing the partition: %v", err)
 	}
 	cur = waitReadyAfter(t, a, injected, readyBound)
@@ -241,11 +242,11 @@ func sentinelDrill(t *testing.T, a *formation, r *result, cur *redisv1alpha1.Red
 	injected := time.Now()
 	t.Cleanup(func() {
 		for _, v := range victims {
-			_ = unmaskSentinel(v)
+			_ = unmaskSentinel(memberNamed(cur, v).Instance)
 		}
 	})
 	for _, v := range victims {
-		maskSentinel(t, v)
+		maskSentinel(t, memberNamed(cur, v).Instance)
 	}
 	reasons := []string{controllers.ReasonSentinelDown}
 	if len(victims) > 1 {
@@ -284,7 +285,7 @@ func sentinelDrill(t *testing.T, a *formation, r *result, cur *redisv1alpha1.Red
 
 	healed := time.Now()
 	for _, v := range victims {
-		if err := unmaskSentinel(v); err != nil {
+		if err := unmaskSentinel(memberNamed(cur, v).Instance); err != nil {
 			t.Fatalf("unmasking the sentinel in %s: %v", v, err)
 		}
 	}
@@ -320,7 +321,7 @@ func drillOperatorKilledInBringUp(t *testing.T, a *formation) *writer {
 	created := time.Now()
 	first := b.name() + "-1"
 	eventually(t, 2*time.Minute, "the new formation's first instance appears", func() (bool, string) {
-		_, err := incusSrv.GetInstance(context.Background(), first)
+		_, err := incusSrv.GetInstance(context.Background(), controllers.InstanceName(b.key.Namespace, b.name(), 1))
 		return err == nil, fmt.Sprint(err)
 	})
 	op.kill(t)
@@ -395,7 +396,7 @@ func drillOperatorKilledInFailover(t *testing.T, a *formation) *writer {
 		}
 	})
 	op.kill(t)
-	hardStop(t, old)
+	hardStop(t, memberNamed(cur, old).Instance)
 	now := waitFailover(t, a, replicas(cur), oldAddr)
 	newMaster := memberAt(cur, now)
 	r.note("Sentinel promoted %s %.1f s after the stop, with no operator running", newMaster, time.Since(injected).Seconds())
@@ -591,8 +592,8 @@ func replicaRebuildDrill(t *testing.T, a *formation, r *result, drill string, re
 		// operator starts it, until status shows it stopped.
 		var stops int
 		eventually(t, 2*time.Minute, "status shows "+victim.Name+" stopped", func() (bool, string) {
-			if inst, err := incusSrv.GetInstance(context.Background(), victim.Name); err == nil && inst.Status == "Running" {
-				hardStop(t, victim.Name)
+			if inst, err := incusSrv.GetInstance(context.Background(), victim.Instance); err == nil && inst.Status == "Running" {
+				hardStop(t, victim.Instance)
 				stops++
 			}
 			m := memberNamed(get(t, a), victim.Name)
@@ -601,12 +602,12 @@ func replicaRebuildDrill(t *testing.T, a *formation, r *result, drill string, re
 		r.note("stopped %d times; status showed it stopped after %.1f s", stops, time.Since(injected).Seconds())
 	}
 	eventually(t, time.Minute, "deleting "+victim.Name, func() (bool, string) {
-		err := incusSrv.DeleteInstance(context.Background(), victim.Name)
+		err := incusSrv.DeleteInstance(context.Background(), victim.Instance)
 		return err == nil, fmt.Sprint(err) // pending: the operator may be starting it
 	})
 	var address string
 	eventually(t, readyBound, victim.Name+" recreated", func() (bool, string) {
-		inst, err := incusSrv.GetInstance(context.Background(), victim.Name)
+		inst, err := incusSrv.GetInstance(context.Background(), victim.Instance)
 		if err != nil {
 			return false, err.Error()
 		}

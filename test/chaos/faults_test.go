@@ -45,7 +45,8 @@ func execScript(instance, script string) (string, error) {
 }
 
 // ownInstance: the suite's formations are named chaos-<random> (chaoslp-
-// for the rotation drill), their instances <formation>-<n>.
+// for the rotation drill), and their instances' names begin with theirs
+// (controllers.InstanceName).
 func ownInstance(instance string) bool {
 	return strings.HasPrefix(instance, "chaos-") || strings.HasPrefix(instance, "chaoslp-")
 }

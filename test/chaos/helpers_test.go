@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
@@ -262,7 +263,7 @@ func diagnose(f *formation) string {
 		n = int(cur.Spec.Members)
 	}
 	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("%s-%d", f.name(), i)
+		name := controllers.InstanceName(f.key.Namespace, f.name(), i)
 		inst, err := incusSrv.GetInstance(context.Background(), name)
 		if err != nil {
 			fmt.Fprintf(&b, "%s: %v\n", name, err)
@@ -783,7 +784,7 @@ func checkInvariants(t *testing.T, f *formation) *redisv1alpha1.RedisSentinelFor
 		sort.Strings(names)
 		var wantNames []string
 		for i := 1; i <= int(cur.Spec.Members); i++ {
-			wantNames = append(wantNames, fmt.Sprintf("%s-%d", f.name(), i))
+			wantNames = append(wantNames, controllers.InstanceName(f.key.Namespace, f.name(), i))
 		}
 		if !slices.Equal(names, wantNames) {
 			return false, fmt.Sprintf("owned instances %v, want %v", names, wantNames)

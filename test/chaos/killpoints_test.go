@@ -404,8 +404,8 @@ func (o *opRun) follow() {
 			if i.IPv4 == "" {
 				continue
 			}
-			o.sw.follow(i.Name, i.IPv4)
-			o.p.watch(i.Name, i.IPv4, o.d.backendCreds(o.f))
+			o.sw.follow(o.f.memberOf(i), i.IPv4)
+			o.p.watch(o.f.memberOf(i), i.IPv4, o.d.backendCreds(o.f))
 		}
 	}
 	poll()
@@ -432,7 +432,7 @@ func (o *opRun) startWriter(t *testing.T, tag string) *writer {
 	return w
 }
 
-// members are the formation's instances (any state), by name.
+// members are the formation's instances (any state), by member name.
 func (o *opRun) members() (map[string]incus.Instance, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -442,9 +442,15 @@ func (o *opRun) members() (map[string]incus.Instance, error) {
 	}
 	out := map[string]incus.Instance{}
 	for _, i := range insts {
-		out[i.Name] = i
+		out[o.f.memberOf(i)] = i
 	}
 	return out, nil
+}
+
+// memberOf names the member an instance of the formation serves (its
+// user.rsf.member key; the instance's own name is controllers.InstanceName).
+func (f *formation) memberOf(i incus.Instance) string {
+	return f.name() + "-" + i.Config["user.rsf.member"]
 }
 
 // configEpoch is the highest config-epoch any sentinel reports for the

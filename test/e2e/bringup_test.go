@@ -114,7 +114,7 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 
 	// Delete a replica's container by hand: rebuilt at the same address,
 	// back as a replica with the data, Ready again.
-	victim := f.Name + "-3"
+	victim := memberStatus(cur, f.Name+"-3").Instance
 	before, err := incusSrv.GetInstance(ctx, victim)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 		return ready != nil && ready.Status == metav1.ConditionTrue && !ready.LastTransitionTime.Before(&deletedAt),
 			"phase " + string(cur.Status.Phase)
 	})
-	rebuilt := memberStatus(cur, victim)
+	rebuilt := memberStatus(cur, f.Name+"-3")
 	if rebuilt.Address != before.IPv4 || rebuilt.Role != redisv1alpha1.RoleReplica {
 		t.Fatalf("rebuilt member: address %s (was %s), role %s", rebuilt.Address, before.IPv4, rebuilt.Role)
 	}

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/controllers"
 )
 
 // update patches the formation's spec.
@@ -111,7 +112,7 @@ func TestLiveChanges(t *testing.T) {
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Members, s.Quorum = 3, 2 })
 	cur = readyAfter(t, f, 4*time.Minute)
 	eventually(t, 2*time.Minute, "3 members counted by every sentinel", func() (bool, string) { return sentinelCounts(t, get(t, f), 2) })
-	for _, gone := range []string{f.Name + "-4", f.Name + "-5"} {
+	for _, gone := range []string{controllers.InstanceName(f.Namespace, f.Name, 4), controllers.InstanceName(f.Namespace, f.Name, 5)} {
 		if _, err := incusSrv.GetInstance(context.Background(), gone); err == nil {
 			t.Fatalf("%s still exists after the scale-down", gone)
 		}
@@ -133,11 +134,11 @@ func TestLiveChanges(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("incus", "image", "alias", "delete", alias).Run() })
 	created := map[string]time.Time{}
 	for _, m := range cur.Status.Members {
-		inst, err := incusSrv.GetInstance(context.Background(), m.Name)
+		inst, err := incusSrv.GetInstance(context.Background(), m.Instance)
 		if err != nil {
 			t.Fatal(err)
 		}
-		created[m.Name] = inst.CreatedAt
+		created[m.Instance] = inst.CreatedAt
 	}
 	failoversBefore := cur.Status.Failovers
 	w.ResetGap()

@@ -60,7 +60,7 @@ func killMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) drill {
 	go watchMasterChange(watchCtx, f, old.Member, statusSeen)
 
 	killedAt := time.Now()
-	if err := incusSrv.StopInstance(ctx, old.Member, true); err != nil {
+	if err := incusSrv.StopInstance(ctx, memberStatus(cur, old.Member).Instance, true); err != nil {
 		t.Fatalf("hard-stopping %s: %v", old.Member, err)
 	}
 	d := drill{From: old.Member}
@@ -164,7 +164,7 @@ func TestFailoverDrill(t *testing.T) {
 
 	// Start the old container again (the operator may have done it): it
 	// rejoins as a replica and the formation is Ready.
-	_ = incusSrv.StartInstance(context.Background(), d.From)
+	_ = incusSrv.StartInstance(context.Background(), memberStatus(cur, d.From).Instance)
 	cur = waitReady(t, f, 3*time.Minute)
 	if m := memberStatus(cur, d.From); m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
 		t.Fatalf("old master %s: role %s, link up %v", d.From, m.Role, m.MasterLinkUp)
@@ -205,7 +205,7 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 	}
 
 	// A sentinel process killed and not restarted by systemd.
-	victim := f.Name + "-2"
+	victim := memberStatus(cur, f.Name+"-2").Instance
 	if res, err := incusSrv.Exec(context.Background(), victim, []string{"systemctl", "stop", "redis-sentinel"}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("stopping the sentinel in %s: %+v %v", victim, res, err)
 	}

@@ -197,7 +197,9 @@ type formationOpts struct {
 	skipSecrets  bool
 	// withoutGrant: the namespace does not open its Secrets to the operator.
 	withoutGrant bool
-	mutate       func(*redisv1alpha1.RedisSentinelFormation)
+	// namespace is the formation's namespace ("": one named like it).
+	namespace string
+	mutate    func(*redisv1alpha1.RedisSentinelFormation)
 }
 
 // newFormation creates a namespace, the password Secrets and a formation,
@@ -208,18 +210,21 @@ func newFormation(t *testing.T, prefix string, o formationOpts) *redisv1alpha1.R
 }
 
 // newNamedFormation is newFormation with a given name, which is also the
-// namespace's (created unless it exists, and opened to the operator unless
-// o.withoutGrant).
+// namespace's unless o.namespace names one (created unless it exists, and
+// opened to the operator unless o.withoutGrant).
 func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha1.RedisSentinelFormation {
 	t.Helper()
 	c := stack(t)
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if o.namespace == "" {
+		o.namespace = name
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.namespace}}
 	if err := c.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
 	if !o.withoutGrant {
-		grantSecrets(t, name)
+		grantSecrets(t, o.namespace)
 	}
 	if o.password == "" {
 		o.password = "e2e-" + strings.Repeat("x7Kq", 6)
@@ -228,8 +233,8 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 		o.sentinelPass = "e2e-s-" + strings.Repeat("p3Wz", 6)
 	}
 	if !o.skipSecrets {
-		createSecret(t, name, "redis-pw", "password", o.password)
-		createSecret(t, name, "sentinel-pw", "password", o.sentinelPass)
+		createSecret(t, o.namespace, "redis-pw", "password", o.password)
+		createSecret(t, o.namespace, "sentinel-pw", "password", o.sentinelPass)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -239,7 +244,7 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 			}
 		}
 	})
-	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
+	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.namespace}}
 	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
 	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
 	f.Spec.Environment = o.environment
