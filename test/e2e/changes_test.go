@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
@@ -76,7 +77,15 @@ func sentinelCounts(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, want 
 // alias replaces every container with one master switch; a writer runs
 // throughout and loses no acknowledged write.
 func TestLiveChanges(t *testing.T) {
-	f := newFormation(t, "changes", formationOpts{})
+	stack(t)
+	// The image roll below moves to a second alias: a host that allows it.
+	alias := uniqueName("rsf-e2e-image")
+	host := uniqueName("changes-host")
+	newHost(t, host, func(h *redisv1alpha1.IncusHost) {
+		h.Spec.NamespaceSelector = &metav1.LabelSelector{}
+		h.Spec.Allowed.Images = []string{labImage, alias}
+	})
+	f := newFormation(t, "changes", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.HostRef = host }})
 	cur := waitReady(t, f, 3*time.Minute)
 	w, _ := startWriter(t, f)
 	before := runIDs(t, cur)
@@ -119,7 +128,6 @@ func TestLiveChanges(t *testing.T) {
 	}
 
 	// A second image alias: every container is replaced, one master switch.
-	alias := uniqueName("rsf-e2e-image")
 	target, err := exec.Command("incus", "query", "/1.0/images/aliases/"+labImage).Output()
 	if err != nil {
 		t.Fatalf("reading the lab image alias: %v", err)
