@@ -5,17 +5,10 @@ package incus
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,54 +27,13 @@ import (
 // pinTestName is the name every server certificate of these tests is for.
 const pinTestName = "incus.test"
 
-type testCert struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func (c testCert) pem() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
-}
+type testCert = testenv.Cert
 
 // issue creates a certificate for pinTestName and 127.0.0.1, signed by
 // parent (self-signed when parent is nil). isCA makes it able to sign.
 func issue(t *testing.T, cn string, parent *testCert, isCA bool) testCert {
 	t.Helper()
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  isCA,
-		DNSNames:              []string{pinTestName},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return testCert{cert: cert, key: key}
+	return testenv.IssueCert(t, cn, parent, isCA, []string{pinTestName}, []net.IP{net.IPv4(127, 0, 0, 1)})
 }
 
 // incusLikeServer serves GET /1.0 as a trusting incusd would, over TLS
@@ -100,9 +52,9 @@ func incusLikeServer(t *testing.T, chain ...testCert) *httptest.Server {
 		_, _ = fmt.Fprint(w, `{"type":"sync","status":"Success","status_code":200,"metadata":{"api_version":"1.0","auth":"trusted","auth_methods":["tls"],"api_extensions":[],"environment":{"server_version":"6.0.4"}}}`)
 	}))
 
-	leaf := tls.Certificate{PrivateKey: chain[0].key, Leaf: chain[0].cert}
+	leaf := tls.Certificate{PrivateKey: chain[0].Key, Leaf: chain[0].Cert}
 	for _, c := range chain {
-		leaf.Certificate = append(leaf.Certificate, c.cert.Raw)
+		leaf.Certificate = append(leaf.Certificate, c.Cert.Raw)
 	}
 
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}, ClientAuth: tls.RequestClientCert}
@@ -159,12 +111,12 @@ func TestConnectAcceptsExactlyThePinnedCertificate(t *testing.T) {
 			srv := incusLikeServer(t, c.served...)
 
 			if c.libraryAccepts {
-				if err := libraryDefaultAccepts(ctx, srv.URL, c.pin.pem(), clientCert, clientKey); err != nil {
+				if err := libraryDefaultAccepts(ctx, srv.URL, c.pin.CertPEM(), clientCert, clientKey); err != nil {
 					t.Fatalf("the Incus client alone refuses this case, so it shows nothing: %v", err)
 				}
 			}
 
-			_, err := Connect(ctx, Options{Remote: &Remote{URL: srv.URL, ClientCert: clientCert, ClientKey: clientKey, ServerCert: c.pin.pem()}})
+			_, err := Connect(ctx, Options{Remote: &Remote{URL: srv.URL, ClientCert: clientCert, ClientKey: clientKey, ServerCert: c.pin.CertPEM()}})
 			if !c.wantMismatch {
 				if err != nil {
 					t.Fatalf("pinned certificate refused: %v", err)
@@ -177,7 +129,7 @@ func TestConnectAcceptsExactlyThePinnedCertificate(t *testing.T) {
 				t.Fatalf("want ErrServerCertMismatch, got %v", err)
 			}
 
-			for what, der := range map[string][]byte{"presented": c.served[0].cert.Raw, "pinned": c.pin.cert.Raw} {
+			for what, der := range map[string][]byte{"presented": c.served[0].Cert.Raw, "pinned": c.pin.Cert.Raw} {
 				if fp := fmt.Sprintf("%x", sha256.Sum256(der)); !strings.Contains(err.Error(), fp) {
 					t.Errorf("error does not name the %s certificate's fingerprint %s: %v", what, fp, err)
 				}
@@ -211,7 +163,7 @@ func TestConnectIgnoresSystemRoots(t *testing.T) {
 
 	dir := t.TempDir()
 	rootFile := filepath.Join(dir, "roots.pem")
-	if err := os.WriteFile(rootFile, publicRoot.pem(), 0o600); err != nil {
+	if err := os.WriteFile(rootFile, publicRoot.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -221,7 +173,7 @@ func TestConnectIgnoresSystemRoots(t *testing.T) {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestConnectIgnoresSystemRoots$", "-test.v")
 	cmd.Env = append(os.Environ(),
 		childURLEnv+"="+srv.URL,
-		childPinEnv+"="+string(issue(t, "pinned", nil, true).pem()),
+		childPinEnv+"="+string(issue(t, "pinned", nil, true).CertPEM()),
 		"SSL_CERT_FILE="+rootFile,
 		"SSL_CERT_DIR="+dir,
 	)

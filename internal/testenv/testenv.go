@@ -165,31 +165,67 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// SelfSignedCert returns a PEM certificate and EC key for cn, usable as a
-// client or server certificate in tests.
-func SelfSignedCert(t testing.TB, cn string) (certPEM, keyPEM []byte) {
+// Cert is a test certificate and its key.
+type Cert struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+}
+
+// CertPEM is the certificate in PEM.
+func (c Cert) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
+}
+
+// KeyPEM is the key in PEM.
+func (c Cert) KeyPEM(t testing.TB) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+// IssueCert creates a client and server certificate for cn valid for
+// dnsNames and ips, signed by parent (self-signed when nil); isCA makes it
+// able to sign others.
+func IssueCert(t testing.TB, cn string, parent *Cert, isCA bool, dnsNames []string, ips []net.IP) Cert {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{cn},
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  isCA,
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	return Cert{Cert: cert, Key: key}
+}
+
+// SelfSignedCert returns a PEM certificate and EC key for cn, usable as a
+// client or server certificate in tests.
+func SelfSignedCert(t testing.TB, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	c := IssueCert(t, cn, nil, false, []string{cn}, nil)
+	return c.CertPEM(), c.KeyPEM(t)
 }
