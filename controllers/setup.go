@@ -197,16 +197,20 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if deps.Canary == nil {
 		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
 	}
-	// Sentinel events enqueue their formation through this channel.
+	// Sentinel events and Secret changes enqueue their formations through
+	// this channel.
 	triggers := make(chan event.GenericEvent, 1024)
+	trigger := func(key types.NamespacedName) {
+		f := &redisv1alpha1.RedisSentinelFormation{}
+		f.Namespace, f.Name = key.Namespace, key.Name
+		triggers <- event.GenericEvent{Object: f}
+	}
 	if deps.Watcher == nil {
 		w := sentinel.New(mgr.GetLogger().WithName("sentinel-watcher"), guard, func(key types.NamespacedName, e sentinel.Event) {
 			if e.Type != "subscribed" {
 				deps.Metrics.SentinelEvent(key.Namespace, key.Name, e.Type)
 			}
-			f := &redisv1alpha1.RedisSentinelFormation{}
-			f.Namespace, f.Name = key.Namespace, key.Name
-			triggers <- event.GenericEvent{Object: f}
+			trigger(key)
 		})
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 			<-ctx.Done()
@@ -245,9 +249,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	// A changed Secret triggers the formation owning it and those reading it.
 	r.SecretWatches = newSecretWatches(watchCtx, secretsClient, mgr.GetLogger().WithName("secret-watches"), func(secret *metav1.PartialObjectMetadata) {
 		for _, req := range r.formationsOf(watchCtx, secret) {
-			f := &redisv1alpha1.RedisSentinelFormation{}
-			f.Namespace, f.Name = req.Namespace, req.Name
-			triggers <- event.GenericEvent{Object: f}
+			trigger(req.NamespacedName)
 		}
 	})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &redisv1alpha1.RedisSentinelFormation{}, secretRefIndex, referencedSecrets); err != nil {

@@ -139,9 +139,7 @@ func TestIncusHostPlacement(t *testing.T) {
 			if !strings.Contains(msg, tc.field) || cur.Status.Phase != redisv1alpha1.PhaseBlocked {
 				t.Fatalf("phase %s, message %q does not name %q", cur.Status.Phase, msg, tc.field)
 			}
-			if !hasWarningEvent(t, f, tc.reason) {
-				t.Errorf("no Warning Event with reason %s", tc.reason)
-			}
+			waitWarningEvent(t, f, tc.reason)
 			// Let a few passes run: still nothing created.
 			time.Sleep(3 * time.Second)
 			if n := ownedInstances(t, f); n != 0 {
@@ -185,22 +183,15 @@ func TestIncusHostPlacement(t *testing.T) {
 	}
 }
 
-// hasWarningEvent reports whether a Warning Event with reason was recorded
-// on the formation.
-func hasWarningEvent(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, reason string) bool {
+// waitWarningEvent waits for a Warning Event with reason on the formation.
+func waitWarningEvent(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, reason string) {
 	t.Helper()
-	var found bool
 	eventually(t, 30*time.Second, "a Warning Event "+reason, func() (bool, string) {
-		var list corev1.EventList
-		if err := k8s.List(context.Background(), &list, client.InNamespace(f.Namespace)); err != nil {
-			return false, err.Error()
-		}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Name == f.Name && e.Type == corev1.EventTypeWarning && e.Reason == reason {
-				found = true
+		for _, e := range events(t, f, reason) {
+			if e.Type == corev1.EventTypeWarning {
+				return true, ""
 			}
 		}
-		return found, fmt.Sprintf("%d events", len(list.Items))
+		return false, "none"
 	})
-	return found
 }
