@@ -97,7 +97,7 @@ func TestRemoteIncusHost(t *testing.T) {
 				if ready.Status.IncusHost != name {
 					t.Errorf("status.incusHost = %q, want %q", ready.Status.IncusHost, name)
 				}
-				if n := remoteOwnedInstances(t, f); n != int(ready.Spec.Members) {
+				if n := ownedInstances(t, f); n != int(ready.Spec.Members) {
 					t.Errorf("%d instances carry the formation's UID, want %d", n, ready.Spec.Members)
 				}
 				return
@@ -111,7 +111,7 @@ func TestRemoteIncusHost(t *testing.T) {
 			t.Logf("formation: Degraded %s: %s", cond.Reason, cond.Message)
 			// Two resyncs later still nothing was created.
 			time.Sleep(2 * 5 * time.Second)
-			if n := remoteOwnedInstances(t, f); n != 0 {
+			if n := ownedInstances(t, f); n != 0 {
 				t.Errorf("%d instances created on a host the operator may not use", n)
 			}
 			if r := meta.FindStatusCondition(get(t, f).Status.Conditions, redisv1alpha1.ConditionReady); r != nil && r.Status == metav1.ConditionTrue {
@@ -136,27 +136,8 @@ func newRemoteHost(t *testing.T, name, url string, clientCert, clientKey, server
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), secret) })
-	host := &redisv1alpha1.IncusHost{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: redisv1alpha1.IncusHostSpec{
-			Remote:            &redisv1alpha1.IncusHostRemote{URL: url, ClientCertificateSecretName: secret.Name, ServerCertificate: string(serverCert)},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{remoteHostLabel: name}},
-		},
-	}
-	if err := k8s.Create(ctx, host); err != nil {
-		t.Fatalf("creating IncusHost %s: %v", name, err)
-	}
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), host) })
-	return host
-}
-
-// remoteOwnedInstances counts the instances carrying the formation's UID,
-// read through the lab incusd's unix socket (the same daemon).
-func remoteOwnedInstances(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) int {
-	t.Helper()
-	owned, err := incusSrv.ListInstances(context.Background(), "user.rsf.formation-uid", string(f.UID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(owned)
+	return newHost(t, name, func(h *redisv1alpha1.IncusHost) {
+		h.Spec.Remote = &redisv1alpha1.IncusHostRemote{URL: url, ClientCertificateSecretName: secret.Name, ServerCertificate: string(serverCert)}
+		h.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{remoteHostLabel: name}}
+	})
 }
