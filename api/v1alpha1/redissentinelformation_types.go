@@ -115,6 +115,17 @@ type SentinelSpec struct {
 	// +kubebuilder:validation:Maximum=6
 	// +optional
 	ParallelSyncs int32 `json:"parallelSyncs,omitempty"`
+
+	// FastFailover lets the operator fail over as soon as Incus reports the
+	// master's container stopped, instead of waiting down-after for the
+	// sentinels to notice: a stopped container cannot be a live master.
+	// It asks a sentinel for SENTINEL FAILOVER only when a replica was
+	// linked and caught up when the master was last seen and a majority
+	// of sentinels answers. A master whose container runs (a partition, a
+	// hung process) is always left to Sentinel.
+	// +kubebuilder:default=true
+	// +optional
+	FastFailover *bool `json:"fastFailover,omitempty"`
 }
 
 // RedisSpec holds redis-server settings.
@@ -497,6 +508,12 @@ type RedisSentinelFormationStatus struct {
 	// +optional
 	PlannedFailover *PlannedFailoverStatus `json:"plannedFailover,omitempty"`
 
+	// MasterOutage is the master's outage being handled, from when the
+	// operator learnt of it until a new master is recorded (its figures
+	// then move into lastFailover) or the master answers again.
+	// +optional
+	MasterOutage *MasterOutageStatus `json:"masterOutage,omitempty"`
+
 	// PasswordRotation is set while rotated passwords' predecessors are
 	// still accepted beside them. The predecessors themselves are kept in
 	// the Secret named here, which the formation owns.
@@ -546,6 +563,56 @@ type PlannedFailoverStatus struct {
 	// +optional
 	RequestedAt *metav1.MicroTime `json:"requestedAt,omitempty"`
 }
+
+// OutageDetector says how the operator learnt that the master was gone.
+// +kubebuilder:validation:Enum=Incus;Sentinel
+type OutageDetector string
+
+const (
+	// DetectedByIncus: Incus reported the master's container not running.
+	DetectedByIncus OutageDetector = "Incus"
+	// DetectedBySentinel: a sentinel announced +sdown of the master.
+	DetectedBySentinel OutageDetector = "Sentinel"
+)
+
+// MasterOutageStatus is an outage of the master. It lives in status so
+// that an operator restarted in the middle neither asks Sentinel twice nor
+// loses when the outage began.
+type MasterOutageStatus struct {
+	// Member is the master that is gone.
+	Member string `json:"member"`
+	// LostAt is when the master stopped answering as far as known: the
+	// time of Incus's stop event, else the first +sdown minus down-after.
+	LostAt metav1.MicroTime `json:"lostAt"`
+	// DetectedAt is when the operator learnt of it.
+	DetectedAt metav1.MicroTime `json:"detectedAt"`
+	// DetectedBy says how.
+	DetectedBy OutageDetector `json:"detectedBy"`
+	// FailoverRequestedAt is when the operator asked a sentinel for
+	// SENTINEL FAILOVER (the fast path); unset while the outage is left to
+	// Sentinel's own down-after.
+	// +optional
+	FailoverRequestedAt *metav1.MicroTime `json:"failoverRequestedAt,omitempty"`
+	// Sentinel is the member whose sentinel was asked.
+	// +optional
+	Sentinel string `json:"sentinel,omitempty"`
+}
+
+// FailoverPath says what promoted a new master.
+// +kubebuilder:validation:Enum=Fast;Sentinel;Planned
+type FailoverPath string
+
+const (
+	// FailoverPathFast: the operator asked SENTINEL FAILOVER because Incus
+	// reported the master's container stopped.
+	FailoverPathFast FailoverPath = "Fast"
+	// FailoverPathSentinel: the sentinels agreed the master was down
+	// (down-after, quorum, election) on their own.
+	FailoverPathSentinel FailoverPath = "Sentinel"
+	// FailoverPathPlanned: a planned failover of the operator's (a
+	// switchover, a rollout or a scale-down moving the master role).
+	FailoverPathPlanned FailoverPath = "Planned"
+)
 
 // PasswordRotationStatus is an ongoing password rotation.
 type PasswordRotationStatus struct {
@@ -657,9 +724,22 @@ type FailoverRecord struct {
 	From string `json:"from"`
 	// To is the new master (member name, or address if unknown).
 	To string `json:"to"`
-	// Duration runs from the first +sdown of the old master to
-	// +switch-master; absent when the operator did not see the +sdown
-	// (e.g. it was not running).
+	// Path says what promoted the new master.
+	// +optional
+	Path FailoverPath `json:"path,omitempty"`
+	// MasterLostAt is when the old master stopped answering: the time of
+	// Incus's stop event when known, else its first +sdown minus
+	// down-after. Absent when neither was seen (e.g. the operator was not
+	// running) and for a planned failover.
+	// +optional
+	MasterLostAt *metav1.MicroTime `json:"masterLostAt,omitempty"`
+	// DetectedAt is when the operator learnt the master was gone (the
+	// Incus event or the first +sdown).
+	// +optional
+	DetectedAt *metav1.MicroTime `json:"detectedAt,omitempty"`
+	// Duration is the outage: from masterLostAt to the announcement of
+	// the new master (time). For a planned failover, from the start of
+	// the write hold to the announcement.
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 	// ConfigEpoch is Sentinel's config epoch of the new master; 0 when
