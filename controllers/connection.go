@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -8,8 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-
-	"bytes"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,12 +26,15 @@ func connectionSecretName(f *redisv1alpha1.RedisSentinelFormation) string {
 
 // sentinelAddresses are ip:port of every member that has an address, in
 // member order, at the port its sentinel listens on (during a roll of
-// spec.redis.sentinelPort, the old one until the member is rebuilt).
+// spec.redis.sentinelPort, the old one until the member is rebuilt). A
+// member's address is pinned, so a stopped or rebuilt member keeps its
+// place: the list, and the Secret backends restart on, stays the same
+// through a failover.
 func sentinelAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) []string {
 	var addrs []string
 	for _, m := range o.members {
-		if m.instance != nil && m.instance.IPv4 != "" {
-			addrs = append(addrs, net.JoinHostPort(m.instance.IPv4, strconv.Itoa(memberPorts(f, m).sentinel)))
+		if addr := memberAddress(f, m); addr != "" {
+			addrs = append(addrs, net.JoinHostPort(addr, strconv.Itoa(memberPorts(f, m).sentinel)))
 		}
 	}
 	return addrs

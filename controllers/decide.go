@@ -139,6 +139,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		p.requeueNow = true
 		return p
 	}
+	outage := decideMasterOutage(&p, f, o, now)
 	// A password step runs alone: topology actions of the same pass would
 	// configure members with the passwords being replaced.
 	if decideCredentials(&p, f, o, opts, now) {
@@ -162,6 +163,9 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	decideScaleDown(&p, f, o)
 	decideConnection(&p, f, o)
 	decideBackendRules(&p, f, o)
+	if outage != "" {
+		p.progressing = outage // what matters most while the master is down
+	}
 	return p
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
@@ -35,7 +37,7 @@ func TestFailoverCountedOnce(t *testing.T) {
 		t.Fatalf("redisfake failover: %s@%d -> %s@%d", oldMaster, epoch0, newMaster, epoch)
 	}
 	switchedAt := e.clock.Now()
-	e.watcher.setSwitches(testKey, sentinel.Switch{Time: switchedAt, From: hostPort(oldMaster), To: hostPort(newMaster), Epoch: epoch, Duration: 3 * time.Second})
+	e.watcher.setSwitches(testKey, sentinel.Switch{Time: switchedAt, From: hostPort(oldMaster), To: hostPort(newMaster), Epoch: epoch, SdownAt: switchedAt.Add(-3 * time.Second)})
 
 	// The switch is replayed on every pass, by this operator and by
 	// restarted ones.
@@ -48,7 +50,7 @@ func TestFailoverCountedOnce(t *testing.T) {
 		}
 		lf := st.LastFailover
 		if lf == nil || lf.From != from || lf.To != to || lf.ConfigEpoch != epoch || !lf.Time.Time.Equal(switchedAt) ||
-			lf.Duration == nil || lf.Duration.Duration != 3*time.Second {
+			lf.Duration == nil || lf.Duration.Duration != 8*time.Second || lf.Path != redisv1alpha1.FailoverPathSentinel {
 			t.Fatalf("%s: lastFailover %+v", when, lf)
 		}
 		if st.Master == nil || st.Master.Member != to || st.Master.Address != newMaster.Host || st.Master.ConfigEpoch != epoch {
@@ -129,13 +131,13 @@ func countEvents(e *env, reason string) int {
 	return n
 }
 
-// TestMasterLost: the master's container stops and Sentinel promotes a
-// replica meanwhile; the operator starts the container again, brings the
-// old master back as a replica (never as a master: a replica holds the
-// data), re-points its sentinel, which missed the failover, and counts the
-// failover once.
+// TestMasterLost: with the fast path off, the master's container stops
+// and Sentinel promotes a replica meanwhile; the operator starts the
+// container again, brings the old master back as a replica (never as a
+// master: a replica holds the data), re-points its sentinel, which missed
+// the failover, and counts the failover once.
 func TestMasterLost(t *testing.T) {
-	e := standardEnv(t)
+	e := standardEnv(t, func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Sentinel.FastFailover = ptr.To(false) })
 	r := e.newReconciler()
 	e.converge(r, testKey, 40)
 	ctx := context.Background()
@@ -180,5 +182,51 @@ func TestMasterLost(t *testing.T) {
 	if st, err := e.admin().SentinelMaster(ctx, sentinelEndpoint(f.Status.Members[0].Address), f.Spec.MasterName); err != nil ||
 		st.Address.Host != f.Status.Master.Address {
 		t.Fatalf("cache-1's sentinel: %+v %v", st, err)
+	}
+}
+
+// TestMasterLostFastPath: the master's container stops; the first pass
+// asks a sentinel to fail over before it starts the container again, the
+// switch is recorded as the fast path's with its outage from Incus's stop,
+// and the old master rejoins as a replica.
+func TestMasterLostFastPath(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	ctx := context.Background()
+	f := e.formation(testKey)
+	if f.Status.Master.Member != "cache-1" {
+		t.Fatalf("master %+v", f.Status.Master)
+	}
+	stoppedAt := e.clock.Now()
+	if err := e.incus.StopInstance(ctx, testInstance(1), true); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.reconcile(r, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, _ := e.masterOfWorld(f)
+	if to := memberAtAddr(f, master.Host); to == "cache-1" || to == "" {
+		t.Fatalf("after the first pass the sentinels' master is %s (%s)", to, master)
+	}
+	if out := e.formation(testKey).Status.MasterOutage; out == nil || out.FailoverRequestedAt == nil || out.DetectedBy != redisv1alpha1.DetectedByIncus || out.LostAt.Time.After(e.clock.Now()) {
+		t.Fatalf("masterOutage %+v", out)
+	}
+	e.advanceFor(res, err)
+	e.convergeWith(func() *FormationReconciler { return r }, testKey, 80, func(int) { e.clock.Advance(time.Second) })
+	f = e.formation(testKey)
+	lf := f.Status.LastFailover
+	if f.Status.Failovers != 1 || lf == nil || lf.Path != redisv1alpha1.FailoverPathFast || lf.From != "cache-1" || lf.MasterLostAt == nil || lf.MasterLostAt.Time.Before(stoppedAt) || f.Status.MasterOutage != nil {
+		t.Fatalf("failovers %d lastFailover %+v outage %+v", f.Status.Failovers, lf, f.Status.MasterOutage)
+	}
+	if m := findMember(f.Status.Members, "cache-1"); m == nil || m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
+		t.Fatalf("cache-1: %+v", m)
+	}
+	if n := countEvents(e, "MasterSwitched"); n != 1 {
+		t.Fatalf("%d MasterSwitched events", n)
+	}
+	if got := e.metricValue(metrics.FormationFailoversTotal, testKey); got != 1 {
+		t.Fatalf("%s = %v", metrics.FormationFailoversTotal, got)
 	}
 }

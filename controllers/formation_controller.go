@@ -90,7 +90,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		for _, n := range notes {
 			r.event(f, n.eventType, n.reason, n.action, n.member, "%s", n.message)
 			if n.failover != nil {
-				r.Metrics.FailoverObserved(f.Namespace, f.Name, *n.failover)
+				r.Metrics.FailoverObserved(f.Namespace, f.Name, n.failover.path, n.failover.outage)
 			}
 		}
 	}()
@@ -210,7 +210,15 @@ func (r *FormationReconciler) now() time.Time {
 type note struct {
 	eventType, reason, action, member, message string
 	// failover is set on a note that records a master switch.
-	failover *time.Duration
+	failover *failoverNote
+}
+
+// failoverNote is what the metrics record of a master switch: the path
+// that promoted the new master (a metrics.Path* value) and the outage (0:
+// not measured).
+type failoverNote struct {
+	path   string
+	outage time.Duration
 }
 
 // event records an Event on the formation. The member it concerns, if any,

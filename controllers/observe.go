@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -68,6 +69,10 @@ type observation struct {
 
 	// connection is the connection Secret as it is (nil: absent).
 	connection *corev1.Secret
+
+	// instanceStops are when Incus reported members' containers stopped
+	// (by instance name), as its event listener heard.
+	instanceStops map[string]time.Time
 
 	// events and switches are what the Sentinel watcher heard.
 	events   []sentinel.Event

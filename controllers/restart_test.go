@@ -246,5 +246,5 @@ func diffLines(a, b string) string {
 }
 
 func switchOf(from, to endpoint.Endpoint, epoch int64, at time.Time) sentinel.Switch {
-	return sentinel.Switch{Time: at, From: hostPort(from), To: hostPort(to), Epoch: epoch, Duration: 2 * time.Second}
+	return sentinel.Switch{Time: at, From: hostPort(from), To: hostPort(to), Epoch: epoch, SdownAt: at.Add(-2 * time.Second)}
 }

@@ -68,7 +68,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	if o.stop == nil {
 		setMembers(f, o, p.topology)
-		notes = append(notes, recordMaster(st, p.topology, takenOver(o, p.topology, now))...)
+		notes = append(notes, recordMaster(f, p.topology, takenOver(o, p.topology, now))...)
 		notes = append(notes, untrustedNotes(p.topology)...)
 	}
 	for _, rec := range p.record {
@@ -236,7 +236,8 @@ func minTime(a, b time.Time) time.Time {
 // whatever the number of passes or operators that see it; one that the
 // operator missed while it was not running is counted by the first pass
 // that sees it, at the time the sentinels say the master took over.
-func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Plan, now time.Time) []note {
+func recordMaster(f *redisv1alpha1.RedisSentinelFormation, tp topology.Plan, now time.Time) []note {
+	st := &f.Status
 	if tp.MasterMember == "" || !tp.Authoritative || tp.FailoverInProgress {
 		return nil // keep the last known master rather than guess
 	}
@@ -262,7 +263,7 @@ func recordMaster(st *redisv1alpha1.RedisSentinelFormationStatus, tp topology.Pl
 	if prev == nil {
 		return nil // the first master: a bootstrap, not a failover
 	}
-	return []note{countFailover(st, prev.Member, tp.MasterMember, now, 0, tp.ConfigEpoch)}
+	return []note{countFailover(f, prev.Member, tp.MasterMember, now, tp.ConfigEpoch, time.Time{})}
 }
 
 // untrustedMessage says that a sentinel monitors addr, which is no
@@ -301,22 +302,49 @@ func recordSwitches(f *redisv1alpha1.RedisSentinelFormation, switches []sentinel
 		}
 		since := metav1.NewTime(sw.Time)
 		st.Master = &redisv1alpha1.MasterStatus{Member: to, Address: host, Port: int32(port), Since: &since, ConfigEpoch: sw.Epoch}
-		notes = append(notes, countFailover(st, from, to, sw.Time, sw.Duration, sw.Epoch))
+		notes = append(notes, countFailover(f, from, to, sw.Time, sw.Epoch, sw.SdownAt))
 	}
 	return len(notes) > 0, notes
 }
 
 // countFailover records one master switch in status and returns its Event.
-func countFailover(st *redisv1alpha1.RedisSentinelFormationStatus, from, to string, at time.Time, d time.Duration, epoch int64) note {
+// What promoted the new master, and when the outage began, come from the
+// operator's own record: the planned failover it ran, or the master outage
+// it saw (Incus's stop event, or the first +sdown); failing those, from the
+// watcher's first +sdown of the old master (sdownAt, zero when not seen).
+func countFailover(f *redisv1alpha1.RedisSentinelFormation, from, to string, at time.Time, epoch int64, sdownAt time.Time) note {
+	st := &f.Status
 	st.Failovers++
-	st.LastFailover = &redisv1alpha1.FailoverRecord{Time: metav1.NewMicroTime(at), From: from, To: to, ConfigEpoch: epoch}
-	outage := "outage not measured: the old master's +sdown was not seen"
-	if d > 0 {
-		st.LastFailover.Duration = &metav1.Duration{Duration: d}
+	rec := &redisv1alpha1.FailoverRecord{Time: metav1.NewMicroTime(at), From: from, To: to, ConfigEpoch: epoch, Path: redisv1alpha1.FailoverPathSentinel}
+	var began time.Time
+	how := "the sentinels agreed the master was down"
+	switch out, pf := st.MasterOutage, st.PlannedFailover; {
+	case pf != nil && pf.From == from && pf.RequestedAt != nil:
+		rec.Path, began, how = redisv1alpha1.FailoverPathPlanned, pf.HoldStartedAt.Time, "planned failover: "+pf.Reason
+	case out != nil && out.Member == from:
+		rec.MasterLostAt, rec.DetectedAt, began = microTimePtr(out.LostAt.Time), microTimePtr(out.DetectedAt.Time), out.LostAt.Time
+		if out.FailoverRequestedAt != nil {
+			rec.Path, how = redisv1alpha1.FailoverPathFast, "fast failover: Incus reported the master's container stopped and sentinel "+out.Sentinel+" was asked to fail over"
+		}
+	case !sdownAt.IsZero():
+		lost := sdownAt.Add(-time.Duration(f.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond)
+		rec.MasterLostAt, rec.DetectedAt, began = microTimePtr(lost), microTimePtr(sdownAt), lost
+	}
+	st.MasterOutage = nil
+	st.LastFailover = rec
+	var d time.Duration
+	outage := "outage not measured: the operator saw neither the old master's loss nor a planned failover"
+	if !began.IsZero() && at.After(began) {
+		d = at.Sub(began)
+		rec.Duration = &metav1.Duration{Duration: d}
 		outage = "outage " + d.Round(time.Millisecond).String()
+		if rec.DetectedAt != nil {
+			outage += fmt.Sprintf(" (detected after %s)", rec.DetectedAt.Sub(began).Round(time.Millisecond))
+		}
 	}
 	return note{eventType: corev1.EventTypeWarning, reason: "MasterSwitched", action: "Failover", member: to,
-		message: fmt.Sprintf("master moved from %s to %s (%s, config epoch %d)", from, to, outage, epoch), failover: &d}
+		message: fmt.Sprintf("master moved from %s to %s through the %s path (%s); %s, config epoch %d", from, to, strings.ToLower(string(rec.Path)), how, outage, epoch),
+		failover: &failoverNote{path: strings.ToLower(string(rec.Path)), outage: d}}
 }
 
 // recordEvents copies the watcher's latest Sentinel events into status.

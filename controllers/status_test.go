@@ -26,7 +26,7 @@ func switchStatus(epoch int64) *redisv1alpha1.RedisSentinelFormation {
 }
 
 func sw(from, to int, epoch int64, at time.Time) sentinel.Switch {
-	return sentinel.Switch{Time: at, From: hostPort(redisEndpoint(memberHost(from))), To: hostPort(redisEndpoint(memberHost(to))), Epoch: epoch, Duration: 2 * time.Second}
+	return sentinel.Switch{Time: at, From: hostPort(redisEndpoint(memberHost(from))), To: hostPort(redisEndpoint(memberHost(to))), Epoch: epoch, SdownAt: at.Add(-2 * time.Second)}
 }
 
 func TestRecordSwitches(t *testing.T) {
@@ -83,7 +83,7 @@ func TestRecordSwitches(t *testing.T) {
 					t.Fatalf("round %d: switched %v with %d notes, want %v", i, switched, len(notes), tc.wantSwitched[i])
 				}
 				for _, n := range notes {
-					if n.reason != "MasterSwitched" || n.failover == nil || *n.failover != 2*time.Second {
+					if n.reason != "MasterSwitched" || n.failover == nil || *n.failover != (failoverNote{path: "sentinel", outage: 7 * time.Second}) {
 						t.Fatalf("note %+v", n)
 					}
 				}
@@ -97,7 +97,7 @@ func TestRecordSwitches(t *testing.T) {
 				last := tc.rounds[len(tc.rounds)-1]
 				want := last[len(last)-1]
 				if lf == nil || lf.To != tc.wantMaster || lf.From != memberAt(f, want.From) || lf.ConfigEpoch != tc.wantEpoch ||
-					!lf.Time.Time.Equal(want.Time) || lf.Duration == nil || lf.Duration.Duration != 2*time.Second {
+					!lf.Time.Time.Equal(want.Time) || lf.Duration == nil || lf.Duration.Duration != 7*time.Second {
 					t.Fatalf("lastFailover %+v", lf)
 				}
 				if st.Master.Address != memberHost(memberIndex(tc.wantMaster)) || st.Master.Port != 6379 {
@@ -177,10 +177,11 @@ func TestRecordMaster(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := tc.status()
+			f := &redisv1alpha1.RedisSentinelFormation{Status: *tc.status()}
+			st := &f.Status
 			var notes []note
 			for _, p := range tc.plans {
-				notes = append(notes, recordMaster(st, p, now)...)
+				notes = append(notes, recordMaster(f, p, now)...)
 			}
 			if st.Failovers != tc.wantFailovers || int64(len(notes)) != tc.wantFailovers {
 				t.Fatalf("failovers %d (%d notes), want %d", st.Failovers, len(notes), tc.wantFailovers)

@@ -107,7 +107,7 @@ func TestNamesMatchWhatIsRegistered(t *testing.T) {
 	NewCache(reg)
 	o := NewOperator(reg)
 	o.ObserveFormation("ns", "f", FormationObservation{Members: []MemberObservation{{Name: "f-0", MaxMemoryBytes: 10}}})
-	o.FailoverObserved("ns", "f", time.Second)
+	o.FailoverObserved("ns", "f", PathFast, time.Second)
 	o.SentinelEvent("ns", "f", "+sdown")
 	o.ReconcileError("ns", "f", "status")
 	o.CanaryResult("ns", "f", true, time.Millisecond)
@@ -197,8 +197,9 @@ rsf_member_replication_lag_bytes{formation="other",member="other-0",namespace="p
 	}
 
 	// Events, failovers, errors, canary.
-	o.FailoverObserved("prod", "cache", 7*time.Second)
-	o.FailoverObserved("prod", "cache", 0) // duration unknown: counted, not observed
+	o.FailoverObserved("prod", "cache", PathFast, 2*time.Second)
+	o.FailoverObserved("prod", "cache", PathSentinel, 7*time.Second)
+	o.FailoverObserved("prod", "cache", "", 0) // duration unknown: counted, not observed; no path: sentinel
 	o.SentinelEvent("prod", "cache", "+switch-master")
 	o.SentinelEvent("prod", "cache", " +sdown ")
 	o.SentinelEvent("prod", "cache", "+something-new")
@@ -208,8 +209,13 @@ rsf_member_replication_lag_bytes{formation="other",member="other-0",namespace="p
 	o.CanaryResult("prod", "cache", true, 3*time.Millisecond)
 	o.CanaryResult("prod", "cache", false, time.Second)
 
-	if got := testutil.ToFloat64(o.failovers.WithLabelValues("prod", "cache")); got != 2 {
-		t.Errorf("failovers = %v", got)
+	for path, want := range map[string]float64{PathFast: 1, PathSentinel: 2, PathPlanned: 0} {
+		if got := testutil.ToFloat64(o.failovers.WithLabelValues("prod", "cache", path)); got != want {
+			t.Errorf("failovers{path=%q} = %v, want %v", path, got, want)
+		}
+	}
+	if got := testutil.CollectAndCount(o.failoverDuration); got != 2 {
+		t.Errorf("failover duration series = %d, want one per path observed (fast, sentinel)", got)
 	}
 	expected = `
 # HELP rsf_formation_sentinel_events_total Sentinel events received, by event type (unknown types as "other").
@@ -243,7 +249,7 @@ rsf_formation_canary_success{formation="cache",namespace="prod"} 0
 		}
 		return
 	}
-	if c, s := hist(FormationFailoverDuration); c != 1 || s != 7 {
+	if c, s := hist(FormationFailoverDuration); c != 2 || s != 9 {
 		t.Errorf("failover duration histogram count/sum = %d/%v", c, s)
 	}
 	if c, s := hist(FormationCanaryLatency); c != 1 || s != 0.003 {
@@ -302,9 +308,9 @@ func TestRegisteringTwiceReuses(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a := NewOperator(reg)
 	b := NewOperator(reg)
-	a.FailoverObserved("n", "f", 0)
-	b.FailoverObserved("n", "f", 0)
-	if got := testutil.ToFloat64(a.failovers.WithLabelValues("n", "f")); got != 2 {
+	a.FailoverObserved("n", "f", PathSentinel, 0)
+	b.FailoverObserved("n", "f", PathSentinel, 0)
+	if got := testutil.ToFloat64(a.failovers.WithLabelValues("n", "f", PathSentinel)); got != 2 {
 		t.Fatalf("failovers = %v", got)
 	}
 

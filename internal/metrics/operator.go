@@ -181,9 +181,10 @@ func NewOperator(reg prometheus.Registerer) *Operator {
 	counter := func(name, help string, labels []string) *prometheus.CounterVec {
 		return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 	}
-	histogram := func(name, help string, buckets []float64) *prometheus.HistogramVec {
-		return register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, formationLabels))
+	histogram := func(name, help string, buckets []float64, labels []string) *prometheus.HistogramVec {
+		return register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels))
 	}
+	failoverLabels := []string{"namespace", "formation", "path"}
 	return &Operator{
 		ready:            gauge(FormationReady, "1 when the formation is Ready, else 0.", formationLabels),
 		membersUp:        gauge(FormationMembersUp, "Members whose redis-server answers.", formationLabels),
@@ -191,12 +192,12 @@ func NewOperator(reg prometheus.Registerer) *Operator {
 		sentinels:        gauge(FormationSentinelsReachable, "Sentinels that answered.", formationLabels),
 		quorum:           gauge(FormationQuorumOK, "1 when every reachable sentinel reports CKQUORUM OK, else 0.", formationLabels),
 		master:           gauge(FormationMasterPresent, "1 when the sentinels agree on a reachable master, else 0.", formationLabels),
-		failovers:        counter(FormationFailoversTotal, "Master switches (+switch-master) observed.", formationLabels),
-		failoverDuration: histogram(FormationFailoverDuration, "Time from the old master's first +sdown to +switch-master.", FailoverDurationBuckets),
+		failovers:        counter(FormationFailoversTotal, "Master switches observed, by the path that promoted the new master (fast, sentinel, planned).", failoverLabels),
+		failoverDuration: histogram(FormationFailoverDuration, "Outage of a master switch: from when the old master stopped answering (planned: from the write hold) to the new master's announcement, by path.", FailoverDurationBuckets, failoverLabels),
 		events:           counter(FormationSentinelEvents, "Sentinel events received, by event type (unknown types as \"other\").", []string{"namespace", "formation", "event"}),
 		reconcileErrors:  counter(FormationReconcileErrors, "Reconcile errors, by phase.", []string{"namespace", "formation", "phase"}),
 		canarySuccess:    gauge(FormationCanarySuccess, "1 when the last canary SET+GET through the Sentinel client succeeded, else 0.", formationLabels),
-		canaryLatency:    histogram(FormationCanaryLatency, "Canary SET+GET round trip time.", CanaryLatencyBuckets),
+		canaryLatency:    histogram(FormationCanaryLatency, "Canary SET+GET round trip time.", CanaryLatencyBuckets, formationLabels),
 		lag:              gauge(MemberReplicationLagBytes, "Bytes a member's replication offset is behind the master's.", memberLabels),
 		memRatio:         gauge(MemberMemoryUsedRatio, "used_memory / maxmemory of a member (absent when maxmemory is 0).", memberLabels),
 		panics:           counter(OperatorPanicsTotal, "Panics recovered in the operator's goroutines, by component; the operator kept running.", []string{"component"}),
@@ -270,12 +271,23 @@ func (o *Operator) ForgetFormation(ns, name string) {
 	delete(o.members, formationKey{ns, name})
 }
 
-// FailoverObserved counts a master switch and, when d > 0, observes its
-// duration.
-func (o *Operator) FailoverObserved(ns, name string, d time.Duration) {
-	o.failovers.WithLabelValues(ns, name).Inc()
+// Failover paths, the path label's values.
+const (
+	PathFast     = "fast"
+	PathSentinel = "sentinel"
+	PathPlanned  = "planned"
+)
+
+// FailoverObserved counts a master switch promoted through path (PathFast,
+// PathSentinel, PathPlanned; anything else counts as sentinel) and, when
+// d > 0, observes its outage.
+func (o *Operator) FailoverObserved(ns, name, path string, d time.Duration) {
+	if path != PathFast && path != PathPlanned {
+		path = PathSentinel
+	}
+	o.failovers.WithLabelValues(ns, name, path).Inc()
 	if d > 0 {
-		o.failoverDuration.WithLabelValues(ns, name).Observe(d.Seconds())
+		o.failoverDuration.WithLabelValues(ns, name, path).Observe(d.Seconds())
 	}
 }
 

@@ -5,7 +5,7 @@
 //
 // Master switches are kept as a short history too, one entry per failover
 // however many sentinels announce it, each with the master's config epoch
-// after the switch and its duration from the first +sdown of the old master.
+// after the switch and the first +sdown of the old master.
 // The epoch names a failover uniquely, so the controller can record switches
 // idempotently (skip an epoch it already wrote) instead of acknowledging
 // them: a status write that fails is simply retried from the same history.
@@ -87,9 +87,9 @@ type Switch struct {
 	// the same switch, same Time, can be listed first with 0 and then with
 	// its epoch.
 	Epoch int64
-	// Duration runs from the first +sdown of From to the switch; 0 when the
-	// +sdown was not seen.
-	Duration time.Duration
+	// SdownAt is when the first sentinel announced +sdown of From (a
+	// down-after after it stopped answering); zero when it was not seen.
+	SdownAt time.Time
 }
 
 // Watcher subscribes to sentinels and reports their events.
@@ -463,7 +463,7 @@ func (f *formation) addSwitch(at time.Time, from, to string, epoch int64) {
 	}
 	sw := Switch{Time: at, From: from, To: to, Epoch: epoch}
 	if down, ok := f.sdownAt[from]; ok {
-		sw.Duration = at.Sub(down)
+		sw.SdownAt = down
 		delete(f.sdownAt, from)
 	}
 	f.switches = append(f.switches, sw)

@@ -41,8 +41,8 @@ func TestFailoverBookkeeping(t *testing.T) {
 		t.Fatalf("switches = %+v, want exactly one", f.switches)
 	}
 	sw := f.switches[0]
-	if sw.From != "10.77.0.11:6379" || sw.To != "10.77.0.12:6379" || sw.Duration != 1300*time.Millisecond {
-		t.Fatalf("switch = %+v, want 10.77.0.11:6379 -> 10.77.0.12:6379 in 1.3s (first +sdown to +switch-master)", sw)
+	if sw.From != "10.77.0.11:6379" || sw.To != "10.77.0.12:6379" || !sw.SdownAt.Equal(at(5000)) {
+		t.Fatalf("switch = %+v, want 10.77.0.11:6379 -> 10.77.0.12:6379 with the first +sdown at %s", sw, at(5000))
 	}
 	var types []string
 	for _, e := range f.events {
@@ -56,7 +56,7 @@ func TestFailoverBookkeeping(t *testing.T) {
 	f.add(Event{Time: at(100000), Type: "+sdown", Payload: "master mymaster 10.77.0.12 6379"}, 0)
 	f.add(Event{Time: at(101000), Type: "-sdown", Payload: "master mymaster 10.77.0.12 6379"}, 0)
 	f.add(Event{Time: at(200000), Type: "+switch-master", Payload: "mymaster 10.77.0.12 6379 10.77.0.13 6379"}, 0)
-	if d := f.switches[1].Duration; d != 0 {
+	if d := f.switches[1].SdownAt; !d.IsZero() {
 		t.Fatalf("a healed +sdown timed a later switch: %s", d)
 	}
 
@@ -187,8 +187,8 @@ func TestSwitchesHistory(t *testing.T) {
 		t.Fatalf("%d switches kept, want %d", len(got), MaxSwitches)
 	}
 	for i, sw := range got {
-		if want := int64(i + 3); sw.Epoch != want || sw.Duration != 1500*time.Millisecond {
-			t.Fatalf("switch %d = %+v, want epoch %d timed 1.5s from +sdown (oldest first, the two oldest dropped)", i, sw, want)
+		if want := int64(i + 3); sw.Epoch != want || sw.Time.Sub(sw.SdownAt) != 1500*time.Millisecond {
+			t.Fatalf("switch %d = %+v, want epoch %d, its +sdown 1.5s before (oldest first, the two oldest dropped)", i, sw, want)
 		}
 	}
 	got[0].Epoch = 99

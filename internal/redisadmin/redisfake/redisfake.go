@@ -910,9 +910,11 @@ func (a *admin) SentinelReset(_ context.Context, sentinel endpoint.Endpoint, nam
 }
 
 // SentinelFailover promotes the first linked replica of the sentinel's
-// master, re-points the other replicas and the old master at it, and moves
-// every sentinel monitoring the old address to the new one with a new
-// config epoch, at once.
+// master (when the master's redis-server is gone, the first replica of it:
+// Sentinel accepts a replica whose link went down recently), re-points the
+// other replicas and the old master at it, and moves every sentinel
+// monitoring the old address to the new one with a new config epoch, at
+// once.
 func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
@@ -922,10 +924,11 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 		return err
 	}
 	old := mon.addr
+	masterGone := w.byHost[old.Host] == nil || w.byHost[old.Host].redis == nil
 	var promoted *member
 	for _, instance := range slices.Sorted(maps.Keys(w.members)) {
 		o := w.members[instance]
-		if o.redis != nil && o.redis.replicaOf == old && w.masterOf(o) != nil {
+		if o.redis != nil && o.redis.replicaOf == old && (masterGone || w.masterOf(o) != nil) {
 			promoted = o
 			break
 		}

@@ -1,0 +1,178 @@
+package controllers
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
+)
+
+// fastFailoverMaxLag bounds how far behind the master (bytes of its
+// replication stream, as status last recorded it) a replica may have been
+// for the fast path to promote it. Status samples offsets at most every
+// offsetRefresh, so this is the lag of a replica that kept up, not a
+// promise about the last write: what the master took after the sample is
+// lost with it, whoever promotes the replica and when.
+const fastFailoverMaxLag = 1 << 20
+
+// decideMasterOutage keeps status.masterOutage: when the master the
+// sentinels name was lost and how the operator learnt it. When Incus shows
+// that master cannot be alive (its container stopped or gone, or running
+// without redis-server), it asks a sentinel for SENTINEL FAILOVER at once
+// instead of leaving the promotion to Sentinel's down-after: the fast path
+// (spec.sentinel.fastFailover). A master whose container runs and whose
+// redis-server is active is never failed over here, whatever the sentinels
+// or the network say: a partition or a hung process is Sentinel's call.
+// It returns what it is doing about a gone master, for Progressing.
+func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) string {
+	// A stopped member has no address of its own: topology names no
+	// member at the master's address, which is the member's home.
+	var m *memberObs
+	for _, mo := range o.members {
+		if !p.topology.Master.IsZero() && mo.Home == p.topology.Master {
+			m = mo
+		}
+	}
+	if m == nil || p.topology.FailoverInProgress {
+		return ""
+	}
+	out := f.Status.MasterOutage
+	gone := masterGone(m)
+	sdown := masterSdownAt(f, o.events, p.topology.Master)
+	switch {
+	case gone == "" && sdown.IsZero():
+		if out != nil && masterMember(o, p.topology) != nil {
+			p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = nil })
+		}
+		return ""
+	case out == nil || out.Member != m.name:
+		out = newOutage(f, o, m, gone, sdown, now)
+		p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = out.DeepCopy() })
+	}
+	if gone == "" {
+		return "" // Sentinel's +sdown alone: the master may be alive behind a partition
+	}
+	if why := fastFailoverBlocked(f, o, m, p.topology.Master, out); why != "" {
+		return "master " + m.name + " is down (" + gone + "); its replacement is left to Sentinel: " + why
+	}
+	s := sentinelWithQuorum(o)
+	asked := *out
+	asked.FailoverRequestedAt, asked.Sentinel = microTimePtr(now), s.name
+	// First in the plan: starting the stopped container again takes
+	// longer than the promotion.
+	p.actions = append([]action{{kind: actSentinelFailover, member: s.name, target: s.Sentinel,
+		reason: "fast failover: master " + m.name + " is down (" + gone + ")",
+		record: func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = asked.DeepCopy() }}}, p.actions...)
+	p.wakeIn(promotionPoll)
+	return "fast failover away from master " + m.name + " (" + gone + ")"
+}
+
+// masterGone says why Incus shows m cannot be a live master, or "". A
+// frozen container is not gone: thawed, it would serve again.
+func masterGone(m *memberObs) string {
+	switch {
+	case m.instance == nil:
+		return "its container is gone"
+	case m.instance.Status == "Stopped":
+		return "its container is stopped"
+	case m.Running && m.Probe != nil && m.Probe.Configured && !m.Probe.RedisActive:
+		return "its redis-server is not running"
+	}
+	return ""
+}
+
+// masterSdownAt is when a sentinel announced +sdown of the master at addr
+// since it became master, if no -sdown followed; zero otherwise.
+func masterSdownAt(f *redisv1alpha1.RedisSentinelFormation, events []sentinel.Event, addr endpoint.Endpoint) time.Time {
+	var since, at time.Time
+	if ms := f.Status.Master; ms != nil && ms.Since != nil {
+		since = ms.Since.Time
+	}
+	want := "master " + f.Spec.MasterName + " " + addr.Host + " " + strconv.Itoa(addr.Port)
+	for _, e := range events {
+		if e.Time.Before(since) || strings.Join(strings.Fields(e.Payload), " ") != want {
+			continue
+		}
+		switch e.Type {
+		case "+sdown":
+			if at.IsZero() {
+				at = e.Time
+			}
+		case "-sdown":
+			at = time.Time{}
+		}
+	}
+	return at
+}
+
+// newOutage is the record of a master outage first seen in this pass: lost
+// when Incus stopped its container (or this pass, when the stop was not
+// heard), or a down-after before the sentinels' first +sdown.
+func newOutage(f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, gone string, sdown, now time.Time) *redisv1alpha1.MasterOutageStatus {
+	out := &redisv1alpha1.MasterOutageStatus{Member: m.name, DetectedBy: redisv1alpha1.DetectedBySentinel}
+	if gone == "" {
+		out.LostAt = microTime(sdown.Add(-time.Duration(f.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond))
+		out.DetectedAt = microTime(sdown)
+		return out
+	}
+	out.DetectedBy, out.LostAt, out.DetectedAt = redisv1alpha1.DetectedByIncus, microTime(now), microTime(now)
+	if stopped, ok := o.instanceStops[m.instanceName]; ok && stopped.Before(now) {
+		out.LostAt = microTime(stopped)
+	}
+	if !sdown.IsZero() && sdown.Before(out.DetectedAt.Time) {
+		out.DetectedAt = microTime(sdown)
+	}
+	return out
+}
+
+// fastFailoverBlocked says why the fast path may not be taken for the
+// gone master m, or "": it is turned off, was taken already for this
+// outage, a planned failover is under way, no replica was linked and
+// caught up when the master was last seen (status) and answers now as its
+// replica, or fewer than a majority of sentinels answer.
+func fastFailoverBlocked(f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, addr endpoint.Endpoint, out *redisv1alpha1.MasterOutageStatus) string {
+	switch {
+	case f.Spec.Sentinel.FastFailover != nil && !*f.Spec.Sentinel.FastFailover:
+		return "spec.sentinel.fastFailover is off"
+	case out.FailoverRequestedAt != nil:
+		return "SENTINEL FAILOVER was asked at " + out.FailoverRequestedAt.UTC().Format(time.RFC3339Nano)
+	case f.Status.PlannedFailover != nil && f.Status.PlannedFailover.Phase != redisv1alpha1.PlannedFailoverDone:
+		return "a planned failover is under way"
+	case !replicaWasInSync(f, o, m, addr):
+		return "no replica was linked and caught up when the master was last seen"
+	case !sentinelMajority(f, o) || sentinelWithQuorum(o) == nil:
+		return "fewer than a majority of sentinels answer"
+	}
+	return ""
+}
+
+// replicaWasInSync reports whether a member that status last recorded as
+// the master's linked replica, at most fastFailoverMaxLag behind, answers
+// now as a replica of that master (at addr).
+func replicaWasInSync(f *redisv1alpha1.RedisSentinelFormation, o *observation, master *memberObs, addr endpoint.Endpoint) bool {
+	for _, r := range o.members {
+		if r == master || !r.redisUp() || r.Repl.IsMaster() || r.Repl.Master != addr {
+			continue
+		}
+		if st := findMember(f.Status.Members, r.name); st != nil && st.Role == redisv1alpha1.RoleReplica &&
+			st.MasterLinkUp && st.Health == redisv1alpha1.HealthHealthy && st.LagBytes <= fastFailoverMaxLag {
+			return true
+		}
+	}
+	return false
+}
+
+// sentinelMajority reports whether more than half of spec.members'
+// sentinels answer: a failover one of them starts reaches a majority.
+func sentinelMajority(f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	n := 0
+	for _, m := range o.members {
+		if m.Running && m.SentinelErr == nil {
+			n++
+		}
+	}
+	return n > int(f.Spec.Members)/2
+}
