@@ -51,6 +51,15 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	case out == nil || out.Member != m.name:
 		out = newOutage(f, o, m, gone, sdown, now)
 		p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = out.DeepCopy() })
+	case !sdown.IsZero() && lostBefore(f, sdown).Before(out.LostAt.Time):
+		// Recorded when the stop was seen but not heard from Incus: the
+		// +sdown that followed dates the loss better.
+		lost := microTime(lostBefore(f, sdown))
+		p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if st.MasterOutage != nil {
+				st.MasterOutage.LostAt = lost
+			}
+		})
 	}
 	if gone == "" {
 		return "" // Sentinel's +sdown alone: the master may be alive behind a partition
@@ -108,24 +117,29 @@ func masterSdownAt(f *redisv1alpha1.RedisSentinelFormation, events []sentinel.Ev
 	return at
 }
 
-// newOutage is the record of a master outage first seen in this pass: lost
-// when Incus stopped its container (or this pass, when the stop was not
-// heard), or a down-after before the sentinels' first +sdown.
+// newOutage is the record of a master outage first seen in this pass. It
+// was lost at the earliest of: Incus's stop event, a down-after before the
+// sentinels' first +sdown (a sentinel declares a master down after that
+// long without an answer), this pass.
 func newOutage(f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, gone string, sdown, now time.Time) *redisv1alpha1.MasterOutageStatus {
-	out := &redisv1alpha1.MasterOutageStatus{Member: m.name, DetectedBy: redisv1alpha1.DetectedBySentinel}
+	out := &redisv1alpha1.MasterOutageStatus{Member: m.name, DetectedBy: redisv1alpha1.DetectedByIncus}
+	lost, detected := now, now
 	if gone == "" {
-		out.LostAt = microTime(sdown.Add(-time.Duration(f.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond))
-		out.DetectedAt = microTime(sdown)
-		return out
+		out.DetectedBy, detected = redisv1alpha1.DetectedBySentinel, sdown
 	}
-	out.DetectedBy, out.LostAt, out.DetectedAt = redisv1alpha1.DetectedByIncus, microTime(now), microTime(now)
-	if stopped, ok := o.instanceStops[m.instanceName]; ok && stopped.Before(now) {
-		out.LostAt = microTime(stopped)
+	if stopped, ok := o.instanceStops[m.instanceName]; ok && stopped.Before(lost) {
+		lost = stopped
 	}
-	if !sdown.IsZero() && sdown.Before(out.DetectedAt.Time) {
-		out.DetectedAt = microTime(sdown)
+	if !sdown.IsZero() {
+		lost, detected = minTime(lost, lostBefore(f, sdown)), minTime(detected, sdown)
 	}
+	out.LostAt, out.DetectedAt = microTime(lost), microTime(detected)
 	return out
+}
+
+// lostBefore is when a master announced +sdown at sdown stopped answering.
+func lostBefore(f *redisv1alpha1.RedisSentinelFormation, sdown time.Time) time.Time {
+	return sdown.Add(-time.Duration(f.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond)
 }
 
 // fastFailoverBlocked says why the fast path may not be taken for the

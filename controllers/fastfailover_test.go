@@ -178,6 +178,16 @@ func TestDecideFastFailover(t *testing.T) {
 		},
 		outage: &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(stoppedAt), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus},
 	}, {
+		name: "recorded when the stop was seen, not heard from Incus: the +sdown that follows dates the loss",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			stopMaster(o, time.Time{})
+			o.instanceStops = nil
+			f.Status.MasterOutage = &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(sdownAt.Add(-time.Second)), DetectedAt: microTime(sdownAt.Add(-time.Second)), DetectedBy: redisv1alpha1.DetectedByIncus, FailoverRequestedAt: microTimePtr(sdownAt.Add(-time.Second)), Sentinel: "cache-2"}
+			sdown(o, "+sdown", sdownAt)
+		},
+		outage:      &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(sdownAt.Add(-5 * time.Second)), DetectedAt: microTime(sdownAt.Add(-time.Second)), DetectedBy: redisv1alpha1.DetectedByIncus, FailoverRequestedAt: microTimePtr(sdownAt.Add(-time.Second)), Sentinel: "cache-2"},
+		progressing: "was asked at",
+	}, {
 		name: "the master answers again: the outage record is dropped",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, _ *observation) {
 			f.Status.MasterOutage = &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(stoppedAt), DetectedAt: microTime(stoppedAt), DetectedBy: redisv1alpha1.DetectedByIncus}

@@ -327,7 +327,7 @@ func countFailover(f *redisv1alpha1.RedisSentinelFormation, from, to string, at 
 			rec.Path, how = redisv1alpha1.FailoverPathFast, "fast failover: Incus reported the master's container stopped and sentinel "+out.Sentinel+" was asked to fail over"
 		}
 	case !sdownAt.IsZero():
-		lost := sdownAt.Add(-time.Duration(f.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond)
+		lost := lostBefore(f, sdownAt)
 		rec.MasterLostAt, rec.DetectedAt, began = microTimePtr(lost), microTimePtr(sdownAt), lost
 	}
 	st.MasterOutage = nil

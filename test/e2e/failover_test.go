@@ -14,11 +14,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
@@ -135,13 +138,63 @@ func finishWriter(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, w *harn
 	return st
 }
 
-// TestFailoverDrill: hard-stop the master; a new master is elected within
-// 30 s, status and `kubectl get rsf` show it within a second of Sentinel,
-// lastFailover is filled, no acknowledged write is lost, and the old master
-// rejoins as a replica.
+// TestFailoverDrill: hard-stop the master. Incus reports the container
+// stopped, so the operator asks a sentinel to fail over at once: the new
+// master is elected before down-after (20 s here) could have passed,
+// status and `kubectl get rsf` show it with the fast path and the outage
+// from the stop, no acknowledged write is lost, the connection Secret is
+// not rewritten, and the old master rejoins as a replica.
 func TestFailoverDrill(t *testing.T) {
-	f := newFormation(t, "failover", formationOpts{})
+	const downAfter = 20 * time.Second
+	f := newFormation(t, "failover", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+		f.Spec.Sentinel.DownAfterMilliseconds = int32(downAfter.Milliseconds())
+	}})
+	d, cur := failoverDrill(t, f)
+	if d.KillToSwitch >= downAfter {
+		t.Fatalf("the new master came %s after the kill, not before down-after (%s): Sentinel alone promoted it", d.KillToSwitch, downAfter)
+	}
+	lf := cur.Status.LastFailover
+	if lf.Path != redisv1alpha1.FailoverPathFast || lf.MasterLostAt == nil || lf.DetectedAt == nil || lf.DetectedAt.Before(lf.MasterLostAt) || lf.Duration == nil || lf.Duration.Duration > d.KillToSwitch+time.Second {
+		t.Fatalf("lastFailover = %+v; want the fast path, lost <= detected, an outage no longer than kill -> switch (%s)", lf, d.KillToSwitch)
+	}
+	eventually(t, 30*time.Second, "a MasterSwitched Event naming the fast path", func() (bool, string) {
+		var seen []string
+		for _, e := range events(t, f, "MasterSwitched") {
+			if strings.Contains(e.Message, "through the fast path") {
+				return true, ""
+			}
+			seen = append(seen, e.Message)
+		}
+		return false, fmt.Sprint(seen)
+	})
+}
+
+// TestFailoverDrillSentinelOnly: the same drill with
+// spec.sentinel.fastFailover off goes through Sentinel alone, which cannot
+// promote before down-after.
+func TestFailoverDrillSentinelOnly(t *testing.T) {
+	f := newFormation(t, "sentinelonly", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+		f.Spec.Sentinel.FastFailover = ptr.To(false)
+	}})
+	d, cur := failoverDrill(t, f)
+	if downAfter := time.Duration(cur.Spec.Sentinel.DownAfterMilliseconds) * time.Millisecond; d.KillToSwitch < downAfter {
+		t.Fatalf("the new master came %s after the kill, before down-after (%s), with the fast path off", d.KillToSwitch, downAfter)
+	}
+	if lf := cur.Status.LastFailover; lf.Path != redisv1alpha1.FailoverPathSentinel || lf.MasterLostAt == nil || lf.Duration == nil {
+		t.Fatalf("lastFailover = %+v; want the sentinel path with its outage", lf)
+	}
+}
+
+// failoverDrill hard-stops a Ready formation's master under writes and
+// checks what every path must give: a new master within the seed's 30 s,
+// status and `kubectl get rsf` naming it, lastFailover filled, the
+// connection Secret untouched, no acknowledged write lost, the old master
+// back as a replica. It returns the drill and the status right after the
+// switch.
+func failoverDrill(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) (drill, *redisv1alpha1.RedisSentinelFormation) {
+	t.Helper()
 	cur := waitReady(t, f, 3*time.Minute)
+	secretBefore := connectionSecret(t, cur)
 	w, cache := startWriter(t, f)
 	time.Sleep(time.Second)
 
@@ -155,6 +208,7 @@ func TestFailoverDrill(t *testing.T) {
 	if lf == nil || lf.From != d.From || lf.To != d.To || lf.Duration == nil || lf.Duration.Duration <= 0 || cur.Status.Failovers != 1 {
 		t.Fatalf("lastFailover = %+v, failovers %d; want %s -> %s with a duration; events %+v", lf, cur.Status.Failovers, d.From, d.To, cur.Status.RecentEvents)
 	}
+	t.Logf("lastFailover: path %s, outage %s, detected %s after the loss", lf.Path, lf.Duration.Duration, lf.DetectedAt.Sub(lf.MasterLostAt.Time))
 	if out := kubectl(t, "get", "rsf", "-n", f.Namespace, f.Name, "--no-headers"); !strings.Contains(out, d.To) {
 		t.Fatalf("kubectl get rsf does not show the new master %s:\n%s", d.To, out)
 	}
@@ -165,15 +219,32 @@ func TestFailoverDrill(t *testing.T) {
 	// Start the old container again (the operator may have done it): it
 	// rejoins as a replica and the formation is Ready.
 	_ = incusSrv.StartInstance(context.Background(), memberStatus(cur, d.From).Instance)
-	cur = waitReady(t, f, 3*time.Minute)
-	if m := memberStatus(cur, d.From); m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
+	ready := waitReady(t, f, 3*time.Minute)
+	if m := memberStatus(ready, d.From); m.Role != redisv1alpha1.RoleReplica || !m.MasterLinkUp {
 		t.Fatalf("old master %s: role %s, link up %v", d.From, m.Role, m.MasterLinkUp)
+	}
+	// Nothing a backend needs changed: a backend restarting on Secret
+	// changes must not be restarted by a failover.
+	if after := connectionSecret(t, ready); after.ResourceVersion != secretBefore.ResourceVersion {
+		t.Fatalf("the connection Secret was rewritten during the failover (resourceVersion %s -> %s): %s -> %s",
+			secretBefore.ResourceVersion, after.ResourceVersion, secretBefore.Data[config.EnvSentinelAddrs], after.Data[config.EnvSentinelAddrs])
 	}
 	st := finishWriter(t, f, w, cache)
 	// The backend recovers within the failover window (failover-timeout).
 	if st.LongestGap >= 30*time.Second {
 		t.Fatalf("the connection Secret's client was unavailable for %s", st.LongestGap)
 	}
+	return d, cur
+}
+
+// connectionSecret reads the formation's connection Secret.
+func connectionSecret(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.Namespace, Name: f.Status.Connection.SecretName}, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestSentinelSettingsAndSentinelLoss: quorum and down-after changes reach
