@@ -324,7 +324,7 @@ func TestRunCompare(t *testing.T) {
 			"`f81b8ca` (before) against the working tree at `abc1234-dirty` (after), measured on ",
 			"alternated per benchmark (before, then after); conditions: busy machine.\n",
 			"| apply → Ready, one formation | median 11.3 s, max 16.2 s (5 runs) | median 11.7 s, max 13.2 s (5 runs) | ≤ 20 s |",
-			"| failover: +switch-master → status updated | median 0.05 s, max 0.06 s | median 0.07 s, max 0.35 s | ≤ 1 s |",
+			"| failover: +switch-master → status updated | median 0.05 s, max 0.06 s (both paths) | median 0.07 s, max 0.35 s (both paths) | ≤ 1 s |",
 			"| steady state: status writes per reconcile | 0 | 1.00 | — |",
 		},
 		absent: []string{"Failures", "| lab host", "| image roll", "| operator"},
@@ -333,7 +333,7 @@ func TestRunCompare(t *testing.T) {
 		input: failing,
 		code:  1,
 		want: []string{
-			"| failover: kill → status updated | median 6.41 s, max 6.54 s | not measured | ≤ 7.5 s at down-after 5000 ms |",
+			"| failover, Sentinel alone: kill → status updated | median 6.41 s, max 6.54 s | not measured | ≤ 7.5 s at down-after 5000 ms |",
 			"| steady state: status writes per reconcile | 0 | 1.00 | — |",
 			"Failures in this run: after: BenchmarkFailover failed; after: BENCH-FAILED: after Failover",
 		},

@@ -20,6 +20,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
 // counted are real backends behind counting decorators.
@@ -118,18 +119,33 @@ type drill struct {
 	// before the watcher received +switch-master.
 	switchToStatusRaw time.Duration
 	from, to          string
+	// path is what status.lastFailover says promoted the new master.
+	path redisv1alpha1.FailoverPath
 }
 
-// BenchmarkFailover runs BENCH_DRILLS consecutive failover drills on one
-// formation (down-after 5000 ms, the default): hard-stop the master's
-// container and time, polling every 20 ms, kill -> a surviving sentinel's
-// GET-MASTER-ADDR-BY-NAME names another master, kill -> status.master
-// changes, and +switch-master (status.lastFailover.time, the moment the
-// operator's watcher received the event) -> that status was seen. Between
-// drills the formation must be Ready again (the operator starts the
-// stopped container and the old master rejoins as a replica).
+// failoverPaths are the two ways a hard-stopped master is replaced, as
+// BenchmarkFailover measures them: spec.sentinel.fastFailover on and off.
+var failoverPaths = []struct {
+	tag  string
+	fast bool
+	want redisv1alpha1.FailoverPath
+}{{"fast", true, redisv1alpha1.FailoverPathFast}, {"sentinel", false, redisv1alpha1.FailoverPathSentinel}}
+
+// BenchmarkFailover runs BENCH_DRILLS failover drills per path on one
+// formation (down-after 5000 ms, the default), the paths alternating so
+// that both see the same machine: spec.sentinel.fastFailover is set, the
+// formation is Ready at that generation, then the master's container is
+// hard-stopped while a writer sends SET + WAIT 1 every 20 ms through the
+// connection Secret's FailoverClient. Timed, polling every 20 ms: kill ->
+// a surviving sentinel's GET-MASTER-ADDR-BY-NAME names another master,
+// kill -> status.master changes, +switch-master (status.lastFailover.time,
+// the moment the operator's watcher received the event) -> that status was
+// seen, and the longest time without a successful write from the kill
+// until the formation is Ready again (the operator restarts the stopped
+// container and the old master rejoins as a replica).
 func BenchmarkFailover(b *testing.B) {
 	needStack(b)
+	ctx := context.Background()
 	drills := envInt("BENCH_DRILLS", 5)
 	ns := benchNamespace(b, "bench-drill")
 	deps, _ := realDeps(b)
@@ -140,31 +156,86 @@ func BenchmarkFailover(b *testing.B) {
 	if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
 		b.Fatal(err)
 	}
+	w, err := harness.StartWriter(ctx, k8s, f, harness.WriterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
 
-	var toSwitch, toStatus, switchToStatus []time.Duration
-	for i := range drills {
-		d, err := killMaster(f)
-		if err != nil {
+	type figures struct{ toSwitch, toStatus, gap []time.Duration }
+	byPath := map[string]*figures{}
+	var switchToStatus []time.Duration
+	for i := range drills * len(failoverPaths) {
+		path := failoverPaths[i%len(failoverPaths)]
+		if err := setFastFailover(ctx, f, path.fast); err != nil {
 			b.Fatalf("drill %d: %v", i+1, err)
 		}
-		b.Logf("drill %d: %s -> %s: kill -> sentinel %s, kill -> status %s, +switch-master -> status %s", i+1, d.from, d.to,
-			d.killToSwitch.Round(time.Millisecond), d.killToStatus.Round(time.Millisecond), d.switchToStatusRaw.Round(time.Millisecond))
-		toSwitch = append(toSwitch, d.killToSwitch)
-		toStatus = append(toStatus, d.killToStatus)
-		switchToStatus = append(switchToStatus, d.switchToStatus)
+		time.Sleep(time.Second) // the writer runs on the settled formation
+		w.ResetGap()
+		d, err := killMaster(f)
+		if err != nil {
+			b.Fatalf("drill %d (%s): %v", i+1, path.tag, err)
+		}
 		again := time.Now()
 		if _, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
 			b.Fatalf("drill %d: not Ready again: %v", i+1, err)
 		}
-		b.Logf("drill %d: Ready again %s after the status change", i+1, time.Since(again).Round(100*time.Millisecond))
+		gap := w.Stats().LongestGap
+		b.Logf("drill %d (%s path, status says %s): %s -> %s: kill -> sentinel %s, kill -> status %s, +switch-master -> status %s, longest write gap %s; Ready again %s after the status change",
+			i+1, path.tag, d.path, d.from, d.to, d.killToSwitch.Round(time.Millisecond), d.killToStatus.Round(time.Millisecond),
+			d.switchToStatusRaw.Round(time.Millisecond), gap.Round(time.Millisecond), time.Since(again).Round(100*time.Millisecond))
+		if d.path != path.want {
+			b.Fatalf("drill %d: the new master was promoted through the %s path, want %s", i+1, d.path, path.want)
+		}
+		fg := byPath[path.tag]
+		if fg == nil {
+			fg = &figures{}
+			byPath[path.tag] = fg
+		}
+		fg.toSwitch, fg.toStatus, fg.gap = append(fg.toSwitch, d.killToSwitch), append(fg.toStatus, d.killToStatus), append(fg.gap, gap)
+		switchToStatus = append(switchToStatus, d.switchToStatus)
 	}
-	b.ReportMetric(float64(len(toSwitch)), "drills")
-	b.ReportMetric(median(toSwitch).Seconds(), "kill-switch-median-s")
-	b.ReportMetric(maxOf(toSwitch).Seconds(), "kill-switch-max-s")
-	b.ReportMetric(median(toStatus).Seconds(), "kill-status-median-s")
-	b.ReportMetric(maxOf(toStatus).Seconds(), "kill-status-max-s")
+	st := w.Stop()
+	lost, err := w.Lost(ctx, k8s, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("writer: %d writes, %d acknowledged, %d lost over all drills", st.Attempted, st.Acknowledged, len(lost))
+	b.ReportMetric(float64(drills), "drills")
+	b.ReportMetric(float64(len(lost)), "drill-acked-lost")
+	for tag, fg := range byPath {
+		b.ReportMetric(median(fg.toSwitch).Seconds(), tag+"-kill-switch-median-s")
+		b.ReportMetric(maxOf(fg.toSwitch).Seconds(), tag+"-kill-switch-max-s")
+		b.ReportMetric(median(fg.toStatus).Seconds(), tag+"-kill-status-median-s")
+		b.ReportMetric(maxOf(fg.toStatus).Seconds(), tag+"-kill-status-max-s")
+		b.ReportMetric(median(fg.gap).Seconds(), tag+"-write-gap-median-s")
+		b.ReportMetric(maxOf(fg.gap).Seconds(), tag+"-write-gap-max-s")
+	}
 	b.ReportMetric(median(switchToStatus).Seconds(), "switch-status-median-s")
 	b.ReportMetric(maxOf(switchToStatus).Seconds(), "switch-status-max-s")
+}
+
+// setFastFailover sets spec.sentinel.fastFailover and waits until the
+// formation is Ready at that generation.
+func setFastFailover(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, on bool) error {
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
+		return err
+	}
+	if cur.Spec.Sentinel.FastFailover == nil || *cur.Spec.Sentinel.FastFailover != on {
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Spec.Sentinel.FastFailover = &on
+		if err := k8s.Patch(ctx, cur, patch); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for k8s.Get(ctx, client.ObjectKeyFromObject(f), cur) != nil || cur.Status.ObservedGeneration != cur.Generation || !isReady(cur) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not Ready at generation %d with fastFailover %v within 5 minutes", cur.Generation, on)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 // killMaster hard-stops the master's container and times the failover.
@@ -246,6 +317,7 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 	if lf := cur.Status.LastFailover; lf != nil && lf.To == d.to {
 		d.switchToStatusRaw = d.killToStatus - lf.Time.Sub(killedAt)
 		d.switchToStatus = max(0, d.switchToStatusRaw)
+		d.path = lf.Path
 	}
 	return d, nil
 }
