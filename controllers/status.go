@@ -343,7 +343,7 @@ func countFailover(f *redisv1alpha1.RedisSentinelFormation, from, to string, at 
 		}
 	}
 	return note{eventType: corev1.EventTypeWarning, reason: "MasterSwitched", action: "Failover", member: to,
-		message: fmt.Sprintf("master moved from %s to %s through the %s path (%s); %s, config epoch %d", from, to, strings.ToLower(string(rec.Path)), how, outage, epoch),
+		message:  fmt.Sprintf("master moved from %s to %s through the %s path (%s); %s, config epoch %d", from, to, strings.ToLower(string(rec.Path)), how, outage, epoch),
 		failover: &failoverNote{path: strings.ToLower(string(rec.Path)), outage: d}}
 }
 
