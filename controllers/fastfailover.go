@@ -70,11 +70,14 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	s := sentinelWithQuorum(o)
 	asked := *out
 	asked.FailoverRequestedAt, asked.Sentinel = microTimePtr(now), s.name
+	// Asked once per outage, whatever the answer: after a refusal (no
+	// good replica, a failover already running) Sentinel's own down-after
+	// takes over, rather than the operator asking again and again.
+	p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = asked.DeepCopy() })
 	// First in the plan: starting the stopped container again takes
 	// longer than the promotion.
 	p.actions = append([]action{{kind: actSentinelFailover, member: s.name, target: s.Sentinel,
-		reason: "fast failover: master " + m.name + " is down (" + gone + ")",
-		record: func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.MasterOutage = asked.DeepCopy() }}}, p.actions...)
+		reason: "fast failover: master " + m.name + " is down (" + gone + ")"}}, p.actions...)
 	p.wakeIn(promotionPoll)
 	return "fast failover away from master " + m.name + " (" + gone + ")"
 }
