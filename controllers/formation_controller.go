@@ -39,6 +39,9 @@ type FormationReconciler struct {
 	Metrics   *metrics.Operator
 	Canary    *canary
 	Watcher   SentinelWatcher
+	// InstanceWatcher triggers passes on Incus lifecycle events of the
+	// members' instances.
+	InstanceWatcher InstanceWatcher
 	// SecretWatches triggers passes on Secret changes (nil: none, as in
 	// the tests on fakes).
 	SecretWatches *secretWatches
@@ -105,6 +108,9 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	now := r.now()
 	obs := r.observe(ctx, f, log)
+	if obs.incusOptions != nil {
+		r.InstanceWatcher.Watch(req.NamespacedName, *obs.incusOptions, instanceNames(obs))
+	}
 	p := decide(f, obs, r.Options, now)
 	res := r.act(ctx, f, obs, p, log)
 	notes = setStatus(f, obs, p, res, r.Options, now)
@@ -190,9 +196,11 @@ func blockedRetry(f *redisv1alpha1.RedisSentinelFormation, now time.Time) time.D
 }
 
 // forget drops everything held in memory for a formation: its Sentinel
-// subscriptions, its admin and canary clients and its metric series.
+// subscriptions, its Incus event routing, its admin and canary clients and
+// its metric series.
 func (r *FormationReconciler) forget(key types.NamespacedName) {
 	r.Watcher.Forget(key)
+	r.InstanceWatcher.Forget(key)
 	r.SecretWatches.release(key)
 	r.Redis.Forget(key.String())
 	r.Canary.forget(key)

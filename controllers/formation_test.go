@@ -224,6 +224,9 @@ func assertForgotten(t *testing.T, e *env) {
 	if !e.watcher.forgotten(testKey) {
 		t.Error("the Sentinel watcher was not told to forget the formation")
 	}
+	if !e.instanceWatcher.forgotten(testKey) {
+		t.Error("the Incus event watcher was not told to forget the formation")
+	}
 	if e.prober.forgotten(testKey.String()) == 0 {
 		t.Error("the canary prober was not told to forget the formation")
 	}

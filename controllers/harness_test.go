@@ -270,19 +270,21 @@ func (r *eventLog) events() []string {
 // watcher, the canary prober, the metrics and the clock. Reconcilers made
 // by newReconciler share it, as operator processes share the world.
 type env struct {
-	t        testing.TB
-	scheme   *runtime.Scheme
-	client   client.WithWatch
-	incus    *incusfake.Fake
-	world    *redisfake.World
-	dialer   *forgettingWorld
-	watcher  *stubWatcher
-	prober   *stubProber
-	recorder *eventLog
-	registry *prometheus.Registry
-	metrics  *metrics.Operator
-	clock    *fakeClock
-	opts     Options
+	t       testing.TB
+	scheme  *runtime.Scheme
+	client  client.WithWatch
+	incus   *incusfake.Fake
+	world   *redisfake.World
+	dialer  *forgettingWorld
+	watcher *stubWatcher
+	// instanceWatcher stands in for the Incus event watcher.
+	instanceWatcher *stubInstanceWatcher
+	prober          *stubProber
+	recorder        *eventLog
+	registry        *prometheus.Registry
+	metrics         *metrics.Operator
+	clock           *fakeClock
+	opts            Options
 	// dieBeforeStatusWrite makes the next status write fail, as if the
 	// operator died after the pass's actions and before its status patch.
 	dieBeforeStatusWrite atomic.Bool
@@ -297,15 +299,16 @@ type env struct {
 func newEnv(t testing.TB, objs ...client.Object) *env {
 	t.Helper()
 	e := &env{
-		t:        t,
-		scheme:   testScheme(t),
-		incus:    incusfake.New(),
-		world:    redisfake.New(),
-		watcher:  newStubWatcher(),
-		prober:   newStubProber(),
-		recorder: newRecorder(),
-		registry: prometheus.NewRegistry(),
-		clock:    &fakeClock{t: testStart},
+		t:               t,
+		scheme:          testScheme(t),
+		incus:           incusfake.New(),
+		world:           redisfake.New(),
+		watcher:         newStubWatcher(),
+		instanceWatcher: newStubInstanceWatcher(),
+		prober:          newStubProber(),
+		recorder:        newRecorder(),
+		registry:        prometheus.NewRegistry(),
+		clock:           &fakeClock{t: testStart},
 		opts: Options{
 			MaxConcurrentReconciles: 1, ResyncPeriod: 15 * time.Second, RedisTimeout: time.Second,
 			PasswordGrace: 10 * time.Minute, MaxRetryDelay: 5 * time.Second,
@@ -351,18 +354,19 @@ func (e *env) generatePassword() (string, error) {
 func (e *env) newReconciler() *FormationReconciler {
 	guard := safe.Guard{Log: logr.Discard(), Count: e.metrics.PanicRecovered}
 	return &FormationReconciler{
-		Client:      e.client,
-		APIReader:   e.client,
-		Recorder:    e.recorder,
-		Incus:       e.incus,
-		Redis:       e.dialer,
-		Metrics:     e.metrics,
-		Canary:      newCanary(e.prober, e.metrics, guard),
-		Watcher:     e.watcher,
-		Guard:       guard,
-		Options:     e.opts,
-		Now:         e.clock.Now,
-		NewPassword: e.generatePassword,
+		Client:          e.client,
+		APIReader:       e.client,
+		Recorder:        e.recorder,
+		Incus:           e.incus,
+		Redis:           e.dialer,
+		Metrics:         e.metrics,
+		Canary:          newCanary(e.prober, e.metrics, guard),
+		Watcher:         e.watcher,
+		InstanceWatcher: e.instanceWatcher,
+		Guard:           guard,
+		Options:         e.opts,
+		Now:             e.clock.Now,
+		NewPassword:     e.generatePassword,
 	}
 }
 

@@ -59,6 +59,9 @@ type observation struct {
 	// incus and admin are the handles act uses; decide never calls them.
 	incus incus.Server
 	admin redisadmin.Admin
+	// incusOptions are the options incus was connected with, set once the
+	// instances were read.
+	incusOptions *incus.Options
 
 	members []*memberObs
 	// leaving are owned instances beyond spec.members (a scale-down).
@@ -70,13 +73,13 @@ type observation struct {
 	// connection is the connection Secret as it is (nil: absent).
 	connection *corev1.Secret
 
-	// instanceStops are when Incus reported members' containers stopped
-	// (by instance name), as its event listener heard.
-	instanceStops map[string]time.Time
-
 	// events and switches are what the Sentinel watcher heard.
 	events   []sentinel.Event
 	switches []sentinel.Switch
+	// instanceStops are when Incus reported a member's (or leaving
+	// member's) instance stopped, shut down or deleted, by instance name:
+	// only instances stopped since and not started again.
+	instanceStops map[string]time.Time
 }
 
 // memberObs is one member: its instance and what its servers said.
@@ -189,6 +192,8 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 		o.stop, o.stopPhase = err, "instances"
 		return false
 	}
+	o.incusOptions = &opts
+	o.instanceStops = r.instanceStops(client.ObjectKeyFromObject(f), o)
 	if anyMissing(o.members) || len(outdated(f, o.members)) > 0 {
 		if err := checkPrerequisites(ctx, f, o); err != nil {
 			o.degrade(ReasonIncusUnreachable, "%v", err)
@@ -432,6 +437,30 @@ func probe(ctx context.Context, srv incus.Server, instance string) (*topology.Pr
 	}
 	active := func(state string) bool { return state == "active" || state == "activating" || state == "reloading" }
 	return &topology.Probe{Configured: fields[0] == "yes", RedisActive: active(fields[1]), SentinelActive: active(fields[2])}, nil
+}
+
+// instanceStops are the stops the Incus event watcher heard of the
+// formation's instances.
+func (r *FormationReconciler) instanceStops(key client.ObjectKey, o *observation) map[string]time.Time {
+	stops := map[string]time.Time{}
+	for _, name := range instanceNames(o) {
+		if at := r.InstanceWatcher.StoppedAt(key, name); !at.IsZero() {
+			stops[name] = at
+		}
+	}
+	return stops
+}
+
+// instanceNames are the instances of the members and leaving members, for
+// the Incus event watcher.
+func instanceNames(o *observation) []string {
+	var names []string
+	for _, list := range [][]*memberObs{o.members, o.leaving} {
+		for _, m := range list {
+			names = append(names, m.instanceName)
+		}
+	}
+	return names
 }
 
 // adminCredentials are the operator's user on the members.

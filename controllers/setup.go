@@ -39,6 +39,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/instancewatch"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
@@ -145,6 +146,10 @@ type Dependencies struct {
 	// Watcher nil: the real Sentinel event watcher, which triggers a
 	// reconcile on every event.
 	Watcher SentinelWatcher
+	// InstanceWatcher nil: the real Incus lifecycle event watcher over
+	// Incus, which triggers a reconcile when a member's instance stops,
+	// starts or goes away.
+	InstanceWatcher InstanceWatcher
 }
 
 // SentinelWatcher is what the controller needs of the Sentinel event
@@ -156,6 +161,18 @@ type SentinelWatcher interface {
 	// Switches are the recent master switches, each with Sentinel's config
 	// epoch (0 when unknown), oldest first.
 	Switches(key client.ObjectKey) []sentinel.Switch
+}
+
+// InstanceWatcher is what the controller needs of the Incus lifecycle event
+// watcher (internal/instancewatch); tests on fake backends use a stub.
+type InstanceWatcher interface {
+	// Watch follows these instances of the formation on the connection
+	// opts selects.
+	Watch(key client.ObjectKey, opts incus.Options, instances []string)
+	Forget(key client.ObjectKey)
+	// StoppedAt is when Incus reported the instance stopped (zero if it
+	// did not since it was watched, or started again).
+	StoppedAt(key client.ObjectKey, instance string) time.Time
 }
 
 // secretRefIndex indexes formations by the Secrets they read.
@@ -197,7 +214,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if deps.Canary == nil {
 		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
 	}
-	// Sentinel events and Secret changes enqueue their formations through
+	// Sentinel events, Incus lifecycle events and Secret changes enqueue their formations through
 	// this channel.
 	triggers := make(chan event.GenericEvent, 1024)
 	trigger := func(key types.NamespacedName) {
@@ -221,6 +238,17 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		}
 		deps.Watcher = w
 	}
+	if deps.InstanceWatcher == nil {
+		w := instancewatch.New(mgr.GetLogger().WithName("instance-watcher"), guard, deps.Incus, trigger)
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			w.Stop()
+			return nil
+		})); err != nil {
+			return err
+		}
+		deps.InstanceWatcher = w
+	}
 	secretsClient, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return err
@@ -235,16 +263,17 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		return err
 	}
 	r := &FormationReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("redis-sentinel-operator"),
-		Incus:     deps.Incus,
-		Redis:     deps.Redis,
-		Metrics:   deps.Metrics,
-		Canary:    newCanary(deps.Canary, deps.Metrics, guard),
-		Watcher:   deps.Watcher,
-		Guard:     guard,
-		Options:   opts,
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Recorder:        mgr.GetEventRecorder("redis-sentinel-operator"),
+		Incus:           deps.Incus,
+		Redis:           deps.Redis,
+		Metrics:         deps.Metrics,
+		Canary:          newCanary(deps.Canary, deps.Metrics, guard),
+		Watcher:         deps.Watcher,
+		InstanceWatcher: deps.InstanceWatcher,
+		Guard:           guard,
+		Options:         opts,
 	}
 	// A changed Secret triggers the formation owning it and those reading it.
 	r.SecretWatches = newSecretWatches(watchCtx, secretsClient, mgr.GetLogger().WithName("secret-watches"), func(secret *metav1.PartialObjectMetadata) {

@@ -24,6 +24,7 @@ const (
 	MethodNetworkExists        = "NetworkExists"
 	MethodStoragePoolExists    = "StoragePoolExists"
 	MethodInfo                 = "Info"
+	MethodWatchLifecycle       = "WatchLifecycle"
 )
 
 // WriteMethods are the Server methods that change Incus state (or run
@@ -40,7 +41,8 @@ var WriteMethods = []string{
 //
 // ServerSource.Server and Forget are not Server calls: they are counted
 // apart (Connects, Forgets) and are neither reads nor writes. Failed calls
-// count like successful ones. Safe for concurrent use.
+// count like successful ones. WatchLifecycle counts once per stream (a
+// read), however many events the stream carries. Safe for concurrent use.
 type CountingSource struct {
 	inner ServerSource
 
@@ -211,4 +213,9 @@ func (s *countingServer) StoragePoolExists(ctx context.Context, name string) (bo
 func (s *countingServer) Info(ctx context.Context) (ServerInfo, error) {
 	s.c.count(MethodInfo)
 	return s.inner.Info(ctx)
+}
+
+func (s *countingServer) WatchLifecycle(ctx context.Context, connected func(), handle func(LifecycleEvent)) error {
+	s.c.count(MethodWatchLifecycle)
+	return s.inner.WatchLifecycle(ctx, connected, handle)
 }

@@ -39,13 +39,16 @@ func TestCountingSplitsReadsAndWrites(t *testing.T) {
 	for _, exists := range []func(context.Context, string) (bool, error){srv.ImageAliasExists, srv.ProfileExists, srv.NetworkExists, srv.StoragePoolExists} {
 		_, _ = exists(ctx, "x")
 	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = srv.WatchLifecycle(cancelled, func() {}, func(incus.LifecycleEvent) {})
 	c.Forget(incus.Options{})
 
 	if got := c.Writes(); got != 7 {
 		t.Errorf("writes = %d, want 7 (%v)", got, c.Calls())
 	}
-	if got := c.Reads(); got != 7 {
-		t.Errorf("reads = %d, want 7 (%v)", got, c.Calls())
+	if got := c.Reads(); got != 8 {
+		t.Errorf("reads = %d, want 8 (%v)", got, c.Calls())
 	}
 	if got := c.Calls()[incus.MethodGetInstance]; got != 2 {
 		t.Errorf("GetInstance = %d, want 2 (failed calls count)", got)

@@ -136,6 +136,12 @@ type Server interface {
 	// Info describes the server: its version and, when it is a cluster
 	// member, the cluster's members.
 	Info(ctx context.Context) (ServerInfo, error)
+	// WatchLifecycle follows the lifecycle events of the instances of the
+	// connection's project: connected is called once the stream is
+	// established, then handle for each event, in the calling goroutine. It
+	// blocks until ctx ends (returning ctx.Err()) or the stream breaks
+	// (returning why); events while no stream runs are lost.
+	WatchLifecycle(ctx context.Context, connected func(), handle func(LifecycleEvent)) error
 }
 
 // ServerInfo is what an IncusHost's status shows of the server.

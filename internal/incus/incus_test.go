@@ -682,3 +682,99 @@ func TestConnectRemoteTrust(t *testing.T) {
 		t.Fatalf("trusted: %v", err)
 	}
 }
+
+// A force stop of a real container reaches a WatchLifecycle stream as an
+// instance-stopped event naming it; operations waited meanwhile (they share
+// the client's event websocket) still complete.
+func TestRealLifecycleEvents(t *testing.T) {
+	s := realServer(t)
+	ctx := t.Context()
+	name := randomName(t)
+	cleanupInstance(t, s, name)
+
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	spec := InstanceSpec{Name: name, Image: itestImage, Profiles: []string{itestProfile}, Config: map[string]string{itestKey: strings.TrimPrefix(name, "rsf-itest-")}}
+	if err := s.CreateInstance(cctx, spec); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+
+	type received struct {
+		e  LifecycleEvent
+		at time.Time
+	}
+
+	events := make(chan received, 64)
+	connected := make(chan struct{})
+	wctx, stop := context.WithCancel(ctx)
+	ended := make(chan error, 1)
+
+	go func() {
+		ended <- s.WatchLifecycle(wctx, func() { close(connected) }, func(e LifecycleEvent) { events <- received{e, time.Now()} })
+	}()
+
+	select {
+	case <-connected:
+	case err := <-ended:
+		t.Fatalf("WatchLifecycle: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream did not connect in 10 s")
+	}
+
+	// wait returns the first event of the instance with action.
+	wait := func(action string) received {
+		t.Helper()
+
+		timeout := time.After(30 * time.Second)
+
+		for {
+			select {
+			case r := <-events:
+				if r.e.Instance == name && r.e.Action == action {
+					return r
+				}
+			case err := <-ended:
+				t.Fatalf("the stream ended waiting for %s: %v", action, err)
+			case <-timeout:
+				t.Fatalf("no %s event of %s in 30 s", action, name)
+			}
+		}
+	}
+
+	begin := time.Now()
+	if err := s.StopInstance(cctx, name, true); err != nil {
+		t.Fatalf("force stop: %v", err)
+	}
+
+	returned := time.Since(begin)
+	r := wait(ActionInstanceStopped)
+	t.Logf("instance-stopped received %v after the force stop began (the stop returned after %v); Incus's timestamp is %v after it began",
+		r.at.Sub(begin).Round(time.Millisecond), returned.Round(time.Millisecond), r.e.Time.Sub(begin).Round(time.Millisecond))
+
+	if r.e.Project != "default" {
+		t.Errorf("project %q, want default", r.e.Project)
+	}
+
+	if r.e.Time.IsZero() || r.e.Time.Before(begin.Add(-5*time.Second)) || r.e.Time.After(r.at.Add(5*time.Second)) {
+		t.Errorf("event time %v is not around the stop (%v .. %v)", r.e.Time, begin, r.at)
+	}
+
+	if err := s.StartInstance(cctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+
+	wait(ActionInstanceStarted)
+
+	if err := s.DeleteInstance(cctx, name); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+
+	wait(ActionInstanceDeleted)
+
+	stop()
+
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("WatchLifecycle ended with %v, want context.Canceled", err)
+	}
+}

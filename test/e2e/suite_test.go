@@ -48,6 +48,9 @@ const (
 	operatorUser      = "system:serviceaccount:" + operatorNamespace + ":" + controllers.ServiceAccountName
 )
 
+// resyncPeriod is the suite operator's --resync-period.
+const resyncPeriod = 5 * time.Second
+
 var (
 	k8s client.Client
 	cfg *rest.Config
@@ -112,7 +115,7 @@ func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config)
 		return err
 	}
 	metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", port)
-	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: 5 * time.Second, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second,
+	opts := controllers.Options{MaxConcurrentReconciles: 4, ResyncPeriod: resyncPeriod, RedisTimeout: time.Second, PasswordGrace: passwordGrace, MaxRetryDelay: 5 * time.Second,
 		OperatorNamespace: operatorNamespace}
 	mgr, err := ctrl.NewManager(managerCfg, opts.ManagerOptions(ctrl.Options{
 		Scheme:                 scheme,

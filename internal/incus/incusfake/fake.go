@@ -4,6 +4,11 @@
 // on: ErrNotFound / ErrAlreadyExists wrapping, idempotent start and stop,
 // DeleteInstance of a missing instance returning nil, instance-local devices
 // created from the (fake) expanded ones, WriteFile treating mode 0 as 0644.
+// Instances started, stopped or deleted through it (SetStatus included, as
+// a crash or a stop from outside) emit the lifecycle events Incus would
+// (instance-started, instance-stopped, instance-deleted) to every
+// WatchLifecycle stream, timed by Now; Emit sends any other, and
+// BreakStreams ends the streams as a restarting incusd would.
 // Started instances get a deterministic IPv4 in 10.99.0.0/16 (10.99.0.2,
 // 10.99.0.3, ... in creation order, 250 per /24; stable across restarts)
 // unless eth0 pins ipv4.address. The addresses exist nowhere: nothing may
@@ -41,6 +46,7 @@ const (
 	NetworkExists        = "NetworkExists"
 	StoragePoolExists    = "StoragePoolExists"
 	Info                 = "Info"
+	WatchLifecycle       = "WatchLifecycle"
 	// Connect is Fake.Server (the incus.ServerSource side).
 	Connect = "Connect"
 )
@@ -94,6 +100,17 @@ type Fake struct {
 
 	// ServerInfo is what Info returns (a standalone "6.0.4" by default).
 	ServerInfo incus.ServerInfo
+
+	streams map[*stream]struct{}
+}
+
+// stream is one WatchLifecycle call: events queue up unbounded, so that
+// emitting never waits for a slow handler.
+type stream struct {
+	mu     sync.Mutex
+	queue  []incus.LifecycleEvent
+	wake   chan struct{}
+	broken chan error
 }
 
 type instance struct {
@@ -128,6 +145,7 @@ func New() *Fake {
 		networks:   map[string]bool{"rsfbr0": true},
 		pools:      map[string]bool{"rsf": true},
 		ServerInfo: incus.ServerInfo{Version: "6.0.4"},
+		streams:    map[*stream]struct{}{},
 	}
 }
 
@@ -265,14 +283,25 @@ func (f *Fake) SetStatus(name, status string) error {
 	return nil
 }
 
-// transition tells the hooks about a status change. Called without f.mu.
+// transition tells the hooks and the event streams about a status change.
+// Called without f.mu.
 func (f *Fake) transition(name, was, is string) {
 	switch {
-	case was != "Running" && is == "Running" && f.OnStart != nil:
-		f.OnStart(name)
-	case was == "Running" && is != "Running" && f.OnStop != nil:
-		f.OnStop(name)
+	case was != "Running" && is == "Running":
+		if f.OnStart != nil {
+			f.OnStart(name)
+		}
+		f.emit(name, incus.ActionInstanceStarted)
+	case was == "Running" && is != "Running":
+		if f.OnStop != nil {
+			f.OnStop(name)
+		}
+		f.emit(name, incus.ActionInstanceStopped)
 	}
+}
+
+func (f *Fake) emit(name, action string) {
+	f.Emit(incus.LifecycleEvent{Time: f.Now(), Action: action, Instance: name})
 }
 
 // AddInstance inserts an instance as if created by CreateInstance, with the
@@ -528,6 +557,8 @@ func (f *Fake) DeleteInstance(ctx context.Context, name string) error {
 		f.OnDelete(name)
 	}
 
+	f.emit(name, incus.ActionInstanceDeleted)
+
 	return nil
 }
 
@@ -694,4 +725,88 @@ func (f *Fake) Forget(incus.Options) {
 	defer f.mu.Unlock()
 
 	f.calls["Forget"]++
+}
+
+// WatchLifecycle implements incus.Server: the stream gets every event
+// emitted from its start until ctx ends or BreakStreams. The event's
+// Project is "" (the fake has no projects) unless Emit sets one.
+func (f *Fake) WatchLifecycle(ctx context.Context, connected func(), handle func(incus.LifecycleEvent)) error {
+	f.mu.Lock()
+	if err := f.enter(ctx, WatchLifecycle); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+
+	s := &stream{wake: make(chan struct{}, 1), broken: make(chan error, 1)}
+	f.streams[s] = struct{}{}
+	f.mu.Unlock()
+
+	defer func() {
+		f.mu.Lock()
+		delete(f.streams, s)
+		f.mu.Unlock()
+	}()
+
+	connected()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.broken:
+			return err
+		case <-s.wake:
+			s.mu.Lock()
+			queue := s.queue
+			s.queue = nil
+			s.mu.Unlock()
+
+			for _, e := range queue {
+				handle(e)
+			}
+		}
+	}
+}
+
+// Emit sends a lifecycle event to every stream, as if it happened in Incus
+// (e.g. an instance stopped by someone else).
+func (f *Fake) Emit(e incus.LifecycleEvent) {
+	f.mu.Lock()
+	streams := slices.Collect(maps.Keys(f.streams))
+	f.mu.Unlock()
+
+	for _, s := range streams {
+		s.mu.Lock()
+		s.queue = append(s.queue, e)
+		s.mu.Unlock()
+
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// BreakStreams ends every WatchLifecycle stream with err, as a restarted
+// incusd does.
+func (f *Fake) BreakStreams(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	for s := range f.streams {
+		select {
+		case s.broken <- err:
+		default:
+		}
+
+		delete(f.streams, s)
+	}
+}
+
+// Streams returns how many WatchLifecycle streams are open.
+func (f *Fake) Streams() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return len(f.streams)
 }

@@ -172,3 +172,52 @@ func TestFakeLifecycleHooks(t *testing.T) {
 		t.Fatalf("hooks after a failed delete: got %q, want %q", got, want)
 	}
 }
+
+// The fake emits the lifecycle events Incus would for what is done through
+// it, in order, and BreakStreams ends the streams.
+func TestFakeLifecycleEvents(t *testing.T) {
+	ctx := context.Background()
+	f := incusfake.New()
+	events := make(chan incus.LifecycleEvent, 16)
+	ended := make(chan error, 1)
+	connected := make(chan struct{})
+	go func() {
+		ended <- f.WatchLifecycle(ctx, func() { close(connected) }, func(e incus.LifecycleEvent) { events <- e })
+	}()
+	<-connected
+
+	spec := incus.InstanceSpec{Name: "a", Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"}}
+	if err := f.CreateInstance(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.StopInstance(ctx, "a", true)
+	_ = f.StopInstance(ctx, "a", true) // already stopped: no event
+	_ = f.StartInstance(ctx, "a")
+	_ = f.SetStatus("a", "Stopped") // a crash, or a stop from outside
+	_ = f.StartInstance(ctx, "a")
+	_ = f.DeleteInstance(ctx, "a")
+	f.Emit(incus.LifecycleEvent{Action: incus.ActionInstanceRestarted, Instance: "b"})
+
+	want := []string{
+		"a " + incus.ActionInstanceStarted, "a " + incus.ActionInstanceStopped, "a " + incus.ActionInstanceStarted,
+		"a " + incus.ActionInstanceStopped, "a " + incus.ActionInstanceStarted, "a " + incus.ActionInstanceStopped,
+		"a " + incus.ActionInstanceDeleted, "b " + incus.ActionInstanceRestarted,
+	}
+	var got []string
+	for range want {
+		e := <-events
+		got = append(got, e.Instance+" "+e.Action)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+
+	boom := errors.New("incusd restarted")
+	f.BreakStreams(boom)
+	if err := <-ended; !errors.Is(err, boom) {
+		t.Errorf("WatchLifecycle ended with %v, want %v", err, boom)
+	}
+	if f.Streams() != 0 {
+		t.Errorf("%d streams after BreakStreams", f.Streams())
+	}
+}
