@@ -35,7 +35,7 @@ const (
 	ReasonPlannedFailoverGivenUp = "PlannedFailoverGivenUp"
 	// ReasonOtherPromoted: the master moved, but not to the requested
 	// member (Sentinel failed over on its own meanwhile).
-	ReasonOtherPromoted = "OtherMemberPromoted"
+	ReasonOtherPromoted      = "OtherMemberPromoted"
 	ReasonSwitchoverTimedOut = "TimedOut"
 	ReasonResumed            = "Resumed"
 )
