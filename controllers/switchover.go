@@ -171,31 +171,49 @@ func carryOnSwitchover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 		return ""
 	}
 	need := fmt.Sprintf("switchover from %s to %s requested with %s", sw.From, orAny(sw.To), redisv1alpha1.AnnotationSwitchover)
-	if pf := f.Status.PlannedFailover; pf != nil && pf.Phase != redisv1alpha1.PlannedFailoverDone {
-		return need // writes are held: the planned failover ends it
+	pf := f.Status.PlannedFailover
+	if pf != nil && pf.Phase != redisv1alpha1.PlannedFailoverDone {
+		return need // writes are held: the planned failover carries on
 	}
 	fail := func(reason, message string) string {
 		p.record = append(p.record, func(st *redisv1alpha1.RedisSentinelFormationStatus) {
-			endSwitchover(st, redisv1alpha1.SwitchoverFailed, reason, message+"; writes were never held and the master did not move", now)
+			endSwitchover(st, redisv1alpha1.SwitchoverFailed, reason, message, now)
 		})
 		p.requeueNow = len(sw.LoweredPriorities) > 0
 		return ""
 	}
+	timedOut := now.Sub(sw.StartedAt.Time) > switchoverTimeout
+	// Once this switchover's planned failover ended (pf started after the
+	// request: StartedAt has whole seconds), or while the sentinels do not
+	// agree on a master, the master is whoever they name next: the
+	// promoted replica answers as master before every sentinel names it.
+	// A planned failover is never asked twice for one request.
+	ours := pf != nil && !pf.HoldStartedAt.Time.Before(sw.StartedAt.Time)
+	if ours || tp.FailoverInProgress || !tp.Authoritative || tp.MasterMember == "" {
+		if timedOut {
+			reason, message := ReasonFailingOver, "the sentinels did not agree on a master within "+switchoverTimeout.String()
+			if ours {
+				reason, message = ReasonPlannedFailoverGivenUp, "writes were held and Sentinel asked, but the sentinels named no new master within "+switchoverTimeout.String()
+			}
+			return fail(reason, message)
+		}
+		p.progressing = need + ": waiting for the sentinels to name the master"
+		p.wakeIn(promotionPoll)
+		return ""
+	}
+	never := "; writes were never held and the master did not move"
 	if paused(f) {
-		return fail(ReasonPaused, "the formation was paused ("+redisv1alpha1.AnnotationPause+")")
+		return fail(ReasonPaused, "the formation was paused ("+redisv1alpha1.AnnotationPause+")"+never)
 	}
 	want := sw.To
 	if want == "" {
 		want = redisv1alpha1.SwitchoverAny
 	}
-	if m := masterMember(o, tp); m == nil || m.name != sw.From {
-		return fail(ReasonNotReady, "the master "+sw.From+" no longer answers as the master")
-	}
 	if reason, message := switchoverRefusal(f, o, tp, want); reason != "" {
-		return fail(reason, message)
+		return fail(reason, message+never)
 	}
-	if since := now.Sub(sw.StartedAt.Time); since > switchoverTimeout {
-		return fail(ReasonPrioritiesNotSeen, fmt.Sprintf("the sentinels did not report the replica priorities within %s", switchoverTimeout))
+	if timedOut {
+		return fail(ReasonPrioritiesNotSeen, fmt.Sprintf("the sentinels did not report the replica priorities within %s", switchoverTimeout)+never)
 	}
 	p.progressing = need
 	if lowerPriorities(p, o, sw.From, sw.To) {

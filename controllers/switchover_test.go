@@ -349,6 +349,41 @@ func TestDecideSwitchover(t *testing.T) {
 			}
 		},
 	}, {
+		// Seen on the real stack: the promoted replica answers as master
+		// (and the old one was demoted) before the sentinels name it.
+		name: "our planned failover done, the sentinels still name the old master: waiting, not failed",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			inProgress(f, testName+"-2", testName+"-2", testName+"-3")
+			f.Status.PlannedFailover = &redisv1alpha1.PlannedFailoverStatus{From: testName + "-1", Phase: redisv1alpha1.PlannedFailoverDone,
+				HoldStartedAt: microTime(decideNow.Add(-time.Second)), RequestedAt: microTimePtr(decideNow.Add(-time.Second))}
+			o.members[0].Repl = redisadmin.Replication{Role: "slave", Master: o.members[1].Redis, LinkUp: true, Offset: 1000, Priority: 100}
+			o.members[1].Repl = redisadmin.Replication{Role: "master", Offset: 1000}
+		},
+		check: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if sw := f.Status.Switchover; sw.Phase != redisv1alpha1.SwitchoverInProgress {
+				t.Fatalf("switchover %+v", sw)
+			}
+			if findAction(p, actHoldWrites) != nil || findAction(p, actSentinelFailover) != nil || p.requeue != promotionPoll {
+				t.Fatalf("actions %v, requeue %s", kinds(p), p.requeue)
+			}
+		},
+	}, {
+		name: "our planned failover done long ago and the master never moved: failed, not asked again",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			inProgress(f, "any", "")
+			f.Status.Switchover.StartedAt = timePtr(decideNow.Add(-switchoverTimeout - 2*time.Second))
+			f.Status.PlannedFailover = &redisv1alpha1.PlannedFailoverStatus{From: testName + "-1", Phase: redisv1alpha1.PlannedFailoverDone,
+				HoldStartedAt: microTime(decideNow.Add(-switchoverTimeout)), RequestedAt: microTimePtr(decideNow.Add(-switchoverTimeout))}
+		},
+		check: func(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if sw := f.Status.Switchover; sw.Phase != redisv1alpha1.SwitchoverFailed || sw.Reason != ReasonPlannedFailoverGivenUp {
+				t.Fatalf("switchover %+v", sw)
+			}
+			if findAction(p, actHoldWrites) != nil {
+				t.Fatalf("asked again: %v", kinds(p))
+			}
+		},
+	}, {
 		name: "ended with lowered priorities: given back",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			inProgress(f, testName+"-2", testName+"-2", testName+"-3")
