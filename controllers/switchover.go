@@ -271,6 +271,9 @@ func switchoverRefusal(f *redisv1alpha1.RedisSentinelFormation, o *observation, 
 		if len(candidates) == 1 && notInSync(candidates[0], master) == "" {
 			return ReasonTargetNotPromotable, why[0]
 		}
+		if want != redisv1alpha1.SwitchoverAny {
+			return ReasonTargetNotInSync, why[0] + ": only a replica linked to the master " + master.name + " and caught up with it can take over without losing writes"
+		}
 		return ReasonTargetNotInSync, "no replica to promote is in sync with the master " + master.name + ": " + strings.Join(why, "; ")
 	}
 	if !whole(f, o, tp) || len(outdated(f, o.members)) > 0 || len(o.problems) > 0 {
