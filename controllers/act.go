@@ -99,7 +99,7 @@ func phaseOf(k actionKind) string {
 		return "instances"
 	case actApplyCredentials, actApplyBackendRules, actWriteSecret, actWriteConnection:
 		return "secrets"
-	case actConfigSet:
+	case actConfigSet, actSetPriority:
 		return "configuration"
 	}
 	return "topology"
@@ -164,7 +164,7 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		return o.incus.DeleteInstance(ctx, a.instance)
 	case actTopology:
 		return r.heal(ctx, f, o, a.topology)
-	case actConfigSet:
+	case actConfigSet, actSetPriority:
 		return o.admin.ConfigSet(ctx, a.target, a.settings)
 	case actApplyCredentials:
 		return r.applyCredentials(ctx, f, o, a.creds, a.backend)

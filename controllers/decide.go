@@ -37,6 +37,7 @@ const (
 	actSentinelFailover  actionKind = "SentinelFailover"
 	actDemoteOldMaster   actionKind = "DemoteOldMaster"
 	actWriteConnection   actionKind = "WriteConnection"
+	actSetPriority       actionKind = "SetReplicaPriority"
 )
 
 // action is one step decided by a pass. Only the fields of its kind are set.
@@ -82,6 +83,8 @@ type plan struct {
 	problems []problem
 	// record changes status whatever the actions' outcome.
 	record []func(*redisv1alpha1.RedisSentinelFormationStatus)
+	// withheld are the actions a pause held back (see withhold).
+	withheld []action
 }
 
 func (p *plan) add(a action) { p.actions = append(p.actions, a) }
@@ -159,7 +162,11 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	} else {
 		decideSettings(&p, f, o)
 	}
-	decidePlannedFailover(&p, f, o, now, needsPlannedFailover(f, o, &p))
+	need := needsPlannedFailover(f, o, &p)
+	if switchover := decideSwitchover(&p, f, o, now); need == "" {
+		need = switchover
+	}
+	decidePlannedFailover(&p, f, o, now, need)
 	decideScaleDown(&p, f, o)
 	decideConnection(&p, f, o)
 	decideBackendRules(&p, f, o)
@@ -397,6 +404,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 				if st.PlannedFailover != nil {
 					st.PlannedFailover.Phase, st.PlannedFailover.RequestedAt = redisv1alpha1.PlannedFailoverDone, microTimePtr(now)
 				}
+				failSwitchoverInProgress(why, now)(st)
 			}})
 			p.degrade(ReasonReplicaBehind, "planned failover away from %s given up: %s; retried in %s", from.name, why, plannedFailoverPause)
 			return
@@ -407,7 +415,10 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 		}
 		sentinel := sentinelWithQuorum(o)
 		if sentinel == nil {
-			p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "no sentinel with quorum", record: clear})
+			p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "no sentinel with quorum", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+				clear(st)
+				failSwitchoverInProgress("no sentinel with quorum", now)(st)
+			}})
 			return
 		}
 		p.add(action{kind: actSentinelFailover, member: sentinel.name, target: sentinel.Sentinel, reason: pf.Reason, record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
@@ -434,7 +445,11 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 		}
 		p.wakeIn(promotionPoll)
 	case redisv1alpha1.PlannedFailoverDone:
-		if pf.RequestedAt == nil || now.Sub(pf.RequestedAt.Time) >= plannedFailoverPause {
+		// The cooldown keeps Sentinel from being asked twice while it
+		// carries out the first request; once the sentinels name another
+		// master, that request is over.
+		moved := p.topology.MasterMember != "" && p.topology.MasterMember != pf.From && p.topology.Authoritative && !p.topology.FailoverInProgress
+		if moved || pf.RequestedAt == nil || now.Sub(pf.RequestedAt.Time) >= plannedFailoverPause {
 			p.record = append(p.record, clear)
 			p.requeueNow = need != ""
 			return

@@ -112,6 +112,9 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.InstanceWatcher.Watch(req.NamespacedName, *obs.incusOptions, instanceNames(obs))
 	}
 	p := decide(f, obs, r.Options, now)
+	if paused(f) {
+		withhold(&p)
+	}
 	res := r.act(ctx, f, obs, p, log)
 	notes = setStatus(f, obs, p, res, r.Options, now)
 	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(f, obs, p))
@@ -154,7 +157,7 @@ func (r *FormationReconciler) result(f *redisv1alpha1.RedisSentinelFormation, p 
 		return ctrl.Result{}, res.err
 	}
 	after := r.Options.ResyncPeriod
-	if f.Status.Phase != redisv1alpha1.PhaseReady {
+	if f.Status.Phase != redisv1alpha1.PhaseReady && f.Status.Phase != redisv1alpha1.PhasePaused {
 		after = convergePoll
 	}
 	if p.requeueNow {

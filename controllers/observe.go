@@ -94,6 +94,10 @@ type memberObs struct {
 	topology.Member
 	// quorumErr is the sentinel's CKQUORUM answer.
 	quorumErr error
+	// replicaPriorities are the replica-priorities the sentinel reports
+	// (SENTINEL REPLICAS), by replica; read only while a switchover waits
+	// for them (nil otherwise, or when the sentinel did not answer).
+	replicaPriorities map[endpoint.Endpoint]int
 }
 
 // member is the member called name, also one that is leaving.
@@ -392,6 +396,14 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	}
 	if m.SentinelErr == nil {
 		m.quorumErr = o.admin.SentinelCKQuorum(ctx, m.Sentinel, name)
+	}
+	if m.SentinelErr == nil && switchoverAwaitsSentinels(f) {
+		if replicas, err := o.admin.SentinelReplicas(ctx, m.Sentinel, name); err == nil {
+			m.replicaPriorities = map[endpoint.Endpoint]int{}
+			for _, r := range replicas {
+				m.replicaPriorities[r.Address] = r.Priority
+			}
+		}
 	}
 	if m.RedisErr != nil || (m.SentinelErr != nil && !errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster)) {
 		probe, err := probe(ctx, o.incus, m.instanceName)

@@ -83,6 +83,8 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	recordEvents(st, o.events)
 	setConditions(f, o, p, res, now)
+	notes = append(notes, setSwitchoverCondition(f, before.Switchover, now)...)
+	notes = append(notes, setPausedCondition(f, p.withheld, now)...)
 	notes = append(notes, blockedNotes(before, f, o)...)
 	if o.stop == nil && res.err == nil && specRealized(f, o) {
 		st.ObservedGeneration = f.Generation
@@ -438,13 +440,18 @@ func setConditions(f *redisv1alpha1.RedisSentinelFormation, o *observation, p pl
 	if !ready && progressing == "" && !degraded && !secretsBlocked {
 		progressing = "waiting for members to come up and sync"
 	}
-	if progressing != "" {
+	switch {
+	case paused(f):
+		set(redisv1alpha1.ConditionProgressing, false, ReasonPaused, "paused by the "+redisv1alpha1.AnnotationPause+" annotation")
+	case progressing != "":
 		set(redisv1alpha1.ConditionProgressing, true, ReasonProvisioning, progressing)
-	} else {
+	default:
 		set(redisv1alpha1.ConditionProgressing, false, ReasonIdle, "nothing to do")
 	}
 
 	switch {
+	case paused(f):
+		st.Phase = redisv1alpha1.PhasePaused
 	case secretsBlocked || blocked:
 		st.Phase = redisv1alpha1.PhaseBlocked
 	case p.topology.FailoverInProgress:

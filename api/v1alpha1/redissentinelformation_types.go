@@ -385,7 +385,7 @@ type ContainerLimits struct {
 
 // FormationPhase is a one-word summary of the formation for humans; tools
 // should read the conditions.
-// +kubebuilder:validation:Enum=Provisioning;Ready;Degraded;FailingOver;Blocked
+// +kubebuilder:validation:Enum=Provisioning;Ready;Degraded;FailingOver;Blocked;Paused
 type FormationPhase string
 
 const (
@@ -394,6 +394,8 @@ const (
 	PhaseDegraded     FormationPhase = "Degraded"
 	PhaseFailingOver  FormationPhase = "FailingOver"
 	PhaseBlocked      FormationPhase = "Blocked"
+	// PhasePaused: the pause annotation holds every change back.
+	PhasePaused FormationPhase = "Paused"
 )
 
 // Condition types. Reasons are CamelCase constants beside the code that sets
@@ -444,7 +446,8 @@ type RedisSentinelFormationStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Progressing, Degraded, SecretsValid.
+	// Conditions: Ready, Progressing, Degraded, SecretsValid, and Paused and
+	// Switchover once those annotations were used.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -507,6 +510,11 @@ type RedisSentinelFormationStatus struct {
 	// the master role away from a member it must replace or remove.
 	// +optional
 	PlannedFailover *PlannedFailoverStatus `json:"plannedFailover,omitempty"`
+
+	// Switchover is the latest switchover asked for with the
+	// redis.incusops.io/switchover annotation, and its outcome.
+	// +optional
+	Switchover *SwitchoverStatus `json:"switchover,omitempty"`
 
 	// MasterOutage is the master's outage being handled, from when the
 	// operator learnt of it until a new master is recorded (its figures

@@ -26,13 +26,14 @@ const (
 	MethodSentinelSet       = "SentinelSet"
 	MethodSentinelReset     = "SentinelReset"
 	MethodSentinelFailover  = "SentinelFailover"
+	MethodSentinelReplicas  = "SentinelReplicas"
 	MethodSentinelSetUser   = "SentinelSetUser"
 	MethodSentinelConfigSet = "SentinelConfigSet"
 )
 
 // ReadMethods are the Admin methods that only read; every other one
 // changes a redis-server or a sentinel.
-var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelMasters, MethodSentinelCKQuorum}
+var ReadMethods = []string{MethodReplication, MethodSentinelMaster, MethodSentinelMasters, MethodSentinelCKQuorum, MethodSentinelReplicas}
 
 // CommandsPerCall is how many Redis commands one call of a method sends
 // when every command succeeds, as GoRedisDialer implements it. ConfigSet,
@@ -55,6 +56,7 @@ var CommandsPerCall = map[string]int{
 	MethodSentinelSet:       0, // SENTINEL SET per setting
 	MethodSentinelReset:     1,
 	MethodSentinelFailover:  1,
+	MethodSentinelReplicas:  1,
 	MethodSentinelSetUser:   2, // ACL SETUSER + SENTINEL FLUSHCONFIG
 	MethodSentinelConfigSet: 0, // SENTINEL CONFIG SET per setting
 }
@@ -213,4 +215,9 @@ func (a *countingAdmin) SentinelSetUser(ctx context.Context, sentinel endpoint.E
 func (a *countingAdmin) SentinelConfigSet(ctx context.Context, sentinel endpoint.Endpoint, settings map[string]string) error {
 	a.d.count(MethodSentinelConfigSet, len(settings))
 	return a.inner.SentinelConfigSet(ctx, sentinel, settings)
+}
+
+func (a *countingAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]ReplicaState, error) {
+	a.d.count(MethodSentinelReplicas, 0)
+	return a.inner.SentinelReplicas(ctx, sentinel, name)
 }

@@ -40,8 +40,11 @@ func (nopAdmin) SentinelRemove(context.Context, endpoint.Endpoint, string) error
 func (nopAdmin) SentinelSet(context.Context, endpoint.Endpoint, string, map[string]string) error {
 	return nil
 }
-func (nopAdmin) SentinelReset(context.Context, endpoint.Endpoint, string) error     { return nil }
-func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) error  { return nil }
+func (nopAdmin) SentinelReset(context.Context, endpoint.Endpoint, string) error    { return nil }
+func (nopAdmin) SentinelFailover(context.Context, endpoint.Endpoint, string) error { return nil }
+func (nopAdmin) SentinelReplicas(context.Context, endpoint.Endpoint, string) ([]redisadmin.ReplicaState, error) {
+	return nil, nil
+}
 func (nopAdmin) SentinelSetUser(context.Context, endpoint.Endpoint, acl.User) error { return nil }
 func (nopAdmin) SentinelConfigSet(context.Context, endpoint.Endpoint, map[string]string) error {
 	return nil
@@ -73,6 +76,7 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 		t.Fatal("answer not passed through")
 	}
 	_ = a.SentinelCKQuorum(ctx, e, "m")
+	_, _ = a.SentinelReplicas(ctx, e, "m")
 	_ = a.ReplicaOf(ctx, e, e)                                             // 2
 	_ = a.ConfigSet(ctx, e, map[string]string{"maxmemory": "1", "x": "y"}) // 3
 	_ = a.SentinelMonitor(ctx, e, "m", e, 2)                               // 1
@@ -87,10 +91,10 @@ func TestCountingCountsCallsAndCommands(t *testing.T) {
 	_ = a.ResumeWrites(ctx, e)
 
 	c := d.Counts()
-	if c.ReadCommands != 3 || c.WriteCommands != 2+3+1+2+1+1+1+2+2+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
+	if c.ReadCommands != 4 || c.WriteCommands != 2+3+1+2+1+1+1+2+2+2+1+1 || c.Commands != c.ReadCommands+c.WriteCommands {
 		t.Fatalf("counts %+v", c)
 	}
-	if len(c.Calls) != 15 {
+	if len(c.Calls) != 16 {
 		t.Fatalf("calls per method %v", c.Calls)
 	}
 	for m, n := range c.Calls {

@@ -167,6 +167,7 @@ func (a *goRedisAdmin) Replication(ctx context.Context, server endpoint.Endpoint
 	} else {
 		r.Master = endpoint.Endpoint{Host: repl["master_host"], Port: atoi(repl["master_port"])}
 		r.Offset = atoi64(repl["slave_repl_offset"])
+		r.Priority = atoi(repl["slave_priority"])
 	}
 	return r, nil
 }
@@ -361,6 +362,18 @@ func (a *goRedisAdmin) SentinelFailover(ctx context.Context, sentinel endpoint.E
 }
 
 // sentinelErr names the command and sentinel, and maps "no such master".
+func (a *goRedisAdmin) SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]ReplicaState, error) {
+	replicas, err := a.sentinelClient(sentinel).Replicas(ctx, name).Result()
+	if err != nil {
+		return nil, sentinelErr("REPLICAS", sentinel, err)
+	}
+	out := make([]ReplicaState, 0, len(replicas))
+	for _, r := range replicas {
+		out = append(out, ReplicaState{Address: endpoint.Endpoint{Host: r["ip"], Port: atoi(r["port"])}, Priority: atoi(r["slave-priority"]), Flags: strings.Split(r["flags"], ",")})
+	}
+	return out, nil
+}
+
 func sentinelErr(command string, sentinel endpoint.Endpoint, err error) error {
 	switch {
 	case err == nil:

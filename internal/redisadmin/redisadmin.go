@@ -32,6 +32,9 @@ type Replication struct {
 	ConnectedReplicas int
 	// UsedMemory and Maxmemory are bytes (Maxmemory 0 means no limit).
 	UsedMemory, Maxmemory int64
+	// Priority is a replica's replica-priority (slave_priority): Sentinel
+	// promotes the lowest non-zero one, never a 0.
+	Priority int
 }
 
 // IsMaster reports whether the server acts as a master.
@@ -75,6 +78,15 @@ func (m MasterState) FailoverInProgress() bool {
 	return false
 }
 
+// ReplicaState is one replica in a sentinel's SENTINEL REPLICAS answer: the
+// sentinel's own view, refreshed from the replica's INFO about every 10 s.
+type ReplicaState struct {
+	Address endpoint.Endpoint
+	// Priority is the replica-priority the sentinel last read.
+	Priority int
+	Flags    []string
+}
+
 // Credentials are the ACL user the operator administers a formation's
 // redis-servers and sentinels with (acl.AdminUser on both).
 type Credentials struct {
@@ -113,6 +125,9 @@ type Admin interface {
 	SentinelSet(ctx context.Context, sentinel endpoint.Endpoint, name string, settings map[string]string) error
 	SentinelReset(ctx context.Context, sentinel endpoint.Endpoint, name string) error
 	SentinelFailover(ctx context.Context, sentinel endpoint.Endpoint, name string) error
+	// SentinelReplicas is the sentinel's view of the master's replicas
+	// (SENTINEL REPLICAS).
+	SentinelReplicas(ctx context.Context, sentinel endpoint.Endpoint, name string) ([]ReplicaState, error)
 	// SentinelSetUser is SetUser on a sentinel, persisted with SENTINEL
 	// FLUSHCONFIG.
 	SentinelSetUser(ctx context.Context, sentinel endpoint.Endpoint, u acl.User) error

@@ -407,6 +407,14 @@ func (w *World) startRedis(instance string) {
 	m.redis = r
 }
 
+// priority is the replica-priority (Redis's default 100 when unset).
+func (r *redisProc) priority() int {
+	if p, err := strconv.Atoi(r.config["replica-priority"]); err == nil {
+		return p
+	}
+	return 100
+}
+
 // configRewrite persists m's redis-server's ACL state (CONFIG REWRITE).
 func (m *member) configRewrite() {
 	r := m.redis
@@ -609,6 +617,7 @@ func (w *World) replication(m *member) redisadmin.Replication {
 	}
 	out.Role = "slave"
 	out.Master = r.replicaOf
+	out.Priority = r.priority()
 	if mm := w.masterOf(m); mm != nil {
 		out.LinkUp = true
 		r.offset = mm.redis.offset
@@ -909,12 +918,13 @@ func (a *admin) SentinelReset(_ context.Context, sentinel endpoint.Endpoint, nam
 	return nil
 }
 
-// SentinelFailover promotes the first linked replica of the sentinel's
-// master (when the master's redis-server is gone, the first replica of it:
-// Sentinel accepts a replica whose link went down recently), re-points the
-// other replicas and the old master at it, and moves every sentinel
-// monitoring the old address to the new one with a new config epoch, at
-// once.
+// SentinelFailover promotes the replica of the sentinel's master with the
+// lowest non-zero replica-priority (the first by instance name among
+// equals: offsets are equal here) among those linked to it or, when the
+// master's redis-server is gone, among all its replicas (Sentinel accepts
+// a replica whose link went down recently); it re-points the other
+// replicas and the old master at it, and moves every sentinel monitoring
+// the old address to the new one with a new config epoch, at once.
 func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, name string) error {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
@@ -928,9 +938,9 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 	var promoted *member
 	for _, instance := range slices.Sorted(maps.Keys(w.members)) {
 		o := w.members[instance]
-		if o.redis != nil && o.redis.replicaOf == old && (masterGone || w.masterOf(o) != nil) {
+		if o.redis != nil && o.redis.replicaOf == old && (masterGone || w.masterOf(o) != nil) && o.redis.priority() > 0 &&
+			(promoted == nil || o.redis.priority() < promoted.redis.priority()) {
 			promoted = o
-			break
 		}
 	}
 	if promoted == nil {
@@ -938,6 +948,27 @@ func (a *admin) SentinelFailover(_ context.Context, sentinel endpoint.Endpoint, 
 	}
 	w.failover(name, old, promoted)
 	return nil
+}
+
+// SentinelReplicas lists the linked replicas of the sentinel's master with
+// their replica-priority. Unlike a real sentinel, which reads them from
+// INFO every 10 s, it sees a priority change at once.
+func (a *admin) SentinelReplicas(_ context.Context, sentinel endpoint.Endpoint, name string) ([]redisadmin.ReplicaState, error) {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	w := a.w
+	_, mon, err := w.monitorOf("REPLICAS", sentinel, a.creds, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []redisadmin.ReplicaState
+	for _, instance := range slices.Sorted(maps.Keys(w.members)) {
+		o := w.members[instance]
+		if o.redis != nil && o.redis.replicaOf == mon.addr && w.masterOf(o) != nil {
+			out = append(out, redisadmin.ReplicaState{Address: o.redisEndpoint(), Priority: o.redis.priority(), Flags: []string{"slave"}})
+		}
+	}
+	return out, nil
 }
 
 // Failover is a failover Sentinel carried out by itself (no operator asked

@@ -631,3 +631,43 @@ func TestFailoverToAChosenReplica(t *testing.T) {
 		t.Fatalf("the sentinel that missed the failover: %+v %v", st, err)
 	}
 }
+
+// SENTINEL FAILOVER promotes the lowest non-zero replica-priority, never a
+// 0, and SENTINEL REPLICAS reports the priorities.
+func TestSentinelFailoverHonoursReplicaPriority(t *testing.T) {
+	ctx := context.Background()
+	_, w, redises := formation(t)
+	a := w.Admin("test", adminCreds)
+	fixAuthPass(t, a, redises)
+	// f-2 would be chosen first among equals; priority 0 rules it out.
+	if err := a.ConfigSet(ctx, redises[1], map[string]string{"replica-priority": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Replication(ctx, redises[1]); r.Priority != 0 {
+		t.Fatalf("f-2's INFO priority %d, want 0", r.Priority)
+	}
+	replicas, err := a.SentinelReplicas(ctx, sentinelOf(redises[0]), masterName)
+	if err != nil || len(replicas) != 2 {
+		t.Fatalf("SENTINEL REPLICAS: %+v %v", replicas, err)
+	}
+	got := map[endpoint.Endpoint]int{}
+	for _, r := range replicas {
+		got[r.Address] = r.Priority
+	}
+	if got[redises[1]] != 0 || got[redises[2]] != 100 {
+		t.Fatalf("priorities %v, want f-2 0 and f-3 100", got)
+	}
+	if err := a.SentinelFailover(ctx, sentinelOf(redises[0]), masterName); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Replication(ctx, redises[2]); !r.IsMaster() {
+		t.Fatalf("f-3 not promoted: %+v", r)
+	}
+	// Only priority-0 replicas left: no good replica.
+	if err := a.ConfigSet(ctx, redises[0], map[string]string{"replica-priority": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SentinelFailover(ctx, sentinelOf(redises[2]), masterName); err == nil || !strings.Contains(err.Error(), "NOGOODSLAVE") {
+		t.Fatalf("failover with only priority-0 replicas: %v", err)
+	}
+}
