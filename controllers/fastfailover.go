@@ -146,14 +146,16 @@ func lostBefore(f *redisv1alpha1.RedisSentinelFormation, sdown time.Time) time.T
 }
 
 // fastFailoverBlocked says why the fast path may not be taken for the
-// gone master m, or "": it is turned off, was taken already for this
-// outage, a planned failover is under way, no replica was linked and
+// gone master m, or "": it is turned off, the formation is paused, it was
+// taken already for this outage, a planned failover is under way, no replica was linked and
 // caught up when the master was last seen (status) and answers now as its
 // replica, or fewer than a majority of sentinels answer.
 func fastFailoverBlocked(f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, addr endpoint.Endpoint, out *redisv1alpha1.MasterOutageStatus) string {
 	switch {
 	case f.Spec.Sentinel.FastFailover != nil && !*f.Spec.Sentinel.FastFailover:
 		return "spec.sentinel.fastFailover is off"
+	case paused(f):
+		return "the formation is paused (" + redisv1alpha1.AnnotationPause + ")"
 	case out.FailoverRequestedAt != nil:
 		return "SENTINEL FAILOVER was asked at " + out.FailoverRequestedAt.UTC().Format(time.RFC3339Nano)
 	case f.Status.PlannedFailover != nil && f.Status.PlannedFailover.Phase != redisv1alpha1.PlannedFailoverDone:

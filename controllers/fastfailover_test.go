@@ -163,6 +163,14 @@ func TestDecideFastFailover(t *testing.T) {
 		outage:      &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(stoppedAt), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus},
 		progressing: "majority",
 	}, {
+		name: "paused: the outage is recorded, nothing asked",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			f.Annotations = map[string]string{redisv1alpha1.AnnotationPause: "true"}
+			stopMaster(o, stoppedAt)
+		},
+		outage:      &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(stoppedAt), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus},
+		progressing: "paused",
+	}, {
 		name: "already asked for this outage: not asked twice",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			stopMaster(o, stoppedAt)
