@@ -94,6 +94,9 @@ func TestSwitchover(t *testing.T) {
 	if cur.Status.Master.Member != target || cur.Status.Failovers != failovers+1 {
 		t.Fatalf("master %s after %d failovers, want %s after %d", cur.Status.Master.Member, cur.Status.Failovers, target, failovers+1)
 	}
+	if lf := cur.Status.LastFailover; lf == nil || lf.Path != redisv1alpha1.FailoverPathPlanned || lf.Duration == nil {
+		t.Fatalf("lastFailover %+v, want the planned path with the write hold's duration", lf)
+	}
 	eventually(t, time.Minute, "the lowered replica priorities given back", func() (bool, string) {
 		cur = get(t, f)
 		if sw := cur.Status.Switchover; len(sw.LoweredPriorities) > 0 {
