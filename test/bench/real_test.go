@@ -20,6 +20,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
@@ -388,10 +389,10 @@ func BenchmarkSteadyState(b *testing.B) {
 	c.incus.Reset()
 	c.redis.Reset()
 	hooked0, probes0 := c.canaryCommands()
-	r0 := reconcileTotal()
+	r0 := testenv.FormationReconciles()
 	start := time.Now()
 	time.Sleep(window)
-	reconciles := reconcileTotal() - r0
+	reconciles := testenv.FormationReconciles() - r0
 	hooked1, probes1 := c.canaryCommands()
 	// Each successful probe is SET + GET; the hook count, when it works,
 	// also has the failed ones.

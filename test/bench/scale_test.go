@@ -64,7 +64,7 @@ func BenchmarkScaleFake(b *testing.B) {
 	pid := strconv.Itoa(os.Getpid())
 	before, _ := processMemory(pid)
 	rss := sampleRSS(pid, 250*time.Millisecond)
-	r0 := reconcileTotal()
+	r0 := testenv.FormationReconciles()
 	start := time.Now()
 	// Create from a few goroutines, as a client applying many would.
 	var wg sync.WaitGroup
@@ -93,7 +93,7 @@ func BenchmarkScaleFake(b *testing.B) {
 		b.Fatal(err)
 	}
 	converge := time.Since(start)
-	reconciles := reconcileTotal() - r0
+	reconciles := testenv.FormationReconciles() - r0
 	maxRSS := rss.Stop()
 	after, _ := processMemory(pid)
 	var ms runtime.MemStats
@@ -107,10 +107,10 @@ func BenchmarkScaleFake(b *testing.B) {
 	// Steady state at scale: one resync period plus margin, nothing changes.
 	src.Reset()
 	dialer.Reset()
-	r1 := reconcileTotal()
+	r1 := testenv.FormationReconciles()
 	window := opts.ResyncPeriod + 5*time.Second
 	time.Sleep(window)
-	steady := reconcileTotal() - r1
+	steady := testenv.FormationReconciles() - r1
 	cmds := dialer.Counts()
 
 	b.ReportMetric(float64(n), "scale-formations")

@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // TestIncusStopEventRestartsReplica: a replica's container hard-stopped by
@@ -124,10 +123,10 @@ func (l lifecycleEvents) wait(t *testing.T, instance, action string, timeout tim
 func waitQuietPass(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	last, lastAt := formationPasses(t), time.Now()
+	last, lastAt := testenv.FormationReconciles(), time.Now()
 	for time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
-		n := formationPasses(t)
+		n := testenv.FormationReconciles()
 		if n == last {
 			continue
 		}
@@ -138,27 +137,4 @@ func waitQuietPass(t *testing.T) {
 		}
 	}
 	t.Fatalf("no pass a whole resync period (%s) after the previous one within a minute; operator log tail:\n%s", resyncPeriod, logs.tail(30))
-}
-
-// formationPasses is controller-runtime's count of formation reconciles.
-func formationPasses(t *testing.T) float64 {
-	t.Helper()
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n float64
-	for _, mf := range families {
-		if mf.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "redissentinelformation" {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return n
 }
