@@ -229,22 +229,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 			}
 			trigger(key)
 		})
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			<-ctx.Done()
-			w.Stop()
-			return nil
-		})); err != nil {
+		if err := stopWithManager(mgr, w.Stop); err != nil {
 			return err
 		}
 		deps.Watcher = w
 	}
 	if deps.InstanceWatcher == nil {
 		w := instancewatch.New(mgr.GetLogger().WithName("instance-watcher"), guard, deps.Incus, trigger)
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			<-ctx.Done()
-			w.Stop()
-			return nil
-		})); err != nil {
+		if err := stopWithManager(mgr, w.Stop); err != nil {
 			return err
 		}
 		deps.InstanceWatcher = w
@@ -254,11 +246,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		return err
 	}
 	watchCtx, stopWatches := context.WithCancel(context.Background())
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		stopWatches()
-		return nil
-	})); err != nil {
+	if err := stopWithManager(mgr, stopWatches); err != nil {
 		stopWatches()
 		return err
 	}
@@ -301,6 +289,15 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.formationsIn), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles, RateLimiter: retryLimiter(opts.MaxRetryDelay), RecoverPanic: ptr.To(true)}).
 		Complete(r)
+}
+
+// stopWithManager calls stop when the manager stops.
+func stopWithManager(mgr ctrl.Manager, stop func()) error {
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		stop()
+		return nil
+	}))
 }
 
 // retryLimiter is controller-runtime's default rate limiter (per-item
