@@ -129,6 +129,10 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	return env, cfg, nil
 }
 
+// LabHost is the name of the lab's IncusHost (the sample CreateLabHost
+// creates).
+const LabHost = "local"
+
 // CreateLabHost creates the lab's default IncusHost from the sample that
 // `make lab` applies (config/samples), so tests place formations as users
 // of the lab do.
@@ -140,6 +144,9 @@ func CreateLabHost(cfg *rest.Config) error {
 	host := &redisv1alpha1.IncusHost{}
 	if err := yaml.UnmarshalStrict(raw, host); err != nil {
 		return fmt.Errorf("reading the sample IncusHost: %w", err)
+	}
+	if host.Name != LabHost {
+		return fmt.Errorf("the sample IncusHost is %q, the tests expect %q", host.Name, LabHost)
 	}
 	scheme := k8sruntime.NewScheme()
 	if err := redisv1alpha1.AddToScheme(scheme); err != nil {

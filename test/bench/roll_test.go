@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
@@ -114,5 +115,27 @@ func secondAlias(b *testing.B) string {
 		b.Fatalf("creating image alias: %v %s", err, out)
 	}
 	b.Cleanup(func() { _ = exec.Command("incus", "image", "alias", "delete", alias).Run() })
+	allowImage(b, alias)
 	return alias
+}
+
+// allowImage adds alias to the images the lab's IncusHost allows, for the
+// benchmark's duration: a host refuses any other image.
+func allowImage(b *testing.B, alias string) {
+	ctx := context.Background()
+	host := &redisv1alpha1.IncusHost{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: testenv.LabHost}, host); err != nil {
+		b.Fatalf("reading IncusHost %s: %v", testenv.LabHost, err)
+	}
+	patch := client.MergeFrom(host.DeepCopy())
+	before := host.Spec.Allowed.Images
+	host.Spec.Allowed.Images = append(append([]string(nil), before...), alias)
+	if err := k8s.Patch(ctx, host, patch); err != nil {
+		b.Fatalf("allowing image %s on IncusHost %s: %v", alias, testenv.LabHost, err)
+	}
+	b.Cleanup(func() {
+		restore := client.MergeFrom(host.DeepCopy())
+		host.Spec.Allowed.Images = before
+		_ = k8s.Patch(ctx, host, restore)
+	})
 }
