@@ -99,11 +99,14 @@ func (p *plan) degrade(reason, format string, args ...any) {
 	p.problems = append(p.problems, problem{reason: reason, message: fmt.Sprintf(format, args...)})
 }
 
+// CrashWindow: a container that stops again within this time after the
+// operator started it is crashing, not stopped by someone, and is started
+// again only once it passed (an `incus stop` by hand within it counts as a
+// crash too).
+const CrashWindow = time.Minute
+
 // Timing of the decisions.
 const (
-	// crashWindow: a container that stops again within this time after
-	// the operator started it is crashing, not stopped by someone.
-	crashWindow = time.Minute
 	// awaitMembersOnBootstrap bounds how long a new formation waits, after
 	// its creation, for every member's address before it is bootstrapped
 	// anyway (see topology.Input.AwaitMembersUntil).
@@ -260,10 +263,10 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 // started again only once the crash window has passed.
 func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs, now time.Time) {
 	if st := findMember(f.Status.Members, m.name); st != nil && st.StartedAt != nil {
-		if since := now.Sub(st.StartedAt.Time); since < crashWindow {
+		if since := now.Sub(st.StartedAt.Time); since < CrashWindow {
 			p.degrade(ReasonInstanceError, "instance %s of member %s stopped again %s after it was started (a failing init, see `incus console %s --show-log`, or stopped by hand); next start in %s",
-				m.instanceName, m.name, since.Round(time.Second), m.instanceName, (crashWindow - since).Round(time.Second))
-			p.wakeIn(crashWindow - since)
+				m.instanceName, m.name, since.Round(time.Second), m.instanceName, (CrashWindow - since).Round(time.Second))
+			p.wakeIn(CrashWindow - since)
 			return
 		}
 	}

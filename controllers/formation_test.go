@@ -328,12 +328,12 @@ func TestStoppedMember(t *testing.T) {
 		if starts() != 1 {
 			t.Fatal("started again within the crash window")
 		}
-		if res.RequeueAfter <= 0 || res.RequeueAfter > crashWindow {
+		if res.RequeueAfter <= 0 || res.RequeueAfter > CrashWindow {
 			t.Fatalf("requeue %+v", res)
 		}
 		e.clock.Advance(time.Second)
 	}
-	e.clock.Advance(crashWindow)
+	e.clock.Advance(CrashWindow)
 	e.converge(r, testKey, 20)
 	if starts() != 2 {
 		t.Fatalf("%d starts, want 2", starts())
