@@ -349,7 +349,7 @@ func evaluate(in *input) []row {
 func failoverRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
 	drills, _ := m("drills")
 	lost, _ := m("drill-acked-lost")
-	const how = "test/bench BenchmarkFailover: one formation (down-after 5000 ms), the drills alternating between spec.sentinel.fastFailover on (fast path) and off (Sentinel alone), each once the formation is Ready at that setting: hard-stop the master's container (incus stop --force; the kill is the start of that call) while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient. Each drill checks status.lastFailover.path names the path measured."
+	const how = "test/bench BenchmarkFailover: one formation (down-after 5000 ms), the drills alternating between spec.sentinel.fastFailover on (fast path) and off (Sentinel alone), each once the formation is Ready at that setting: hard-stop the master's container (incus stop --force; the kill is the start of that call; only once the container ran longer than the operator's 1 min crash window, as the master role alternates between two members) while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient. Each drill checks status.lastFailover.path names the path measured."
 	for _, p := range []struct{ tag, name, switchTarget, statusTarget, gapTarget string }{
 		{"fast", "fast path", "median ≤ 3 s", "median ≤ 3.5 s", "median ≤ 4 s"},
 		{"sentinel", "Sentinel alone", noTarget + " (down-after 5000 ms + election; 6.3 s before the fast path)", "≤ 7.5 s at down-after 5000 ms", noTarget},
