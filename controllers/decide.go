@@ -451,8 +451,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 		// The cooldown keeps Sentinel from being asked twice while it
 		// carries out the first request; once the sentinels name another
 		// master, that request is over.
-		moved := p.topology.MasterMember != "" && p.topology.MasterMember != pf.From && p.topology.Authoritative && !p.topology.FailoverInProgress
-		if moved || pf.RequestedAt == nil || now.Sub(pf.RequestedAt.Time) >= plannedFailoverPause {
+		if masterMovedFrom(p.topology, pf.From) || pf.RequestedAt == nil || now.Sub(pf.RequestedAt.Time) >= plannedFailoverPause {
 			p.record = append(p.record, clear)
 			p.requeueNow = need != ""
 			return
@@ -492,7 +491,7 @@ func roleHolder(o *observation, tp topology.Plan) *memberObs {
 // spec.masterName.
 func sentinelWithQuorum(o *observation) *memberObs {
 	for _, m := range o.members {
-		if m.Running && m.SentinelErr == nil && m.quorumErr == nil && len(m.OtherNames) == 0 {
+		if m.sentinelUp() && m.quorumErr == nil && len(m.OtherNames) == 0 {
 			return m
 		}
 	}
@@ -519,6 +518,14 @@ func promotedOtherThan(o *observation, name string) *memberObs {
 }
 
 func (m *memberObs) redisUp() bool { return m.Running && m.RedisErr == nil }
+
+func (m *memberObs) sentinelUp() bool { return m.Running && m.SentinelErr == nil }
+
+// masterMovedFrom reports whether the sentinels agree on a master other
+// than from, with no failover running: a failover away from from is over.
+func masterMovedFrom(tp topology.Plan, from string) bool {
+	return tp.MasterMember != "" && tp.MasterMember != from && tp.Authoritative && !tp.FailoverInProgress
+}
 
 // recordStaleSentinels keeps, per member, since when its sentinel has
 // monitored another address than the master.

@@ -189,7 +189,7 @@ func replicaWasInSync(f *redisv1alpha1.RedisSentinelFormation, o *observation, m
 func sentinelMajority(f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
 	n := 0
 	for _, m := range o.members {
-		if m.Running && m.SentinelErr == nil {
+		if m.sentinelUp() {
 			n++
 		}
 	}

@@ -146,7 +146,7 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 	var reachable int32
 	quorumOK := true
 	for _, m := range o.members {
-		if m.Running && m.SentinelErr == nil {
+		if m.sentinelUp() {
 			reachable++
 			quorumOK = quorumOK && m.quorumErr == nil
 		}
@@ -161,7 +161,7 @@ func memberStatus(f *redisv1alpha1.RedisSentinelFormation, m *memberObs, tp topo
 	if m.instance != nil {
 		st.InstanceState = m.instance.Status
 	}
-	st.SentinelUp = m.Running && m.SentinelErr == nil
+	st.SentinelUp = m.sentinelUp()
 	if m.redisUp() {
 		st.ReplicationOffset = m.Repl.Offset
 		if m.Repl.IsMaster() {
@@ -219,7 +219,7 @@ func memberHealth(m *memberObs, tp topology.Plan) redisv1alpha1.MemberHealth {
 func takenOver(o *observation, tp topology.Plan, now time.Time) time.Time {
 	at := now
 	for _, m := range o.members {
-		if m.Running && m.SentinelErr == nil && m.View.Address == tp.Master && m.View.RoleReportedAgo > 0 {
+		if m.sentinelUp() && m.View.Address == tp.Master && m.View.RoleReportedAgo > 0 {
 			at = minTime(at, now.Add(-m.View.RoleReportedAgo))
 		}
 	}

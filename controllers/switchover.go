@@ -153,7 +153,7 @@ func decideSwitchover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obser
 func carryOnSwitchover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) string {
 	sw := f.Status.Switchover
 	tp := p.topology
-	if tp.MasterMember != "" && tp.MasterMember != sw.From && tp.Authoritative && !tp.FailoverInProgress {
+	if masterMovedFrom(tp, sw.From) {
 		promoted := tp.MasterMember
 		outcome, reason := redisv1alpha1.SwitchoverSucceeded, ReasonSwitchoverSucceeded
 		message := fmt.Sprintf("master moved from %s to %s", sw.From, promoted)
