@@ -10,14 +10,6 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 )
 
-// fastFailoverMaxLag bounds how far behind the master (bytes of its
-// replication stream, as status last recorded it) a replica may have been
-// for the fast path to promote it. Status samples offsets at most every
-// offsetRefresh, so this is the lag of a replica that kept up, not a
-// promise about the last write: what the master took after the sample is
-// lost with it, whoever promotes the replica and when.
-const fastFailoverMaxLag = 1 << 20
-
 // decideMasterOutage keeps status.masterOutage: when the master the
 // sentinels name was lost and how the operator learnt it. When Incus shows
 // that master cannot be alive (its container stopped or gone, or running
@@ -169,15 +161,17 @@ func fastFailoverBlocked(f *redisv1alpha1.RedisSentinelFormation, o *observation
 }
 
 // replicaWasInSync reports whether a member that status last recorded as
-// the master's linked replica, at most fastFailoverMaxLag behind, answers
-// now as a replica of that master (at addr).
+// the master's linked replica, at most inSyncLag behind, answers now as a
+// replica of that master (at addr). Status samples offsets at most every
+// offsetRefresh: this is a replica that kept up, not a promise about the
+// last write, which is lost with the master whoever promotes the replica.
 func replicaWasInSync(f *redisv1alpha1.RedisSentinelFormation, o *observation, master *memberObs, addr endpoint.Endpoint) bool {
 	for _, r := range o.members {
 		if r == master || !r.redisUp() || r.Repl.IsMaster() || r.Repl.Master != addr {
 			continue
 		}
 		if st := findMember(f.Status.Members, r.name); st != nil && st.Role == redisv1alpha1.RoleReplica &&
-			st.MasterLinkUp && st.Health == redisv1alpha1.HealthHealthy && st.LagBytes <= fastFailoverMaxLag {
+			st.MasterLinkUp && st.Health == redisv1alpha1.HealthHealthy && st.LagBytes <= inSyncLag {
 			return true
 		}
 	}

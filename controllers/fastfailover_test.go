@@ -139,7 +139,7 @@ func TestDecideFastFailover(t *testing.T) {
 		name: "no replica was caught up when last seen: left to Sentinel",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			for i := 1; i < 3; i++ {
-				f.Status.Members[i].LagBytes = fastFailoverMaxLag + 1
+				f.Status.Members[i].LagBytes = inSyncLag + 1
 			}
 			stopMaster(o, stoppedAt)
 		},
@@ -149,7 +149,7 @@ func TestDecideFastFailover(t *testing.T) {
 		name: "the caught-up replica's link was down when last seen: left to Sentinel",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			f.Status.Members[1].MasterLinkUp, f.Status.Members[1].Health = false, redisv1alpha1.HealthSyncing
-			f.Status.Members[2].LagBytes = fastFailoverMaxLag + 1
+			f.Status.Members[2].LagBytes = inSyncLag + 1
 			stopMaster(o, stoppedAt)
 		},
 		outage:      &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(stoppedAt), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus},

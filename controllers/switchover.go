@@ -44,10 +44,11 @@ const (
 	// switchoverTimeout bounds an accepted switchover before writes are
 	// held: a sentinel reads replica priorities from INFO every 10 s.
 	switchoverTimeout = time.Minute
-	// inSyncLag is how far behind the master a target may be observed and
-	// still count as in sync: offsets of a formation under writes are
-	// read at slightly different times. The write hold makes the
-	// catch-up exact before Sentinel is asked.
+	// inSyncLag is how far behind the master a replica may be observed
+	// and still count as in sync (a switchover's target, the fast path's
+	// replica): offsets of a formation under writes are read at slightly
+	// different times. A switchover's write hold makes the catch-up exact
+	// before Sentinel is asked.
 	inSyncLag = 1 << 20
 	// prioritiesPoll is how often a switchover checks whether the
 	// sentinels read the lowered priorities.
