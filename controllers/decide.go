@@ -235,12 +235,14 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		p.wakeIn(10 * time.Second)
 	}
 	if o.missingPrerequisite == nil {
-		if replaceOutdated(p, f, o) {
+		if replaceOutdated(p, f, o) || decideAddresses(p, f, o) {
 			return true
 		}
 		for _, m := range o.members {
 			if m.instance == nil {
-				spec := instanceSpec(f, m.index, previousAddress(f, m.name))
+				address := previousAddress(f, m.name)
+				spec := instanceSpec(f, m.index, address)
+				spec.Files = networkFiles(o, address)
 				p.add(action{kind: actCreate, member: m.name, instance: spec.Name, spec: spec, reason: "missing"})
 				p.progressing = "creating instances"
 			}

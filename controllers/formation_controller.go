@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -52,6 +53,9 @@ type FormationReconciler struct {
 	// NewPassword generates the operator's own users' passwords
 	// (passwords.Generate when nil); tests replace it.
 	NewPassword func() (string, error)
+	// reservations serializes choosing members' addresses (see
+	// observeAddressing).
+	reservations sync.Mutex
 }
 
 // errBlocked ends a pass that cannot go on until the user changes something
@@ -79,8 +83,11 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	base := f.DeepCopy()
 	var notes []note
+	var obs *observation
 	defer func() {
-		if werr := r.writeStatus(ctx, base, f); werr != nil {
+		werr := r.writeStatus(ctx, base, f)
+		obs.release() // the addresses it chose are in the API now (or nowhere)
+		if werr != nil {
 			if apierrors.IsConflict(werr) {
 				log.V(1).Info("the formation changed during the pass; running it again from the new version")
 				result, err = ctrl.Result{Requeue: true}, nil
@@ -107,7 +114,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 
 	now := r.now()
-	obs := r.observe(ctx, f, log)
+	obs = r.observe(ctx, f, log)
 	if obs.incusOptions != nil {
 		r.InstanceWatcher.Watch(req.NamespacedName, *obs.incusOptions, instanceNames(obs))
 	}

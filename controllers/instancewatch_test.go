@@ -127,6 +127,7 @@ func TestObservationCarriesInstanceStops(t *testing.T) {
 	e.instanceWatcher.setStop(testKey, "someone-else", stopped)
 	e.instanceWatcher.setStop(types.NamespacedName{Namespace: testNamespace, Name: "other"}, testInstance(1), stopped)
 	obs := r.observe(e.ctx(), e.formation(testKey), logr.Discard())
+	obs.release()
 	if want := map[string]time.Time{testInstance(2): stopped}; !maps.Equal(obs.instanceStops, want) {
 		t.Errorf("instanceStops %v, want %v", obs.instanceStops, want)
 	}
@@ -170,12 +171,15 @@ func TestIncusStopTriggersTheFormation(t *testing.T) {
 		t.Fatal("a stopped member's instance did not trigger its formation")
 	}
 	obs := r.observe(e.ctx(), e.formation(testKey), logr.Discard())
+	obs.release()
 	if obs.instanceStops[testInstance(2)].IsZero() || len(obs.instanceStops) != 1 {
 		t.Fatalf("instanceStops %v, want %s's stop only", obs.instanceStops, testInstance(2))
 	}
 
 	e.converge(r, testKey, 40)
 	waitFor("the start to clear the stop", func() bool {
-		return len(r.observe(e.ctx(), e.formation(testKey), logr.Discard()).instanceStops) == 0
+		obs := r.observe(e.ctx(), e.formation(testKey), logr.Discard())
+		obs.release()
+		return len(obs.instanceStops) == 0
 	})
 }

@@ -69,6 +69,9 @@ type observation struct {
 	// missingPrerequisite names an image, profile, network or pool that a
 	// create or rebuild would need and that Incus lacks.
 	missingPrerequisite *problem
+	// addressing is the network's IPv4 plan while members are to be
+	// created (nil otherwise, or when Incus hands out no addresses there).
+	addressing *addressing
 
 	// connection is the connection Secret as it is (nil: absent).
 	connection *corev1.Secret
@@ -203,6 +206,13 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 			o.degrade(ReasonIncusUnreachable, "%v", err)
 			o.stop, o.stopPhase = err, "instances"
 			return false
+		}
+		if o.missingPrerequisite == nil {
+			if err := r.observeAddressing(ctx, f, o); err != nil {
+				o.degrade(ReasonIncusUnreachable, "reading the addresses of network %s: %v", f.Spec.Incus.Network, err)
+				o.stop, o.stopPhase = err, "instances"
+				return false
+			}
 		}
 	}
 	return true

@@ -113,6 +113,7 @@ func (e *env) decision(r *FormationReconciler) string {
 	e.t.Helper()
 	f := e.formation(testKey)
 	o := r.observe(e.ctx(), f, logr.Discard())
+	o.release()
 	p := decide(f, o, r.Options, r.now())
 	var lines []string
 	for _, a := range p.actions {

@@ -393,7 +393,7 @@ func (s *server) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		Name:   spec.Name,
 		Type:   api.InstanceTypeContainer,
 		Source: api.InstanceSource{Type: "image", Alias: spec.Image},
-		Start:  true,
+		Start:  len(spec.Files) == 0,
 		InstancePut: api.InstancePut{
 			Profiles: spec.Profiles,
 			Config:   maps.Clone(spec.Config),
@@ -432,22 +432,30 @@ func (s *server) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
 	}
 
-	_, werr := s.wait(ctx, op)
-	if werr == nil {
-		return nil
+	if _, werr := s.wait(ctx, op); werr != nil {
+		inst, rerr := s.reread(ctx, spec.Name)
+
+		switch {
+		case errors.Is(werr, errOpGone) && rerr == nil:
+			// Finished and forgotten; the instance is there.
+		case errors.Is(werr, ErrOperationPending), errors.Is(werr, errOpGone):
+			return fmt.Errorf("incus: create instance %q: %w; %s", spec.Name, asPending(werr), describe(inst, rerr))
+		default:
+			return fmt.Errorf("incus: create instance %q: %w; %s", spec.Name, werr, describe(inst, rerr))
+		}
 	}
 
-	inst, rerr := s.reread(ctx, spec.Name)
-
-	switch {
-	case errors.Is(werr, errOpGone) && rerr == nil:
-		// Finished and forgotten; the instance is there.
-		return nil
-	case errors.Is(werr, ErrOperationPending), errors.Is(werr, errOpGone):
-		return fmt.Errorf("incus: create instance %q: %w; %s", spec.Name, asPending(werr), describe(inst, rerr))
-	default:
-		return fmt.Errorf("incus: create instance %q: %w; %s", spec.Name, werr, describe(inst, rerr))
+	if len(spec.Files) == 0 {
+		return nil // started by the create
 	}
+
+	for _, f := range spec.Files {
+		if err := s.WriteFile(ctx, spec.Name, f.Path, f.Content, f.Mode, 0, 0); err != nil {
+			return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
+		}
+	}
+
+	return s.StartInstance(ctx, spec.Name)
 }
 
 // checkNoPendingOp returns ErrOperationPending if a task operation on the
@@ -858,6 +866,29 @@ func (s *server) NetworkExists(ctx context.Context, name string) (bool, error) {
 		_, _, err := s.c.GetNetwork(name)
 		return err
 	})
+}
+
+// NetworkAddressing implements Server.
+func (s *server) NetworkAddressing(ctx context.Context, network string) (Addressing, error) {
+	var (
+		n      *api.Network
+		leases []api.NetworkLease
+	)
+
+	err := do0(ctx, func() (err error) {
+		if n, _, err = s.c.GetNetwork(network); err != nil {
+			return err
+		}
+
+		leases, err = s.c.GetNetworkLeases(network)
+
+		return err
+	})
+	if err != nil {
+		return Addressing{}, fmt.Errorf("incus: addressing of network %q: %w", network, notFound(err))
+	}
+
+	return parseAddressing(n, leases)
 }
 
 // StoragePoolExists implements Server.

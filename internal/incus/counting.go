@@ -23,6 +23,7 @@ const (
 	MethodProfileExists        = "ProfileExists"
 	MethodNetworkExists        = "NetworkExists"
 	MethodStoragePoolExists    = "StoragePoolExists"
+	MethodNetworkAddressing    = "NetworkAddressing"
 	MethodInfo                 = "Info"
 	MethodWatchLifecycle       = "WatchLifecycle"
 )
@@ -208,6 +209,11 @@ func (s *countingServer) NetworkExists(ctx context.Context, name string) (bool, 
 func (s *countingServer) StoragePoolExists(ctx context.Context, name string) (bool, error) {
 	s.c.count(MethodStoragePoolExists)
 	return s.inner.StoragePoolExists(ctx, name)
+}
+
+func (s *countingServer) NetworkAddressing(ctx context.Context, network string) (Addressing, error) {
+	s.c.count(MethodNetworkAddressing)
+	return s.inner.NetworkAddressing(ctx, network)
 }
 
 func (s *countingServer) Info(ctx context.Context) (ServerInfo, error) {

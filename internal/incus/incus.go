@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net/netip"
 	"os"
 	"time"
 )
@@ -52,6 +53,10 @@ var (
 	// https://host[:port], or the client certificate, key or pinned server
 	// certificate is missing or does not parse.
 	ErrInvalidRemote = errors.New("incus: invalid remote")
+
+	// ErrNoAddressing is returned (wrapped) by NetworkAddressing for a
+	// network whose IPv4 addresses Incus does not hand out.
+	ErrNoAddressing = errors.New("incus: the network has no Incus-managed IPv4 subnet")
 )
 
 // InstanceSpec describes a container to create.
@@ -70,7 +75,34 @@ type InstanceSpec struct {
 	Devices map[string]map[string]string
 	// Target is the cluster member; "" lets Incus choose.
 	Target string
+	// Files are written into the container after it is created and before
+	// its first start (so that its first boot already uses them).
+	Files []File
 }
+
+// File is a file written into a container.
+type File struct {
+	Path    string
+	Content []byte
+	Mode    os.FileMode
+}
+
+// Addressing is a managed network's IPv4 plan: the subnet an address may
+// be chosen from and what in it is taken already.
+type Addressing struct {
+	// Gateway is the network's own address with the subnet's prefix
+	// (ipv4.address), e.g. 10.77.0.1/24.
+	Gateway netip.Prefix
+	// DHCPRanges are the network's dynamic ranges (ipv4.dhcp.ranges);
+	// none means DHCP may hand out any address of the subnet.
+	DHCPRanges []AddressRange
+	// InUse are the addresses Incus knows to be taken: the network's own,
+	// every instance's static allocation and every DHCP lease.
+	InUse []netip.Addr
+}
+
+// AddressRange is an inclusive range of addresses.
+type AddressRange struct{ First, Last netip.Addr }
 
 // Instance is the observed state of an instance.
 type Instance struct {
@@ -101,10 +133,12 @@ type Server interface {
 	GetInstance(ctx context.Context, name string) (*Instance, error)
 	// ListInstances returns the instances whose own config[configKey] == value.
 	ListInstances(ctx context.Context, configKey, value string) ([]Instance, error)
-	// CreateInstance creates and starts the instance and waits for the
-	// operation. ErrAlreadyExists if the name is taken; ErrOperationPending
-	// if the wait did not resolve (or a create for that name is still
-	// running on the server).
+	// CreateInstance creates the instance, writes its Files, starts it and
+	// waits for the operations. ErrAlreadyExists if the name is taken;
+	// ErrOperationPending if the wait did not resolve (or a create for that
+	// name is still running on the server). A create cut short after the
+	// instance exists leaves it stopped, maybe without its files: a plain
+	// start then boots it on the image's defaults.
 	CreateInstance(ctx context.Context, spec InstanceSpec) error
 	// StartInstance starts the instance; starting a running one is a no-op.
 	// ErrOperationPending if another task (e.g. a cut-short create) is still
@@ -133,6 +167,10 @@ type Server interface {
 	ProfileExists(ctx context.Context, name string) (bool, error)
 	NetworkExists(ctx context.Context, name string) (bool, error)
 	StoragePoolExists(ctx context.Context, name string) (bool, error)
+	// NetworkAddressing reads a network's IPv4 plan; ErrNoAddressing when
+	// Incus does not manage IPv4 addresses on it (not a bridge, or no
+	// ipv4.address).
+	NetworkAddressing(ctx context.Context, network string) (Addressing, error)
 	// Info describes the server: its version and, when it is a cluster
 	// member, the cluster's members.
 	Info(ctx context.Context) (ServerInfo, error)

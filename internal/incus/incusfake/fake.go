@@ -12,15 +12,18 @@
 // Started instances get a deterministic IPv4 in 10.99.0.0/16 (10.99.0.2,
 // 10.99.0.3, ... in creation order, 250 per /24; stable across restarts)
 // unless eth0 pins ipv4.address. The addresses exist nowhere: nothing may
-// dial them.
+// dial them. Its networks are bridges on 10.99.0.1/16 whose addresses in
+// use are the gateway and every instance's (see SetAddressing).
 // It is safe for concurrent use.
 package incusfake
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -45,6 +48,7 @@ const (
 	ProfileExists        = "ProfileExists"
 	NetworkExists        = "NetworkExists"
 	StoragePoolExists    = "StoragePoolExists"
+	NetworkAddressing    = "NetworkAddressing"
 	Info                 = "Info"
 	WatchLifecycle       = "WatchLifecycle"
 	// Connect is Fake.Server (the incus.ServerSource side).
@@ -97,6 +101,8 @@ type Fake struct {
 	ProfileDevices map[string]map[string]map[string]string
 
 	images, profiles, networks, pools map[string]bool
+	// noAddressing are networks without an Incus-managed IPv4 subnet.
+	noAddressing map[string]bool
 
 	// ServerInfo is what Info returns (a standalone "6.0.4" by default).
 	ServerInfo incus.ServerInfo
@@ -208,6 +214,19 @@ func (f *Fake) SetProfile(name string, exists bool) { f.set(f.profiles, name, ex
 
 // SetNetwork see SetImageAlias.
 func (f *Fake) SetNetwork(name string, exists bool) { f.set(f.networks, name, exists) }
+
+// SetAddressing says whether Incus manages IPv4 addresses on the network
+// (it does on every network by default).
+func (f *Fake) SetAddressing(network string, managed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if f.noAddressing == nil {
+		f.noAddressing = map[string]bool{}
+	}
+
+	f.noAddressing[network] = !managed
+}
 
 // SetStoragePool see SetImageAlias.
 func (f *Fake) SetStoragePool(name string, exists bool) { f.set(f.pools, name, exists) }
@@ -483,7 +502,12 @@ func (f *Fake) createInstance(ctx context.Context, spec incus.InstanceSpec) erro
 		}
 	}
 
-	f.start(f.add(spec))
+	inst := f.add(spec)
+	for _, file := range spec.Files {
+		inst.files[file.Path] = File{Content: bytes.Clone(file.Content), Mode: cmp.Or(file.Mode.Perm(), 0o644)}
+	}
+
+	f.start(inst)
 
 	return nil
 }
@@ -688,6 +712,38 @@ func (f *Fake) exists(ctx context.Context, method string, m map[string]bool, nam
 	}
 
 	return m[name], nil
+}
+
+// NetworkAddressing implements incus.Server.
+func (f *Fake) NetworkAddressing(ctx context.Context, network string) (incus.Addressing, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, NetworkAddressing); err != nil {
+		return incus.Addressing{}, err
+	}
+
+	if !f.networks[network] {
+		return incus.Addressing{}, fmt.Errorf("%w: network %q", incus.ErrNotFound, network)
+	}
+
+	if f.noAddressing[network] {
+		return incus.Addressing{}, fmt.Errorf("%w: %q", incus.ErrNoAddressing, network)
+	}
+
+	gw := netip.MustParsePrefix("10.99.0.1/16")
+	a := incus.Addressing{Gateway: gw, InUse: []netip.Addr{gw.Addr()}}
+
+	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
+		addr := f.instances[name].ip
+		if pinned := f.expandedDevices(f.instances[name])["eth0"]["ipv4.address"]; pinned != "" {
+			addr = pinned
+		}
+
+		a.InUse = append(a.InUse, netip.MustParseAddr(addr))
+	}
+
+	return a, nil
 }
 
 // Info implements incus.Server.

@@ -1,0 +1,212 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+)
+
+func addrs(list ...string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(list))
+	for _, s := range list {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+func TestFreeAddresses(t *testing.T) {
+	small := incus.Addressing{Gateway: netip.MustParsePrefix("10.0.0.1/29")} // .1 gateway, .2-.6 hosts, .7 broadcast
+	withRange := small
+	withRange.DHCPRanges = []incus.AddressRange{{First: netip.MustParseAddr("10.0.0.2"), Last: netip.MustParseAddr("10.0.0.4")}}
+	tests := []struct {
+		name  string
+		a     incus.Addressing
+		taken []netip.Addr
+		n     int
+		want  string
+	}{
+		{name: "lowest free first", a: small, taken: addrs("10.0.0.1"), n: 3, want: "[10.0.0.2 10.0.0.3 10.0.0.4]"},
+		{name: "skips taken", a: small, taken: addrs("10.0.0.1", "10.0.0.3"), n: 3, want: "[10.0.0.2 10.0.0.4 10.0.0.5]"},
+		{name: "never the broadcast", a: small, taken: addrs("10.0.0.1"), n: 6, want: "[10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6]"},
+		{name: "exhausted", a: small, taken: addrs("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"), n: 1, want: "[]"},
+		{name: "outside the DHCP range first", a: withRange, taken: addrs("10.0.0.1"), n: 2, want: "[10.0.0.5 10.0.0.6]"},
+		{name: "then inside it", a: withRange, taken: addrs("10.0.0.1", "10.0.0.6"), n: 3, want: "[10.0.0.5 10.0.0.2 10.0.0.3]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fmt.Sprint(freeAddresses(tt.a, tt.taken, tt.n)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAddressChosenBeforeCreate: every member's address is in status
+// before its container is created, pinned on the container and written
+// into it as its network configuration; no two members share one; a
+// rebuilt member gets its address back.
+func TestAddressChosenBeforeCreate(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	recorded := map[string]string{} // member -> address status had before the pass
+	check := func(int) {
+		f := e.formation(testKey)
+		for name, inst := range e.instances(f) {
+			pinned := inst.Devices["eth0"]["ipv4.address"]
+			if want, ok := recorded[name]; !ok || pinned != want {
+				t.Fatalf("member %s created with address %q; status had recorded %q before", name, pinned, want)
+			}
+		}
+		for _, m := range f.Status.Members {
+			if m.Address != "" {
+				recorded[m.Name] = m.Address
+			}
+		}
+	}
+	e.convergeWith(func() *FormationReconciler { return r }, testKey, 40, check)
+
+	f := e.formation(testKey)
+	seen := map[string]string{}
+	for name, inst := range e.instances(f) {
+		addr := inst.Devices["eth0"]["ipv4.address"]
+		if other, dup := seen[addr]; dup {
+			t.Errorf("members %s and %s share %s", name, other, addr)
+		}
+		seen[addr] = name
+		file, ok := e.incus.File(inst.Name, render.NetworkPath)
+		if !ok || !strings.Contains(string(file.Content), "Address="+addr+"/16\n") {
+			t.Errorf("member %s: network file %q, want Address=%s/16", name, file.Content, addr)
+		}
+	}
+
+	before := e.instances(f)["cache-2"]
+	if err := e.incus.DeleteInstance(context.Background(), before.Name); err != nil {
+		t.Fatal(err)
+	}
+	e.converge(r, testKey, 40)
+	after := e.instances(e.formation(testKey))["cache-2"]
+	if after.CreatedAt.Equal(before.CreatedAt) && after.Name == before.Name && e.incus.Calls()["CreateInstance"] < 4 {
+		t.Fatal("member cache-2 was not rebuilt")
+	}
+	if after.Devices["eth0"]["ipv4.address"] != before.Devices["eth0"]["ipv4.address"] || after.IPv4 != before.IPv4 {
+		t.Errorf("rebuilt member cache-2 at %s (pinned %s), was at %s", after.IPv4, after.Devices["eth0"]["ipv4.address"], before.IPv4)
+	}
+}
+
+// TestAddressReservationSurvivesDeath: an operator that dies before the
+// status write of the pass that chose addresses created nothing with them;
+// the next pass chooses again, and an operator that dies after it creates
+// the members at the recorded addresses.
+func TestAddressReservationSurvivesDeath(t *testing.T) {
+	recorded := func(e *env) bool {
+		return slices.ContainsFunc(e.formation(testKey).Status.Members, func(m redisv1alpha1.MemberStatus) bool { return m.Address != "" })
+	}
+	// The world is deterministic: find the pass that records the addresses.
+	probe := standardEnv(t)
+	pr := probe.newReconciler()
+	choosing := probe.passesUntil(func() *FormationReconciler { return pr }, testKey, 20, func() bool { return recorded(probe) }, nil)
+
+	e := standardEnv(t)
+	for range choosing - 1 {
+		e.advanceFor(e.reconcile(e.newReconciler(), testKey))
+	}
+	e.dieBeforeStatusWrite.Store(true)
+	e.advanceFor(e.reconcile(e.newReconciler(), testKey))
+	if recorded(e) || len(e.instances(e.formation(testKey))) != 0 {
+		t.Fatalf("after the pass that died: %d instances, status:\n%s", len(e.instances(e.formation(testKey))), describe(e.formation(testKey)))
+	}
+	e.advanceFor(e.reconcile(e.newReconciler(), testKey))
+	if !recorded(e) || len(e.instances(e.formation(testKey))) != 0 {
+		t.Fatalf("the next pass should record the addresses and create nothing: %d instances, status:\n%s", len(e.instances(e.formation(testKey))), describe(e.formation(testKey)))
+	}
+	e.converge(e.newReconciler(), testKey, 40)
+	f := e.formation(testKey)
+	for _, m := range f.Status.Members {
+		if inst := e.instances(f)[m.Name]; inst.Devices["eth0"]["ipv4.address"] != m.Address || inst.IPv4 != m.Address {
+			t.Errorf("member %s at %s (pinned %s), status %s", m.Name, inst.IPv4, inst.Devices["eth0"]["ipv4.address"], m.Address)
+		}
+	}
+}
+
+// TestAddressesAcrossFormations: formations on one IncusHost never choose
+// an address another recorded or Incus reports in use.
+func TestAddressesAcrossFormations(t *testing.T) {
+	other := newFormation("other")
+	e := standardEnv(t)
+	if err := e.client.Create(e.ctx(), other); err != nil {
+		t.Fatal(err)
+	}
+	// An instance of no formation holds the lowest address.
+	if err := e.incus.AddInstance(incus.InstanceSpec{Name: "someone", Image: "rsf-redis7-bookworm-v1", Devices: map[string]map[string]string{"eth0": {"ipv4.address": "10.99.0.2"}}}, "Running"); err != nil {
+		t.Fatal(err)
+	}
+	otherKey := types.NamespacedName{Namespace: testNamespace, Name: "other"}
+	r := e.newReconciler()
+	// Interleaved: each formation reserves while the other has reserved
+	// but not yet created.
+	for pass := 0; pass < 60 && !(isReady(e.formation(testKey)) && isReady(e.formation(otherKey))); pass++ {
+		for _, key := range []types.NamespacedName{testKey, otherKey} {
+			res, err := e.reconcile(r, key)
+			e.advanceFor(res, err)
+		}
+	}
+	seen := map[string]string{"10.99.0.2": "someone"}
+	for _, key := range []types.NamespacedName{testKey, otherKey} {
+		f := e.formation(key)
+		if !isReady(f) {
+			t.Fatalf("%s not Ready:\n%s", key.Name, describe(f))
+		}
+		for _, m := range f.Status.Members {
+			if holder, dup := seen[m.Address]; dup {
+				t.Errorf("%s/%s got %s, which %s holds", key.Name, m.Name, m.Address, holder)
+			}
+			seen[m.Address] = key.Name + "/" + m.Name
+		}
+	}
+}
+
+// TestNoAddressingKeepsDHCP: on a network whose addresses Incus does not
+// hand out, members take a lease and are pinned to it once running.
+func TestNoAddressingKeepsDHCP(t *testing.T) {
+	e := standardEnv(t)
+	e.incus.SetAddressing("rsfbr0", false)
+	e.converge(e.newReconciler(), testKey, 40)
+	for name, inst := range e.instances(e.formation(testKey)) {
+		if inst.Devices["eth0"]["ipv4.address"] != inst.IPv4 {
+			t.Errorf("member %s at %s, pinned %q", name, inst.IPv4, inst.Devices["eth0"]["ipv4.address"])
+		}
+		if _, ok := e.incus.File(inst.Name, render.NetworkPath); ok {
+			t.Errorf("member %s got a static network file on a network without Incus addressing", name)
+		}
+	}
+}
+
+// TestNoFreeAddress: a network without room degrades the formation, names
+// the members, and creates nothing.
+func TestNoFreeAddress(t *testing.T) {
+	f := newFormation(testName)
+	f.Finalizers = []string{finalizerName}
+	o := &observation{addressing: &addressing{Addressing: incus.Addressing{Gateway: netip.MustParsePrefix("10.0.0.1/30"), InUse: addrs("10.0.0.1", "10.0.0.2")}}}
+	for i := 1; i <= 3; i++ {
+		o.members = append(o.members, newMemberObs(f, i, nil))
+	}
+	var p plan
+	if !decideAddresses(&p, f, o) {
+		t.Fatal("decideAddresses let the creates go on")
+	}
+	if len(p.actions) != 0 || len(p.record) != 0 {
+		t.Errorf("actions %v, %d records; want none", p.actions, len(p.record))
+	}
+	if len(p.problems) != 1 || p.problems[0].reason != ReasonNoFreeAddress || !strings.Contains(p.problems[0].message, "cache-1, cache-2, cache-3") {
+		t.Errorf("problems %+v", p.problems)
+	}
+}

@@ -1,0 +1,60 @@
+package incus
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/lxc/incus/v6/shared/api"
+)
+
+func TestParseAddressing(t *testing.T) {
+	bridge := func(config map[string]string) *api.Network {
+		return &api.Network{Name: "rsfbr0", Type: "bridge", Managed: true, NetworkPut: api.NetworkPut{Config: config}}
+	}
+	leases := []api.NetworkLease{
+		{Address: "10.77.0.1", Type: "gateway"},
+		{Address: "10.77.0.7", Type: "static"},
+		{Address: "fd42::7", Type: "static"},
+		{Address: "10.77.0.150", Type: "dynamic"},
+	}
+	tests := []struct {
+		name    string
+		network *api.Network
+		want    string // fmt of gateway, ranges, in use
+		noAddr  bool
+		wantErr bool
+	}{
+		{name: "whole subnet", network: bridge(map[string]string{"ipv4.address": "10.77.0.1/24"}),
+			want: "10.77.0.1/24 [] [10.77.0.1 10.77.0.1 10.77.0.7 10.77.0.150]"},
+		{name: "dhcp ranges", network: bridge(map[string]string{"ipv4.address": "10.77.0.1/24", "ipv4.dhcp.ranges": "10.77.0.100-10.77.0.199, 10.77.0.210-10.77.0.220"}),
+			want: "10.77.0.1/24 [{10.77.0.100 10.77.0.199} {10.77.0.210 10.77.0.220}] [10.77.0.1 10.77.0.1 10.77.0.7 10.77.0.150]"},
+		{name: "bad range", network: bridge(map[string]string{"ipv4.address": "10.77.0.1/24", "ipv4.dhcp.ranges": "10.77.0.100"}), wantErr: true},
+		{name: "no ipv4", network: bridge(map[string]string{"ipv4.address": "none"}), noAddr: true},
+		{name: "unset ipv4", network: bridge(nil), noAddr: true},
+		{name: "ipv6 only", network: bridge(map[string]string{"ipv4.address": "fd42::1/64"}), noAddr: true},
+		{name: "macvlan", network: &api.Network{Name: "mv", Type: "macvlan", Managed: true}, noAddr: true},
+		{name: "unmanaged bridge", network: &api.Network{Name: "br0", Type: "bridge", NetworkPut: api.NetworkPut{Config: map[string]string{"ipv4.address": "10.0.0.1/24"}}}, noAddr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := parseAddressing(tt.network, leases)
+			switch {
+			case tt.noAddr:
+				if !errors.Is(err, ErrNoAddressing) {
+					t.Fatalf("err = %v, want ErrNoAddressing", err)
+				}
+			case tt.wantErr:
+				if err == nil || errors.Is(err, ErrNoAddressing) {
+					t.Fatalf("err = %v, want a parse error", err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				if got := fmt.Sprint(a.Gateway, a.DHCPRanges, a.InUse); got != tt.want {
+					t.Errorf("got %s, want %s", got, tt.want)
+				}
+			}
+		})
+	}
+}
