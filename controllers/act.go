@@ -286,9 +286,11 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		return err
 	}
 	// redis-server is started but not enabled: after a container restart it
-	// stays down until the operator decides its role.
+	// stays down until the operator decides its role. A new member has no
+	// data to load, so the start returns as soon as it is ready (the unit
+	// is Type=notify): the next pass finds it answering.
 	return runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
-		" && systemctl enable --now redis-sentinel && systemctl start --no-block redis-server && touch "+configuredMarker)
+		" && systemctl enable --now redis-sentinel && systemctl start redis-server && touch "+configuredMarker)
 }
 
 func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
@@ -343,7 +345,7 @@ func runtimeSettings(f *redisv1alpha1.RedisSentinelFormation) (map[string]string
 // into an error carrying its output (which never holds a password: none is
 // passed).
 func runScript(ctx context.Context, srv incus.Server, instance, script string) error {
-	res, err := srv.Exec(ctx, instance, []string{"sh", "-c", "set -e; " + script})
+	res, err := srv.Exec(ctx, instance, []string{"sh", "-c", awaitSystemd + "set -e; " + script})
 	if err != nil {
 		return err
 	}

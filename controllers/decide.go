@@ -158,7 +158,10 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		p.degrade(ReasonUntrustedMaster, "%s", untrustedMessage(name, p.topology.Untrusted[name]))
 	}
 	for _, a := range p.topology.Actions {
-		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(a, now)})
+		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(f, a, now)})
+		// A configured or started member answers once the action is done
+		// (systemd waits for redis-server's readiness): look at once.
+		p.requeueNow = p.requeueNow || a.Kind == topology.Configure || a.Kind == topology.StartRedis
 	}
 	if p.topology.FailoverInProgress {
 		p.progressing = "Sentinel is failing over"
@@ -550,16 +553,28 @@ func recordStaleSentinels(stale []string, now time.Time) func(*redisv1alpha1.Red
 }
 
 // recordTopologyAction keeps the time of a SENTINEL RESET, which may not be
-// repeated on the same sentinel within topology.ResetCooldown.
-func recordTopologyAction(a topology.Action, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
-	if a.Kind != topology.Reset {
-		return nil
-	}
-	return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
-		if m := findMember(st.Members, a.Member); m != nil {
-			m.SentinelResetAt = timePtr(now)
+// repeated too soon, and the runtime settings a configured member's
+// redis.conf was written with (so that they are not set again).
+func recordTopologyAction(f *redisv1alpha1.RedisSentinelFormation, a topology.Action, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
+	switch a.Kind {
+	case topology.Reset:
+		return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if m := findMember(st.Members, a.Member); m != nil {
+				m.SentinelResetAt = timePtr(now)
+			}
+		}
+	case topology.Configure:
+		settings, err := runtimeSettings(f)
+		if err != nil {
+			return nil
+		}
+		return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+			if m := findMember(st.Members, a.Member); m != nil {
+				m.SettingsHash = fingerprint.Map(settings)
+			}
 		}
 	}
+	return nil
 }
 
 // decideSettings brings every answering redis-server to the spec's runtime

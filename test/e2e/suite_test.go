@@ -240,7 +240,7 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 		createSecret(t, o.namespace, "sentinel-pw", "password", o.sentinelPass)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RSF_E2E_KEEP_LOGS") != "" {
 			path := filepath.Join(os.TempDir(), "rsf-e2e-"+name+".log")
 			if err := os.WriteFile(path, []byte(logs.String()), 0o600); err == nil {
 				t.Logf("operator log written to %s", path)
