@@ -12,13 +12,20 @@
 //
 // The real-stack benchmarks need what test/e2e needs (envtest assets, incusd
 // with the lab image, profile and bridge). Each benchmark starts its own
-// manager, restricted to its own namespace, and deletes its formations
-// (and so their containers) before it stops it; names start with "bench-"
+// manager, restricted to its own namespace (ApplyToReady and
+// OperatorProcess: the operator binary as its own process, watching every
+// namespace), and deletes its formations (and so their containers) before
+// it stops it; names start with "bench-"
 // ("benchlp-" for the password rotations) and a random suffix. Network traffic goes only to loopback and to the
 // containers these benchmarks create on rsfbr0; the fake backend dials
 // nothing.
 //
+// ApplyToReady also launches containers of its own (the raw Incus floor,
+// "bench-floor-" names) and creates the dir storage pool rsf-bench-dir for
+// the run.
+//
 // Tunables (environment): BENCH_APPLY_RUNS (5), BENCH_APPLY_PARALLEL (5),
+// BENCH_REBUILD_RUNS (3),
 // BENCH_DRILLS (5), BENCH_STEADY (60s), BENCH_PROC_FORMATIONS (10),
 // BENCH_PROC_WINDOW (60s), BENCH_ROTATION_GRACE (30s, the operator's
 // --password-grace in BenchmarkPasswordRotation), BENCH_ROTATION_RELOAD (5s,
@@ -50,7 +57,12 @@ import (
 )
 
 // Lab names created by the lab-host playbook.
-const labImage = "rsf-redis7-bookworm-v1"
+const (
+	labImage   = "rsf-redis7-bookworm-v1"
+	labProfile = "rsf-redis"
+	labNetwork = "rsfbr0"
+	labPool    = "rsf"
+)
 
 var (
 	scheme = runtime.NewScheme()
