@@ -137,7 +137,7 @@ func TestReplicaInGoodStanding(t *testing.T) {
 // The instance watch keeps only the containers it follows, starts over at a
 // deletion, and says when every one of a set reached a point.
 func TestInstanceWatchEvents(t *testing.T) {
-	w := &instanceWatch{byID: map[string]*seen{}}
+	w := &instanceWatch{byName: map[string]*seen{}}
 	w.follow("a", "b")
 	t0 := time.Now()
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
@@ -157,7 +157,7 @@ func TestInstanceWatchEvents(t *testing.T) {
 	if got := w.all([]string{"a", "b"}, started); !got.IsZero() {
 		t.Errorf("all started at %v though b did not start (in this project)", got.Sub(t0))
 	}
-	if _, ok := w.byID["other"]; ok {
+	if _, ok := w.byName["other"]; ok {
 		t.Error("an unfollowed container is recorded")
 	}
 	ev(4, incus.ActionInstanceDeleted, "a")

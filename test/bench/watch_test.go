@@ -35,14 +35,14 @@ type seen struct {
 // Incus's timestamps; the address from reading a started container every
 // addressPoll until it is Running with an IPv4 address.
 type instanceWatch struct {
-	mu   sync.Mutex
-	byID map[string]*seen
+	mu     sync.Mutex
+	byName map[string]*seen
 }
 
 // watchInstances starts the watch; it stops when the benchmark ends.
 func watchInstances(b *testing.B) *instanceWatch {
 	b.Helper()
-	w := &instanceWatch{byID: map[string]*seen{}}
+	w := &instanceWatch{byName: map[string]*seen{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	connected := make(chan struct{})
 	var once sync.Once
@@ -84,7 +84,7 @@ func (w *instanceWatch) follow(names ...string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range names {
-		w.byID[n] = &seen{}
+		w.byName[n] = &seen{}
 	}
 }
 
@@ -92,14 +92,14 @@ func (w *instanceWatch) forget(names ...string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range names {
-		delete(w.byID, n)
+		delete(w.byName, n)
 	}
 }
 
 func (w *instanceWatch) event(e incus.LifecycleEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := w.byID[e.Instance]
+	s := w.byName[e.Instance]
 	if s == nil || e.Project != "default" {
 		return
 	}
@@ -119,7 +119,7 @@ func (w *instanceWatch) event(e incus.LifecycleEvent) {
 func (w *instanceWatch) pollAddresses(ctx context.Context) {
 	w.mu.Lock()
 	var pending []string
-	for name, s := range w.byID {
+	for name, s := range w.byName {
 		if !s.started.IsZero() && s.addressed.IsZero() {
 			pending = append(pending, name)
 		}
@@ -132,7 +132,7 @@ func (w *instanceWatch) pollAddresses(ctx context.Context) {
 			continue
 		}
 		w.mu.Lock()
-		if s := w.byID[name]; s != nil && !s.started.IsZero() && s.addressed.IsZero() {
+		if s := w.byName[name]; s != nil && !s.started.IsZero() && s.addressed.IsZero() {
 			s.addressed, s.address = now, inst.IPv4
 		}
 		w.mu.Unlock()
@@ -143,7 +143,7 @@ func (w *instanceWatch) pollAddresses(ctx context.Context) {
 func (w *instanceWatch) get(name string) seen {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if s := w.byID[name]; s != nil {
+	if s := w.byName[name]; s != nil {
 		return *s
 	}
 	return seen{}
