@@ -69,7 +69,9 @@ type benchPool struct {
 // delete --force`) and timed until its replacement is Running with an
 // address, status shows it linked again, every member's sentinel (asked
 // with the operator's admin user) lists it as a replica without s_down,
-// o_down or disconnected, and the formation is Ready.
+// o_down or disconnected, and the formation is Ready. Right before each,
+// the floor of one container launched alone on the pool, the fair floor of
+// a rebuild.
 //
 // Last, BENCH_APPLY_PARALLEL (5) formations applied at once on the lab's
 // pool, until all are Ready.
@@ -91,7 +93,7 @@ func BenchmarkApplyToReady(b *testing.B) {
 	// Unmeasured: the first launch on a copy-on-write pool makes the
 	// image's volume there, which every later launch clones.
 	for _, p := range pools {
-		if _, _, err := measureFloor(iw, p.name); err != nil {
+		if _, _, err := measureFloor(iw, p.name, 3); err != nil {
 			b.Fatalf("warm-up launch on %s: %v", p.name, err)
 		}
 	}
@@ -99,7 +101,9 @@ func BenchmarkApplyToReady(b *testing.B) {
 	type figures struct {
 		floor, launched []time.Duration
 		phases          [numPhases][]time.Duration
-		rebuilds        []rebuildTimes
+		// singleFloor: one container launched alone, before each rebuild.
+		singleFloor []time.Duration
+		rebuilds    []rebuildTimes
 	}
 	fig := map[string]*figures{}
 	for _, p := range pools {
@@ -108,7 +112,7 @@ func BenchmarkApplyToReady(b *testing.B) {
 	for i := range runs {
 		for j := range pools {
 			p := pools[(i+j)%len(pools)]
-			launched, addressed, err := measureFloor(iw, p.name)
+			launched, addressed, err := measureFloor(iw, p.name, 3)
 			if err != nil {
 				b.Fatalf("run %d, %s pool: floor: %v", i+1, p.tag, err)
 			}
@@ -145,12 +149,17 @@ func BenchmarkApplyToReady(b *testing.B) {
 		for r := range rebuilds {
 			for j := range pools {
 				p := pools[(r+j)%len(pools)]
+				_, single, err := measureFloor(iw, p.name, 1)
+				if err != nil {
+					b.Fatalf("rebuild %d, %s pool: floor of one launch: %v", r+1, p.tag, err)
+				}
+				fig[p.tag].singleFloor = append(fig[p.tag].singleFloor, single)
 				t, err := rebuildReplica(fw, iw, kept[p.tag], r)
 				if err != nil {
 					b.Fatalf("rebuild %d, %s pool: %v\noperator log tail:\n%s", r+1, p.tag, err, op.tail(20))
 				}
 				fig[p.tag].rebuilds = append(fig[p.tag].rebuilds, t)
-				b.Logf("rebuild %d, %s pool: %s", r+1, p.tag, t)
+				b.Logf("rebuild %d, %s pool: one launch alone %s; %s", r+1, p.tag, single.Round(10*time.Millisecond), t)
 			}
 		}
 		if err := removeFormations(tr, iw, all...); err != nil {
@@ -207,6 +216,7 @@ func BenchmarkApplyToReady(b *testing.B) {
 			b.ReportMetric(maxOf(redundant).Seconds(), "rebuild-"+p.tag+"-redundant-max-s")
 			b.ReportMetric(median(pick(func(t rebuildTimes) time.Duration { return t.ready })).Seconds(), "rebuild-"+p.tag+"-ready-median-s")
 			b.ReportMetric(float64(len(fg.rebuilds)), "rebuild-"+p.tag+"-runs")
+			b.ReportMetric(median(fg.singleFloor).Seconds(), "floor-"+p.tag+"-single-median-s")
 		}
 	}
 	one := median(fig[pools[0].tag].phases[phaseReady])
@@ -360,15 +370,18 @@ func removeFormations(tr *tracker, iw *instanceWatch, fs ...*redisv1alpha1.Redis
 	return nil
 }
 
-// measureFloor launches three containers of the lab image at once on pool
-// with the Incus client, as `incus launch` would (profile rsf-redis, root
-// disk on the pool, eth0 on rsfbr0), and times until their create
-// operations returned (launched) and until all three were Running with an
-// IPv4 address (addressed); then deletes them.
-func measureFloor(iw *instanceWatch, pool string) (launched, addressed time.Duration, err error) {
+// measureFloor launches n containers of the lab image at once on pool with
+// the Incus client, as `incus launch` would (profile rsf-redis, root disk on
+// the pool, eth0 on rsfbr0), and times until their create operations
+// returned (launched) and until all were Running with an IPv4 address
+// (addressed); then deletes them.
+func measureFloor(iw *instanceWatch, pool string, n int) (launched, addressed time.Duration, err error) {
 	ctx := context.Background()
 	prefix := uniqueName("bench-floor")
-	names := []string{prefix + "-1", prefix + "-2", prefix + "-3"}
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("%s-%d", prefix, i+1))
+	}
 	iw.follow(names...)
 	defer iw.forget(names...)
 	defer func() { err = errors.Join(err, deleteFloor(ctx, prefix, names)) }()
