@@ -98,9 +98,10 @@ lab-status: ## Show what of the lab runs (processes, readiness, formations, cont
 
 # Load conditions recorded in docs/benchmarks.md, e.g. BENCH_NOTE="idle machine".
 BENCH_NOTE ?=
-# The real-stack benchmarks (test/bench): apply -> Ready, failover drills,
-# write gap during an image roll, steady state, the operator process's CPU
-# and memory.
+# The real-stack benchmarks (test/bench): apply -> Ready next to the raw
+# Incus floor on the lab's pool and a dir pool, with its phases and member
+# rebuild -> full redundancy; failover drills, write gap during an image roll,
+# steady state, the operator process's CPU and memory.
 BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",

@@ -125,8 +125,8 @@ func TestCompareRows(t *testing.T) {
 		name:   "measured by both",
 		before: applyLine, after: applyLine,
 		want: []string{
-			"| apply → Ready, one formation | median 18.2 s, max 25.5 s (5 runs) | median 18.2 s, max 25.5 s (5 runs) | ≤ 20 s |",
-			"| apply → Ready, 5 formations at once | all Ready after 33.5 s (median 18.7 s) (target **not met**) | all Ready after 33.5 s (median 18.7 s) (target **not met**) | ≤ 20 s |",
+			"| apply → Ready, lab pool | median 18.2 s, max 25.5 s (5 runs; in-process manager, no floor measured) | median 18.2 s, max 25.5 s (5 runs; in-process manager, no floor measured) | ≤ floor + 2 s; ≤ 6 s on a copy-on-write pool |",
+			"| apply → Ready, 5 formations at once | all Ready after 33.5 s (median 18.7 s), 1.84× one formation | all Ready after 33.5 s (median 18.7 s), 1.84× one formation | ≤ 2× one formation |",
 		},
 		absent: []string{"failover", "steady state", "lab host", "`make lab`", "image roll", "controller scale"},
 	}, {
@@ -134,7 +134,7 @@ func TestCompareRows(t *testing.T) {
 		before: applyLine + steadyLine,
 		after:  applyLine + "--- SKIP: BenchmarkSteadyState\n    real_test.go:300: incusd unavailable, skipping\n",
 		want: []string{
-			"| apply → Ready, one formation |",
+			"| apply → Ready, lab pool |",
 			"| apply → Ready, 5 formations at once |",
 			"| steady state: Incus write calls per reconcile | 0 | not measured (skipped: real_test.go:300: incusd unavailable, skipping) | 0 |",
 			"| steady state: Incus read calls per reconcile | 1.00 | not measured | bounded (≤ 4: one per member + 1) |",
@@ -323,7 +323,7 @@ func TestRunCompare(t *testing.T) {
 		want: []string{
 			"`f81b8ca` (before) against the working tree at `abc1234-dirty` (after), measured on ",
 			"alternated per benchmark (before, then after); conditions: busy machine.\n",
-			"| apply → Ready, one formation | median 11.3 s, max 16.2 s (5 runs) | median 11.7 s, max 13.2 s (5 runs) | ≤ 20 s |",
+			"| apply → Ready, lab pool | median 11.3 s, max 16.2 s (5 runs; in-process manager, no floor measured) | median 11.7 s, max 13.2 s (5 runs; in-process manager, no floor measured) | ≤ floor + 2 s; ≤ 6 s on a copy-on-write pool |",
 			"| failover: +switch-master → status updated | median 0.05 s, max 0.06 s (both paths) | median 0.07 s, max 0.35 s (both paths) | ≤ 1 s |",
 			"| steady state: status writes per reconcile | 0 | 1.00 | — |",
 		},

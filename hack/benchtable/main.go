@@ -85,17 +85,19 @@ type input struct {
 	failures []string
 	cpu      string
 	lab      map[string]string // lab timing figure -> value
+	pools    map[string]string // BenchmarkApplyToReady's pool tag -> "name, driver"
 }
 
 var (
 	benchLine  = regexp.MustCompile(`^(Benchmark[^\s-]+)(-\d+)?\s+(\d+)\s+(.*)$`)
 	statusLine = regexp.MustCompile(`^\s*--- (SKIP|FAIL): (Benchmark\S+)`)
 	labLine    = regexp.MustCompile(`timing: run 1 ([\d.]+) s, run 2 ([\d.]+) s`)
+	poolLine   = regexp.MustCompile(`: pool (\w+): (\S+), driver (\S+)$`)
 	procSuffix = regexp.MustCompile(`-\d+$`)
 )
 
 func parse(r io.Reader) (*input, error) {
-	in := &input{metrics: map[string]float64{}, ran: map[string]bool{}, skipped: map[string]string{}, lab: map[string]string{}}
+	in := &input{metrics: map[string]float64{}, ran: map[string]bool{}, skipped: map[string]string{}, lab: map[string]string{}, pools: map[string]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var pending string // benchmark whose SKIP/FAIL reason follows
@@ -134,6 +136,9 @@ func parse(r io.Reader) (*input, error) {
 			if _, ok := in.skipped[pending]; ok && in.skipped[pending] == "" {
 				in.skipped[pending] = trimmed
 			}
+		}
+		if m := poolLine.FindStringSubmatch(line); m != nil {
+			in.pools[m[1]] = m[2] + ", " + m[3]
 		}
 		if m := labLine.FindStringSubmatch(line); m != nil {
 			in.lab["first"] = m[1] + " s (test/lab/idempotence.sh, this run)"
@@ -219,23 +224,8 @@ func evaluate(in *input) []row {
 	var rows []row
 	add := func(r row) { rows = append(rows, r) }
 
-	// apply -> Ready
-	if med, ok := m("apply-ready-median-s"); ok {
-		mx, _ := m("apply-ready-max-s")
-		runs, _ := m("apply-ready-runs")
-		add(row{"apply → Ready, one formation", fmt.Sprintf("median %s, max %s (%d runs)", num(med, " s"), num(mx, " s"), int(runs)), "≤ 20 s", yesNo(med <= 20),
-			"Create the formation (3 members, its password Secrets already there), poll the API every 100 ms until Ready=True and phase Ready; delete it and wait until its containers are gone before the next run. In-process manager with the real backends and the operator's default options."})
-	} else {
-		add(row{"apply → Ready, one formation", missing("BenchmarkApplyToReady"), "≤ 20 s", noTarget, ""})
-	}
-	if all, ok := m("apply-parallel-all-ready-s"); ok {
-		med, _ := m("apply-parallel-median-s")
-		n, _ := m("apply-parallel-formations")
-		add(row{fmt.Sprintf("apply → Ready, %d formations at once", int(n)), fmt.Sprintf("all Ready after %s (median %s)", num(all, " s"), num(med, " s")), "≤ 20 s", yesNo(all <= 20),
-			"Create the formations back to back and time until the last one is Ready (same polling)."})
-	} else {
-		add(row{"apply → Ready, 5 formations at once", missing("BenchmarkApplyToReady"), "≤ 20 s", noTarget, ""})
-	}
+	// apply -> Ready, the floor, member rebuild
+	applyRows(in, m, missing, add)
 
 	// failover
 	failoverRows(m, missing, add)

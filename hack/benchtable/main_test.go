@@ -10,8 +10,10 @@ import (
 const sample = `goos: linux
 cpu: Test CPU
 BenchmarkApplyToReady
-    real_test.go:62: run 1: apply -> Ready 18.23s
-BenchmarkApplyToReady-2   	       1	64201347300 ns/op	        19.16 apply-parallel-all-ready-s	         5.000 apply-parallel-formations	        18.74 apply-parallel-median-s	        25.5 apply-ready-max-s	        18.23 apply-ready-median-s	         5.000 apply-ready-runs
+    apply_test.go:88: pool lab: rsf, driver btrfs
+    apply_test.go:88: pool dir: rsf-bench-dir, driver dir
+    apply_test.go:126: run 1, lab pool: floor 3.10s (launched 1.90s); apply -> Ready 5.2s: created 0.16, started 1.49, address 3.01, configured 4.03, linked 4.50, sentinels 5.03, ready 5.10
+BenchmarkApplyToReady-2   	       1	64201347300 ns/op	        19.16 apply-parallel-all-ready-s	         5.000 apply-parallel-formations	        8.74 apply-parallel-median-s	        2.192 apply-parallel-ratio	         6.5 apply-lab-ready-max-s	         5.5 apply-lab-ready-median-s	         5.000 apply-lab-runs	         2.4 apply-lab-overhead-s	         1.774 apply-lab-floor-ratio	         0.15 apply-lab-created-median-s	         1.5 apply-lab-started-median-s	         3.1 apply-lab-address-median-s	         4.0 apply-lab-configured-median-s	         4.5 apply-lab-linked-median-s	         5.0 apply-lab-sentinels-median-s	         3.1 floor-lab-median-s	         3.2 floor-lab-single-median-s	         3.4 floor-lab-max-s	         1.9 floor-lab-launched-median-s	        11.0 apply-dir-ready-max-s	        10.5 apply-dir-ready-median-s	         5.000 apply-dir-runs	         1.5 apply-dir-overhead-s	         1.167 apply-dir-floor-ratio	         9.0 floor-dir-median-s	         9.5 floor-dir-max-s	         7.9 floor-dir-launched-median-s	         4.9 rebuild-lab-redundant-median-s	         5.3 rebuild-lab-redundant-max-s	         3.0 rebuild-lab-replaced-median-s	         4.2 rebuild-lab-linked-median-s	         4.9 rebuild-lab-known-median-s	         5.1 rebuild-lab-ready-median-s	         3.000 rebuild-lab-runs	        12.0 rebuild-dir-redundant-median-s	        12.5 rebuild-dir-redundant-max-s	         9.2 rebuild-dir-replaced-median-s	        11.0 rebuild-dir-linked-median-s	        12.0 rebuild-dir-known-median-s	        12.2 rebuild-dir-ready-median-s	         3.000 rebuild-dir-runs
 BenchmarkFailover-2      	       1	47025952246 ns/op	         5.000 drills	         0 drill-acked-lost	         3.4 fast-kill-status-max-s	         3.1 fast-kill-status-median-s	         3.2 fast-kill-switch-max-s	         2.9 fast-kill-switch-median-s	         4.5 fast-write-gap-max-s	         3.8 fast-write-gap-median-s	         8.141 sentinel-kill-status-max-s	         6.071 sentinel-kill-status-median-s	         6.103 sentinel-kill-switch-max-s	         5.993 sentinel-kill-switch-median-s	         6.9 sentinel-write-gap-max-s	         6.5 sentinel-write-gap-median-s	         0.05151 switch-status-max-s	         0.02576 switch-status-median-s
 BenchmarkSteadyState-2   	       1	72099705170 ns/op	         1.000 steady-incus-reads-per-reconcile	         2 steady-incus-writes-per-reconcile	         0.06666 steady-reconciles-per-s	         9.000 steady-redis-cmds-per-reconcile	2 steady-canary-cmds-per-reconcile	         0 steady-redis-write-cmds-per-reconcile	        15.00 steady-resync-period-s	         0 steady-status-writes-per-reconcile
 BenchmarkOperatorProcess-2   	       1	1 ns/op	         0.15 proc-cpu-pct-1	         1.2 proc-cpu-pct-10	        45.38 proc-hwm-MiB-1	        90.3 proc-hwm-MiB-10	         0.05 proc-reconciles-per-s-1	         0.7 proc-reconciles-per-s-10	        45.38 proc-rss-MiB-1	        77.0 proc-rss-MiB-10
@@ -36,7 +38,15 @@ func TestTable(t *testing.T) {
 	}
 	table := markdownTable(evaluate(in))
 	for _, want := range []string{
-		"| apply → Ready, one formation | median 18.2 s, max 25.5 s (5 runs) | ≤ 20 s | yes |",
+		"| raw Incus floor, lab pool: 3 parallel launches → all have addresses | median 3.10 s, max 3.40 s on rsf, btrfs (launched after 1.90 s); one container alone: median 3.20 s | — | — |",
+		"| raw Incus floor, dir pool: 3 parallel launches → all have addresses | median 9.00 s, max 9.50 s on rsf-bench-dir, dir (launched after 7.90 s) | — | — |",
+		// btrfs: within 6 s but 2.4 s over the floor
+		"| apply → Ready, lab pool | median 5.50 s, max 6.50 s (5 runs) on rsf, btrfs; 2.40 s over the floor, 1.77× the floor | ≤ floor + 2 s; ≤ 6 s on a copy-on-write pool | **no** |",
+		"| apply → Ready, dir pool | median 10.5 s, max 11.0 s (5 runs) on rsf-bench-dir, dir; 1.50 s over the floor, 1.17× the floor | ≤ floor + 2 s | yes |",
+		"| apply → Ready phases, lab pool (medians since the apply) | created 0.15 s, started 1.50 s, addresses 3.10 s, configured 4.00 s, replication linked 4.50 s, sentinels agree 5.00 s, Ready 5.50 s | — | — |",
+		"| apply → Ready, 5 formations at once | all Ready after 19.2 s (median 8.74 s), 2.19× one formation | ≤ 2× one formation | **no** |",
+		"| member rebuild → full redundancy, lab pool | median 4.90 s, max 5.30 s (3 runs) on rsf, btrfs: replaced 3.00 s, linked 4.20 s, known to every sentinel 4.90 s; Ready 5.10 s; 1.70 s over the floor of one launch | ≤ floor + 2 s | yes |",
+		"| member rebuild → full redundancy, dir pool | median 12.0 s, max 12.5 s (3 runs) on rsf-bench-dir, dir: replaced 9.20 s, linked 11.0 s, known to every sentinel 12.0 s; Ready 12.2 s; 3.00 s over the floor of three launches | ≤ floor + 2 s | **no** |",
 		"| failover, fast path: kill → new master | median 2.90 s, max 3.20 s (5 drills) | median ≤ 3 s | yes |",
 		"| failover, fast path: kill → status updated | median 3.10 s, max 3.40 s | median ≤ 3.5 s | yes |",
 		"| failover, fast path: longest gap in acknowledged writes | median 3.80 s, max 4.50 s; 0 acknowledged writes lost over all drills | median ≤ 4 s | yes |",
@@ -57,6 +67,52 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+}
+
+// Output of BenchmarkApplyToReady before it measured the floor (one pool,
+// in-process manager) still makes the lab pool's rows, e.g. for a
+// bench-compare with an older revision.
+func TestApplyBeforeTheFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name, input string
+		want        []string
+	}{{
+		name:  "old metric names",
+		input: "BenchmarkApplyToReady-2 1 1 ns/op 33.53 apply-parallel-all-ready-s 5.000 apply-parallel-formations 18.74 apply-parallel-median-s 25.5 apply-ready-max-s 18.23 apply-ready-median-s 5.000 apply-ready-runs\n",
+		want: []string{
+			"| apply → Ready, lab pool | median 18.2 s, max 25.5 s (5 runs; in-process manager, no floor measured) | ≤ floor + 2 s; ≤ 6 s on a copy-on-write pool | — |",
+			"| apply → Ready, dir pool | not measured | ≤ floor + 2 s | — |",
+			"| apply → Ready, 5 formations at once | all Ready after 33.5 s (median 18.7 s), 1.84× one formation | ≤ 2× one formation | yes |",
+			"| member rebuild → full redundancy, lab pool | not measured | ≤ floor + 2 s | — |",
+		},
+	}, {
+		name: "the lab's pool still dir: not judged against 6 s",
+		input: "    apply_test.go:88: pool lab: rsf, driver dir\n" +
+			"BenchmarkApplyToReady-2 1 1 ns/op 9.5 apply-lab-ready-median-s 9.9 apply-lab-ready-max-s 2 apply-lab-runs 1.5 apply-lab-overhead-s 1.19 apply-lab-floor-ratio 8.0 floor-lab-median-s\n",
+		want: []string{
+			"| apply → Ready, lab pool | median 9.50 s, max 9.90 s (2 runs) on rsf, dir; 1.50 s over the floor, 1.19× the floor | ≤ floor + 2 s; ≤ 6 s on a copy-on-write pool | yes |",
+			"| apply → Ready phases, lab pool (medians since the apply) | not measured |",
+		},
+	}, {
+		name:  "a rebuild faster than one launch alone",
+		input: "BenchmarkApplyToReady-2 1 1 ns/op 4.0 rebuild-dir-redundant-median-s 4.2 rebuild-dir-redundant-max-s 1 rebuild-dir-runs 2.1 rebuild-dir-replaced-median-s 3.9 rebuild-dir-linked-median-s 4.0 rebuild-dir-known-median-s 4.1 rebuild-dir-ready-median-s 4.5 floor-dir-single-median-s\n",
+		want: []string{
+			"| member rebuild → full redundancy, dir pool | median 4.00 s, max 4.20 s (1 run): replaced 2.10 s, linked 3.90 s, known to every sentinel 4.00 s; Ready 4.10 s; 0.50 s under the floor of one launch | ≤ floor + 2 s | yes |",
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := parse(strings.NewReader(tc.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			table := markdownTable(evaluate(in))
+			for _, want := range tc.want {
+				if !strings.Contains(table, want) {
+					t.Errorf("table lacks %q:\n%s", want, table)
+				}
+			}
+		})
 	}
 }
 

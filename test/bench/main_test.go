@@ -11,19 +11,23 @@
 // package sets up nothing, so `make test` only runs its small unit tests.
 //
 // The real-stack benchmarks need what test/e2e needs (envtest assets, incusd
-// with the lab image, profile and bridge). Each benchmark starts its own
-// manager, restricted to its own namespace, and deletes its formations
-// (and so their containers) before it stops it; names start with "bench-"
-// ("benchlp-" for the password rotations) and a random suffix. Network traffic goes only to loopback and to the
-// containers these benchmarks create on rsfbr0; the fake backend dials
-// nothing.
+// with the lab image, profile, bridge and pool). Each benchmark starts its
+// own manager, restricted to its own namespace (ApplyToReady and
+// OperatorProcess: the operator binary as its own process, watching every
+// namespace), and deletes its formations (and so their containers) before
+// it stops it; names start with "bench-" ("benchlp-" for the password
+// rotations) and a random suffix. ApplyToReady also launches containers
+// without the operator ("bench-floor-" names, marked user.rsf-bench.floor)
+// and creates the dir storage pool rsf-bench-dir for its run. Network
+// traffic goes only to loopback and to the containers these benchmarks
+// create on rsfbr0; the fake backend dials nothing.
 //
 // Tunables (environment): BENCH_APPLY_RUNS (5), BENCH_APPLY_PARALLEL (5),
-// BENCH_DRILLS (5), BENCH_STEADY (60s), BENCH_PROC_FORMATIONS (10),
-// BENCH_PROC_WINDOW (60s), BENCH_ROTATION_GRACE (30s, the operator's
-// --password-grace in BenchmarkPasswordRotation), BENCH_ROTATION_RELOAD (5s,
-// how often its reloading client re-reads the connection Secret),
-// BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
+// BENCH_REBUILD_RUNS (3), BENCH_DRILLS (5), BENCH_STEADY (60s),
+// BENCH_PROC_FORMATIONS (10), BENCH_PROC_WINDOW (60s), BENCH_ROTATION_GRACE
+// (30s, the operator's --password-grace in BenchmarkPasswordRotation),
+// BENCH_ROTATION_RELOAD (5s, how often its reloading client re-reads the
+// connection Secret), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
 // RSF_BENCH_MANAGER (the operator binary; built into a temp dir when
 // unset), BENCH_DEBUG (log the in-process manager's latest lines).
 package bench
@@ -50,7 +54,12 @@ import (
 )
 
 // Lab names created by the lab-host playbook.
-const labImage = "rsf-redis7-bookworm-v1"
+const (
+	labImage   = "rsf-redis7-bookworm-v1"
+	labProfile = "rsf-redis"
+	labNetwork = "rsfbr0"
+	labPool    = "rsf"
+)
 
 var (
 	scheme = runtime.NewScheme()

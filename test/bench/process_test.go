@@ -20,8 +20,8 @@ import (
 )
 
 // BenchmarkOperatorProcess runs the operator binary as its own process
-// against the envtest API server (its default flags: 4 workers, resync
-// 15 s) and measures, with 1 and then BENCH_PROC_FORMATIONS (10)
+// against the envtest API server (the lab's flags, otherwise its defaults:
+// 4 workers, resync 15 s) and measures, with 1 and then BENCH_PROC_FORMATIONS (10)
 // formations Ready on real containers, over a BENCH_PROC_WINDOW (60 s)
 // steady window: CPU as (utime+stime delta)/wall from /proc/<pid>/stat,
 // resident memory as the largest VmRSS sampled every second and VmHWM from
@@ -31,18 +31,7 @@ func BenchmarkOperatorProcess(b *testing.B) {
 	needStack(b)
 	total := envInt("BENCH_PROC_FORMATIONS", 10)
 	window := envDuration("BENCH_PROC_WINDOW", time.Minute)
-	ctx := context.Background()
-
-	// The process watches every namespace: nothing else may be there.
-	var existing redisv1alpha1.RedisSentinelFormationList
-	if err := k8s.List(ctx, &existing); err != nil {
-		b.Fatal(err)
-	}
-	if len(existing.Items) > 0 {
-		b.Fatalf("%d formations left by an earlier benchmark (e.g. %s/%s); the operator process would reconcile them",
-			len(existing.Items), existing.Items[0].Namespace, existing.Items[0].Name)
-	}
-
+	requireNoFormations(b)
 	ns := benchNamespace(b, "bench-proc")
 	op := startOperator(b)
 	tr := newTracker(b, true)
@@ -76,6 +65,20 @@ func BenchmarkOperatorProcess(b *testing.B) {
 	}
 }
 
+// requireNoFormations fails unless the API server has no formation: the
+// operator process watches every namespace and would reconcile them too.
+func requireNoFormations(b *testing.B) {
+	b.Helper()
+	var existing redisv1alpha1.RedisSentinelFormationList
+	if err := k8s.List(context.Background(), &existing); err != nil {
+		b.Fatal(err)
+	}
+	if len(existing.Items) > 0 {
+		b.Fatalf("%d formations left by an earlier benchmark (e.g. %s/%s); the operator process would reconcile them",
+			len(existing.Items), existing.Items[0].Namespace, existing.Items[0].Name)
+	}
+}
+
 // operator is the operator binary running against the envtest API server.
 type operator struct {
 	cmd     *exec.Cmd
@@ -85,7 +88,8 @@ type operator struct {
 }
 
 // startOperator builds (unless RSF_BENCH_MANAGER names a binary) and starts
-// the operator; cleanup stops it after the formations are deleted.
+// the operator, watching every namespace; cleanup stops it after the
+// formations are deleted.
 func startOperator(b *testing.B) *operator {
 	b.Helper()
 	dir := b.TempDir()
@@ -111,7 +115,9 @@ func startOperator(b *testing.B) *operator {
 	if err != nil {
 		b.Fatal(err)
 	}
-	op.cmd = exec.Command(bin, "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--health-probe-bind-address", "127.0.0.1:0")
+	// The flags hack/lab.sh gives the lab's operator (its other flags at
+	// their defaults), with ports of its own.
+	op.cmd = exec.Command(bin, "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", port), "--health-probe-bind-address", "127.0.0.1:0", "--log-format", "json")
 	op.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
 	op.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark

@@ -54,65 +54,6 @@ func (c *counted) canaryCommands() (hooked, probes float64) {
 		histogramCount(c.reg, metrics.FormationCanaryLatency)
 }
 
-// BenchmarkApplyToReady times create -> Ready of one formation
-// (BENCH_APPLY_RUNS times, each deleted before the next) and of
-// BENCH_APPLY_PARALLEL formations created at once, on real containers with
-// the in-process manager.
-func BenchmarkApplyToReady(b *testing.B) {
-	needStack(b)
-	runs, parallel := envInt("BENCH_APPLY_RUNS", 5), envInt("BENCH_APPLY_PARALLEL", 5)
-	ns := benchNamespace(b, "bench-apply")
-	deps, _ := realDeps(b)
-	startManager(b, []string{ns}, defaultOptions(), deps)
-	tr := newTracker(b, true)
-
-	var single []time.Duration
-	for i := range runs {
-		f := newFormation(ns, fmt.Sprintf("%s-s%d", ns, i))
-		start := time.Now()
-		tr.create(b, f)
-		ready, err := waitReady(ns, []*redisv1alpha1.RedisSentinelFormation{f}, 100*time.Millisecond, 10*time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		single = append(single, ready[client.ObjectKeyFromObject(f)].Sub(start))
-		b.Logf("run %d: apply -> Ready %s", i+1, single[i].Round(10*time.Millisecond))
-		if err := deleteAndWait([]*redisv1alpha1.RedisSentinelFormation{f}, true, 5*time.Minute); err != nil {
-			b.Fatal(err)
-		}
-		tr.forget(f)
-	}
-
-	var fs []*redisv1alpha1.RedisSentinelFormation
-	for i := range parallel {
-		fs = append(fs, newFormation(ns, fmt.Sprintf("%s-p%d", ns, i)))
-	}
-	start := time.Now()
-	for _, f := range fs {
-		tr.create(b, f)
-	}
-	ready, err := waitReady(ns, fs, 100*time.Millisecond, 15*time.Minute)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var each []time.Duration
-	for _, at := range ready {
-		each = append(each, at.Sub(start))
-	}
-	b.Logf("%d at once: each Ready after %v", parallel, each)
-	if err := deleteAndWait(fs, true, 10*time.Minute); err != nil {
-		b.Fatal(err)
-	}
-	tr.forget(fs...)
-
-	b.ReportMetric(median(single).Seconds(), "apply-ready-median-s")
-	b.ReportMetric(maxOf(single).Seconds(), "apply-ready-max-s")
-	b.ReportMetric(float64(len(single)), "apply-ready-runs")
-	b.ReportMetric(maxOf(each).Seconds(), "apply-parallel-all-ready-s")
-	b.ReportMetric(median(each).Seconds(), "apply-parallel-median-s")
-	b.ReportMetric(float64(parallel), "apply-parallel-formations")
-}
-
 // drill is one master kill.
 type drill struct {
 	killToSwitch, killToStatus, switchToStatus time.Duration
