@@ -77,9 +77,9 @@ expect_preflight_failure subnet-not-an-address "is not an IPv4 address" \
   -e incus_bridge_ipv4_address=10.77.0.300/24
 
 # a'') a storage driver the role cannot set up, and a pool size Incus would refuse.
-expect_preflight_failure storage-driver-unsupported "incus_storage_driver is 'zfs' \(must be btrfs or dir\)" \
+expect_preflight_failure storage-driver-unsupported "incus_storage_driver is 'zfs'; it must be btrfs .* or dir" \
   -e incus_storage_driver=zfs
-expect_preflight_failure storage-size-invalid "incus_storage_size is '30 gigs' \(must be a size such as 30GiB\)" \
+expect_preflight_failure storage-size-invalid "incus_storage_size is '30 gigs'; it must be a size such as 30GiB" \
   -e 'incus_storage_size="30 gigs"'
 
 # a') an HTTPS API address that is not loopback.
