@@ -13,7 +13,8 @@
 #            default (btrfs): nothing changes (changed=0 on both runs), a
 #            NOTICE names the container and says how to convert; the
 #            container still runs on dir.
-#   convert  the container deleted: the pool is converted to btrfs, the
+#            The same with a custom volume instead of the container (one run).
+#   convert  container and volume deleted: the pool is converted to btrfs, the
 #            profile's root disk is back on it, and a container launched with
 #            the profile runs there.
 # Everything the script created is deleted on exit (also left-overs of an
@@ -47,6 +48,7 @@ cleanup() {
     incus delete --force "$ct" >/dev/null 2>&1 || true
   done
   incus profile delete "$PROFILE" >/dev/null 2>&1 || true
+  incus storage volume delete "$POOL" rsft-vol >/dev/null 2>&1 || true
   incus storage delete "$POOL" >/dev/null 2>&1 || true
   incus network delete "$BRIDGE" >/dev/null 2>&1 || true
   for obj in "storage-pools/$POOL" "profiles/$PROFILE" "networks/$BRIDGE"; do
@@ -136,7 +138,7 @@ log "to-dir: pool $POOL converted to dir (cached image volume deleted, root disk
 # --- in-use --------------------------------------------------------------
 CT="${CT_PREFIX}old-$$"
 t_dir="$(launch "$CT")"
-log "in-use: incus launch on dir took $t_dir s (copies the image)"
+log "in-use: incus launch on dir took $t_dir s (unpacks the image)"
 scenario in-use nothing
 notice="NOTICE: storage pool $POOL keeps driver dir, not btrfs: 1 instance(s) use it ($CT)"
 grep -qF "$notice" "$LAST_LOG" || { grep -A3 'keeps driver' "$LAST_LOG" >&2 || true; fail "in-use: no '$notice' in $LAST_LOG"; }
@@ -145,8 +147,21 @@ expect_pool dir
 [ "$(incus list --format csv -c s "$CT")" = RUNNING ] || fail "in-use: $CT is not running any more"
 log "in-use: pool kept on dir, $CT still running; notice: $notice"
 
-# --- convert -------------------------------------------------------------
+# A custom volume on the pool keeps it too (only its first run: same path).
 incus delete --force "$CT" >/dev/null
+incus storage volume create "$POOL" rsft-vol >/dev/null
+logfile="$LAB_LOG_DIR/storage_pool-in-use-volume.log"
+rc=0
+run_playbook "$logfile" "${TEST_VARS[@]}" || rc=$?
+changed="$(check_run "in-use-volume" "$logfile" "$rc")"
+[ "$changed" = 0 ] || { changed_tasks "$logfile" >&2; fail "in-use-volume: changed=$changed, expected 0; log: $logfile"; }
+notice="NOTICE: storage pool $POOL keeps driver dir, not btrfs: 0 instance(s) use it, and /1.0/storage-pools/$POOL/volumes/custom/rsft-vol."
+grep -qF "$notice" "$logfile" || { grep -A3 'keeps driver' "$logfile" >&2 || true; fail "in-use-volume: no '$notice' in $logfile"; }
+expect_pool dir
+incus storage volume delete "$POOL" rsft-vol >/dev/null
+log "in-use-volume: pool kept on dir while a custom volume is on it (changed=0)"
+
+# --- convert -------------------------------------------------------------
 scenario convert changes
 expect_pool btrfs
 for task in "take the devices on pool $POOL off the profiles" "delete pool $POOL (dir, no instance on it)" \
