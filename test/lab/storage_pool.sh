@@ -4,7 +4,7 @@
 # it), passed as extra vars. Each scenario runs the playbook twice; the second
 # run must change nothing (changed=0).
 #   fresh    no pool: created with btrfs in a sparse loop file; the profile's
-#            root disk is on it. A container is launched and deleted, which
+#            root disk is on it. Two containers are launched and deleted, which
 #            leaves the image's volume cached on the pool.
 #   to-dir   the same pool, unused, with incus_storage_driver=dir: converted
 #            (profile device off, cached image volume and pool deleted, dir
