@@ -6,6 +6,7 @@
 #      (loopback, and the address of the host's first global interface; the
 #      address is only read, no traffic is sent to it)
 #   a') an HTTPS API address (incus_host_https_address) that is not loopback
+#   a'') an unsupported storage driver (zfs) and an invalid pool size
 #   b) staging / production with placeholder, weak or missing passwords
 #   c) an unsupported OS (the supported list overridden to Debian 11)
 #   d) an unknown rsf_environment
@@ -23,7 +24,7 @@ require_ansible
 host_state() {
   {
     cat /etc/apt/sources.list.d/bookworm-backports.sources 2>/dev/null || echo 'no backports source'
-    dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\n' incus-base incus debootstrap dnsmasq-base 2>/dev/null || true
+    dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\n' incus-base incus debootstrap dnsmasq-base btrfs-progs 2>/dev/null || true
     if command -v incus >/dev/null 2>&1 && incus query /1.0 >/dev/null 2>&1; then
       incus query /1.0 | python3 -c 'import json, sys; print(json.load(sys.stdin)["config"].get("core.https_address", ""))'
       for obj in "storage-pools/$RSF_POOL" "networks/$RSF_BRIDGE" "profiles/$RSF_PROFILE" "images/aliases/$RSF_IMAGE_ALIAS"; do
@@ -74,6 +75,12 @@ else
 fi
 expect_preflight_failure subnet-not-an-address "is not an IPv4 address" \
   -e incus_bridge_ipv4_address=10.77.0.300/24
+
+# a'') a storage driver the role cannot set up, and a pool size Incus would refuse.
+expect_preflight_failure storage-driver-unsupported "incus_storage_driver is 'zfs'; it must be btrfs .* or dir" \
+  -e incus_storage_driver=zfs
+expect_preflight_failure storage-size-invalid "incus_storage_size is '30 gigs'; it must be a size such as 30GiB" \
+  -e 'incus_storage_size="30 gigs"'
 
 # a') an HTTPS API address that is not loopback.
 expect_preflight_failure https-not-loopback "incus_host_https_address '0\.0\.0\.0:8443' is not a loopback address" \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Lab host test suite (what `make test-lab` runs): installs Ansible if missing,
 # then runs, in order, the syntax check, the idempotence test (which also
-# converges this host with the lab host playbook), the container smoke test
-# and the bad input test. Every script runs even when an earlier one failed;
+# converges this host with the lab host playbook), the storage pool scenarios
+# (on a pool, bridge and profile of their own), the container smoke test and
+# the bad input test. Every script runs even when an earlier one failed;
 # the exit status is non-zero when any failed. With CI=true a missing
 # prerequisite fails instead of skipping.
 set -euo pipefail
@@ -16,7 +17,7 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 fi
 
-tests=(syntax_check idempotence container_smoke bad_input)
+tests=(syntax_check idempotence storage_pool container_smoke bad_input)
 passed=0 failed=0 failures=()
 suite_start=$(date +%s)
 for t in "${tests[@]}"; do
@@ -31,7 +32,7 @@ for t in "${tests[@]}"; do
   fi
 done
 
-leftover="$(incus list --format csv -c n 'rsf-smoke-' 2>/dev/null || true)"
+leftover="$(for prefix in rsf-smoke- rsft-ct-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
 if [ -n "$leftover" ]; then
   echo "run.sh: containers left behind: $leftover" >&2
   failed=$((failed + 1)); failures+=("leftover-containers")
