@@ -23,6 +23,12 @@ import (
 const (
 	redisConfPath    = "/etc/redis/redis.conf"
 	sentinelConfPath = "/etc/redis/sentinel.conf"
+	// awaitNetwork waits (up to 10 s) for a booting member's address,
+	// which both servers bind.
+	awaitNetwork = "/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=10 && "
+	// sentinelUnit is linked into sentinelWantedBy to start at boot.
+	sentinelUnit     = "/lib/systemd/system/redis-sentinel.service"
+	sentinelWantedBy = "/etc/systemd/system/multi-user.target.wants/redis-sentinel.service"
 )
 
 // outcome is what running a plan did.
@@ -289,8 +295,11 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	// stays down until the operator decides its role. A new member has no
 	// data to load, so the start returns as soon as it is ready (the unit
 	// is Type=notify): the next pass finds it answering.
-	return runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+redisConfPath+" "+sentinelConfPath+
-		" && systemctl enable --now redis-sentinel && systemctl start redis-server && touch "+configuredMarker)
+	// redis-sentinel is enabled by its link alone: `systemctl enable` would
+	// also reload systemd, half a second on the critical path.
+	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+"chown redis:redis "+redisConfPath+" "+sentinelConfPath+
+		" && ln -sf "+sentinelUnit+" "+sentinelWantedBy+
+		" && systemctl start redis-sentinel redis-server && touch "+configuredMarker)
 }
 
 func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {

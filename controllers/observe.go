@@ -373,16 +373,28 @@ const awaitSystemd = `for i in $(seq 200); do [ -S /run/systemd/private ] && bre
 func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, log logr.Logger) {
 	var wg sync.WaitGroup
 	for _, m := range o.members {
-		if m.instance == nil || m.instance.Status != "Running" || m.instance.IPv4 == "" {
+		if m.instance == nil || m.instance.Status != "Running" {
 			continue
 		}
-		m.Running = true
+		booting := m.instance.IPv4 == ""
+		host := m.instance.IPv4
+		if booting {
+			host = m.instance.Devices["eth0"]["ipv4.address"]
+		}
+		if host == "" {
+			continue // a DHCP lease to wait for
+		}
 		p := memberPorts(f, m)
-		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: p.redis}
-		m.Sentinel = endpoint.Endpoint{Host: m.instance.IPv4, Port: p.sentinel}
+		m.Redis = endpoint.Endpoint{Host: host, Port: p.redis}
+		m.Sentinel = endpoint.Endpoint{Host: host, Port: p.sentinel}
 		wg.Add(1)
 		r.Guard.Go("observe", func() {
 			defer wg.Done()
+			if booting {
+				observeBooting(ctx, o, m, log)
+				return
+			}
+			m.Running = true
 			observeMember(ctx, f, o, m, log)
 		})
 	}
@@ -428,6 +440,26 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 			return
 		}
 		m.Probe = probe
+	}
+}
+
+// errNotConfigured stands for the servers of a member not configured yet.
+var errNotConfigured = errors.New("not configured yet")
+
+// observeBooting looks into a running member whose network is not up yet
+// (its address is pinned, so it is known): dialing it would only time out.
+// A member never configured is configured at once, its script waiting for
+// the network (see configureMember); one configured before waits for its
+// network like any member.
+func observeBooting(ctx context.Context, o *observation, m *memberObs, log logr.Logger) {
+	probe, err := probe(ctx, o.incus, m.instanceName)
+	if err != nil {
+		log.Info("cannot probe booting member; looking again on the next pass", "member", m.name, "instance", m.instanceName, "error", err.Error())
+		return
+	}
+	if !probe.Configured {
+		m.Running, m.Probe = true, probe
+		m.RedisErr, m.SentinelErr = errNotConfigured, errNotConfigured
 	}
 }
 

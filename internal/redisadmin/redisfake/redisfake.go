@@ -271,7 +271,7 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 	for _, step := range splitScript(script) {
 		fields := strings.Fields(step)
 		switch {
-		case len(fields) == 0, step == "set -e", step == "true":
+		case len(fields) == 0, step == "set -e", step == "true", step == "/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=10":
 		case fields[0] == "chown" && len(fields) >= 3:
 			for _, path := range fields[2:] {
 				if _, ok := w.files(instance, path); !ok {
@@ -281,6 +281,11 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 		case step == "systemctl enable --now redis-sentinel":
 			w.member(instance).sentinelEnabled = true
 			w.startSentinel(instance)
+		case step == "ln -sf /lib/systemd/system/redis-sentinel.service /etc/systemd/system/multi-user.target.wants/redis-sentinel.service":
+			w.member(instance).sentinelEnabled = true
+		case step == "systemctl start redis-sentinel redis-server":
+			w.startSentinel(instance)
+			w.startRedis(instance)
 		case step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
 			w.startSentinel(instance)
 		case step == "systemctl start --no-block redis-server", step == "systemctl start redis-server":
