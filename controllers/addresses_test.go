@@ -210,3 +210,29 @@ func TestNoFreeAddress(t *testing.T) {
 		t.Errorf("problems %+v", p.problems)
 	}
 }
+
+// TestBootingMemberConfiguredAtOnce: a member whose container runs but
+// whose network is not up yet is configured by the pass right after its
+// create (its script waits for the network), not dialed.
+func TestBootingMemberConfiguredAtOnce(t *testing.T) {
+	e := standardEnv(t)
+	e.incus.AddressAfterExec = true
+	r := e.newReconciler()
+	created := 0
+	e.convergeWith(func() *FormationReconciler { return r }, testKey, 40, func(pass int) {
+		insts := e.instances(e.formation(testKey))
+		switch {
+		case created == 0 && len(insts) == 3:
+			created = pass
+		case created > 0 && pass == created+1:
+			for name := range insts {
+				if _, ok := e.incus.File(insts[name].Name, redisConfPath); !ok {
+					t.Errorf("member %s was not configured by the pass after its create", name)
+				}
+			}
+		}
+	})
+	if created == 0 {
+		t.Fatal("the members were never created")
+	}
+}

@@ -789,6 +789,23 @@ func checkInvariants(t *testing.T, f *formation) *redisv1alpha1.RedisSentinelFor
 		if !slices.Equal(names, wantNames) {
 			return false, fmt.Sprintf("owned instances %v, want %v", names, wantNames)
 		}
+		// Each member lives at the address status records for it, pinned
+		// on its container, and no two share one.
+		holders := map[string]string{}
+		for _, i := range owned {
+			at := slices.IndexFunc(cur.Status.Members, func(m redisv1alpha1.MemberStatus) bool { return m.Instance == i.Name })
+			if at < 0 {
+				return false, fmt.Sprintf("instance %s is no member's in status", i.Name)
+			}
+			m := cur.Status.Members[at]
+			if pinned := i.Devices["eth0"]["ipv4.address"]; i.IPv4 != m.Address || pinned != m.Address {
+				return false, fmt.Sprintf("instance %s at %s (pinned %q), status records %s", i.Name, i.IPv4, pinned, m.Address)
+			}
+			if other, dup := holders[i.IPv4]; dup {
+				return false, fmt.Sprintf("instances %s and %s share %s", other, i.Name, i.IPv4)
+			}
+			holders[i.IPv4] = i.Name
+		}
 		return true, ""
 	})
 	return cur

@@ -15,6 +15,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
 )
 
 // TestBringUpReplicateHealAndDelete: the sample's shape comes up Ready, data
@@ -49,6 +50,28 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	}
 	if cur.Status.ObservedGeneration != cur.Generation {
 		t.Fatalf("observedGeneration %d, generation %d", cur.Status.ObservedGeneration, cur.Generation)
+	}
+
+	// Each member's address was chosen before its container existed: it
+	// is pinned on the container, written into it as its static network
+	// configuration (no DHCP), and no two members share one.
+	holders := map[string]string{}
+	for _, m := range cur.Status.Members {
+		inst, err := incusSrv.GetInstance(ctx, m.Instance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.IPv4 != m.Address || inst.Devices["eth0"]["ipv4.address"] != m.Address {
+			t.Errorf("member %s at %s, pinned %q, status %s", m.Name, inst.IPv4, inst.Devices["eth0"]["ipv4.address"], m.Address)
+		}
+		if other, dup := holders[m.Address]; dup {
+			t.Errorf("members %s and %s share %s", other, m.Name, m.Address)
+		}
+		holders[m.Address] = m.Name
+		res, err := incusSrv.Exec(ctx, m.Instance, []string{"cat", render.NetworkPath})
+		if err != nil || !strings.Contains(res.Stdout, "Address="+m.Address+"/") || strings.Contains(res.Stdout, "DHCP=") {
+			t.Errorf("member %s: network configuration %q, %v; want the static address %s", m.Name, res.Stdout, err, m.Address)
+		}
 	}
 
 	password := secretValue(t, f.Namespace, "redis-pw")

@@ -88,6 +88,10 @@ type Fake struct {
 	// to bring its processes down and up with the container. Set them
 	// before use.
 	OnStart, OnStop, OnDelete func(instance string)
+	// AddressAfterExec makes a started instance report no IPv4 until a
+	// command ran in it, as a container whose network comes up while the
+	// operator's first script waits for it. Set it before use.
+	AddressAfterExec bool
 
 	failNext map[string][]error
 	calls    map[string]int
@@ -125,6 +129,8 @@ type instance struct {
 	ip      string
 	created time.Time
 	files   map[string]File
+	// booting: started, its address not up yet (AddressAfterExec).
+	booting bool
 }
 
 var _ incus.Server = (*Fake)(nil)
@@ -388,6 +394,7 @@ func (f *Fake) add(spec incus.InstanceSpec) *instance {
 
 func (f *Fake) start(inst *instance) {
 	inst.status = "Running"
+	inst.booting = f.AddressAfterExec
 }
 
 func (f *Fake) expandedDevices(inst *instance) map[string]map[string]string {
@@ -416,7 +423,7 @@ func (f *Fake) view(inst *instance) incus.Instance {
 		CreatedAt: inst.created,
 	}
 
-	if inst.status == "Running" {
+	if inst.status == "Running" && !inst.booting {
 		v.IPv4 = inst.ip
 		if pinned := f.expandedDevices(inst)["eth0"]["ipv4.address"]; pinned != "" {
 			v.IPv4 = pinned
@@ -673,6 +680,7 @@ func (f *Fake) Exec(ctx context.Context, instanceName string, command []string) 
 		return incus.ExecResult{}, fmt.Errorf("incusfake: exec: empty command")
 	}
 
+	inst.booting = false
 	fn := f.ExecFunc
 	f.mu.Unlock()
 
