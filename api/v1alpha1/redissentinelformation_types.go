@@ -659,7 +659,10 @@ type MemberStatus struct {
 	Name string `json:"name"`
 	// Instance is the Incus instance name.
 	Instance string `json:"instance"`
-	// Address is the member's IPv4 address on the bridge.
+	// Address is the member's IPv4 address on the bridge. On a network
+	// whose addresses Incus manages it is chosen and recorded here before
+	// the member's container is created, then pinned on the container and
+	// configured in it before its first boot; a rebuilt member keeps it.
 	// +optional
 	Address string `json:"address,omitempty"`
 	// RedisPort and SentinelPort are the ports the member's servers were
