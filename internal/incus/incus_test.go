@@ -17,13 +17,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
@@ -776,5 +779,87 @@ func TestRealLifecycleEvents(t *testing.T) {
 
 	if err := <-ended; !errors.Is(err, context.Canceled) {
 		t.Errorf("WatchLifecycle ended with %v, want context.Canceled", err)
+	}
+}
+
+// TestRealStaticAddress: a container created with a pinned address and a
+// static network file written before its first boot comes up at that
+// address; NetworkAddressing then lists it in use, and Incus refuses to
+// start a second container pinned to the same address.
+func TestRealStaticAddress(t *testing.T) {
+	s := realServer(t)
+	ctx := t.Context()
+
+	a, err := s.NetworkAddressing(ctx, itestNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if !a.Gateway.Addr().Is4() || !slices.Contains(a.InUse, a.Gateway.Addr()) {
+		t.Fatalf("addressing of %s: gateway %s, in use %v", itestNetwork, a.Gateway, a.InUse)
+	}
+
+	// The highest free address: the operator's formations take the lowest.
+	subnet := a.Gateway.Masked()
+	var addr netip.Addr
+	for c := subnet.Addr(); subnet.Contains(c.Next()); c = c.Next() {
+		if c != subnet.Addr() && !slices.Contains(a.InUse, c) {
+			addr = c
+		}
+	}
+
+	conf, err := render.StaticNetwork(addr, a.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pinned := func(name string) InstanceSpec {
+		return InstanceSpec{
+			Name: name, Image: itestImage, Profiles: []string{itestProfile},
+			Config:  map[string]string{itestKey: "static-address"},
+			Devices: map[string]map[string]string{"eth0": {"type": "nic", "name": "eth0", "network": itestNetwork, "ipv4.address": addr.String()}},
+			Files:   []File{{Path: render.NetworkPath, Content: conf, Mode: 0o644}},
+		}
+	}
+
+	name := randomName(t)
+	t.Cleanup(func() { _ = s.DeleteInstance(context.Background(), name) })
+
+	if err := s.CreateInstance(ctx, pinned(name)); err != nil {
+		t.Fatal(err)
+	}
+
+	var inst *Instance
+	deadline := time.Now().Add(30 * time.Second)
+	for inst == nil || inst.IPv4 == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no address after 30 s: %+v", name, inst)
+		}
+
+		time.Sleep(50 * time.Millisecond)
+
+		if inst, err = s.GetInstance(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if inst.IPv4 != addr.String() {
+		t.Fatalf("%s came up at %s, want %s", name, inst.IPv4, addr)
+	}
+
+	res, err := s.Exec(ctx, name, []string{"cat", render.NetworkPath})
+	if err != nil || res.Stdout != string(conf) {
+		t.Fatalf("network file in %s: %q, %v; want the one written before its first boot", name, res.Stdout, err)
+	}
+
+	if a, err = s.NetworkAddressing(ctx, itestNetwork); err != nil || !slices.Contains(a.InUse, addr) {
+		t.Fatalf("after the create, %s in use: %v (%v)", addr, slices.Contains(a.InUse, addr), err)
+	}
+
+	second := randomName(t)
+	t.Cleanup(func() { _ = s.DeleteInstance(context.Background(), second) })
+
+	if err := s.CreateInstance(ctx, pinned(second)); err == nil || !strings.Contains(err.Error(), "already defined on another NIC") {
+		t.Fatalf("a second container pinned to %s: %v, want Incus's refusal to start it", addr, err)
 	}
 }
