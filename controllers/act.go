@@ -13,6 +13,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
@@ -272,9 +273,14 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	// being configured as one): Sentinel would otherwise learn of those that
 	// attach after its first INFO of the master only from the next one.
 	var replicas []endpoint.Endpoint
+	var sentinels []render.KnownSentinel
 	for _, other := range o.members {
 		if other.Redis.Host != "" && other.Redis != monitored {
 			replicas = append(replicas, other.Redis)
+		}
+		if addr := memberAddress(f, other); other != m && addr != "" {
+			sentinels = append(sentinels, render.KnownSentinel{
+				Address: endpoint.Endpoint{Host: addr, Port: memberPorts(f, other).sentinel}, ID: sentinelRunID(f, other.index)})
 		}
 	}
 	d := desired(f)
@@ -284,6 +290,7 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
 		AuthUser: acl.MonitoringUser, AuthPass: o.creds[acl.Monitoring].Current, KnownReplicas: replicas,
+		ID: sentinelRunID(f, m.index), KnownSentinels: sentinels,
 	})
 	if err != nil {
 		return err
@@ -300,6 +307,15 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+"chown redis:redis "+redisConfPath+" "+sentinelConfPath+
 		" && ln -sf "+sentinelUnit+" "+sentinelWantedBy+
 		" && systemctl start redis-sentinel redis-server && touch "+configuredMarker)
+}
+
+// sentinelRunID is the run ID of member index's sentinel: derived from
+// the formation and the index, so that every member's sentinel.conf can
+// name the others' before they run (they agree from their start instead of
+// after their first hellos), and a rebuilt member's sentinel is the one
+// the others knew at its address, not a new one beside a stale entry.
+func sentinelRunID(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+	return fingerprint.Strings(string(f.UID), "sentinel", strconv.Itoa(index))[:40]
 }
 
 func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {

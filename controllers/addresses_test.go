@@ -236,3 +236,47 @@ func TestBootingMemberConfiguredAtOnce(t *testing.T) {
 		t.Fatal("the members were never created")
 	}
 }
+
+// TestSentinelIdentities: every member's sentinel.conf gives its sentinel
+// the member's run ID and names the other members' sentinels with theirs,
+// so that they agree from their start; a rebuilt member's sentinel keeps
+// its ID.
+func TestSentinelIdentities(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	check := func() {
+		t.Helper()
+		f := e.formation(testKey)
+		for i, m := range f.Status.Members {
+			file, ok := e.incus.File(m.Instance, sentinelConfPath)
+			if !ok {
+				t.Fatalf("member %s has no sentinel.conf", m.Name)
+			}
+			conf := string(file.Content)
+			if !strings.Contains(conf, fmt.Sprintf("sentinel myid %q\n", sentinelRunID(f, i+1))) {
+				t.Errorf("member %s: sentinel.conf lacks its run ID %s", m.Name, sentinelRunID(f, i+1))
+			}
+			for j, other := range f.Status.Members {
+				line := fmt.Sprintf("sentinel known-sentinel \"mymaster\" %q 26379 %q\n", other.Address, sentinelRunID(f, j+1))
+				if j != i && !strings.Contains(conf, line) {
+					t.Errorf("member %s: sentinel.conf lacks %q", m.Name, line)
+				}
+			}
+		}
+	}
+	check()
+	ids := map[string]bool{}
+	f := e.formation(testKey)
+	for i := range f.Status.Members {
+		ids[sentinelRunID(f, i+1)] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("run IDs not distinct: %v", ids)
+	}
+	if err := e.incus.DeleteInstance(context.Background(), testInstance(3)); err != nil {
+		t.Fatal(err)
+	}
+	e.converge(r, testKey, 40)
+	check()
+}

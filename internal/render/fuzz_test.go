@@ -64,6 +64,7 @@ func FuzzSentinelConf(f *testing.F) {
 		s.MasterName = masterName
 		s.Address = address
 		s.KnownReplicas[1].Host = address
+		s.KnownSentinels[1].Address.Host = address
 		checkSentinelRoundTrip(t, s)
 	})
 }

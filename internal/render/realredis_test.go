@@ -773,8 +773,20 @@ func TestRealSentinel(t *testing.T) {
 	var sentinels []*testredis.Proc
 	var admins []*redis.SentinelClient
 	started := time.Now()
-	for range n {
-		port := freePort(t)
+	// Each sentinel has its run ID given and knows the two others from its
+	// config, as the operator writes them.
+	ports := make([]int, n)
+	ids := make([]string, n)
+	for i := range n {
+		ports[i], ids[i] = freePort(t), fmt.Sprintf("%040x", i+1)
+	}
+	for i, port := range ports {
+		var known []KnownSentinel
+		for j := range n {
+			if j != i {
+				known = append(known, KnownSentinel{Address: endpoint.Endpoint{Host: "127.0.0.1", Port: ports[j]}, ID: ids[j]})
+			}
+		}
 		conf, err := SentinelConf(Sentinel{
 			Address:           "127.0.0.1",
 			Port:              port,
@@ -790,6 +802,8 @@ func TestRealSentinel(t *testing.T) {
 			AuthUser:          acl.MonitoringUser,
 			AuthPass:          creds[acl.Monitoring].Current,
 			KnownReplicas:     []endpoint.Endpoint{{Host: "127.0.0.1", Port: replicaPort}},
+			ID:                ids[i],
+			KnownSentinels:    known,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -799,6 +813,19 @@ func TestRealSentinel(t *testing.T) {
 		sc := sentinelClient(port, acl.AdminUser, adminPw)
 		defer sc.Close()
 		admins = append(admins, sc)
+		myid := redis.NewStringCmd(ctx, "SENTINEL", "MYID")
+		if err := sc.Process(ctx, myid); err != nil || myid.Val() != ids[i] {
+			t.Fatalf("sentinel %d: SENTINEL MYID %q, %v; want %s", i, myid.Val(), myid.Err(), ids[i])
+		}
+		peers, err := sc.Sentinels(ctx, name).Result()
+		if err != nil || len(peers) != n-1 {
+			t.Fatalf("sentinel %d knows %d sentinels from its config (%v), want %d", i, len(peers), err, n-1)
+		}
+		for _, peer := range peers {
+			if !slices.Contains(ids, peer["runid"]) {
+				t.Fatalf("sentinel %d knows a sentinel of run ID %q", i, peer["runid"])
+			}
+		}
 	}
 
 	// healthy waits until a sentinel reports the master reachable and

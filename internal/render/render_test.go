@@ -93,6 +93,11 @@ func typicalSentinel() Sentinel {
 		AuthUser:          acl.MonitoringUser,
 		AuthPass:          creds[acl.Monitoring].Current,
 		KnownReplicas:     []endpoint.Endpoint{{Host: "10.42.0.11", Port: 6379}, {Host: "10.42.0.12", Port: 6380}},
+		ID:                "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a01",
+		KnownSentinels: []KnownSentinel{
+			{Address: endpoint.Endpoint{Host: "10.42.0.10", Port: 26379}, ID: "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a00"},
+			{Address: endpoint.Endpoint{Host: "10.42.0.12", Port: 26380}, ID: "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a02"},
+		},
 	}
 }
 
@@ -282,6 +287,7 @@ func TestSentinelConfDirectives(t *testing.T) {
 		append([]string{"user", "backend", "on", sha("backend-sentinel-Passw0rd")}, acl.DiscoveryRules...),
 		{"sentinel", "sentinel-user", "rsf-peer"},
 		{"sentinel", "sentinel-pass", "peer-Passw0rd"},
+		{"sentinel", "myid", "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a01"},
 		{"sentinel", "announce-ip", "10.42.0.11"},
 		{"sentinel", "announce-port", "26379"},
 		{"sentinel", "resolve-hostnames", "no"},
@@ -294,6 +300,8 @@ func TestSentinelConfDirectives(t *testing.T) {
 		{"sentinel", "parallel-syncs", "mymaster", "1"},
 		{"sentinel", "known-replica", "mymaster", "10.42.0.11", "6379"},
 		{"sentinel", "known-replica", "mymaster", "10.42.0.12", "6380"},
+		{"sentinel", "known-sentinel", "mymaster", "10.42.0.10", "26379", "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a00"},
+		{"sentinel", "known-sentinel", "mymaster", "10.42.0.12", "26380", "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a02"},
 	}
 	s := typicalSentinel()
 	out, err := SentinelConf(s)
@@ -452,6 +460,11 @@ func TestSentinelConfErrors(t *testing.T) {
 		{"AuthPass", func(s *Sentinel) { s.AuthPass = secretMarker + "\t" }},
 		{"KnownReplicas[1].Host", func(s *Sentinel) { s.KnownReplicas[1].Host = "10.42.0.12\nsentinel monitor x 1.2.3.4 6379 1" }},
 		{"KnownReplicas[0].Port", func(s *Sentinel) { s.KnownReplicas[0].Port = 0 }},
+		{"ID", func(s *Sentinel) { s.ID = "not-a-run-id" }},
+		{"ID", func(s *Sentinel) { s.ID = strings.ToUpper(s.ID) }},
+		{"KnownSentinels[1].Address.Host", func(s *Sentinel) { s.KnownSentinels[1].Address.Host = "sentinel.example" }},
+		{"KnownSentinels[0].Address.Port", func(s *Sentinel) { s.KnownSentinels[0].Address.Port = 70000 }},
+		{"KnownSentinels[1].ID", func(s *Sentinel) { s.KnownSentinels[1].ID = s.KnownSentinels[1].ID + "\nsentinel monitor x 1.2.3.4 6379 1" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

@@ -313,7 +313,7 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 		switch directiveKey(l.Args) {
 		case "sentinel monitor":
 			seenMonitor = true
-		case "sentinel auth-user", "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs", "sentinel known-replica":
+		case "sentinel auth-user", "sentinel auth-pass", "sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs", "sentinel known-replica", "sentinel known-sentinel":
 			if !seenMonitor {
 				t.Fatalf("%q before sentinel monitor", l.Args)
 			}
@@ -325,6 +325,16 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 	}
 	if got := linesFor(lines, "sentinel known-replica"); !reflect.DeepEqual(got, wantReplicas) {
 		t.Fatalf("known-replica lines %q, want %q", got, wantReplicas)
+	}
+	var wantSentinels [][]string
+	for _, k := range s.KnownSentinels {
+		wantSentinels = append(wantSentinels, []string{"sentinel", "known-sentinel", s.MasterName, net.ParseIP(k.Address.Host).String(), strconv.Itoa(k.Address.Port), k.ID})
+	}
+	if got := linesFor(lines, "sentinel known-sentinel"); !reflect.DeepEqual(got, wantSentinels) {
+		t.Fatalf("known-sentinel lines %q, want %q", got, wantSentinels)
+	}
+	if s.ID != "" {
+		expectOnce(t, lines, "sentinel myid", "sentinel", "myid", s.ID)
 	}
 
 	// Sentinel 7.0 later rewrites these lines itself with printf("%s"),

@@ -37,6 +37,21 @@ type Sentinel struct {
 	// monitors them from the start instead of from its next INFO of the
 	// master (every 10 s).
 	KnownReplicas []endpoint.Endpoint
+	// ID is the sentinel's run ID (`sentinel myid`, 40 hex digits): fixed
+	// by the operator so that the other members' sentinels can know it
+	// before it first runs. "" lets Sentinel draw one.
+	ID string
+	// KnownSentinels are the other members' sentinels, listed as
+	// `sentinel known-sentinel` so that this one counts them towards its
+	// quorum from its start instead of from their first hello (every 2 s).
+	KnownSentinels []KnownSentinel
+}
+
+// KnownSentinel is another sentinel of the formation: where it listens
+// and its run ID.
+type KnownSentinel struct {
+	Address endpoint.Endpoint
+	ID      string
 }
 
 // SentinelConf renders the bootstrap sentinel.conf. Sentinel owns the file
@@ -103,6 +118,24 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if s.ID != "" {
+		if err := runID("ID", s.ID); err != nil {
+			return nil, err
+		}
+	}
+	sentinels := make([]string, len(s.KnownSentinels))
+	for i, k := range s.KnownSentinels {
+		field := fmt.Sprintf("KnownSentinels[%d]", i)
+		if sentinels[i], err = ipLiteral(field+".Address.Host", k.Address.Host); err != nil {
+			return nil, err
+		}
+		if err := port(field+".Address.Port", k.Address.Port); err != nil {
+			return nil, err
+		}
+		if err := runID(field+".ID", k.ID); err != nil {
+			return nil, err
+		}
+	}
 
 	name := str(s.MasterName)
 	var c conf
@@ -144,6 +177,9 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	c.blank()
 
 	c.comment("Identity and safety")
+	if s.ID != "" {
+		c.directive("sentinel", kw("myid"), str(s.ID))
+	}
 	c.directive("sentinel", kw("announce-ip"), str(addr))
 	c.directive("sentinel", kw("announce-port"), num(s.Port))
 	c.directive("sentinel", kw("resolve-hostnames"), kw("no"))
@@ -159,6 +195,9 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 	c.directive("sentinel", kw("parallel-syncs"), name, num(s.ParallelSyncs))
 	for i, r := range s.KnownReplicas {
 		c.directive("sentinel", kw("known-replica"), name, str(replicas[i]), num(r.Port))
+	}
+	for i, k := range s.KnownSentinels {
+		c.directive("sentinel", kw("known-sentinel"), name, str(sentinels[i]), num(k.Address.Port), str(k.ID))
 	}
 	return c.bytes(), nil
 }

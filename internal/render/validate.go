@@ -72,6 +72,15 @@ func port(field string, p int) error {
 	return nil
 }
 
+// runID checks a Sentinel run ID: 40 lowercase hex digits, as Sentinel
+// draws them (it refuses another length).
+func runID(field, id string) error {
+	if len(id) != 40 || strings.Trim(id, "0123456789abcdef") != "" {
+		return fieldErr(field, "must be 40 lowercase hex digits, got %d characters", len(id))
+	}
+	return nil
+}
+
 // intRange checks n against [lo, math.MaxInt32]: Redis parses these values
 // with atoi/strtol into C ints.
 func intRange(field string, n, lo int) error {
