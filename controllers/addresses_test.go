@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -279,4 +282,51 @@ func TestSentinelIdentities(t *testing.T) {
 	}
 	e.converge(r, testKey, 40)
 	check()
+}
+
+// TestSettlePoll: while a new member's last steps are under way the next
+// pass follows within settlePoll; a member older than the settle window
+// that is not healthy waits for the usual poll.
+func TestSettlePoll(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	quick := 0
+	for pass := 0; pass < 40 && !isReady(e.formation(testKey)); pass++ {
+		res, err := e.reconcile(r, testKey)
+		if err == nil && res.RequeueAfter == settlePoll {
+			quick++
+		}
+		e.advanceFor(res, err)
+	}
+	if !isReady(e.formation(testKey)) || quick == 0 {
+		t.Fatalf("bring-up: Ready %v, %d passes asked for the settle poll", isReady(e.formation(testKey)), quick)
+	}
+	if res, err := e.reconcile(r, testKey); err != nil || res.RequeueAfter != e.opts.ResyncPeriod {
+		t.Fatalf("a Ready formation asks for %v (%v), want the resync period", res.RequeueAfter, err)
+	}
+
+	e.world.Crash(testInstance(3))
+	for _, tt := range []struct {
+		age  time.Duration
+		want bool
+	}{{settleWindow / 2, true}, {settleWindow, false}} {
+		f := e.formation(testKey)
+		o := r.observe(e.ctx(), f, logr.Discard())
+		o.release()
+		var created time.Time
+		for _, inst := range e.instances(f) {
+			created = maxTime(created, inst.CreatedAt)
+		}
+		p := decide(f, o, r.Options, created.Add(tt.age))
+		if got := p.requeue == settlePoll; got != tt.want {
+			t.Errorf("a member %s old is down: settle poll %v (requeue %v), want %v", tt.age, got, p.requeue, tt.want)
+		}
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

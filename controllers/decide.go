@@ -179,7 +179,34 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	if outage != "" {
 		p.progressing = outage // what matters most while the master is down
 	}
+	decideSettlePoll(&p, f, o, now)
 	return p
+}
+
+// Timing of a new member's last steps.
+const (
+	// settleWindow is how long after its container was created a member
+	// counts as new.
+	settleWindow = time.Minute
+	// settlePoll is how soon a pass looks again while a new member is not
+	// healthy yet: nothing announces that its replica link came up or that
+	// its sentinel took its first look (Sentinel emits no event for
+	// replicas and sentinels its config already names).
+	settlePoll = 250 * time.Millisecond
+)
+
+// decideSettlePoll looks again soon while the formation has a member
+// created within the settle window and is not settled yet: the last steps
+// (replica link, the sentinels' first replies) take well under a second,
+// and the default poll of a converging formation would add up to seconds
+// to its bring-up or a member's rebuild.
+func decideSettlePoll(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) {
+	recent := slices.ContainsFunc(o.members, func(m *memberObs) bool {
+		return m.instance != nil && now.Sub(m.instance.CreatedAt) < settleWindow
+	})
+	if recent && !settled(f, o, p.topology) {
+		p.wakeIn(settlePoll)
+	}
 }
 
 func topologyInput(f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) topology.Input {
