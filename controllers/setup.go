@@ -73,7 +73,10 @@ type Options struct {
 
 // BindFlags registers the options on a flag set.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "formations reconciled in parallel")
+	// A pass mostly waits on Incus and the servers, not on the CPU: ten
+	// workers let ten formations come up (or heal) at once instead of
+	// queueing behind each other's container creates.
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 10, "formations reconciled in parallel")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", 15*time.Second, "safety-net poll of every Ready formation")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", time.Second, "timeout of each command to a redis-server or sentinel")
 	fs.DurationVar(&o.PasswordGrace, "password-grace", 10*time.Minute, "how long a rotated data-plane password stays valid beside the new one")

@@ -280,7 +280,7 @@ func evaluate(in *input) []row {
 
 	// operator process
 	procN := procSizes(in.metrics)
-	howProc := "bin/manager as its own process (default flags: 4 workers, resync 15 s) against the envtest API server, formations Ready on real containers; after 20 s to settle, over the window: CPU = (utime+stime delta)/wall from /proc/<pid>/stat, RSS = the largest VmRSS sampled every second, VmHWM from /proc/<pid>/status, reconciles/s from its /metrics."
+	howProc := "bin/manager as its own process (default flags: 10 workers, resync 15 s) against the envtest API server, formations Ready on real containers; after 20 s to settle, over the window: CPU = (utime+stime delta)/wall from /proc/<pid>/stat, RSS = the largest VmRSS sampled every second, VmHWM from /proc/<pid>/status, reconciles/s from its /metrics."
 	if len(procN) == 0 {
 		add(row{"operator CPU / resident memory", missing("BenchmarkOperatorProcess"), "RSS ≤ 80 MB with 10", noTarget, ""})
 	}

@@ -209,6 +209,7 @@ func BenchmarkApplyToReady(b *testing.B) {
 				return out
 			}
 			redundant := pick(rebuildTimes.redundant)
+			b.ReportMetric(median(pick(func(t rebuildTimes) time.Duration { return t.deletion })).Seconds(), "rebuild-"+p.tag+"-deletion-median-s")
 			b.ReportMetric(median(pick(func(t rebuildTimes) time.Duration { return t.replaced })).Seconds(), "rebuild-"+p.tag+"-replaced-median-s")
 			b.ReportMetric(median(pick(func(t rebuildTimes) time.Duration { return t.linked })).Seconds(), "rebuild-"+p.tag+"-linked-median-s")
 			b.ReportMetric(median(pick(func(t rebuildTimes) time.Duration { return t.known })).Seconds(), "rebuild-"+p.tag+"-known-median-s")
@@ -441,8 +442,12 @@ func forEach(names []string, fn func(string) error) error {
 }
 
 // rebuildTimes are one member rebuild's times since its container was
-// deleted.
+// deleted (the delete call returned: the container is gone).
 type rebuildTimes struct {
+	// deletion is how long the delete itself took (a force stop, then the
+	// delete): the member was lost from its start, but Incus, not the
+	// operator, spends it.
+	deletion time.Duration
 	// replaced: the new container Running with an IPv4 address; linked:
 	// status shows it a linked replica again; known: every member's
 	// sentinel lists it as a replica in good standing; ready: Ready=True.
@@ -453,8 +458,8 @@ type rebuildTimes struct {
 func (t rebuildTimes) redundant() time.Duration { return max(t.linked, t.known) }
 
 func (t rebuildTimes) String() string {
-	return fmt.Sprintf("replaced %.2f, linked %.2f, known to every sentinel %.2f (full redundancy %.2f), Ready %.2f",
-		t.replaced.Seconds(), t.linked.Seconds(), t.known.Seconds(), t.redundant().Seconds(), t.ready.Seconds())
+	return fmt.Sprintf("delete took %.2f; since: replaced %.2f, linked %.2f, known to every sentinel %.2f (full redundancy %.2f), Ready %.2f",
+		t.deletion.Seconds(), t.replaced.Seconds(), t.linked.Seconds(), t.known.Seconds(), t.redundant().Seconds(), t.ready.Seconds())
 }
 
 // rebuildReplica deletes the container of one of f's replicas (the run-th,
@@ -498,10 +503,11 @@ func rebuildReplica(fw *formationWatch, iw *instanceWatch, f *redisv1alpha1.Redi
 	}
 
 	fw.trackRebuild(f.Name, victim.Name)
-	start := time.Now()
+	deleting := time.Now()
 	if err := incusSrv.DeleteInstance(ctx, victim.Instance); err != nil {
 		return rebuildTimes{}, fmt.Errorf("deleting %s's container %s: %w", victim.Name, victim.Instance, err)
 	}
+	start := time.Now()
 	var replaced, known time.Time
 	deadline = start.Add(5 * time.Minute)
 	for {
@@ -514,7 +520,7 @@ func rebuildReplica(fw *formationWatch, iw *instanceWatch, f *redisv1alpha1.Redi
 		}
 		r := fw.rebuild(f.Name)
 		if !replaced.IsZero() && !known.IsZero() && !r.linked.IsZero() && !r.ready.IsZero() {
-			return rebuildTimes{replaced: replaced.Sub(start), linked: r.linked.Sub(start), known: known.Sub(start), ready: r.ready.Sub(start)}, nil
+			return rebuildTimes{deletion: start.Sub(deleting), replaced: replaced.Sub(start), linked: r.linked.Sub(start), known: known.Sub(start), ready: r.ready.Sub(start)}, nil
 		}
 		if time.Now().After(deadline) {
 			return rebuildTimes{}, fmt.Errorf("%s: rebuild of %s not complete 5 minutes after its container was deleted (replaced at %v, known at %v, status: loss seen %v, linked %v, Ready %v; %s)",

@@ -21,7 +21,7 @@ import (
 
 // BenchmarkOperatorProcess runs the operator binary as its own process
 // against the envtest API server (the lab's flags, otherwise its defaults:
-// 4 workers, resync 15 s) and measures, with 1 and then BENCH_PROC_FORMATIONS (10)
+// 10 workers, resync 15 s) and measures, with 1 and then BENCH_PROC_FORMATIONS (10)
 // formations Ready on real containers, over a BENCH_PROC_WINDOW (60 s)
 // steady window: CPU as (utime+stime delta)/wall from /proc/<pid>/stat,
 // resident memory as the largest VmRSS sampled every second and VmHWM from
