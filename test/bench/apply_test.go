@@ -167,6 +167,13 @@ func BenchmarkApplyToReady(b *testing.B) {
 		}
 	}
 
+	// The floor of the formations' containers all launched at once: what
+	// Incus alone needs for them on this machine.
+	_, parallelFloor, err := measureFloor(iw, pools[0].name, parallel*3)
+	if err != nil {
+		b.Fatalf("floor of %d containers at once: %v", parallel*3, err)
+	}
+	b.Logf("floor of %d launches at once on %s: %s", parallel*3, pools[0].name, parallelFloor.Round(10*time.Millisecond))
 	var fs []*redisv1alpha1.RedisSentinelFormation
 	for i := range parallel {
 		fs = append(fs, poolFormation(ns, fmt.Sprintf("%s-p%d", ns, i+1), pools[0].name))
@@ -224,6 +231,7 @@ func BenchmarkApplyToReady(b *testing.B) {
 	b.ReportMetric(maxOf(each).Seconds(), "apply-parallel-all-ready-s")
 	b.ReportMetric(median(each).Seconds(), "apply-parallel-median-s")
 	b.ReportMetric(float64(parallel), "apply-parallel-formations")
+	b.ReportMetric(parallelFloor.Seconds(), "apply-parallel-floor-s")
 	if one > 0 {
 		b.ReportMetric(maxOf(each).Seconds()/one.Seconds(), "apply-parallel-ratio")
 	}
