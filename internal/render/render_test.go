@@ -464,7 +464,9 @@ func TestSentinelConfErrors(t *testing.T) {
 		{"ID", func(s *Sentinel) { s.ID = strings.ToUpper(s.ID) }},
 		{"KnownSentinels[1].Address.Host", func(s *Sentinel) { s.KnownSentinels[1].Address.Host = "sentinel.example" }},
 		{"KnownSentinels[0].Address.Port", func(s *Sentinel) { s.KnownSentinels[0].Address.Port = 70000 }},
-		{"KnownSentinels[1].ID", func(s *Sentinel) { s.KnownSentinels[1].ID = s.KnownSentinels[1].ID + "\nsentinel monitor x 1.2.3.4 6379 1" }},
+		{"KnownSentinels[1].ID", func(s *Sentinel) {
+			s.KnownSentinels[1].ID = s.KnownSentinels[1].ID + "\nsentinel monitor x 1.2.3.4 6379 1"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
