@@ -39,8 +39,9 @@ import (
 //     --password-grace, 30 s here, and is refused afterwards).
 //
 // For each operation the change is applied, then, until the operation's end
-// state is reached: wait a random 0.2-4 s, SIGKILL the operator, wait a
-// random 0-2 s, start it again. Every operation takes at least
+// state is reached: wait a random 0.2-4 s (0.2-1.5 s before the first kill
+// of the operation, so that it lands before a 2 s bring-up converged),
+// SIGKILL the operator, wait a random 0-2 s, start it again. Every operation takes at least
 // killsPerOperation kills; one that reaches its end state with fewer is
 // killed on in its settled state until it has them (those kills are
 // reported apart). The delays come from a seeded generator: the seed is
@@ -63,7 +64,11 @@ const (
 	minKillsInDrill   = 20
 	killUpMin         = 200 * time.Millisecond
 	killUpMax         = 4 * time.Second
-	killDownMax       = 2 * time.Second
+	// firstKillUpMax bounds the first kill of an operation: a bring-up
+	// converges in about 2 s on a btrfs pool, and the drill must land a
+	// kill before an operation converged.
+	firstKillUpMax = 1500 * time.Millisecond
+	killDownMax    = 2 * time.Second
 	// chaosPasswordGrace is the operator's --password-grace (operator_test.go).
 	chaosPasswordGrace = 30 * time.Second
 	// retireSlack is how long after the grace the old password may still be
@@ -105,7 +110,7 @@ func TestOperatorKillPoints(t *testing.T) {
 	}
 	t.Logf("kill-point seed %d (replay the delays with RSF_CHAOS_SEED=%d)", seed, seed)
 	r := newResult(t, "7. operator SIGKILLed at random points of four operations",
-		fmt.Sprintf("operator SIGKILLed after a random 0.2-4 s, restarted after a random 0-2 s, until each operation converged (>= %d kills each): bring-up, rollout (limits.memory), scale-up 3 -> 5, password rotation", killsPerOperation))
+		fmt.Sprintf("operator SIGKILLed after a random 0.2-4 s (the first of each operation after 0.2-1.5 s), restarted after a random 0-2 s, until each operation converged (>= %d kills each): bring-up, rollout (limits.memory), scale-up 3 -> 5, password rotation", killsPerOperation))
 	r.note("seed %d", seed)
 	d := &killDrill{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), r: r, began: began}
 
@@ -313,6 +318,9 @@ func (d *killDrill) killThrough(t *testing.T, o *killOp, start time.Time, deadli
 	}
 	for {
 		up := d.uniform(killUpMin, killUpMax)
+		if len(o.kills) == 0 {
+			up = d.uniform(killUpMin, firstKillUpMax)
+		}
 		wake := time.Now().Add(up)
 		for {
 			check()
