@@ -312,15 +312,18 @@ func describe(inst *Instance, err error) string {
 
 // GetInstance implements Server.
 func (s *server) GetInstance(ctx context.Context, name string) (*Instance, error) {
-	full, err := do(ctx, func() (*api.InstanceFull, error) {
-		f, _, err := s.c.GetInstanceFull(name)
-		return f, err
+	got, err := do(ctx, func() (*api.Instance, error) {
+		inst, _, err := s.c.GetInstance(name)
+		return inst, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("incus: get instance %q: %w", name, notFound(err))
 	}
 
-	inst := fromAPI(full)
+	inst, err := s.withState(ctx, got)
+	if err != nil {
+		return nil, err
+	}
 
 	return &inst, nil
 }
@@ -328,25 +331,91 @@ func (s *server) GetInstance(ctx context.Context, name string) (*Instance, error
 // ListInstances implements Server. The server-side filter is not used: it
 // matches config keys by dotted prefix (user.rsf.x also matches
 // user.rsf.xyz) and can thus drop instances; the match is done here, on the
-// instance's own config.
+// instance's own config. The list is read without state (Incus renders the
+// state of every instance it lists at recursion 2, a few milliseconds of
+// its CPU each, which made every pass of every formation cost as much as
+// all the instances on the server); the matches' states are read one by one.
 func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]Instance, error) {
-	all, err := do(ctx, func() ([]api.InstanceFull, error) {
-		return s.c.GetInstancesFull(api.InstanceTypeAny)
+	all, err := do(ctx, func() ([]api.Instance, error) {
+		return s.c.GetInstances(api.InstanceTypeAny)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("incus: list instances: %w", err)
 	}
 
-	out := []Instance{}
+	var matches []*api.Instance
 
 	for i := range all {
-		v, ok := all[i].Config[configKey]
-		if ok && v == value {
-			out = append(out, fromAPI(&all[i]))
+		if v, ok := all[i].Config[configKey]; ok && v == value {
+			matches = append(matches, &all[i])
 		}
 	}
 
-	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(a.Name, b.Name) })
+	out := make([]Instance, len(matches))
+	gone := make([]bool, len(matches))
+	errs := make([]error, len(matches))
+
+	var wg sync.WaitGroup
+
+	for i, m := range matches {
+		wg.Add(1)
+
+		go func() {
+			defer wg.Done()
+
+			out[i], errs[i] = s.withState(ctx, m)
+			gone[i] = errors.Is(errs[i], ErrNotFound)
+		}()
+	}
+
+	wg.Wait()
+
+	for i := range errs {
+		if !gone[i] && errs[i] != nil {
+			return nil, fmt.Errorf("incus: list instances: %w", errs[i])
+		}
+	}
+
+	// An instance deleted between the list and its state is not listed.
+	kept := out[:0]
+
+	for i := range out {
+		if !gone[i] {
+			kept = append(kept, out[i])
+		}
+	}
+
+	slices.SortFunc(kept, func(a, b Instance) int { return strings.Compare(a.Name, b.Name) })
+
+	return kept, nil
+}
+
+// withState is inst with, when it runs, its live status and eth0 address
+// from its state.
+func (s *server) withState(ctx context.Context, inst *api.Instance) (Instance, error) {
+	out := fromAPI(inst)
+	if inst.Status != "Running" {
+		return out, nil
+	}
+
+	state, err := do(ctx, func() (*api.InstanceState, error) {
+		st, _, err := s.c.GetInstanceState(inst.Name)
+		return st, err
+	})
+	if err != nil {
+		return Instance{}, fmt.Errorf("incus: state of instance %q: %w", inst.Name, notFound(err))
+	}
+
+	if state.Status != "" {
+		out.Status = state.Status
+	}
+
+	for _, a := range state.Network["eth0"].Addresses {
+		if a.Family == "inet" && a.Scope == "global" {
+			out.IPv4 = a.Address
+			break
+		}
+	}
 
 	return out, nil
 }
@@ -393,7 +462,7 @@ func (s *server) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		Name:   spec.Name,
 		Type:   api.InstanceTypeContainer,
 		Source: api.InstanceSource{Type: "image", Alias: spec.Image},
-		Start:  len(spec.Files) == 0,
+		Start:  true,
 		InstancePut: api.InstancePut{
 			Profiles: spec.Profiles,
 			Config:   maps.Clone(spec.Config),
@@ -445,17 +514,7 @@ func (s *server) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		}
 	}
 
-	if len(spec.Files) == 0 {
-		return nil // started by the create
-	}
-
-	for _, f := range spec.Files {
-		if err := s.WriteFile(ctx, spec.Name, f.Path, f.Content, f.Mode, 0, 0); err != nil {
-			return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
-		}
-	}
-
-	return s.StartInstance(ctx, spec.Name)
+	return nil
 }
 
 // checkNoPendingOp returns ErrOperationPending if a task operation on the
@@ -911,7 +970,7 @@ func exists(ctx context.Context, kind, name string, get func() error) (bool, err
 	}
 }
 
-func fromAPI(f *api.InstanceFull) Instance {
+func fromAPI(f *api.Instance) Instance {
 	inst := Instance{
 		Name:      f.Name,
 		Status:    f.Status,
@@ -927,19 +986,6 @@ func fromAPI(f *api.InstanceFull) Instance {
 
 	if inst.Devices == nil {
 		inst.Devices = map[string]map[string]string{}
-	}
-
-	if f.State != nil {
-		if f.State.Status != "" {
-			inst.Status = f.State.Status
-		}
-
-		for _, a := range f.State.Network["eth0"].Addresses {
-			if a.Family == "inet" && a.Scope == "global" {
-				inst.IPv4 = a.Address
-				break
-			}
-		}
 	}
 
 	return inst
