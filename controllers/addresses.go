@@ -155,17 +155,17 @@ func freeAddresses(a incus.Addressing, taken []netip.Addr, n int) []netip.Addr {
 	return slices.Concat(outside, inside)[:min(n, len(outside)+len(inside))]
 }
 
-// networkFiles is the static network configuration written into a new
-// member's container before it first boots (none without an address in
-// the observed network's subnet: the image's DHCP setup stays).
-func networkFiles(o *observation, address string) []incus.File {
+// staticNetwork is the instance configuration with which the image boots
+// a new member's container on its chosen address (none without an address
+// in the observed network's subnet: the image's DHCP setup stays).
+func staticNetwork(o *observation, address string) map[string]string {
 	addr, err := netip.ParseAddr(address)
 	if o.addressing == nil || err != nil {
 		return nil
 	}
-	conf, err := render.StaticNetwork(addr, o.addressing.Gateway)
+	config, err := render.StaticNetwork(addr, o.addressing.Gateway)
 	if err != nil {
 		return nil
 	}
-	return []incus.File{{Path: render.NetworkPath, Content: conf, Mode: 0o644}}
+	return config
 }

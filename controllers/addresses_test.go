@@ -86,9 +86,8 @@ func TestAddressChosenBeforeCreate(t *testing.T) {
 			t.Errorf("members %s and %s share %s", name, other, addr)
 		}
 		seen[addr] = name
-		file, ok := e.incus.File(inst.Name, render.NetworkPath)
-		if !ok || !strings.Contains(string(file.Content), "Address="+addr+"/16\n") {
-			t.Errorf("member %s: network file %q, want Address=%s/16", name, file.Content, addr)
+		if got := inst.Config[render.KeyNetworkAddress]; got != addr+"/16" {
+			t.Errorf("member %s: static network address %q, want %s/16", name, got, addr)
 		}
 	}
 
@@ -103,6 +102,10 @@ func TestAddressChosenBeforeCreate(t *testing.T) {
 	}
 	if after.Devices["eth0"]["ipv4.address"] != before.Devices["eth0"]["ipv4.address"] || after.IPv4 != before.IPv4 {
 		t.Errorf("rebuilt member cache-2 at %s (pinned %s), was at %s", after.IPv4, after.Devices["eth0"]["ipv4.address"], before.IPv4)
+	}
+	// The same MAC too: peers' neighbour entries for the address stay right.
+	if mac := after.Devices["eth0"]["hwaddr"]; mac == "" || mac != before.Devices["eth0"]["hwaddr"] {
+		t.Errorf("rebuilt member cache-2 has MAC %q, was %q", mac, before.Devices["eth0"]["hwaddr"])
 	}
 }
 
@@ -188,8 +191,8 @@ func TestNoAddressingKeepsDHCP(t *testing.T) {
 		if inst.Devices["eth0"]["ipv4.address"] != inst.IPv4 {
 			t.Errorf("member %s at %s, pinned %q", name, inst.IPv4, inst.Devices["eth0"]["ipv4.address"])
 		}
-		if _, ok := e.incus.File(inst.Name, render.NetworkPath); ok {
-			t.Errorf("member %s got a static network file on a network without Incus addressing", name)
+		if got, ok := inst.Config[render.KeyNetworkAddress]; ok {
+			t.Errorf("member %s got the static network address %q on a network without Incus addressing", name, got)
 		}
 	}
 }

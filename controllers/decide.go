@@ -272,7 +272,7 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 			if m.instance == nil {
 				address := previousAddress(f, m.name)
 				spec := instanceSpec(f, m.index, address)
-				spec.Files = networkFiles(o, address)
+				maps.Copy(spec.Config, staticNetwork(o, address))
 				p.add(action{kind: actCreate, member: m.name, instance: spec.Name, spec: spec, reason: "missing"})
 				p.progressing = "creating instances"
 			}

@@ -75,16 +75,6 @@ type InstanceSpec struct {
 	Devices map[string]map[string]string
 	// Target is the cluster member; "" lets Incus choose.
 	Target string
-	// Files are written into the container after it is created and before
-	// its first start (so that its first boot already uses them).
-	Files []File
-}
-
-// File is a file written into a container.
-type File struct {
-	Path    string
-	Content []byte
-	Mode    os.FileMode
 }
 
 // Addressing is a managed network's IPv4 plan: the subnet an address may
@@ -133,12 +123,13 @@ type Server interface {
 	GetInstance(ctx context.Context, name string) (*Instance, error)
 	// ListInstances returns the instances whose own config[configKey] == value.
 	ListInstances(ctx context.Context, configKey, value string) ([]Instance, error)
-	// CreateInstance creates the instance, writes its Files, starts it and
-	// waits for the operations. ErrAlreadyExists if the name is taken;
+	// CreateInstance creates and starts the instance in one operation and
+	// waits for it. ErrAlreadyExists if the name is taken;
 	// ErrOperationPending if the wait did not resolve (or a create for that
 	// name is still running on the server). A create cut short after the
-	// instance exists leaves it stopped, maybe without its files: a plain
-	// start then boots it on the image's defaults.
+	// instance exists may leave it stopped: a plain start then boots it as
+	// the create would have (the image's create templates apply at its
+	// first start).
 	CreateInstance(ctx context.Context, spec InstanceSpec) error
 	// StartInstance starts the instance; starting a running one is a no-op.
 	// ErrOperationPending if another task (e.g. a cut-short create) is still

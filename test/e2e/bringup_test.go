@@ -164,6 +164,10 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	if rebuilt.Address != before.IPv4 || rebuilt.Role != redisv1alpha1.RoleReplica {
 		t.Fatalf("rebuilt member: address %s (was %s), role %s", rebuilt.Address, before.IPv4, rebuilt.Role)
 	}
+	// With its MAC: the peers' neighbour entries for the address still hold.
+	if after, err := incusSrv.GetInstance(ctx, victim); err != nil || after.Devices["eth0"]["hwaddr"] == "" || after.Devices["eth0"]["hwaddr"] != before.Devices["eth0"]["hwaddr"] {
+		t.Fatalf("rebuilt member's MAC: %v (%v), was %q", after, err, before.Devices["eth0"]["hwaddr"])
+	}
 	if v, err := backendRedis(t, cur, rebuilt.Address).Get(ctx, "e2e:via-sentinel").Result(); err != nil || v != "ok" {
 		t.Fatalf("rebuilt replica lost the data: %q, %v", v, err)
 	}

@@ -19,7 +19,6 @@ package incusfake
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -509,12 +508,7 @@ func (f *Fake) createInstance(ctx context.Context, spec incus.InstanceSpec) erro
 		}
 	}
 
-	inst := f.add(spec)
-	for _, file := range spec.Files {
-		inst.files[file.Path] = File{Content: bytes.Clone(file.Content), Mode: cmp.Or(file.Mode.Perm(), 0o644)}
-	}
-
-	f.start(inst)
+	f.start(f.add(spec))
 
 	return nil
 }

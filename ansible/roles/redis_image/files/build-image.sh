@@ -90,9 +90,21 @@ in_root apt-get clean
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
 
 log "configuring systemd-networkd, redis and identity files"
-# eth0 by DHCP from the Incus bridge.
-install -D -m 0644 "$FILES/10-eth0.network" "$ROOTFS/etc/systemd/network/10-eth0.network"
+# eth0's configuration is rendered by Incus when a container is created
+# (metadata template below): the operator's pinned address, else DHCP.
 in_root systemctl enable systemd-networkd.service >/dev/null 2>&1
+
+# Units that have nothing to do in a container share the CPU with every
+# other container booting beside it: a third of a boot's CPU time. Kernel
+# modules, pstore, kernel command line networks and debug file systems
+# are the host's; ext4 scrubbing and fstrim are the host's storage's; apt
+# and dpkg timers would change a node the operator rebuilds from the image
+# instead; a login prompt on the console is never used (incus exec is).
+in_root systemctl mask systemd-modules-load.service 'modprobe@.service' systemd-pstore.service \
+  systemd-network-generator.service sys-kernel-debug.mount sys-kernel-tracing.mount \
+  sys-fs-fuse-connections.mount e2scrub_reap.service e2scrub_all.timer fstrim.timer \
+  apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+  console-getty.service 'getty@.service' >/dev/null 2>&1
 
 # redis-server and redis-sentinel are installed but DISABLED: the operator
 # writes their configuration first, then enables and starts them, so an
@@ -162,8 +174,11 @@ templates:
   /etc/hosts:
     when: [create, copy]
     template: hosts.tpl
+  /etc/systemd/network/10-eth0.network:
+    when: [create, copy]
+    template: eth0-network.tpl
 EOF
-install -m 0644 "$FILES/hostname.tpl" "$FILES/hosts.tpl" "$META/templates/"
+install -m 0644 "$FILES/hostname.tpl" "$FILES/hosts.tpl" "$FILES/eth0-network.tpl" "$META/templates/"
 tar --numeric-owner --owner=0 --group=0 -C "$META" $zflag -cf "$OUT/meta.$ext" metadata.yaml templates
 
 rm -rf "$ROOTFS" "$META"
