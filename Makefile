@@ -102,6 +102,7 @@ BENCH_NOTE ?=
 # Incus floor on the lab's pool and a dir pool, with its phases and member
 # rebuild -> full redundancy; failover drills, write gap during an image roll,
 # steady state, the operator process's CPU and memory.
+# RSF_BENCH_OPERATOR_LOG=<file> keeps the benchmarked operator's log there.
 BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",

@@ -187,6 +187,9 @@ func BenchmarkApplyToReady(b *testing.B) {
 		each = append(each, u.since(phaseReady))
 	}
 	b.Logf("%d at once on %s: each Ready after %v", parallel, pools[0].name, each)
+	for i, u := range ups {
+		b.Logf("%d at once, %s: %s", parallel, fs[i].Name, u)
+	}
 	if err := removeFormations(tr, iw, fs...); err != nil {
 		b.Fatal(err)
 	}

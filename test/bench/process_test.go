@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -110,7 +111,7 @@ func startOperator(b *testing.B) *operator {
 	if err != nil {
 		b.Fatal(err)
 	}
-	op := &operator{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), logPath: filepath.Join(dir, "manager.log")}
+	op := &operator{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), logPath: cmp.Or(os.Getenv("RSF_BENCH_OPERATOR_LOG"), filepath.Join(dir, "manager.log"))}
 	logFile, err := os.Create(op.logPath)
 	if err != nil {
 		b.Fatal(err)
