@@ -139,6 +139,11 @@ func applyRows(in *input, m func(string) (float64, bool), missing func(string) s
 		if floor, ok := m("apply-parallel-floor-s"); ok {
 			measured += fmt.Sprintf("; Incus alone, the %d containers launched at once until all have addresses: %s (%s over it)", 3*int(n), num(floor, " s"), num(all-floor, " s"))
 		}
+		if ratio, ok := m("floor-served-parallel-ratio"); ok {
+			one, _ := m("floor-served-one-s")
+			every, _ := m("floor-served-parallel-s")
+			measured += fmt.Sprintf("; the platform's own ratio, containers launched until redis-server and redis-sentinel run in each (no operator): %d at once %s, 3 %s, %.2f×", 3*int(n), num(every, " s"), num(one, " s"), ratio)
+		}
 		add(row{fmt.Sprintf("apply → Ready, %d formations at once", int(n)), measured, fmt.Sprintf("≤ %g× one formation", parallelTarget), met, howParallel})
 	} else {
 		add(row{"apply → Ready, 5 formations at once", missing(bench), fmt.Sprintf("≤ %g× one formation", parallelTarget), noTarget, ""})
