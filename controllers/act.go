@@ -370,7 +370,7 @@ func runtimeSettings(f *redisv1alpha1.RedisSentinelFormation) (map[string]string
 // into an error carrying its output (which never holds a password: none is
 // passed).
 func runScript(ctx context.Context, srv incus.Server, instance, script string) error {
-	res, err := srv.Exec(ctx, instance, []string{"sh", "-c", awaitSystemd + "set -e; " + script})
+	res, err := srv.Exec(ctx, instance, []string{"sh", "-c", render.AwaitSystemd + "set -e; " + script})
 	if err != nil {
 		return err
 	}

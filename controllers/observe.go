@@ -22,6 +22,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/sentinel"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
@@ -359,14 +360,8 @@ const configuredMarker = "/etc/redis/rsf-configured"
 // probeScript reports, in one exec, whether the member was configured and
 // whether its two units are active. It runs only when a server did not
 // answer, so a healthy formation costs no exec.
-var probeScript = []string{"sh", "-c", awaitSystemd + `printf '%s %s %s\n' "$(test -f ` + configuredMarker + ` && echo yes || echo no)" ` +
+var probeScript = []string{"sh", "-c", render.AwaitSystemd + `printf '%s %s %s\n' "$(test -f ` + configuredMarker + ` && echo yes || echo no)" ` +
 	`"$(systemctl is-active redis-server)" "$(systemctl is-active redis-sentinel)"`}
-
-// awaitSystemd starts a script run in a member: for a container that has
-// just been started, it waits (up to 10 s) until systemd takes requests,
-// so that the pass right after the start can configure the member instead
-// of failing and looking again later.
-const awaitSystemd = `for i in $(seq 200); do [ -S /run/systemd/private ] && break; sleep 0.05; done; `
 
 // observeServers asks every running member's redis-server and sentinel, in
 // parallel, and probes inside containers whose servers did not answer.

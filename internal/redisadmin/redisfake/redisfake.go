@@ -262,7 +262,7 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 	}
 	// The operator's scripts may start by waiting for a booting
 	// container's systemd, which the simulation does not have to.
-	script := strings.TrimPrefix(command[2], AwaitSystemd)
+	script := strings.TrimPrefix(command[2], render.AwaitSystemd)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if strings.Contains(script, "systemctl is-active") {
@@ -305,11 +305,6 @@ func fail(code int, format string, args ...any) incus.ExecResult {
 
 // splitScript splits a shell script on ;, && and newlines (the operator's
 // scripts use nothing else).
-// AwaitSystemd is the loop the operator's scripts start with
-// (controllers.awaitSystemd; its tests fail on a mismatch): it waits for a
-// booting container's systemd to take requests.
-const AwaitSystemd = `for i in $(seq 200); do [ -S /run/systemd/private ] && break; sleep 0.05; done; `
-
 func splitScript(script string) []string {
 	var out []string
 	for _, part := range strings.FieldsFunc(script, func(r rune) bool { return r == ';' || r == '\n' }) {
