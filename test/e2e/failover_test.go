@@ -275,12 +275,21 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 		t.Fatalf("sentinels restarted to apply settings: run ids %v -> %v", runIDs, after)
 	}
 
-	// A sentinel process killed and not restarted by systemd.
+	// A sentinel process killed and not restarted by systemd. The operator
+	// may start it again in the very pass that reports it down, so the
+	// report is looked for in every status version (a watch), not polled.
+	conds := recordConditions(t, f)
 	victim := memberStatus(cur, f.Name+"-2").Instance
+	stoppedAt := time.Now()
 	if res, err := incusSrv.Exec(context.Background(), victim, []string{"systemctl", "stop", "redis-sentinel"}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("stopping the sentinel in %s: %+v %v", victim, res, err)
 	}
-	waitCondition(t, f, time.Minute, redisv1alpha1.ConditionDegraded, metav1.ConditionTrue, controllers.ReasonSentinelDown)
+	eventually(t, time.Minute, "Degraded=True SentinelDown reported", func() (bool, string) {
+		_, ok := conds.find(stoppedAt, func(s seenCondition) bool {
+			return s.Type == redisv1alpha1.ConditionDegraded && s.Status == string(metav1.ConditionTrue) && s.Reason == controllers.ReasonSentinelDown
+		})
+		return ok, conds.describe(stoppedAt)
+	})
 	waitReady(t, f, 2*time.Minute)
 }
 
