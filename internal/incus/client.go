@@ -352,7 +352,6 @@ func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]
 	}
 
 	out := make([]Instance, len(matches))
-	gone := make([]bool, len(matches))
 	errs := make([]error, len(matches))
 
 	var wg sync.WaitGroup
@@ -364,23 +363,20 @@ func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]
 			defer wg.Done()
 
 			out[i], errs[i] = s.withState(ctx, m)
-			gone[i] = errors.Is(errs[i], ErrNotFound)
 		}()
 	}
 
 	wg.Wait()
 
-	for i := range errs {
-		if !gone[i] && errs[i] != nil {
-			return nil, fmt.Errorf("incus: list instances: %w", errs[i])
-		}
-	}
-
-	// An instance deleted between the list and its state is not listed.
 	kept := out[:0]
 
 	for i := range out {
-		if !gone[i] {
+		switch {
+		case errors.Is(errs[i], ErrNotFound):
+			// Deleted between the list and its state: not listed.
+		case errs[i] != nil:
+			return nil, fmt.Errorf("incus: list instances: %w", errs[i])
+		default:
 			kept = append(kept, out[i])
 		}
 	}
