@@ -33,6 +33,8 @@ type AppendFsync string
 // +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || size(self.incus.targets) >= self.members",message="spec.incus.targets must name a placement target for every member when set",fieldPath=".incus.targets"
 // +kubebuilder:validation:XValidation:rule="self.sentinel.parallelSyncs < self.members",message="spec.sentinel.parallelSyncs must be below spec.members",fieldPath=".sentinel.parallelSyncs"
 // +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite == 0 || self.redis.minReplicasMaxLagSeconds * 1000 < self.sentinel.downAfterMilliseconds",message="spec.redis.minReplicasMaxLagSeconds must be shorter than spec.sentinel.downAfterMilliseconds: an isolated master must stop taking writes before the others can promote a new one",fieldPath=".redis.minReplicasMaxLagSeconds"
+// +kubebuilder:validation:XValidation:rule="(has(self.tls) && self.tls.enabled) == (has(oldSelf.tls) && oldSelf.tls.enabled)",message="spec.tls.enabled cannot be changed on a formation: backends would have to switch to or from TLS at the same moment as every member; create a formation with the new setting and move the backends over",fieldPath=".tls"
+// +kubebuilder:validation:XValidation:rule="(has(self.tls) && self.tls.enabled && has(self.tls.clientAuth) ? self.tls.clientAuth : 'None') == (has(oldSelf.tls) && oldSelf.tls.enabled && has(oldSelf.tls.clientAuth) ? oldSelf.tls.clientAuth : 'None')",message="spec.tls.clientAuth cannot be changed on a formation: backends would have to start presenting certificates at the same moment as every member; create a formation with the new setting and move the backends over",fieldPath=".tls.clientAuth"
 type RedisSentinelFormationSpec struct {
 	// MasterName is the name Sentinel monitors the primary under; backends
 	// pass it to their FailoverClient.
@@ -88,6 +90,10 @@ type RedisSentinelFormationSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Incus IncusSpec `json:"incus,omitempty"`
+
+	// TLS encrypts every link of the formation; off when unset.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
 }
 
 // SentinelSpec holds Sentinel's timing settings. They are applied to running
@@ -536,6 +542,10 @@ type RedisSentinelFormationStatus struct {
 	// +listType=atomic
 	// +optional
 	BackendRules []string `json:"backendRules,omitempty"`
+
+	// TLS is the state of the formation's certificates (TLS on only).
+	// +optional
+	TLS *TLSStatus `json:"tls,omitempty"`
 }
 
 // PlannedFailoverPhase is a step of a planned failover.
@@ -710,6 +720,13 @@ type MemberStatus struct {
 	// redis-server was last given with CONFIG SET.
 	// +optional
 	SettingsHash string `json:"settingsHash,omitempty"`
+	// TLSHash fingerprints the TLS files (CA and certificate) the member's
+	// redis-server was last given; SentinelTLSHash those its sentinel was
+	// last started with (Sentinel 7.0 takes new ones only at a start).
+	// +optional
+	TLSHash string `json:"tlsHash,omitempty"`
+	// +optional
+	SentinelTLSHash string `json:"sentinelTLSHash,omitempty"`
 }
 
 // SentinelsStatus summarises the sentinels.

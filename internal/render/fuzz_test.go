@@ -34,6 +34,9 @@ func FuzzRedisConf(f *testing.F) {
 		r.Address = address
 		if replica {
 			r.ReplicaOf = &endpoint.Endpoint{Host: "10.42.0.10", Port: 6379}
+			// The TLS paths are the operator's constants; hostile ones
+			// must still stay within their directives.
+			r.TLS = &TLS{CAFile: secret, MemberFile: rule, AuthClients: true}
 		}
 		checkRedisRoundTrip(t, r)
 	})
@@ -65,6 +68,9 @@ func FuzzSentinelConf(f *testing.F) {
 		s.Address = address
 		s.KnownReplicas[1].Host = address
 		s.KnownSentinels[1].Address.Host = address
+		if len(masterName)%2 == 1 {
+			s.TLS = &TLS{CAFile: rule, MemberFile: name}
+		}
 		checkSentinelRoundTrip(t, s)
 	})
 }

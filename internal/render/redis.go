@@ -40,6 +40,7 @@ type Redis struct {
 	MinReplicasToWrite int
 	MinReplicasMaxLag  int                // seconds
 	ReplicaOf          *endpoint.Endpoint // nil: starts as master; else `replicaof host port`
+	TLS                *TLS               // nil: plaintext on Port
 }
 
 // RedisConf renders redis.conf. On invalid input it returns a *FieldError
@@ -110,7 +111,7 @@ func RedisConf(r Redis) ([]byte, error) {
 
 	c.comment("Network")
 	c.directive("bind", bindArgs(addr)...)
-	c.directive("port", num(r.Port))
+	c.listen(r.Port, r.TLS)
 	c.directive("protected-mode", kw("yes"))
 	c.directive("tcp-keepalive", num(60))
 	c.blank()

@@ -249,6 +249,31 @@ func checkRedisRoundTrip(t *testing.T, r Redis) {
 	if n := len(linesFor(lines, "replicaof")); (r.ReplicaOf != nil) != (n == 1) || n > 1 {
 		t.Fatalf("%d replicaof lines for ReplicaOf=%v", n, r.ReplicaOf)
 	}
+	checkListen(t, lines, r.Port, r.TLS)
+}
+
+// checkListen checks the listening directives: the port in plaintext, or
+// TLS only (port 0) with the TLS files and settings.
+func checkListen(t *testing.T, lines []Line, port int, tls *TLS) {
+	t.Helper()
+	if tls == nil {
+		expectOnce(t, lines, "port", "port", strconv.Itoa(port))
+		if n := len(linesFor(lines, "tls-port")); n != 0 {
+			t.Fatalf("%d tls-port lines without TLS", n)
+		}
+		return
+	}
+	expectOnce(t, lines, "port", "port", "0")
+	expectOnce(t, lines, "tls-port", "tls-port", strconv.Itoa(port))
+	expectOnce(t, lines, "tls-cert-file", "tls-cert-file", tls.MemberFile)
+	expectOnce(t, lines, "tls-key-file", "tls-key-file", tls.MemberFile)
+	expectOnce(t, lines, "tls-ca-cert-file", "tls-ca-cert-file", tls.CAFile)
+	expectOnce(t, lines, "tls-replication", "tls-replication", "yes")
+	auth := "no"
+	if tls.AuthClients {
+		auth = "yes"
+	}
+	expectOnce(t, lines, "tls-auth-clients", "tls-auth-clients", auth)
 }
 
 func sentinelClass(c byte) bool { return bareSafe(c) }
@@ -303,6 +328,7 @@ func checkSentinelRoundTrip(t *testing.T, s Sentinel) {
 	expectOnce(t, lines, "sentinel auth-user", "sentinel", "auth-user", s.MasterName, s.AuthUser)
 	expectOnce(t, lines, "sentinel auth-pass", "sentinel", "auth-pass", s.MasterName, s.AuthPass)
 	expectOnce(t, lines, "sentinel announce-ip", "sentinel", "announce-ip", addr)
+	checkListen(t, lines, s.Port, s.TLS)
 	mon := linesFor(lines, "sentinel monitor")
 	if len(mon) != 1 || mon[0][2] != s.MasterName || mon[0][3] != master {
 		t.Fatalf("monitor lines %q", mon)

@@ -45,6 +45,9 @@ type Sentinel struct {
 	// `sentinel known-sentinel` so that this one counts them towards its
 	// quorum from its start instead of from their first hello (every 2 s).
 	KnownSentinels []KnownSentinel
+	// TLS, when set, makes the sentinel TLS-only, also towards the
+	// redis-servers and the other sentinels (nil: plaintext on Port).
+	TLS *TLS
 }
 
 // KnownSentinel is another sentinel of the formation: where it listens
@@ -149,7 +152,7 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 
 	c.comment("Network")
 	c.directive("bind", bindArgs(addr)...)
-	c.directive("port", num(s.Port))
+	c.listen(s.Port, s.TLS)
 	c.comment(
 		"protected-mode only refuses non-loopback clients when no address is bound",
 		"and the default user is password-less (nopass). This file always binds",
