@@ -20,7 +20,7 @@ import (
 
 // GoRedisDialer is the real Dialer. It keeps one small go-redis client per
 // formation and address and replaces it when the formation's credentials
-// (user or password) change, so the number of clients stays bounded by the
+// (user, password or TLS material) change, so the number of clients stays bounded by the
 // number of member addresses; Forget closes a formation's clients.
 type GoRedisDialer struct {
 	// Timeout bounds dialing and each read or write.
@@ -37,7 +37,7 @@ type clientSet struct {
 }
 
 type cachedClient[C interface{ Close() error }] struct {
-	secret string // fingerprint of the user name and password
+	secret string // fingerprint of the user name, password and TLS material
 	client C
 }
 
@@ -97,6 +97,7 @@ func (d *GoRedisDialer) options(addr string, creds Credentials) *redis.Options {
 		Addr:                  addr,
 		Username:              creds.Username,
 		Password:              creds.Password,
+		TLSConfig:             creds.TLS.Config(),
 		DialTimeout:           d.Timeout,
 		ReadTimeout:           d.Timeout,
 		WriteTimeout:          d.Timeout,
@@ -114,7 +115,7 @@ func (d *GoRedisDialer) options(addr string, creds Credentials) *redis.Options {
 // cached returns the client for addr in the cache pick selects (under mu),
 // making a new one when none exists or the credentials changed.
 func cached[C interface{ Close() error }](mu *sync.Mutex, pick func() map[string]cachedClient[C], addr string, creds Credentials, create func() C) C {
-	secret := fingerprint.Strings(creds.Username, creds.Password)
+	secret := fingerprint.Strings(creds.Username, creds.Password, creds.TLS.CA, creds.TLS.Cert, creds.TLS.Key)
 	mu.Lock()
 	defer mu.Unlock()
 	cache := pick()

@@ -6,11 +6,14 @@ package redisadmin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
 )
 
@@ -92,6 +95,34 @@ type ReplicaState struct {
 type Credentials struct {
 	Username string
 	Password string
+	// TLS is the formation's TLS material; zero when TLS is off.
+	TLS TLSMaterial
+}
+
+// TLSMaterial is what the operator dials a TLS formation with, in PEM:
+// the CA(s) the members' certificates are checked against, and the client
+// certificate and key presented when the members require one. Strings, so
+// that Credentials stay comparable (the Sentinel watcher restarts its
+// subscriptions when they change).
+type TLSMaterial struct {
+	CA, Cert, Key string
+}
+
+// Config is the TLS configuration to dial with, nil when TLS is off.
+// Material that does not parse (observe checks it before handing it out)
+// gives a configuration that fails every handshake with the reason: the
+// operator never falls back to plaintext.
+func (m TLSMaterial) Config() *tls.Config {
+	if m == (TLSMaterial{}) {
+		return nil
+	}
+	cfg, err := certs.ClientConfig([]byte(m.CA), []byte(m.Cert), []byte(m.Key))
+	if err != nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12, VerifyConnection: func(tls.ConnectionState) error {
+			return fmt.Errorf("the formation's TLS material is unusable: %w", err)
+		}}
+	}
+	return cfg
 }
 
 // Admin runs administrative commands against one formation's servers.

@@ -253,7 +253,7 @@ func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member,
 	// ContextTimeoutEnabled makes the epoch query honour its deadline; the
 	// PubSub's reads are bounded by ReceiveTimeout regardless.
 	client := redis.NewSentinelClient(&redis.Options{
-		Addr: addr, Username: creds.Username, Password: creds.Password, DisableIdentity: true,
+		Addr: addr, Username: creds.Username, Password: creds.Password, TLSConfig: creds.TLS.Config(), DisableIdentity: true,
 		DialTimeout: time.Second, MaxRetries: -1, DialerRetries: 1,
 		ContextTimeoutEnabled: true,
 	})
