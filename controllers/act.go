@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -86,10 +89,10 @@ func (r *FormationReconciler) act(ctx context.Context, f *redisv1alpha1.RedisSen
 }
 
 // parallelBatch is the run of actions at the head of list that may run at
-// once: creates, or new members' configurations.
+// once: creates, new members' configurations, or new TLS material.
 func parallelBatch(list []action) []action {
 	parallel := func(a action) bool {
-		return a.kind == actCreate || (a.kind == actTopology && a.topology.Kind == topology.Configure)
+		return a.kind == actCreate || a.kind == actApplyTLS || (a.kind == actTopology && a.topology.Kind == topology.Configure)
 	}
 	n := 1
 	for n < len(list) && parallel(list[0]) && parallel(list[n]) && list[n].kind == list[0].kind {
@@ -104,7 +107,7 @@ func phaseOf(k actionKind) string {
 		return "finalizer"
 	case actCreate, actStart, actPin, actReplace, actRemove:
 		return "instances"
-	case actApplyCredentials, actApplyBackendRules, actWriteSecret, actWriteConnection:
+	case actApplyCredentials, actApplyBackendRules, actWriteSecret, actWriteConnection, actIssueCertificates:
 		return "secrets"
 	case actConfigSet, actSetPriority:
 		return "configuration"
@@ -193,6 +196,20 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		return o.admin.ResumeWrites(ctx, from.Redis)
 	case actWriteConnection:
 		return r.writeOwnedSecret(ctx, f, o.connection, connectionSecretName(f), a.data)
+	case actIssueCertificates:
+		return r.writeOwnedSecret(ctx, f, a.observed, tlsSecretName(f), a.data)
+	case actApplyTLS:
+		m := o.member(a.member)
+		paths, err := writeTLSFiles(ctx, o, m, a.files)
+		if err != nil {
+			return err
+		}
+		if err := runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+strings.Join(paths, " ")); err != nil {
+			return err
+		}
+		return o.admin.ConfigSet(ctx, m.Redis, renderTLS(f).Reload())
+	case actRestartSentinel:
+		return runScript(ctx, o.incus, o.member(a.member).instanceName, "systemctl restart redis-sentinel")
 	}
 	return fmt.Errorf("unknown action %q", a.kind)
 }
@@ -290,12 +307,17 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
 		AuthUser: acl.MonitoringUser, AuthPass: o.creds[acl.Monitoring].Current, KnownReplicas: replicas,
-		ID: sentinelRunID(f, m.index), KnownSentinels: sentinels,
+		ID: sentinelRunID(f, m.index), KnownSentinels: sentinels, TLS: renderTLS(f),
 	})
 	if err != nil {
 		return err
 	}
 	if err := o.incus.WriteFile(ctx, m.instanceName, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
+		return err
+	}
+	tlsFiles, _ := o.tls.memberFiles(m.name)
+	tlsPaths, err := writeTLSFiles(ctx, o, m, tlsFiles)
+	if err != nil {
 		return err
 	}
 	// redis-server is started but not enabled: after a container restart it
@@ -304,9 +326,24 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	// is Type=notify): the next pass finds it answering.
 	// redis-sentinel is enabled by its link alone: `systemctl enable` would
 	// also reload systemd, half a second on the critical path.
-	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+"chown redis:redis "+redisConfPath+" "+sentinelConfPath+
+	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+"chown redis:redis "+strings.Join(append([]string{redisConfPath, sentinelConfPath}, tlsPaths...), " ")+
 		" && ln -sf "+sentinelUnit+" "+sentinelWantedBy+
 		" && systemctl start redis-sentinel redis-server && touch "+configuredMarker)
+}
+
+// writeTLSFiles writes a member's TLS files (none: nothing) and returns
+// their paths, for the chown that makes them the redis user's (and only
+// its: mode 0600). Each file is replaced atomically, and the key shares its
+// file with its certificate, so a server never reads a half-written or
+// mismatched pair.
+func writeTLSFiles(ctx context.Context, o *observation, m *memberObs, files map[string][]byte) ([]string, error) {
+	paths := slices.Sorted(maps.Keys(files))
+	for _, path := range paths {
+		if err := o.incus.WriteFile(ctx, m.instanceName, path, files[path], 0o600, 0, 0); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
 }
 
 // sentinelRunID is the run ID of member index's sentinel: derived from
@@ -322,6 +359,7 @@ func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alph
 	cfg := redisSettings(f, m.Redis, master)
 	cfg.Users = acl.ServerUsers(o.creds, appliedBackendUser(f))
 	cfg.MasterUser, cfg.MasterAuth = acl.ReplicationUser, o.creds[acl.Replication].Current
+	cfg.TLS = renderTLS(f)
 	conf, err := render.RedisConf(cfg)
 	if err != nil {
 		return err

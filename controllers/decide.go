@@ -38,6 +38,9 @@ const (
 	actDemoteOldMaster   actionKind = "DemoteOldMaster"
 	actWriteConnection   actionKind = "WriteConnection"
 	actSetPriority       actionKind = "SetReplicaPriority"
+	actIssueCertificates actionKind = "IssueCertificates"
+	actApplyTLS          actionKind = "ApplyTLS"
+	actRestartSentinel   actionKind = "RestartSentinel"
 )
 
 // action is one step decided by a pass. Only the fields of its kind are set.
@@ -63,6 +66,8 @@ type action struct {
 	data       map[string][]byte
 	secretName string
 	observed   *corev1.Secret
+	// files are an ApplyTLS's files, by path in the member.
+	files map[string][]byte
 	// record, when set, is applied to the status once the action succeeded:
 	// the bookkeeping the next pass (or the next operator) relies on.
 	record func(*redisv1alpha1.RedisSentinelFormationStatus)
@@ -148,7 +153,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	outage := decideMasterOutage(&p, f, o, now)
 	// A password step runs alone: topology actions of the same pass would
 	// configure members with the passwords being replaced.
-	if decideCredentials(&p, f, o, opts, now) {
+	if decideCredentials(&p, f, o, opts, now) || decideTLSMaterial(&p, f, o) {
 		return p
 	}
 	if decideInstances(&p, f, o, now) {
@@ -158,7 +163,11 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 		p.degrade(ReasonUntrustedMaster, "%s", untrustedMessage(name, p.topology.Untrusted[name]))
 	}
 	for _, a := range p.topology.Actions {
-		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(f, a, now)})
+		if a.Kind == topology.Configure && o.tls != nil && o.tls.member[a.Member] == nil {
+			p.progressing = "waiting for the TLS certificate of member " + a.Member
+			continue
+		}
+		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(f, o, a, now)})
 		// A configured or started member answers once the action is done
 		// (systemd waits for redis-server's readiness): look at once.
 		p.requeueNow = p.requeueNow || a.Kind == topology.Configure || a.Kind == topology.StartRedis
@@ -168,6 +177,8 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	} else {
 		decideSettings(&p, f, o)
 	}
+	decideTLSRollout(&p, f, o, p.topology.FailoverInProgress)
+	recordTLSStatus(&p, o)
 	need := needsPlannedFailover(f, o, &p)
 	if switchover := decideSwitchover(&p, f, o, now); need == "" {
 		need = switchover
@@ -269,7 +280,7 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 			return true
 		}
 		for _, m := range o.members {
-			if m.instance == nil {
+			if m.instance == nil && (o.tls == nil || o.tls.problem == nil) {
 				address := previousAddress(f, m.name)
 				spec := instanceSpec(f, m.index, address)
 				maps.Copy(spec.Config, staticNetwork(o, address))
@@ -582,7 +593,7 @@ func recordStaleSentinels(stale []string, now time.Time) func(*redisv1alpha1.Red
 // recordTopologyAction keeps the time of a SENTINEL RESET, which may not be
 // repeated too soon, and the runtime settings a configured member's
 // redis.conf was written with (so that they are not set again).
-func recordTopologyAction(f *redisv1alpha1.RedisSentinelFormation, a topology.Action, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
+func recordTopologyAction(f *redisv1alpha1.RedisSentinelFormation, o *observation, a topology.Action, now time.Time) func(*redisv1alpha1.RedisSentinelFormationStatus) {
 	switch a.Kind {
 	case topology.Reset:
 		return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
@@ -595,9 +606,11 @@ func recordTopologyAction(f *redisv1alpha1.RedisSentinelFormation, a topology.Ac
 		if err != nil {
 			return nil
 		}
+		_, tlsHash := o.tls.memberFiles(a.Member)
 		return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
 			if m := findMember(st.Members, a.Member); m != nil {
 				m.SettingsHash = fingerprint.Map(settings)
+				m.TLSHash, m.SentinelTLSHash = tlsHash, tlsHash
 			}
 		}
 	}

@@ -126,7 +126,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	notes = setStatus(f, obs, p, res, r.Options, now)
 	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(f, obs, p))
 	if obs.creds != nil {
-		r.Watcher.Watch(req.NamespacedName, adminCredentials(obs.creds), sentinelTargets(obs))
+		r.Watcher.Watch(req.NamespacedName, adminCredentials(obs.creds, obs.tls), sentinelTargets(obs))
 	}
 	if f.Status.Phase == redisv1alpha1.PhaseReady && f.Status.Connection != nil {
 		r.Canary.maybeProbe(req.NamespacedName, connectionData(f, obs.creds, f.Status.Connection.SentinelAddresses), log)

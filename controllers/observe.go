@@ -74,6 +74,9 @@ type observation struct {
 	// created (nil otherwise, or when Incus hands out no addresses there).
 	addressing *addressing
 
+	// tls is the formation's TLS material (nil: TLS is off).
+	tls *tlsObs
+
 	// connection is the connection Secret as it is (nil: absent).
 	connection *corev1.Secret
 
@@ -132,6 +135,13 @@ func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.Redi
 	if !r.observeInstances(ctx, f, o) {
 		return o
 	}
+	if err := r.observeTLS(ctx, f, o, r.now()); err != nil {
+		o.stop, o.stopPhase = err, "secrets"
+		return o
+	}
+	if o.tls != nil {
+		o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds, o.tls))
+	}
 	r.observeServers(ctx, f, o, log)
 	key := client.ObjectKeyFromObject(f)
 	o.events, o.switches = r.Watcher.Events(key), r.Watcher.Switches(key)
@@ -169,7 +179,7 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 			o.creds[c] = acl.Passwords{Current: pw}
 		}
 	}
-	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds))
+	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds, nil))
 	return true
 }
 
@@ -518,9 +528,10 @@ func instanceNames(o *observation) []string {
 	return names
 }
 
-// adminCredentials are the operator's user on the members.
-func adminCredentials(creds acl.Set) redisadmin.Credentials {
-	return redisadmin.Credentials{Username: acl.AdminUser, Password: creds[acl.Admin].Current}
+// adminCredentials are the operator's user on the members, and its TLS
+// material when TLS is on.
+func adminCredentials(creds acl.Set, t *tlsObs) redisadmin.Credentials {
+	return redisadmin.Credentials{Username: acl.AdminUser, Password: creds[acl.Admin].Current, TLS: t.dial()}
 }
 
 // sentinelTargets are the formation's running sentinels, for the watcher.

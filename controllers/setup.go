@@ -315,7 +315,11 @@ func retryLimiter(maxDelay time.Duration) workqueue.TypedRateLimiter[reconcile.R
 
 func referencedSecrets(obj client.Object) []string {
 	f := obj.(*redisv1alpha1.RedisSentinelFormation)
-	return []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
+	names := []string{f.Spec.Auth.PasswordSecretRef.Name, f.Spec.Auth.SentinelPasswordSecretRef.Name}
+	if tlsEnabled(f) && f.Spec.TLS.SecretName != "" {
+		names = append(names, f.Spec.TLS.SecretName)
+	}
+	return names
 }
 
 // hostIndex indexes formations by the IncusHost they live on ("" while

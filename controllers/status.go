@@ -83,6 +83,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	recordEvents(st, o.events)
 	setConditions(f, o, p, res, now)
+	notes = append(notes, setTLSCondition(f, o, now)...)
 	notes = append(notes, setSwitchoverCondition(f, before.Switchover, now)...)
 	notes = append(notes, setPausedCondition(f, p.withheld, now)...)
 	notes = append(notes, blockedNotes(before, f, o)...)
@@ -135,6 +136,7 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 		ms := memberStatus(f, m, tp, masterOffset)
 		if prev := findMember(st.Members, m.name); prev != nil {
 			ms.StartedAt, ms.SentinelResetAt, ms.SentinelStaleSince, ms.SettingsHash = prev.StartedAt, prev.SentinelResetAt, prev.SentinelStaleSince, prev.SettingsHash
+			ms.TLSHash, ms.SentinelTLSHash = prev.TLSHash, prev.SentinelTLSHash
 		}
 		if ms.Health == redisv1alpha1.HealthHealthy {
 			ready++

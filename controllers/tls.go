@@ -1,0 +1,458 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
+	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+)
+
+// Reasons of the TLSReady condition besides certs.Reason's, which name why
+// a user Secret's certificate is refused.
+const (
+	ReasonTLSServed         = "CertificatesServed"
+	ReasonTLSRolling        = "CertificatesRolling"
+	ReasonTLSSecretNotFound = "TLSSecretNotFound"
+	ReasonTLSSecretKey      = "TLSSecretKeyMissing"
+	ReasonTLSSecretNotOwned = "TLSSecretNotOwned"
+)
+
+// Defaults of the certificates the operator issues (the schema's defaults,
+// for a spec read before they were applied).
+const (
+	defaultCertificateDuration = 90 * 24 * time.Hour
+	defaultRenewBefore         = 30 * 24 * time.Hour
+	// caValidity is the formation CA's lifetime: it is not rotated by the
+	// operator (see docs/tls.md).
+	caValidity = 10 * 365 * 24 * time.Hour
+)
+
+// Keys of the operator's TLS Secret besides "<member>.crt"/"<member>.key".
+const (
+	tlsKeyCA         = "ca.crt"
+	tlsKeyCAKey      = "ca.key"
+	tlsKeyClient     = "client.crt"
+	tlsKeyClientKey  = "client.key"
+	userKeyCert      = "tls.crt"
+	userKeyKey       = "tls.key"
+	clientCommonName = "rsf-client"
+)
+
+func tlsEnabled(f *redisv1alpha1.RedisSentinelFormation) bool {
+	return f.Spec.TLS != nil && f.Spec.TLS.Enabled
+}
+
+func clientAuthRequired(f *redisv1alpha1.RedisSentinelFormation) bool {
+	return tlsEnabled(f) && f.Spec.TLS.ClientAuth == redisv1alpha1.ClientAuthRequired
+}
+
+// tlsSecretName is the Secret holding the CA and certificates the operator
+// issues for a formation without spec.tls.secretName.
+func tlsSecretName(f *redisv1alpha1.RedisSentinelFormation) string { return f.Name + "-tls" }
+
+// renderTLS is the render input of a TLS formation's servers (nil: off).
+func renderTLS(f *redisv1alpha1.RedisSentinelFormation) *render.TLS {
+	if !tlsEnabled(f) {
+		return nil
+	}
+	return &render.TLS{CAFile: render.TLSCAFile, MemberFile: render.TLSMemberFile, AuthClients: clientAuthRequired(f)}
+}
+
+// tlsObs is the formation's TLS material as this pass read (and, for the
+// operator's CA, issued) it.
+type tlsObs struct {
+	// secret is the operator's TLS Secret as read (nil: absent, or a user
+	// Secret is used); issue, when set, is what it must hold before the
+	// material is used, and issueReason why.
+	secret      *corev1.Secret
+	issue       map[string][]byte
+	issueReason string
+	// forced is the renew-certificates annotation value an issue carries out.
+	forced string
+	// problem is why the material is refused (a user Secret); nothing TLS
+	// is then created or applied.
+	problem *problem
+	// ca is the bundle's CA; caFile what the members trust: ca, or ca and
+	// status.tls.trustedCA side by side while a change of CA rolls.
+	ca, caFile []byte
+	// member is each member's key and certificate chain, in one PEM.
+	member map[string][]byte
+	// dialCert and dialKey are what the operator presents to the members;
+	// backendCert and backendKey what the connection Secret hands out
+	// (only with the operator's CA and client certificates required).
+	dialCert, dialKey       []byte
+	backendCert, backendKey []byte
+	// notAfter is the earliest expiry of the members' certificates, and
+	// renewAt when the operator renews them (zero for a user Secret).
+	notAfter, renewAt time.Time
+}
+
+// memberFiles are the TLS files a member gets, by path in the container,
+// and their fingerprint (status.members[].tlsHash); nil when the material
+// for it is not available.
+func (t *tlsObs) memberFiles(name string) (map[string][]byte, string) {
+	if t == nil || t.member[name] == nil {
+		return nil, ""
+	}
+	files := map[string][]byte{render.TLSCAFile: t.caFile, render.TLSMemberFile: t.member[name]}
+	return files, fingerprint.Strings(string(t.caFile), string(t.member[name]))[:16]
+}
+
+// dial is the TLS material the operator dials the members with.
+func (t *tlsObs) dial() redisadmin.TLSMaterial {
+	if t == nil || t.caFile == nil {
+		return redisadmin.TLSMaterial{}
+	}
+	return redisadmin.TLSMaterial{CA: string(t.caFile), Cert: string(t.dialCert), Key: string(t.dialKey)}
+}
+
+// tlsAddresses are the members' addresses by member, for the certificates.
+func tlsAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) map[string]string {
+	addrs := map[string]string{}
+	for _, list := range [][]*memberObs{o.members, o.leaving} {
+		for _, m := range list {
+			if a := memberAddress(f, m); a != "" {
+				addrs[m.name] = a
+			}
+		}
+	}
+	return addrs
+}
+
+// observeTLS reads the formation's TLS material: the user Secret, checked
+// against every member's address, or the operator's own, with the
+// certificates that are missing, no longer match a member, are due or were
+// asked to be renewed issued anew (written by the pass before use).
+func (r *FormationReconciler) observeTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
+	if !tlsEnabled(f) {
+		return nil
+	}
+	o.tls = &tlsObs{member: map[string][]byte{}}
+	var err error
+	if f.Spec.TLS.SecretName != "" {
+		err = r.observeUserTLS(ctx, f, o, now)
+	} else {
+		err = r.observeOperatorTLS(ctx, f, o, now)
+	}
+	if err != nil || o.tls.problem != nil {
+		return err
+	}
+	o.tls.caFile = o.tls.ca
+	if st := f.Status.TLS; st != nil && st.TrustedCA != "" && st.TrustedCA != string(o.tls.ca) {
+		o.tls.caFile = append(append(bytes.Clone(o.tls.ca), '\n'), st.TrustedCA...)
+	}
+	return nil
+}
+
+func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
+	name := f.Spec.TLS.SecretName
+	secret := &corev1.Secret{}
+	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: name}, secret); {
+	case apierrors.IsNotFound(err):
+		o.tls.problem = &problem{ReasonTLSSecretNotFound, fmt.Sprintf("Secret %s/%s named by spec.tls.secretName does not exist", f.Namespace, name)}
+		return nil
+	case apierrors.IsForbidden(err):
+		fb := r.forbiddenSecrets(f, name)
+		o.tls.problem = &problem{fb.reason, fb.message}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, name, err)
+	}
+	for _, k := range []string{userKeyCert, userKeyKey, tlsKeyCA} {
+		if len(secret.Data[k]) == 0 {
+			o.tls.problem = &problem{ReasonTLSSecretKey, fmt.Sprintf("Secret %s/%s (spec.tls.secretName) has no key %q: it needs tls.crt, tls.key and ca.crt", f.Namespace, name, k)}
+			return nil
+		}
+	}
+	addrs := tlsAddresses(f, o)
+	bundle := certs.Bundle{CA: secret.Data[tlsKeyCA], Cert: secret.Data[userKeyCert], Key: secret.Data[userKeyKey]}
+	leaf, err := certs.Check(bundle, slices.Sorted(maps.Values(addrs)), clientAuthRequired(f), now)
+	if p, ok := err.(*certs.Problem); ok {
+		o.tls.problem = &problem{string(p.Reason), fmt.Sprintf("Secret %s/%s (spec.tls.secretName): %s", f.Namespace, name, p.Message)}
+		return nil
+	} else if err != nil {
+		return err
+	}
+	combined := certs.CombinedPEM(bundle.Cert, bundle.Key)
+	for m := range addrs {
+		o.tls.member[m] = combined
+	}
+	o.tls.ca, o.tls.notAfter = bundle.CA, leaf.NotAfter
+	o.tls.dialCert, o.tls.dialKey = bundle.Cert, bundle.Key
+	return nil
+}
+
+func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
+	secret, err := r.readOwnedSecret(ctx, f, tlsSecretName(f), ReasonTLSSecretNotOwned, "TLS")
+	if err != nil {
+		if se, ok := asSecretError(err); ok {
+			o.tls.problem = &problem{se.reason, se.message}
+			return nil
+		}
+		return err
+	}
+	o.tls.secret = secret
+	data := map[string][]byte{}
+	if secret != nil {
+		maps.Copy(data, secret.Data)
+	}
+	spec := f.Spec.TLS
+	validity, renewBefore := defaultCertificateDuration, defaultRenewBefore
+	if spec.CertificateDuration != nil {
+		validity = spec.CertificateDuration.Duration
+	}
+	if spec.RenewBefore != nil {
+		renewBefore = spec.RenewBefore.Duration
+	}
+	forced := f.Annotations[redisv1alpha1.AnnotationRenewCertificates]
+	if st := f.Status.TLS; forced != "" && st != nil && st.RenewRequest == forced {
+		forced = ""
+	}
+	var reasons []string
+	ca, err := certs.ParseAuthority(data[tlsKeyCA], data[tlsKeyCAKey])
+	if err != nil {
+		certPEM, keyPEM, err := certs.NewAuthority(fmt.Sprintf("rsf %s/%s CA", f.Namespace, f.Name), now, caValidity)
+		if err != nil {
+			return err
+		}
+		if ca, err = certs.ParseAuthority(certPEM, keyPEM); err != nil {
+			return err
+		}
+		data = map[string][]byte{tlsKeyCA: certPEM, tlsKeyCAKey: keyPEM}
+		reasons = append(reasons, "a new CA")
+	}
+	// due says why the certificate under key must be issued anew, if it must.
+	due := func(key string, addresses []string) string {
+		leaf, err := certs.Check(certs.Bundle{CA: data[tlsKeyCA], Cert: data[key+".crt"], Key: data[key+".key"]}, addresses, true, now)
+		switch {
+		case err != nil:
+			return "certificate " + key + " is missing or does not match"
+		case forced != "":
+			return "renewal asked for with the " + redisv1alpha1.AnnotationRenewCertificates + " annotation"
+		case !now.Before(leaf.NotAfter.Add(-renewBefore)):
+			return "certificate " + key + " is due for renewal"
+		}
+		if o.tls.notAfter.IsZero() || leaf.NotAfter.Before(o.tls.notAfter) {
+			o.tls.notAfter = leaf.NotAfter
+		}
+		return ""
+	}
+	issue := func(key string, certPEM, keyPEM []byte, err error) error {
+		if err != nil {
+			return fmt.Errorf("issuing certificate %s: %w", key, err)
+		}
+		data[key+".crt"], data[key+".key"] = certPEM, keyPEM
+		if leaf, err := certs.Leaf(certPEM); err == nil && (o.tls.notAfter.IsZero() || leaf.NotAfter.Before(o.tls.notAfter)) {
+			o.tls.notAfter = leaf.NotAfter
+		}
+		return nil
+	}
+	addrs := tlsAddresses(f, o)
+	for _, m := range slices.Sorted(maps.Keys(addrs)) {
+		if why := due(m, []string{addrs[m]}); why != "" {
+			certPEM, keyPEM, err := ca.IssueServing(m, []net.IP{net.ParseIP(addrs[m])}, now, validity)
+			if err := issue(m, certPEM, keyPEM, err); err != nil {
+				return err
+			}
+			reasons = append(reasons, why)
+		}
+	}
+	if why := due("client", nil); why != "" {
+		certPEM, keyPEM, err := ca.IssueClient(clientCommonName, now, validity)
+		if err := issue("client", certPEM, keyPEM, err); err != nil {
+			return err
+		}
+		reasons = append(reasons, why)
+	}
+	// Certificates of members no longer in the formation go.
+	for k := range data {
+		base := strings.TrimSuffix(strings.TrimSuffix(k, ".crt"), ".key")
+		if _, ok := addrs[base]; !ok && base != "client" && k != tlsKeyCA && k != tlsKeyCAKey {
+			delete(data, k)
+			reasons = append(reasons, "member "+base+" left")
+		}
+	}
+	if secret == nil || !maps.EqualFunc(data, secret.Data, bytes.Equal) {
+		o.tls.issue, o.tls.issueReason, o.tls.forced = data, strings.Join(slices.Compact(slices.Sorted(slices.Values(reasons))), "; "), f.Annotations[redisv1alpha1.AnnotationRenewCertificates]
+	}
+	for m := range addrs {
+		o.tls.member[m] = certs.CombinedPEM(data[m+".crt"], data[m+".key"])
+	}
+	o.tls.ca = data[tlsKeyCA]
+	o.tls.dialCert, o.tls.dialKey = data["client.crt"], data["client.key"]
+	if clientAuthRequired(f) {
+		o.tls.backendCert, o.tls.backendKey = o.tls.dialCert, o.tls.dialKey
+	}
+	o.tls.renewAt = o.tls.notAfter.Add(-renewBefore)
+	return nil
+}
+
+// decideTLSMaterial writes the operator's TLS Secret when certificates were
+// issued, before anything uses them, and reports refused material. It
+// returns true when the pass must end there.
+func decideTLSMaterial(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
+	if o.tls == nil {
+		if f.Status.TLS != nil {
+			p.record = append(p.record, func(s *redisv1alpha1.RedisSentinelFormationStatus) { s.TLS = nil })
+		}
+		return false
+	}
+	if o.tls.problem != nil {
+		p.degrade(o.tls.problem.reason, "%s; no member is created or given new TLS material until it is fixed, and the members keep serving their current certificates", o.tls.problem.message)
+		return false
+	}
+	if o.tls.issue == nil {
+		return false
+	}
+	forced := o.tls.forced
+	p.add(action{kind: actIssueCertificates, observed: o.tls.secret, data: o.tls.issue, reason: o.tls.issueReason,
+		record: func(s *redisv1alpha1.RedisSentinelFormationStatus) {
+			if forced != "" {
+				tlsStatus(s).RenewRequest = forced
+			}
+		}})
+	p.progressing = "issuing TLS certificates: " + o.tls.issueReason
+	p.requeueNow = true
+	return true
+}
+
+func tlsStatus(s *redisv1alpha1.RedisSentinelFormationStatus) *redisv1alpha1.TLSStatus {
+	if s.TLS == nil {
+		s.TLS = &redisv1alpha1.TLSStatus{}
+	}
+	return s.TLS
+}
+
+// decideTLSRollout gives running members the current TLS material live:
+// every redis-server in one pass (CONFIG SET reloads it for new
+// connections), then the sentinels one at a time, each only while every
+// other sentinel answers (Sentinel 7.0 reads its TLS files only at a
+// start). Once every member serves it, a CA trusted beside the new one is
+// dropped (another round).
+func decideTLSRollout(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation, failingOver bool) {
+	if o.tls == nil || o.tls.problem != nil {
+		return
+	}
+	servers, sentinels, everySentinelUp := 0, 0, true
+	var restart *memberObs
+	for _, m := range o.members {
+		everySentinelUp = everySentinelUp && m.sentinelUp()
+		files, hash := o.tls.memberFiles(m.name)
+		st := findMember(f.Status.Members, m.name)
+		switch {
+		case files == nil || st == nil || st.TLSHash == "":
+			// Not configured yet: it gets the material then.
+		case st.TLSHash != hash && !m.redisUp():
+			servers++ // given the material once it answers
+		case st.TLSHash != hash:
+			servers++
+			name := m.name
+			p.add(action{kind: actApplyTLS, member: name, files: files, reason: "new TLS material",
+				record: func(s *redisv1alpha1.RedisSentinelFormationStatus) {
+					if ms := findMember(s.Members, name); ms != nil {
+						ms.TLSHash = hash
+					}
+				}})
+		case st.SentinelTLSHash != hash:
+			sentinels++
+			if restart == nil {
+				restart = m
+			}
+		}
+	}
+	// A sentinel restarts only once every redis-server serves the new
+	// material and while every other sentinel answers: the quorum holds.
+	if restart != nil && servers == 0 && everySentinelUp && !failingOver {
+		_, hash := o.tls.memberFiles(restart.name)
+		name := restart.name
+		p.add(action{kind: actRestartSentinel, member: name, reason: "its sentinel takes new TLS material only at a start",
+			record: func(s *redisv1alpha1.RedisSentinelFormationStatus) {
+				if ms := findMember(s.Members, name); ms != nil {
+					ms.SentinelTLSHash = hash
+				}
+			}})
+	}
+	if servers+sentinels > 0 {
+		if p.progressing == "" {
+			p.progressing = fmt.Sprintf("giving members new TLS material (%d redis-servers and %d sentinels to go)", servers, sentinels)
+		}
+		p.wakeIn(settlePoll)
+		return
+	}
+	// Every member serves the material: the CA it trusts is now only the
+	// bundle's (a CA trusted beside it is dropped by another round).
+	if st := f.Status.TLS; st == nil || st.TrustedCA != string(o.tls.ca) {
+		ca := string(o.tls.ca)
+		p.record = append(p.record, func(s *redisv1alpha1.RedisSentinelFormationStatus) { tlsStatus(s).TrustedCA = ca })
+	}
+}
+
+// recordTLSStatus keeps the certificates' expiry and renewal time.
+func recordTLSStatus(p *plan, o *observation) {
+	if o.tls == nil || o.tls.problem != nil || o.tls.notAfter.IsZero() {
+		return
+	}
+	notAfter, renewAt := metav1.NewTime(o.tls.notAfter), o.tls.renewAt
+	p.record = append(p.record, func(s *redisv1alpha1.RedisSentinelFormationStatus) {
+		st := tlsStatus(s)
+		st.NotAfter, st.RenewAt = &notAfter, nil
+		if !renewAt.IsZero() {
+			st.RenewAt = &metav1.Time{Time: renewAt}
+		}
+	})
+}
+
+// setTLSCondition sets TLSReady from the material read and what the
+// members serve (after this pass's records); a refusal is also an Event.
+func setTLSCondition(f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) []note {
+	st := &f.Status
+	if !tlsEnabled(f) {
+		meta.RemoveStatusCondition(&st.Conditions, redisv1alpha1.ConditionTLSReady)
+		return nil
+	}
+	if o.tls == nil {
+		return nil // the pass stopped before reading it
+	}
+	c := metav1.Condition{Type: redisv1alpha1.ConditionTLSReady, Status: metav1.ConditionFalse, ObservedGeneration: f.Generation, LastTransitionTime: metav1.NewTime(now)}
+	var waiting []string
+	for _, m := range o.members {
+		_, hash := o.tls.memberFiles(m.name)
+		if ms := findMember(st.Members, m.name); hash == "" || ms == nil || ms.TLSHash != hash || ms.SentinelTLSHash != hash {
+			waiting = append(waiting, m.name)
+		}
+	}
+	switch {
+	case o.tls.problem != nil:
+		c.Reason, c.Message = o.tls.problem.reason, o.tls.problem.message+"; the members keep serving their current certificates"
+	case o.tls.issue != nil:
+		c.Reason, c.Message = ReasonTLSRolling, "issuing certificates: "+o.tls.issueReason
+	case len(waiting) > 0:
+		c.Reason, c.Message = ReasonTLSRolling, "members not serving the current TLS material yet: "+strings.Join(waiting, ", ")
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, ReasonTLSServed
+		c.Message = "every member serves certificates valid until " + o.tls.notAfter.UTC().Format(time.RFC3339)
+		if !o.tls.renewAt.IsZero() {
+			c.Message += "; the operator renews them from " + o.tls.renewAt.UTC().Format(time.RFC3339)
+		}
+	}
+	if !meta.SetStatusCondition(&st.Conditions, c) || o.tls.problem == nil {
+		return nil
+	}
+	return []note{{eventType: corev1.EventTypeWarning, reason: c.Reason, action: "ValidateTLS", message: c.Message}}
+}
