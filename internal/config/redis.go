@@ -2,7 +2,10 @@
 // Redis: a single instance from REDIS_URL, or a Sentinel-managed master from
 // REDIS_SENTINEL_ADDRS + REDIS_SENTINEL_MASTER_NAME (authenticated to the
 // sentinels as REDIS_SENTINEL_USERNAME with REDIS_SENTINEL_PASSWORD), with
-// the data user, password and DB still taken from REDIS_URL.
+// the data user, password and DB still taken from REDIS_URL. With TLS
+// (rediss://), REDIS_TLS_CA_CERT, REDIS_TLS_CLIENT_CERT and
+// REDIS_TLS_CLIENT_KEY hold the PEM of the CA to trust and of the client
+// certificate to present.
 //
 // Errors name the offending variable and never quote a secret: a REDIS_URL
 // that fails to parse is not echoed, since it may carry a password.
@@ -21,6 +24,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
 )
 
 // Names of the environment variables (and of the keys of a formation's
@@ -31,20 +36,23 @@ const (
 	EnvMasterName       = "REDIS_SENTINEL_MASTER_NAME"
 	EnvSentinelUsername = "REDIS_SENTINEL_USERNAME"
 	EnvSentinelPassword = "REDIS_SENTINEL_PASSWORD"
+	EnvTLSCACert        = "REDIS_TLS_CA_CERT"
+	EnvTLSClientCert    = "REDIS_TLS_CLIENT_CERT"
+	EnvTLSClientKey     = "REDIS_TLS_CLIENT_KEY"
 )
 
 // Keys lists every variable this package reads, in documentation order.
 func Keys() []string {
-	return []string{EnvURL, EnvSentinelAddrs, EnvMasterName, EnvSentinelUsername, EnvSentinelPassword}
+	return []string{EnvURL, EnvSentinelAddrs, EnvMasterName, EnvSentinelUsername, EnvSentinelPassword, EnvTLSCACert, EnvTLSClientCert, EnvTLSClientKey}
 }
 
 const redacted = "<redacted>"
 
 // Redis is a parsed Redis connection configuration.
 //
-// URL, Password and SentinelPassword are secrets: String, GoString,
-// MarshalLog (logr) and MarshalLogObject (zap) redact them, so a Redis value
-// can be logged as a whole.
+// URL, Password, SentinelPassword and TLSClientKey are secrets: String,
+// GoString, MarshalLog (logr) and MarshalLogObject (zap) redact them, so a
+// Redis value can be logged as a whole.
 type Redis struct {
 	// URL is REDIS_URL as given. It may hold a password: never log it.
 	URL string
@@ -60,8 +68,17 @@ type Redis struct {
 	Password string
 	// DB is the database number from REDIS_URL's path (0 by default).
 	DB int
-	// TLS is true for a rediss:// URL.
+	// TLS is true for a rediss:// URL, and in Sentinel mode without
+	// REDIS_URL when a TLS variable is set. It covers the sentinels and the
+	// master alike.
 	TLS bool
+	// TLSCACert is the PEM of the CA to trust (REDIS_TLS_CA_CERT); nil
+	// means the system roots.
+	TLSCACert []byte
+	// TLSClientCert and TLSClientKey are the PEM client certificate and its
+	// key, both or neither (for tls-auth-clients). The key is a secret.
+	TLSClientCert []byte
+	TLSClientKey  []byte
 
 	// SentinelAddrs are the sentinels' host:port, validated, in the order
 	// given, without duplicates. Empty means single-instance mode.
@@ -133,19 +150,98 @@ func parse(get func(string) string) (Redis, error) {
 		}
 	}
 
+	urlOK := false
 	switch {
 	case r.URL != "":
 		if err := r.parseURL(); err != nil {
 			errs = append(errs, err)
+		} else {
+			urlOK = true
 		}
 	case !sentinel:
 		errs = append(errs, fmt.Errorf("%s is required when %s is empty (single-instance mode)", EnvURL, EnvSentinelAddrs))
+	}
+
+	tlsSet, err := r.parseTLS(get)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(tlsSet) > 0 {
+		switch {
+		case urlOK && !r.TLS:
+			errs = append(errs, fmt.Errorf("%s set but %s is not rediss://: the TLS variables need TLS", strings.Join(tlsSet, ", "), EnvURL))
+		case r.URL == "" && sentinel:
+			// No URL to pick the scheme: whoever gave a CA or a client
+			// certificate means TLS.
+			r.TLS = true
+		}
 	}
 
 	if len(errs) > 0 {
 		return Redis{}, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// parseTLS fills the TLS PEM fields and validates them with
+// certs.ClientConfig; it returns the names of the TLS variables set. A value
+// of only whitespace counts as unset. Errors quote no PEM.
+func (r *Redis) parseTLS(get func(string) string) ([]string, error) {
+	var set []string
+	pemOf := func(name string) []byte {
+		v := get(name)
+		if strings.TrimSpace(v) == "" {
+			return nil
+		}
+		set = append(set, name)
+		return []byte(v)
+	}
+	r.TLSCACert = pemOf(EnvTLSCACert)
+	r.TLSClientCert = pemOf(EnvTLSClientCert)
+	r.TLSClientKey = pemOf(EnvTLSClientKey)
+
+	var errs []error
+	if r.TLSCACert != nil {
+		if _, err := certs.ClientConfig(r.TLSCACert, nil, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s is invalid: it holds no PEM certificate (want one or more -----BEGIN CERTIFICATE----- blocks)", EnvTLSCACert))
+		}
+	}
+	switch {
+	case r.TLSClientCert != nil && r.TLSClientKey == nil:
+		errs = append(errs, fmt.Errorf("%s is set but %s is empty: a client certificate needs its key", EnvTLSClientCert, EnvTLSClientKey))
+	case r.TLSClientCert == nil && r.TLSClientKey != nil:
+		errs = append(errs, fmt.Errorf("%s is set but %s is empty: a client key needs its certificate", EnvTLSClientKey, EnvTLSClientCert))
+	case r.TLSClientCert != nil:
+		if _, err := certs.ClientConfig(nil, r.TLSClientCert, r.TLSClientKey); err != nil {
+			errs = append(errs, describeKeyPairError(err))
+		}
+	}
+	return set, errors.Join(errs...)
+}
+
+// describeKeyPairError turns a tls.X509KeyPair error into one naming the
+// variable at fault and quoting nothing from either input: its messages may
+// list the PEM block types found, and x509's may quote certificate fields.
+func describeKeyPairError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "does not match public key"):
+		return fmt.Errorf("%s does not match %s (not the key of that certificate)", EnvTLSClientKey, EnvTLSClientCert)
+	case strings.Contains(msg, "but did find a private key"):
+		return fmt.Errorf("%s holds a private key, not a certificate: were %s and %s switched?", EnvTLSClientCert, EnvTLSClientCert, EnvTLSClientKey)
+	case strings.Contains(msg, "certificate input"):
+		return fmt.Errorf("%s is invalid: it holds no PEM certificate", EnvTLSClientCert)
+	case strings.Contains(msg, "certificate rather than a key"):
+		return fmt.Errorf("%s holds a certificate, not a private key: were %s and %s switched?", EnvTLSClientKey, EnvTLSClientCert, EnvTLSClientKey)
+	case strings.Contains(msg, "key input"):
+		return fmt.Errorf("%s is invalid: it holds no PEM private key (the value is not shown)", EnvTLSClientKey)
+	case strings.Contains(msg, "private key"):
+		return fmt.Errorf("%s is invalid: its private key does not parse (the value is not shown)", EnvTLSClientKey)
+	case strings.Contains(msg, "x509:"), strings.Contains(msg, "public key algorithm"):
+		return fmt.Errorf("%s is invalid: its certificate does not parse", EnvTLSClientCert)
+	default:
+		return fmt.Errorf("%s and %s do not make a usable client certificate (the values are not shown)", EnvTLSClientCert, EnvTLSClientKey)
+	}
 }
 
 // checkUsername refuses what cannot be an ACL user name: whitespace and
@@ -290,6 +386,9 @@ type redactedView struct {
 	SentinelPassword string   `json:"sentinelPassword,omitempty"`
 	DB               int      `json:"db"`
 	TLS              bool     `json:"tls,omitempty"`
+	TLSCA            bool     `json:"tlsCA,omitempty"`
+	TLSClientCert    bool     `json:"tlsClientCert,omitempty"`
+	TLSClientKey     string   `json:"tlsClientKey,omitempty"`
 }
 
 func (r Redis) view() redactedView {
@@ -301,6 +400,8 @@ func (r Redis) view() redactedView {
 		Username:      r.Username,
 		DB:            r.DB,
 		TLS:           r.TLS,
+		TLSCA:         r.TLSCACert != nil,
+		TLSClientCert: r.TLSClientCert != nil,
 	}
 	if r.SentinelMode() {
 		v.Mode = "sentinel"
@@ -313,10 +414,14 @@ func (r Redis) view() redactedView {
 	if r.SentinelPassword != "" {
 		v.SentinelPassword = redacted
 	}
+	if r.TLSClientKey != nil {
+		v.TLSClientKey = redacted
+	}
 	return v
 }
 
-// String describes the configuration with passwords redacted.
+// String describes the configuration with passwords and the client key
+// redacted; of TLS it says only what is configured.
 func (r Redis) String() string {
 	v := r.view()
 	var b strings.Builder
@@ -342,6 +447,15 @@ func (r Redis) String() string {
 	}
 	if v.TLS {
 		b.WriteString(" tls=true")
+	}
+	if v.TLSCA {
+		b.WriteString(" tls_ca=true")
+	}
+	if v.TLSClientCert {
+		b.WriteString(" tls_client_cert=true")
+	}
+	if v.TLSClientKey != "" {
+		b.WriteString(" tls_client_key=" + redacted)
 	}
 	b.WriteString("}")
 	return b.String()
@@ -381,6 +495,15 @@ func (r Redis) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddInt("db", v.DB)
 	if v.TLS {
 		enc.AddBool("tls", true)
+	}
+	if v.TLSCA {
+		enc.AddBool("tlsCA", true)
+	}
+	if v.TLSClientCert {
+		enc.AddBool("tlsClientCert", true)
+	}
+	if v.TLSClientKey != "" {
+		enc.AddString("tlsClientKey", v.TLSClientKey)
 	}
 	return nil
 }

@@ -285,7 +285,7 @@ func TestFromMap(t *testing.T) {
 // fields prints every field, secrets included (test values only): the
 // Stringer of Redis would hide the differences.
 func fields(r Redis) string {
-	return fmt.Sprintf("%q", []any{r.URL, r.Network, r.Addr, r.Username, r.Password, r.DB, r.TLS, r.SentinelAddrs, r.MasterName, r.SentinelUsername, r.SentinelPassword})
+	return fmt.Sprintf("%q", []any{r.URL, r.Network, r.Addr, r.Username, r.Password, r.DB, r.TLS, r.SentinelAddrs, r.MasterName, r.SentinelUsername, r.SentinelPassword, r.TLSCACert, r.TLSClientCert, r.TLSClientKey})
 }
 
 func TestFromEnvSharesTheParser(t *testing.T) {

@@ -6,7 +6,6 @@
 package redisclient
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 )
@@ -62,7 +62,10 @@ func orDefault(d, def time.Duration) time.Duration {
 // New builds a client for cfg: a FailoverClient (which asks the sentinels
 // for the master and follows failovers) when cfg.SentinelMode(), a plain
 // client for cfg.Addr otherwise. Both are *redis.Client, so a caller can
-// hold either as redis.UniversalClient or redis.Cmdable. The caller closes it.
+// hold either as redis.UniversalClient or redis.Cmdable. With cfg.TLS, both
+// the sentinels and the master are dialed with certs.ClientConfig (cfg's CA,
+// else the system roots; cfg's client certificate, if any). The caller
+// closes it.
 func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 	// One set of options; go-redis derives the failover or the simple form.
 	u := &redis.UniversalOptions{
@@ -84,6 +87,13 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		// "auto" would only cost a failing handshake per connection.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
+	if cfg.TLS {
+		tc, err := certs.ClientConfig(cfg.TLSCACert, cfg.TLSClientCert, cfg.TLSClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("redisclient: TLS: %w", err)
+		}
+		u.TLSConfig = tc
+	}
 	var c *redis.Client
 	if cfg.SentinelMode() {
 		if cfg.MasterName == "" {
@@ -93,21 +103,20 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		// The sentinels' own user (the backend user there may only
 		// discover the master); the data user comes from REDIS_URL.
 		u.SentinelUsername, u.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
-		if cfg.TLS {
-			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
+		// TLSConfig.ServerName stays empty: each member's certificate is
+		// checked against the address dialed (see certs.ClientConfig).
 		c = redis.NewFailoverClient(u.Failover())
 	} else {
 		if cfg.Addr == "" {
 			return nil, fmt.Errorf("redisclient: %s is required without %s", config.EnvURL, config.EnvSentinelAddrs)
 		}
 		u.Addrs = []string{cfg.Addr}
-		if cfg.TLS {
+		if u.TLSConfig != nil {
 			host := cfg.Addr
 			if h, _, err := net.SplitHostPort(cfg.Addr); err == nil {
 				host = h
 			}
-			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+			u.TLSConfig.ServerName = host
 		}
 		o := u.Simple()
 		o.Network = cfg.Network
@@ -131,7 +140,8 @@ func FromEnv(getenv func(string) string, opts Options) (*redis.Client, error) {
 // FromSecretData builds a client from the data of a formation's connection
 // Secret ("<formation>-connection"), whose keys are the REDIS_* variable
 // names: REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER_NAME,
-// REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD and REDIS_URL.
+// REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD and REDIS_URL, and with
+// TLS REDIS_TLS_CA_CERT, REDIS_TLS_CLIENT_CERT and REDIS_TLS_CLIENT_KEY.
 func FromSecretData(data map[string][]byte, opts Options) (*redis.Client, error) {
 	m := make(map[string]string, len(data))
 	for k, v := range data {

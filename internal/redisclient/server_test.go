@@ -2,6 +2,7 @@ package redisclient
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"os"
@@ -76,7 +77,7 @@ func ownRedis(t *testing.T) *testredis.Proc {
 // startRedis starts a password-protected, non-persistent redis-server on a
 // free loopback port, working in dir.
 func startRedis(dir, password string) (*testredis.Proc, error) {
-	return startOnFreePort(dir, password, false, func(port int) string {
+	return startOnFreePort(dir, password, false, nil, func(port int) string {
 		return fmt.Sprintf(`port %d
 bind 127.0.0.1
 save ""
@@ -93,7 +94,7 @@ protected-mode yes
 // loopback port that monitors the master at masterPort as masterName, with
 // quorum 1, its own requirepass and the master's auth-pass.
 func startSentinel(dir string, masterPort int, masterName, masterPassword, sentinelPassword string) (*testredis.Proc, error) {
-	return startOnFreePort(dir, sentinelPassword, true, func(port int) string {
+	return startOnFreePort(dir, sentinelPassword, true, nil, func(port int) string {
 		return fmt.Sprintf(`port %d
 bind 127.0.0.1
 daemonize no
@@ -110,15 +111,16 @@ sentinel failover-timeout %s 60000
 }
 
 // startOnFreePort starts conf(port) on a free port, trying three ports in
-// case another process takes one first.
-func startOnFreePort(dir, password string, sentinel bool, conf func(port int) string) (*testredis.Proc, error) {
+// case another process takes one first. With tc, port is conf's tls-port
+// and readiness is checked over TLS.
+func startOnFreePort(dir, password string, sentinel bool, tc *tls.Config, conf func(port int) string) (*testredis.Proc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		p, err := testredis.Start(dir, port, []byte(conf(port)), password, sentinel)
+		p, err := testredis.StartTLS(dir, port, []byte(conf(port)), password, sentinel, tc)
 		if err == nil {
 			return p, nil
 		}

@@ -6,6 +6,7 @@ package testredis
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -59,6 +60,17 @@ func Start(dir string, port int, conf []byte, password string, sentinel bool) (*
 // StartAs is Start for a server whose default user may be off: readiness
 // is checked with AUTH username password (HELLO ... AUTH).
 func StartAs(dir string, port int, conf []byte, username, password string, sentinel bool) (*Proc, error) {
+	return startConf(dir, port, conf, username, password, sentinel, nil)
+}
+
+// StartTLS is Start for a server whose conf listens with TLS on port (its
+// tls-port): readiness is checked over TLS with tc, which must carry a
+// client certificate when conf sets tls-auth-clients yes.
+func StartTLS(dir string, port int, conf []byte, password string, sentinel bool, tc *tls.Config) (*Proc, error) {
+	return startConf(dir, port, conf, "", password, sentinel, tc)
+}
+
+func startConf(dir string, port int, conf []byte, username, password string, sentinel bool, tc *tls.Config) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -66,16 +78,16 @@ func StartAs(dir string, port int, conf []byte, username, password string, senti
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		return nil, err
 	}
-	return startFile(dir, port, path, username, password, sentinel)
+	return startFile(dir, port, path, username, password, sentinel, tc)
 }
 
 // StartFile starts redis-server on an existing config file, e.g. one a
 // sentinel rewrote before it was stopped.
 func StartFile(dir string, port int, path, password string, sentinel bool) (*Proc, error) {
-	return startFile(dir, port, path, "", password, sentinel)
+	return startFile(dir, port, path, "", password, sentinel, nil)
 }
 
-func startFile(dir string, port int, path, username, password string, sentinel bool) (*Proc, error) {
+func startFile(dir string, port int, path, username, password string, sentinel bool, tc *tls.Config) (*Proc, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -93,15 +105,15 @@ func startFile(dir string, port int, path, username, password string, sentinel b
 		return nil, err
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	if err := p.waitReady(username, password); err != nil {
+	if err := p.waitReady(username, password, tc); err != nil {
 		p.Stop()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Proc) waitReady(username, password string) error {
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Username: username, Password: password, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, DialerRetries: 1, DisableIdentity: true})
+func (p *Proc) waitReady(username, password string, tc *tls.Config) error {
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Username: username, Password: password, TLSConfig: tc, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, DialerRetries: 1, DisableIdentity: true})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
