@@ -45,21 +45,37 @@ func sentinelAddresses(f *redisv1alpha1.RedisSentinelFormation, o *observation) 
 // its host is not used, so it names the master set instead of an address
 // that changes on failover); the sentinel variables its discovery-only
 // password on the sentinels.
-func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds acl.Set, addrs []string) map[string][]byte {
+//
+// With TLS on, REDIS_URL is rediss:// and the Secret carries the CA the
+// members' certificates are checked against (both CAs while a change of
+// CA rolls) and, with the operator's CA and client certificates required,
+// the backends' client certificate.
+func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds acl.Set, addrs []string, t *tlsObs) map[string][]byte {
 	user := backendUser(f).Name
+	scheme := "redis"
+	if t != nil {
+		scheme = "rediss"
+	}
 	u := url.URL{
-		Scheme: "redis",
+		Scheme: scheme,
 		User:   url.UserPassword(user, creds[acl.BackendPassword].Current),
 		Host:   f.Spec.MasterName + ":" + strconv.Itoa(int(f.Spec.Redis.Port)),
 		Path:   "/0",
 	}
-	return map[string][]byte{
+	data := map[string][]byte{
 		config.EnvSentinelAddrs:    []byte(strings.Join(addrs, ",")),
 		config.EnvMasterName:       []byte(f.Spec.MasterName),
 		config.EnvSentinelUsername: []byte(user),
 		config.EnvSentinelPassword: []byte(creds[acl.BackendSentinelPassword].Current),
 		config.EnvURL:              []byte(u.String()),
 	}
+	if t != nil {
+		data[config.EnvTLSCACert] = t.caFile
+		if t.backendCert != nil {
+			data[config.EnvTLSClientCert], data[config.EnvTLSClientKey] = t.backendCert, t.backendKey
+		}
+	}
+	return data
 }
 
 // decideConnection writes the connection Secret when its content changes
@@ -69,10 +85,10 @@ func connectionData(f *redisv1alpha1.RedisSentinelFormation, creds acl.Set, addr
 // takes it.
 func decideConnection(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 	addrs := sentinelAddresses(f, o)
-	if len(addrs) == 0 {
+	if len(addrs) == 0 || o.tls != nil && (o.tls.problem != nil || o.tls.issue != nil) {
 		return
 	}
-	want := connectionData(f, o.creds, addrs)
+	want := connectionData(f, o.creds, addrs, o.tls)
 	info := &redisv1alpha1.ConnectionInfo{SentinelAddresses: addrs, MasterName: f.Spec.MasterName, SecretName: connectionSecretName(f)}
 	setInfo := func(st *redisv1alpha1.RedisSentinelFormationStatus) { st.Connection = info }
 	switch {

@@ -66,7 +66,7 @@ func healthyCase(t *testing.T) (*redisv1alpha1.RedisSentinelFormation, *observat
 		f.Status.Members = append(f.Status.Members, redisv1alpha1.MemberStatus{Name: name, Instance: instance, Address: host, SettingsHash: fingerprint.Map(settings)})
 	}
 	f.Status.Master = &redisv1alpha1.MasterStatus{Member: memberName(f, 1), Address: master.Host, Port: 6379, ConfigEpoch: 1}
-	conn := &corev1.Secret{Data: connectionData(f, o.creds, sentinelAddresses(f, o))}
+	conn := &corev1.Secret{Data: connectionData(f, o.creds, sentinelAddresses(f, o), nil)}
 	conn.Name = connectionSecretName(f)
 	conn.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(f, redisv1alpha1.GroupVersion.WithKind("RedisSentinelFormation"))}
 	o.connection = conn

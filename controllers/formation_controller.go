@@ -129,7 +129,7 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.Watcher.Watch(req.NamespacedName, adminCredentials(obs.creds, obs.tls), sentinelTargets(obs))
 	}
 	if f.Status.Phase == redisv1alpha1.PhaseReady && f.Status.Connection != nil {
-		r.Canary.maybeProbe(req.NamespacedName, connectionData(f, obs.creds, f.Status.Connection.SentinelAddresses), log)
+		r.Canary.maybeProbe(req.NamespacedName, connectionData(f, obs.creds, f.Status.Connection.SentinelAddresses, obs.tls), log)
 	}
 	return r.result(f, p, res)
 }
