@@ -77,7 +77,7 @@ func testDefaultUserDisabled(t *testing.T, f *redisv1alpha1.RedisSentinelFormati
 	pw := secretValue(t, f.Namespace, cur.Spec.Auth.PasswordSecretRef.Name)
 	for _, m := range cur.Status.Members {
 		for _, port := range []int32{redisPort(cur), sentinelPort(cur)} {
-			for _, c := range []*redis.Client{redisAs(m.Address, port, "", ""), redisAs(m.Address, port, "", pw), redisAs(m.Address, port, acl.DefaultUser, pw)} {
+			for _, c := range []*redis.Client{redisAs(m.Address, port, "", "", nil), redisAs(m.Address, port, "", pw, nil), redisAs(m.Address, port, acl.DefaultUser, pw, nil)} {
 				err := c.Ping(context.Background()).Err()
 				_ = c.Close()
 				if err == nil || !(strings.Contains(err.Error(), "NOAUTH") || isWrongPass(err)) {
@@ -280,7 +280,7 @@ func testBackendRights(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
 	sentinels := strings.Split(string(data["REDIS_SENTINEL_ADDRS"]), ",")
 	host, port, _ := net.SplitHostPort(sentinels[0])
 	portN, _ := strconv.Atoi(port)
-	s := sentinelAs(host, int32(portN), string(data["REDIS_SENTINEL_USERNAME"]), string(data["REDIS_SENTINEL_PASSWORD"]))
+	s := sentinelAs(host, int32(portN), string(data["REDIS_SENTINEL_USERNAME"]), string(data["REDIS_SENTINEL_PASSWORD"]), nil)
 	defer s.Close()
 
 	// redis-py runs its probes beside the go-redis rows.
@@ -300,7 +300,7 @@ func testBackendRights(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) {
 
 	admin := adminRedis(t, cur, cur.Status.Master.Address)
 	defer admin.Close()
-	adminS := redisAs(host, int32(portN), acl.AdminUser, adminCreds(t, cur).Password)
+	adminS := redisAs(host, int32(portN), acl.AdminUser, adminCreds(t, cur).Password, nil)
 	defer adminS.Close()
 	user := backendUser(cur)
 
@@ -632,7 +632,7 @@ func testUntrustedMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, 
 		defer close(watched)
 		clients := map[string]*redis.Client{}
 		for _, m := range cur.Status.Members {
-			clients[m.Name] = redisAs(m.Address, redisPort(cur), admin.Username, admin.Password)
+			clients[m.Name] = redisAs(m.Address, redisPort(cur), admin.Username, admin.Password, nil)
 		}
 		defer func() {
 			for _, c := range clients {
@@ -673,7 +673,7 @@ func testUntrustedMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := redisAs(m.Address, sentinelPort(cur), admin.Username, admin.Password)
+			s := redisAs(m.Address, sentinelPort(cur), admin.Username, admin.Password, nil)
 			defer s.Close()
 			for try := 0; try < 3; try++ {
 				pipe := s.Pipeline()

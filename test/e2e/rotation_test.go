@@ -257,7 +257,7 @@ func reconnectInternalLinks(t *testing.T, f *redisv1alpha1.RedisSentinelFormatio
 			t.Fatalf("CLIENT KILL USER %s on %s: %v", acl.MonitoringUser, m.Name, err)
 		}
 		_ = r.Close()
-		s := redisAs(m.Address, sentinelPort(cur), acl.AdminUser, adminCreds(t, cur).Password)
+		s := redisAs(m.Address, sentinelPort(cur), acl.AdminUser, adminCreds(t, cur).Password, nil)
 		if err := s.Do(ctx, "CLIENT", "KILL", "USER", acl.PeerUser).Err(); err != nil {
 			t.Fatalf("CLIENT KILL USER %s on sentinel %s: %v", acl.PeerUser, m.Name, err)
 		}
@@ -273,7 +273,7 @@ func reconnectInternalLinks(t *testing.T, f *redisv1alpha1.RedisSentinelFormatio
 			if len(monitoring) < 2*n {
 				return false, fmt.Sprintf("%s: %d Sentinel links", m.Name, len(monitoring))
 			}
-			s := redisAs(m.Address, sentinelPort(cur), acl.AdminUser, adminCreds(t, cur).Password)
+			s := redisAs(m.Address, sentinelPort(cur), acl.AdminUser, adminCreds(t, cur).Password, nil)
 			peers := clientIDs(t, s, acl.PeerUser)
 			_ = s.Close()
 			if len(peers) < n-1 {

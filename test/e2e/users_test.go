@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -42,16 +43,16 @@ func adminCreds(t testing.TB, f *redisv1alpha1.RedisSentinelFormation) redisadmi
 
 // redisAs is a client for one redis-server (or sentinel, by port) as user.
 // It never retries, so a refusal is seen as it is.
-func redisAs(address string, port int32, user, password string) *redis.Client {
+func redisAs(address string, port int32, user, password string, tc *tls.Config) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr: net.JoinHostPort(address, strconv.Itoa(int(port))), Username: user, Password: password,
+		Addr: net.JoinHostPort(address, strconv.Itoa(int(port))), Username: user, Password: password, TLSConfig: tc,
 		DisableIdentity: true, MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, PoolSize: 2,
 	})
 }
 
-func sentinelAs(address string, port int32, user, password string) *redis.SentinelClient {
+func sentinelAs(address string, port int32, user, password string, tc *tls.Config) *redis.SentinelClient {
 	return redis.NewSentinelClient(&redis.Options{
-		Addr: net.JoinHostPort(address, strconv.Itoa(int(port))), Username: user, Password: password,
+		Addr: net.JoinHostPort(address, strconv.Itoa(int(port))), Username: user, Password: password, TLSConfig: tc,
 		DisableIdentity: true, MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, PoolSize: 2,
 	})
 }
@@ -81,14 +82,14 @@ func masterName(f *redisv1alpha1.RedisSentinelFormation) string {
 func adminRedis(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, address string) *redis.Client {
 	t.Helper()
 	c := adminCreds(t, f)
-	return redisAs(address, redisPort(f), c.Username, c.Password)
+	return redisAs(address, redisPort(f), c.Username, c.Password, c.TLS.Config())
 }
 
 // adminSentinel is the admin user on a member's sentinel.
 func adminSentinel(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, address string) *redis.SentinelClient {
 	t.Helper()
 	c := adminCreds(t, f)
-	return sentinelAs(address, sentinelPort(f), c.Username, c.Password)
+	return sentinelAs(address, sentinelPort(f), c.Username, c.Password, c.TLS.Config())
 }
 
 // backendUser is the backend user's name as the spec says (default
@@ -104,7 +105,7 @@ func backendUser(f *redisv1alpha1.RedisSentinelFormation) string {
 // password in the user's Secret.
 func backendRedis(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, address string) *redis.Client {
 	t.Helper()
-	return redisAs(address, redisPort(f), backendUser(f), secretValue(t, f.Namespace, f.Spec.Auth.PasswordSecretRef.Name))
+	return redisAs(address, redisPort(f), backendUser(f), secretValue(t, f.Namespace, f.Spec.Auth.PasswordSecretRef.Name), nil)
 }
 
 // connectionData is the formation's connection Secret.
@@ -191,7 +192,7 @@ func authEverywhere(f *redisv1alpha1.RedisSentinelFormation, sentinel bool, user
 		port = sentinelPort(f)
 	}
 	for _, m := range f.Status.Members {
-		c := redisAs(m.Address, port, user, password)
+		c := redisAs(m.Address, port, user, password, nil)
 		err := c.Ping(context.Background()).Err()
 		_ = c.Close()
 		switch {

@@ -16,7 +16,8 @@ import (
 // redis-servers and sentinels, as the members accept it now (the password
 // state Secret's current admin password): what a test uses to act as an
 // administrator (CONFIG, SENTINEL SET, DEBUG...), which the backend user in
-// the connection Secret may not.
+// the connection Secret may not. With TLS on, they carry the operator's
+// TLS material.
 func AdminCredentials(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation) (redisadmin.Credentials, error) {
 	var s corev1.Secret
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-password-state"}, &s); err != nil {
@@ -26,5 +27,20 @@ func AdminCredentials(ctx context.Context, k8s client.Client, f *redisv1alpha1.R
 	if pw == "" {
 		return redisadmin.Credentials{}, fmt.Errorf("Secret %s has no %q key", s.Name, acl.Admin)
 	}
-	return redisadmin.Credentials{Username: acl.AdminUser, Password: pw}, nil
+	creds := redisadmin.Credentials{Username: acl.AdminUser, Password: pw}
+	if f.Spec.TLS == nil || !f.Spec.TLS.Enabled {
+		return creds, nil
+	}
+	// The operator's own client material: its CA's client certificate,
+	// or the user Secret's certificate.
+	name, cert, key := f.Name+"-tls", "client.crt", "client.key"
+	if f.Spec.TLS.SecretName != "" {
+		name, cert, key = f.Spec.TLS.SecretName, "tls.crt", "tls.key"
+	}
+	var t corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, &t); err != nil {
+		return redisadmin.Credentials{}, fmt.Errorf("reading the TLS Secret: %w", err)
+	}
+	creds.TLS = redisadmin.TLSMaterial{CA: string(t.Data["ca.crt"]), Cert: string(t.Data[cert]), Key: string(t.Data[key])}
+	return creds, nil
 }

@@ -6,7 +6,8 @@ sentinel_kwargs, the master found by Sentinel discovery with master_for.
 
 Reads the connection Secret's keys from the environment (REDIS_URL,
 REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER_NAME, REDIS_SENTINEL_USERNAME,
-REDIS_SENTINEL_PASSWORD) and PROBE_PREFIX (prefixes every key and channel
+REDIS_SENTINEL_PASSWORD, and with a rediss:// REDIS_URL the REDIS_TLS_*
+ones) and PROBE_PREFIX (prefixes every key and channel
 it touches). Runs every probe once and prints one JSON object on stdout:
 {"<probe>": {"ok": bool, "error_class": str, "error": str, "detail": str}}.
 A refused command has ok false and error_class NoPermissionError (redis-py
@@ -20,6 +21,7 @@ commands, never passwords.
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -38,16 +40,41 @@ def connect():
     for addr in os.environ["REDIS_SENTINEL_ADDRS"].split(","):
         host, port = addr.strip().rsplit(":", 1)
         addrs.append((host, int(port)))
+    tls = tls_kwargs(url.scheme)
     sentinel_kwargs = {
         "username": os.environ.get("REDIS_SENTINEL_USERNAME") or None,
         "password": os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
         "socket_timeout": TIMEOUT,
         "socket_connect_timeout": TIMEOUT,
+        **tls,
     }
-    sentinel = Sentinel(addrs, sentinel_kwargs=sentinel_kwargs, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    sentinel = Sentinel(addrs, sentinel_kwargs=sentinel_kwargs, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, **tls)
     name = os.environ["REDIS_SENTINEL_MASTER_NAME"]
-    master = sentinel.master_for(name, username=user, password=password, db=db, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    master = sentinel.master_for(name, username=user, password=password, db=db, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, **tls)
     return sentinel, name, master
+
+
+def tls_kwargs(scheme):
+    """redis-py's TLS arguments for a rediss:// REDIS_URL: the Secret's CA
+    (and client certificate) written to files, as a backend mounting the
+    Secret as a volume would have them. The members' certificates name
+    their IP addresses, which redis-py 4.3 does not check against the
+    address (ssl_check_hostname needs a name); the CA is checked."""
+    if scheme != "rediss":
+        return {}
+    folder = tempfile.mkdtemp(prefix="rsf-tls-")
+    files = {}
+    for key in ("REDIS_TLS_CA_CERT", "REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY"):
+        if os.environ.get(key):
+            path = os.path.join(folder, key)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(os.environ[key])
+            files[key] = path
+    kwargs = {"ssl": True, "ssl_cert_reqs": "required", "ssl_ca_certs": files.get("REDIS_TLS_CA_CERT")}
+    if "REDIS_TLS_CLIENT_CERT" in files:
+        kwargs["ssl_certfile"] = files["REDIS_TLS_CLIENT_CERT"]
+        kwargs["ssl_keyfile"] = files["REDIS_TLS_CLIENT_KEY"]
+    return kwargs
 
 
 def main():
