@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"net"
@@ -239,7 +240,14 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 	}
 	// due says why the certificate under key must be issued anew, if it must.
 	due := func(key string, addresses []string) string {
-		leaf, err := certs.Check(certs.Bundle{CA: data[tlsKeyCA], Cert: data[key+".crt"], Key: data[key+".key"]}, addresses, true, now)
+		bundle := certs.Bundle{CA: data[tlsKeyCA], Cert: data[key+".crt"], Key: data[key+".key"]}
+		var leaf *x509.Certificate
+		var err error
+		if addresses == nil {
+			leaf, err = certs.CheckClient(bundle, now)
+		} else {
+			leaf, err = certs.Check(bundle, addresses, true, now)
+		}
 		switch {
 		case err != nil:
 			return "certificate " + key + " is missing or does not match"

@@ -190,6 +190,46 @@ type Bundle struct {
 // window, chain to b.CA, extended key usages, addresses; so the reason
 // reported is the most basic one and does not flap between runs.
 func Check(b Bundle, addresses []string, needClientAuth bool, now time.Time) (*x509.Certificate, error) {
+	leaf, err := verify(b, now)
+	if err != nil {
+		return nil, err
+	}
+	if !hasUsage(leaf, x509.ExtKeyUsageServerAuth) {
+		return nil, problem(ReasonNoServerAuth, "tls.crt (%s) is not for server authentication (its extended key usages exclude serverAuth)", describe(leaf))
+	}
+	if needClientAuth && !hasUsage(leaf, x509.ExtKeyUsageClientAuth) {
+		return nil, problem(ReasonNoClientAuth, "tls.crt (%s) is not for client authentication, which members need for replication and sentinel links (its extended key usages exclude clientAuth)", describe(leaf))
+	}
+
+	var missing []string
+	for _, a := range addresses {
+		if !covers(leaf, a) {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, problem(ReasonAddressNotCovered, "tls.crt does not cover %s (%s)", strings.Join(missing, ", "), coverage(leaf))
+	}
+	return leaf, nil
+}
+
+// CheckClient validates b as a client certificate at time now (parsing,
+// key match, validity window, chain to b.CA, clientAuth usage), as Check
+// does for a serving one.
+func CheckClient(b Bundle, now time.Time) (*x509.Certificate, error) {
+	leaf, err := verify(b, now)
+	if err != nil {
+		return nil, err
+	}
+	if !hasUsage(leaf, x509.ExtKeyUsageClientAuth) {
+		return nil, problem(ReasonNoClientAuth, "tls.crt (%s) is not for client authentication (its extended key usages exclude clientAuth)", describe(leaf))
+	}
+	return leaf, nil
+}
+
+// verify is what Check and CheckClient share: the bundle parses, its key
+// is the leaf's, the leaf is valid at now and verifies to b.CA.
+func verify(b Bundle, now time.Time) (*x509.Certificate, error) {
 	if len(bytes.TrimSpace(b.CA)) == 0 {
 		return nil, problem(ReasonMalformed, "ca.crt is empty")
 	}
@@ -234,23 +274,6 @@ func Check(b Bundle, addresses []string, needClientAuth bool, now time.Time) (*x
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return nil, problem(ReasonNotSignedByCA, "tls.crt (%s) does not verify to ca.crt: %v", describe(leaf), err)
-	}
-
-	if !hasUsage(leaf, x509.ExtKeyUsageServerAuth) {
-		return nil, problem(ReasonNoServerAuth, "tls.crt (%s) is not for server authentication (its extended key usages exclude serverAuth)", describe(leaf))
-	}
-	if needClientAuth && !hasUsage(leaf, x509.ExtKeyUsageClientAuth) {
-		return nil, problem(ReasonNoClientAuth, "tls.crt (%s) is not for client authentication, which members need for replication and sentinel links (its extended key usages exclude clientAuth)", describe(leaf))
-	}
-
-	var missing []string
-	for _, a := range addresses {
-		if !covers(leaf, a) {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, problem(ReasonAddressNotCovered, "tls.crt does not cover %s (%s)", strings.Join(missing, ", "), coverage(leaf))
 	}
 	return leaf, nil
 }

@@ -202,6 +202,40 @@ func TestIssueClient(t *testing.T) {
 	}
 }
 
+// TestCheckClient: the client certificate the operator issues passes, and
+// is refused once expired, under another CA, or as a server-only leaf
+// (the check its renewal relies on: a refusal reissues it).
+func TestCheckClient(t *testing.T) {
+	a, other := newCA(t, t0, year), newCA(t, t0, year)
+	certPEM, keyPEM, err := a.IssueClient("operator", t0, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverOnly, serverOnlyKey := signLeaf(t, a, &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(day), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	for _, tc := range []struct {
+		name string
+		b    Bundle
+		at   time.Time
+		want Reason
+	}{
+		{"issued", Bundle{CA: a.CertPEM, Cert: certPEM, Key: keyPEM}, t0.Add(time.Hour), ""},
+		{"expired", Bundle{CA: a.CertPEM, Cert: certPEM, Key: keyPEM}, t0.Add(2 * day), ReasonExpired},
+		{"another CA", Bundle{CA: other.CertPEM, Cert: certPEM, Key: keyPEM}, t0.Add(time.Hour), ReasonNotSignedByCA},
+		{"server only", Bundle{CA: a.CertPEM, Cert: serverOnly, Key: serverOnlyKey}, t0.Add(time.Hour), ReasonNoClientAuth},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CheckClient(tc.b, tc.at)
+			var p *Problem
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (!errors.As(err, &p) || p.Reason != tc.want):
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
 // signLeaf signs a leaf from tmpl with a fresh key, for the shapes the
 // Issue functions never produce.
 func signLeaf(t *testing.T, a *Authority, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
