@@ -155,7 +155,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 		devices["root"] = map[string]string{"type": "disk", "path": "/", "pool": spec.StoragePool}
 	}
 	if spec.Network != "" {
-		devices["eth0"] = map[string]string{"type": "nic", "name": "eth0", "network": spec.Network, "hwaddr": memberMAC(f, index)}
+		devices["eth0"] = map[string]string{"type": "nic", "name": "eth0", "network": spec.Network, "hwaddr": memberMAC(f, index, address)}
 		if address != "" {
 			devices["eth0"]["ipv4.address"] = address
 		}
@@ -170,15 +170,22 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 	}
 }
 
-// memberMAC is the MAC address of member index's eth0: derived from the
-// formation and the index, so that a rebuilt member comes back with the
-// MAC its address had. With a new one, the peers that talked to the old
-// container keep sending to the old MAC until their neighbour entry
-// expires (Linux ignores the new container's ARP within a second of the
-// entry's last update): replication and Sentinel then reach the rebuilt
-// member only 30-50 s later. Locally administered, unicast.
-func memberMAC(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+// memberMAC is the MAC address of member index's eth0 at address: derived
+// from the network and the address it is pinned to, so that whatever
+// container holds an address on the network has the MAC the address had
+// (a rebuilt member, or a new formation's member at an address a deleted
+// one used). With a new MAC, the host and the peers that talked to the
+// old container keep sending to the old MAC until their neighbour entry
+// fails over (Linux ignores the new container's ARP within a second of
+// the entry's last update): members were measured unreachable 20 s after
+// their start, and a rebuilt one 30-50 s. Without an address yet (DHCP) it
+// is derived from the formation and the index. Locally administered,
+// unicast.
+func memberMAC(f *redisv1alpha1.RedisSentinelFormation, index int, address string) string {
 	h := fingerprint.Strings(string(f.UID), "mac", strconv.Itoa(index))
+	if address != "" {
+		h = fingerprint.Strings(f.Spec.Incus.Network, "mac", address)
+	}
 	return "0a:" + h[0:2] + ":" + h[2:4] + ":" + h[4:6] + ":" + h[6:8] + ":" + h[8:10]
 }
 

@@ -213,3 +213,35 @@ func TestInstanceClash(t *testing.T) {
 		t.Fatalf("member 2's instance %q", got)
 	}
 }
+
+// TestMemberMAC: a MAC follows the pinned address on its network, so that
+// a container that takes over an address (a rebuild, or another
+// formation's member after a deletion) is reached at once by neighbours
+// that cached the address's MAC; without an address it is the member's.
+func TestMemberMAC(t *testing.T) {
+	a := &redisv1alpha1.RedisSentinelFormation{}
+	a.UID, a.Spec.Incus.Network = "uid-a", "rsfbr0"
+	b := a.DeepCopy()
+	b.UID = "uid-b"
+	other := a.DeepCopy()
+	other.Spec.Incus.Network = "rsfbr1"
+	macRE := regexp.MustCompile(`^0a(:[0-9a-f]{2}){5}$`)
+	for _, tc := range []struct {
+		name      string
+		x, y      string
+		wantEqual bool
+	}{
+		{"same address, another formation and member", memberMAC(a, 1, "10.77.0.2"), memberMAC(b, 3, "10.77.0.2"), true},
+		{"another address", memberMAC(a, 1, "10.77.0.2"), memberMAC(a, 1, "10.77.0.3"), false},
+		{"same address on another network", memberMAC(a, 1, "10.77.0.2"), memberMAC(other, 1, "10.77.0.2"), false},
+		{"no address: the member's", memberMAC(a, 1, ""), memberMAC(a, 1, ""), true},
+		{"no address, other formations", memberMAC(a, 1, ""), memberMAC(b, 1, ""), false},
+	} {
+		if !macRE.MatchString(tc.x) || !macRE.MatchString(tc.y) {
+			t.Errorf("%s: %s, %s are not locally administered unicast MACs", tc.name, tc.x, tc.y)
+		}
+		if (tc.x == tc.y) != tc.wantEqual {
+			t.Errorf("%s: %s vs %s, want equal %v", tc.name, tc.x, tc.y, tc.wantEqual)
+		}
+	}
+}

@@ -113,10 +113,14 @@ func TestTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, probe := range []string{"discovery", "set", "get"} {
+		for _, probe := range []string{"SENTINEL discovery", "SET", "GET", "PUBLISH/SUBSCRIBE"} {
 			if r, ok := res[probe]; !ok || !r.OK {
-				t.Errorf("redis-py %s over TLS: %+v", probe, r)
+				t.Errorf("redis-py %s over TLS: %+v (ran %v)", probe, r, len(res))
 			}
+		}
+		// Over TLS the backend user is still the backend user.
+		if r := res["CONFIG SET"]; r.OK || r.ErrorClass != "NoPermissionError" {
+			t.Errorf("redis-py CONFIG SET over TLS: %+v, want NoPermissionError", r)
 		}
 	})
 

@@ -133,9 +133,13 @@ func checkConnectionSecret(t testing.TB, f *redisv1alpha1.RedisSentinelFormation
 	// In Sentinel mode the host is not used: it names the master set, not
 	// an address that changes on failover.
 	wantHost := net.JoinHostPort(masterName(cur), strconv.Itoa(int(redisPort(cur))))
+	scheme := "redis"
+	if cur.Spec.TLS != nil && cur.Spec.TLS.Enabled {
+		scheme = "rediss"
+	}
 	switch {
-	case u.Scheme != "redis" || u.User.Username() != backendUser(cur) || u.Path != "/0":
-		t.Fatalf("REDIS_URL: scheme %q, user %q, path %q; want redis://%s:...@<master name>:<port>/0", u.Scheme, u.User.Username(), u.Path, backendUser(cur))
+	case u.Scheme != scheme || u.User.Username() != backendUser(cur) || u.Path != "/0":
+		t.Fatalf("REDIS_URL: scheme %q, user %q, path %q; want %s://%s:...@<master name>:<port>/0", u.Scheme, u.User.Username(), u.Path, scheme, backendUser(cur))
 	case pw != secretValue(t, f.Namespace, cur.Spec.Auth.PasswordSecretRef.Name):
 		t.Fatalf("REDIS_URL does not carry the backend password of Secret %s", cur.Spec.Auth.PasswordSecretRef.Name)
 	case u.Host != wantHost:
