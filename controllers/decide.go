@@ -280,7 +280,9 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 			return true
 		}
 		for _, m := range o.members {
-			if m.instance == nil && (o.tls == nil || o.tls.problem == nil) {
+			// Refused TLS material creates nothing, unless the members
+			// have material to rebuild one with.
+			if m.instance == nil && (o.tls == nil || o.tls.problem == nil || o.tls.ca != nil) {
 				address := previousAddress(f, m.name)
 				spec := instanceSpec(f, m.index, address)
 				maps.Copy(spec.Config, staticNetwork(o, address))

@@ -63,8 +63,8 @@ func clientAuthRequired(f *redisv1alpha1.RedisSentinelFormation) bool {
 	return tlsEnabled(f) && f.Spec.TLS.ClientAuth == redisv1alpha1.ClientAuthRequired
 }
 
-// tlsSecretName is the Secret holding the CA and certificates the operator
-// issues for a formation without spec.tls.secretName.
+// tlsSecretName is the formation's own TLS Secret: the CA and certificates
+// the operator issues, or its copy of the user Secret the members run on.
 func tlsSecretName(f *redisv1alpha1.RedisSentinelFormation) string { return f.Name + "-tls" }
 
 // renderTLS is the render input of a TLS formation's servers (nil: off).
@@ -86,9 +86,12 @@ type tlsObs struct {
 	issueReason string
 	// forced is the renew-certificates annotation value an issue carries out.
 	forced string
-	// problem is why the material is refused (a user Secret); nothing TLS
-	// is then created or applied.
+	// problem is why the material is refused (a user Secret): nothing is
+	// applied, and no member created unless the members' own material
+	// (the TLS Secret) can rebuild it. pending says what the check of a
+	// user Secret waits for.
 	problem *problem
+	pending string
 	// ca is the bundle's CA; caFile what the members trust: ca, or ca and
 	// status.tls.trustedCA side by side while a change of CA rolls.
 	ca, caFile []byte
@@ -151,7 +154,7 @@ func (r *FormationReconciler) observeTLS(ctx context.Context, f *redisv1alpha1.R
 	} else {
 		err = r.observeOperatorTLS(ctx, f, o, now)
 	}
-	if err != nil || o.tls.problem != nil {
+	if err != nil || o.tls.ca == nil {
 		return err
 	}
 	o.tls.caFile = o.tls.ca
@@ -161,42 +164,85 @@ func (r *FormationReconciler) observeTLS(ctx context.Context, f *redisv1alpha1.R
 	return nil
 }
 
+// observeUserTLS reads the Secret spec.tls.secretName names and checks it
+// against every member's address. The members run on the formation's own
+// copy of it (the TLS Secret), written before a new version is applied: a
+// refused version leaves the operator dialing, and members rebuilt, with
+// the material the members have.
 func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
+	applied, err := r.readOwnedSecret(ctx, f, tlsSecretName(f), ReasonTLSSecretNotOwned, "TLS")
+	if se, ok := asSecretError(err); ok {
+		o.tls.problem = &problem{se.reason, se.message}
+		return nil
+	} else if err != nil {
+		return err
+	}
+	o.tls.secret = applied
+	addrs := tlsAddresses(f, o)
+	want, err := r.readUserTLS(ctx, f, o, addrs, now)
+	if err != nil {
+		return err
+	}
+	material := want
+	switch {
+	case want == nil && applied == nil:
+		return nil
+	case want == nil:
+		material = applied.Data
+	case applied == nil || !maps.EqualFunc(want, applied.Data, bytes.Equal):
+		o.tls.issue, o.tls.issueReason = want, "a new version of Secret "+f.Spec.TLS.SecretName
+	}
+	combined := certs.CombinedPEM(material[userKeyCert], material[userKeyKey])
+	for m := range addrs {
+		o.tls.member[m] = combined
+	}
+	o.tls.ca = material[tlsKeyCA]
+	o.tls.dialCert, o.tls.dialKey = material[userKeyCert], material[userKeyKey]
+	if leaf, err := certs.Leaf(material[userKeyCert]); err == nil {
+		o.tls.notAfter = leaf.NotAfter
+	}
+	return nil
+}
+
+// readUserTLS reads and checks the user's Secret: its ca.crt, tls.crt and
+// tls.key, or nil and o.tls.problem saying why they are refused.
+func (r *FormationReconciler) readUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, addrs map[string]string, now time.Time) (map[string][]byte, error) {
 	name := f.Spec.TLS.SecretName
 	secret := &corev1.Secret{}
 	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: name}, secret); {
 	case apierrors.IsNotFound(err):
 		o.tls.problem = &problem{ReasonTLSSecretNotFound, fmt.Sprintf("Secret %s/%s named by spec.tls.secretName does not exist", f.Namespace, name)}
-		return nil
+		return nil, nil
 	case apierrors.IsForbidden(err):
 		fb := r.forbiddenSecrets(f, name)
 		o.tls.problem = &problem{fb.reason, fb.message}
-		return nil
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, name, err)
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, name, err)
 	}
 	for _, k := range []string{userKeyCert, userKeyKey, tlsKeyCA} {
 		if len(secret.Data[k]) == 0 {
 			o.tls.problem = &problem{ReasonTLSSecretKey, fmt.Sprintf("Secret %s/%s (spec.tls.secretName) has no key %q: it needs tls.crt, tls.key and ca.crt", f.Namespace, name, k)}
-			return nil
+			return nil, nil
 		}
 	}
-	addrs := tlsAddresses(f, o)
+	// A certificate is only checked against every member's address: one
+	// checked against fewer would be applied and then refused.
+	for _, m := range o.members {
+		if addrs[m.name] == "" {
+			o.tls.pending = "waiting for the address of member " + m.name + " to check the certificate of Secret " + name + " against"
+			return nil, nil
+		}
+	}
 	bundle := certs.Bundle{CA: secret.Data[tlsKeyCA], Cert: secret.Data[userKeyCert], Key: secret.Data[userKeyKey]}
-	leaf, err := certs.Check(bundle, slices.Sorted(maps.Values(addrs)), clientAuthRequired(f), now)
+	_, err := certs.Check(bundle, slices.Sorted(maps.Values(addrs)), clientAuthRequired(f), now)
 	if p, ok := err.(*certs.Problem); ok {
 		o.tls.problem = &problem{string(p.Reason), fmt.Sprintf("Secret %s/%s (spec.tls.secretName): %s", f.Namespace, name, p.Message)}
-		return nil
+		return nil, nil
 	} else if err != nil {
-		return err
+		return nil, err
 	}
-	combined := certs.CombinedPEM(bundle.Cert, bundle.Key)
-	for m := range addrs {
-		o.tls.member[m] = combined
-	}
-	o.tls.ca, o.tls.notAfter = bundle.CA, leaf.NotAfter
-	o.tls.dialCert, o.tls.dialKey = bundle.Cert, bundle.Key
-	return nil
+	return map[string][]byte{tlsKeyCA: bundle.CA, userKeyCert: bundle.Cert, userKeyKey: bundle.Key}, nil
 }
 
 func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
@@ -450,6 +496,8 @@ func setTLSCondition(f *redisv1alpha1.RedisSentinelFormation, o *observation, no
 		c.Reason, c.Message = o.tls.problem.reason, o.tls.problem.message+"; the members keep serving their current certificates"
 	case o.tls.issue != nil:
 		c.Reason, c.Message = ReasonTLSRolling, "issuing certificates: "+o.tls.issueReason
+	case o.tls.pending != "":
+		c.Reason, c.Message = ReasonTLSRolling, o.tls.pending
 	case len(waiting) > 0:
 		c.Reason, c.Message = ReasonTLSRolling, "members not serving the current TLS material yet: "+strings.Join(waiting, ", ")
 	default:

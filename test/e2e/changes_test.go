@@ -47,7 +47,7 @@ func runIDs(t testing.TB, f *redisv1alpha1.RedisSentinelFormation) map[string]st
 	ids := map[string]string{}
 	for _, m := range f.Status.Members {
 		for _, port := range []int32{redisPort(f), sentinelPort(f)} {
-			c := redisAs(m.Address, port, admin.Username, admin.Password, nil)
+			c := redisAs(m.Address, port, admin.Username, admin.Password, admin.TLS.Config())
 			info, err := c.InfoMap(context.Background(), "server").Result()
 			_ = c.Close()
 			if err != nil {

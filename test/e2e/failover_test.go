@@ -298,7 +298,7 @@ func sentinelRunIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []str
 	admin := adminCreds(t, f)
 	var ids []string
 	for _, m := range f.Status.Members {
-		c := redisAs(m.Address, sentinelPort(f), admin.Username, admin.Password, nil)
+		c := redisAs(m.Address, sentinelPort(f), admin.Username, admin.Password, admin.TLS.Config())
 		info, err := c.InfoMap(context.Background(), "server").Result()
 		_ = c.Close()
 		if err != nil {

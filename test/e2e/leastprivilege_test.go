@@ -632,7 +632,7 @@ func testUntrustedMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, 
 		defer close(watched)
 		clients := map[string]*redis.Client{}
 		for _, m := range cur.Status.Members {
-			clients[m.Name] = redisAs(m.Address, redisPort(cur), admin.Username, admin.Password, nil)
+			clients[m.Name] = redisAs(m.Address, redisPort(cur), admin.Username, admin.Password, admin.TLS.Config())
 		}
 		defer func() {
 			for _, c := range clients {
@@ -673,7 +673,7 @@ func testUntrustedMaster(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := redisAs(m.Address, sentinelPort(cur), admin.Username, admin.Password, nil)
+			s := redisAs(m.Address, sentinelPort(cur), admin.Username, admin.Password, admin.TLS.Config())
 			defer s.Close()
 			for try := 0; try < 3; try++ {
 				pipe := s.Pipeline()

@@ -94,7 +94,7 @@ func TestLiveMasterNameAndPorts(t *testing.T) {
 			port   int32
 			serves bool
 		}{{redisPortNew, true}, {sentinelPortNew, true}, {oldRedis, false}, {oldSentinel, false}} {
-			c := redisAs(m.Address, tc.port, admin.Username, admin.Password, nil)
+			c := redisAs(m.Address, tc.port, admin.Username, admin.Password, admin.TLS.Config())
 			err := c.Ping(context.Background()).Err()
 			_ = c.Close()
 			if (err == nil) != tc.serves {

@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -125,7 +128,7 @@ func TestTLS(t *testing.T) {
 	})
 
 	t.Run("renewal under writes", func(t *testing.T) {
-		before := servedCertificates(t, cur, data)
+		before := servedCertificates(t, cur, data[config.EnvTLSCACert], data[config.EnvTLSClientCert], data[config.EnvTLSClientKey])
 		failovers := get(t, f).Status.Failovers
 		w, cache := startWriter(t, f)
 		time.Sleep(time.Second)
@@ -147,7 +150,7 @@ func TestTLS(t *testing.T) {
 			t.Errorf("the renewal caused %d failovers", renewed.Status.Failovers-failovers)
 		}
 		issued := issuedCertificates(t, f)
-		after := servedCertificates(t, renewed, data)
+		after := servedCertificates(t, renewed, data[config.EnvTLSCACert], data[config.EnvTLSClientCert], data[config.EnvTLSClientKey])
 		for endpoint, fp := range after {
 			member := strings.SplitN(endpoint, " ", 2)[0]
 			if fp == before[endpoint] || fp != issued[member] {
@@ -161,10 +164,10 @@ func TestTLS(t *testing.T) {
 
 // servedCertificates are the SHA-256 of the leaf each member presents on
 // its redis and sentinel ports, by "<member> <port>", from a TLS handshake
-// with the connection Secret's CA and client certificate.
-func servedCertificates(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, data map[string][]byte) map[string]string {
+// trusting caPEM and presenting the client certificate, if any.
+func servedCertificates(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, caPEM, certPEM, keyPEM []byte) map[string]string {
 	t.Helper()
-	tc, err := certs.ClientConfig(data[config.EnvTLSCACert], data[config.EnvTLSClientCert], data[config.EnvTLSClientKey])
+	tc, err := certs.ClientConfig(caPEM, certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +213,174 @@ func keysOf(m map[string][]byte) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// TestTLSUserSecret: a formation whose certificate comes from a Secret in
+// cert-manager's layout. Refused material (no Secret, a certificate for
+// other addresses) creates nothing; once valid, the formation comes up on
+// it. Then every kind of bad replacement (a key of another certificate, an
+// expired certificate, a CA that did not sign it) is refused with its
+// reason and an Event while the members keep serving the current
+// certificate with no restart and no failover; a certificate from a new
+// CA is applied live, both CAs trusted until every member serves it.
+func TestTLSUserSecret(t *testing.T) {
+	t.Parallel()
+	stack(t)
+	const secret = "user-tls"
+	f := newFormation(t, "e2etlsuser", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+		f.Spec.TLS = &redisv1alpha1.TLSSpec{Enabled: true, SecretName: secret}
+	}})
+	past := time.Now().Add(-72 * time.Hour)
+	ca, caPEM := userCA(t, "e2e user CA", past)
+
+	refused := func(reason string) *redisv1alpha1.RedisSentinelFormation {
+		t.Helper()
+		cur := waitCondition(t, f, time.Minute, redisv1alpha1.ConditionTLSReady, metav1.ConditionFalse, reason)
+		eventually(t, 30*time.Second, "a Warning Event "+reason, func() (bool, string) {
+			for _, e := range events(t, f, reason) {
+				if e.Type == corev1.EventTypeWarning {
+					return true, ""
+				}
+			}
+			return false, "none yet"
+		})
+		return cur
+	}
+	noInstances := func() {
+		t.Helper()
+		owned, err := incusSrv.ListInstances(context.Background(), "user.rsf.formation-uid", string(get(t, f).UID))
+		if err != nil || len(owned) != 0 {
+			t.Fatalf("instances created with refused TLS material: %d (%v)", len(owned), err)
+		}
+	}
+
+	refused(controllers.ReasonTLSSecretNotFound)
+	noInstances()
+
+	crt, key := userLeaf(t, ca, []string{"10.77.0.254"}, time.Now(), 24*time.Hour)
+	putTLSSecret(t, f.Namespace, secret, caPEM, crt, key)
+	cur := refused(string(certs.ReasonAddressNotCovered))
+	noInstances()
+	var addrs []string
+	for _, m := range cur.Status.Members {
+		addrs = append(addrs, m.Address)
+	}
+	if c := meta.FindStatusCondition(cur.Status.Conditions, redisv1alpha1.ConditionTLSReady); !strings.Contains(c.Message, addrs[0]) {
+		t.Fatalf("the refusal does not name the members' addresses %v: %s", addrs, c.Message)
+	}
+
+	good, goodKey := userLeaf(t, ca, addrs, time.Now(), 24*time.Hour)
+	putTLSSecret(t, f.Namespace, secret, caPEM, good, goodKey)
+	cur = waitReady(t, f, 3*time.Minute)
+	waitCondition(t, f, 30*time.Second, redisv1alpha1.ConditionTLSReady, metav1.ConditionTrue, controllers.ReasonTLSServed)
+	goodFP, _ := certs.Fingerprint(good)
+	serving := servedCertificates(t, cur, caPEM, nil, nil)
+	for endpoint, fp := range serving {
+		if fp != goodFP {
+			t.Fatalf("%s serves %s, not the Secret's certificate", endpoint, fp[:12])
+		}
+	}
+	redisIDs, sentinelIDs := redisRunIDs(t, cur), sentinelRunIDs(t, cur)
+
+	other, otherPEM := userCA(t, "another CA", past)
+	_, strayKey := userLeaf(t, ca, addrs, time.Now(), 24*time.Hour)
+	expired, expiredKey := userLeaf(t, ca, addrs, past, time.Hour)
+	foreign, foreignKey := userLeaf(t, other, addrs, time.Now(), 24*time.Hour)
+	for _, bad := range []struct {
+		reason       certs.Reason
+		ca, crt, key []byte
+	}{
+		{certs.ReasonKeyMismatch, caPEM, good, strayKey},
+		{certs.ReasonExpired, caPEM, expired, expiredKey},
+		{certs.ReasonNotSignedByCA, caPEM, foreign, foreignKey},
+	} {
+		putTLSSecret(t, f.Namespace, secret, bad.ca, bad.crt, bad.key)
+		refused(string(bad.reason))
+		time.Sleep(2 * time.Second) // passes that could wrongly apply it
+		now := get(t, f)
+		if got := servedCertificates(t, now, caPEM, nil, nil); !maps.Equal(got, serving) {
+			t.Fatalf("%s: the members no longer serve the last good certificate", bad.reason)
+		}
+		if !slices.Equal(redisRunIDs(t, now), redisIDs) || !slices.Equal(sentinelRunIDs(t, now), sentinelIDs) || now.Status.Failovers != 0 {
+			t.Fatalf("%s: a server restarted or failed over (failovers %d)", bad.reason, now.Status.Failovers)
+		}
+	}
+
+	// A new CA: trusted beside the old one until every member serves its
+	// certificate, then alone; redis-servers take it live, sentinels at a
+	// restart each.
+	renewed, renewedKey := userLeaf(t, other, addrs, time.Now(), 24*time.Hour)
+	putTLSSecret(t, f.Namespace, secret, otherPEM, renewed, renewedKey)
+	eventually(t, 2*time.Minute, "the new CA alone trusted and served", func() (bool, string) {
+		cur = get(t, f)
+		st := cur.Status.TLS
+		return st != nil && st.TrustedCA == string(otherPEM) && meta.IsStatusConditionTrue(cur.Status.Conditions, redisv1alpha1.ConditionTLSReady), fmt.Sprintf("status.tls %+v", st)
+	})
+	renewedFP, _ := certs.Fingerprint(renewed)
+	for endpoint, fp := range servedCertificates(t, cur, otherPEM, nil, nil) {
+		if fp != renewedFP {
+			t.Errorf("%s serves %s after the CA change, not the new certificate", endpoint, fp[:12])
+		}
+	}
+	if !slices.Equal(redisRunIDs(t, cur), redisIDs) || cur.Status.Failovers != 0 {
+		t.Errorf("the CA change restarted a redis-server or failed over (failovers %d)", cur.Status.Failovers)
+	}
+	waitReady(t, f, time.Minute)
+}
+
+// userCA is a CA as a user's issuer would run it, valid from notBefore.
+func userCA(t *testing.T, name string, notBefore time.Time) (*certs.Authority, []byte) {
+	t.Helper()
+	certPEM, keyPEM, err := certs.NewAuthority(name, notBefore, 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := certs.ParseAuthority(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, certPEM
+}
+
+// userLeaf is a serving certificate for addrs issued at issued.
+func userLeaf(t *testing.T, ca *certs.Authority, addrs []string, issued time.Time, validity time.Duration) (certPEM, keyPEM []byte) {
+	t.Helper()
+	var ips []net.IP
+	for _, a := range addrs {
+		ips = append(ips, net.ParseIP(a))
+	}
+	certPEM, keyPEM, err := ca.IssueServing("e2e user certificate", ips, issued, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+// putTLSSecret creates or replaces a Secret in cert-manager's layout.
+func putTLSSecret(t *testing.T, ns, name string, caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeTLS}
+	_, err := controllerutil.CreateOrUpdate(context.Background(), k8s, s, func() error {
+		s.Data = map[string][]byte{"ca.crt": caPEM, "tls.crt": certPEM, "tls.key": keyPEM}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// redisRunIDs are the members' redis-server run IDs: a restart changes it.
+func redisRunIDs(t *testing.T, f *redisv1alpha1.RedisSentinelFormation) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range f.Status.Members {
+		c := adminRedis(t, f, m.Address)
+		info, err := c.InfoMap(context.Background(), "server").Result()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("INFO server on %s: %v", m.Name, err)
+		}
+		ids = append(ids, info["Server"]["run_id"])
+	}
+	return ids
 }

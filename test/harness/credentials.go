@@ -31,14 +31,14 @@ func AdminCredentials(ctx context.Context, k8s client.Client, f *redisv1alpha1.R
 	if f.Spec.TLS == nil || !f.Spec.TLS.Enabled {
 		return creds, nil
 	}
-	// The operator's own client material: its CA's client certificate,
-	// or the user Secret's certificate.
-	name, cert, key := f.Name+"-tls", "client.crt", "client.key"
+	// The operator's own TLS material, in the formation's TLS Secret: its
+	// CA's client certificate, or its copy of the user Secret.
+	cert, key := "client.crt", "client.key"
 	if f.Spec.TLS.SecretName != "" {
-		name, cert, key = f.Spec.TLS.SecretName, "tls.crt", "tls.key"
+		cert, key = "tls.crt", "tls.key"
 	}
 	var t corev1.Secret
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, &t); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-tls"}, &t); err != nil {
 		return redisadmin.Credentials{}, fmt.Errorf("reading the TLS Secret: %w", err)
 	}
 	creds.TLS = redisadmin.TLSMaterial{CA: string(t.Data["ca.crt"]), Cert: string(t.Data[cert]), Key: string(t.Data[key])}
