@@ -482,7 +482,7 @@ func TestTLSSchema(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Delete(ctx, obj) })
 		got, _, _ := unstructured.NestedMap(obj.Object, "spec", "tls")
-		if fmt.Sprint(got["certificateDuration"], got["renewBefore"], got["clientAuth"]) != "2160h 720h "+clientAuth {
+		if fmt.Sprintf("%v %v %v", got["certificateDuration"], got["renewBefore"], got["clientAuth"]) != "2160h 720h "+clientAuth {
 			t.Errorf("spec.tls defaulted to %v", got)
 		}
 	}
