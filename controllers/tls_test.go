@@ -1,0 +1,262 @@
+package controllers
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
+	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
+	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
+)
+
+// The addresses incusfake gives the test formation's three members.
+var testAddresses = []string{"10.99.0.2", "10.99.0.3", "10.99.0.4"}
+
+const userTLSSecret = "cache-certs"
+
+// withTLS turns TLS on with clientAuth and, when secretName is set, the
+// user's Secret.
+func withTLS(clientAuth redisv1alpha1.ClientAuth, secretName string) func(*redisv1alpha1.RedisSentinelFormation) {
+	return func(f *redisv1alpha1.RedisSentinelFormation) {
+		f.Spec.TLS = &redisv1alpha1.TLSSpec{Enabled: true, ClientAuth: clientAuth, SecretName: secretName,
+			CertificateDuration: &metav1.Duration{Duration: defaultCertificateDuration}, RenewBefore: &metav1.Duration{Duration: defaultRenewBefore}}
+	}
+}
+
+// testCA is a CA the tests issue user Secrets from.
+type testCA struct{ *certs.Authority }
+
+func newTestCA(t *testing.T, name string) testCA {
+	t.Helper()
+	certPEM, keyPEM, err := certs.NewAuthority(name, testStart.Add(-72*time.Hour), 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.ParseAuthority(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCA{ca}
+}
+
+// serving issues a serving certificate for addresses, valid from issued
+// for validity.
+func (ca testCA) serving(t *testing.T, addresses []string, issued time.Time, validity time.Duration) (certPEM, keyPEM []byte) {
+	t.Helper()
+	var ips []net.IP
+	for _, a := range addresses {
+		ips = append(ips, net.ParseIP(a))
+	}
+	certPEM, keyPEM, err := ca.IssueServing("cache", ips, issued, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+// userSecret is a Secret in cert-manager's layout.
+func userSecret(ca, crt, key []byte) *corev1.Secret {
+	data := map[string][]byte{"ca.crt": ca, "tls.crt": crt, "tls.key": key}
+	for k, v := range data {
+		if v == nil {
+			delete(data, k)
+		}
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: userTLSSecret}, Data: data}
+}
+
+// goodUserSecret covers the test formation's addresses for 90 days.
+func goodUserSecret(t *testing.T, ca testCA) *corev1.Secret {
+	crt, key := ca.serving(t, testAddresses, testStart, 90*24*time.Hour)
+	return userSecret(ca.CertPEM, crt, key)
+}
+
+// tlsEnv is a world with a TLS formation and, when set, the user's Secret.
+func tlsEnv(t *testing.T, clientAuth redisv1alpha1.ClientAuth, user *corev1.Secret) *env {
+	f := newFormation(testName)
+	name := ""
+	if user != nil {
+		name = user.Name
+	}
+	withTLS(clientAuth, name)(f)
+	objs := []client.Object{f, passwordSecret(redisSecretName, testPassword), passwordSecret(sentinelSecretName, testSentinelPassword)}
+	if user != nil {
+		objs = append(objs, user)
+	}
+	return newEnv(t, objs...)
+}
+
+// pass runs one pass and moves the clock as the workqueue would.
+func (e *env) pass(r *FormationReconciler) {
+	e.t.Helper()
+	res, err := e.reconcile(r, testKey)
+	e.advanceFor(res, err)
+}
+
+// tlsCounts sums the members' TLS reloads (CONFIG SET) and sentinel
+// restarts.
+func (e *env) tlsCounts() (reloads, restarts int) {
+	for i := 1; i <= 3; i++ {
+		st := e.world.TLS(testInstance(i))
+		reloads, restarts = reloads+st.Reloads, restarts+st.SentinelRestarts
+	}
+	return reloads, restarts
+}
+
+// memberTLSFile is the content of a TLS file in member index's container.
+func (e *env) memberTLSFile(index int, path string) []byte {
+	e.t.Helper()
+	file, ok := e.incus.File(testInstance(index), path)
+	if !ok {
+		return nil
+	}
+	return file.Content
+}
+
+func tlsCondition(f *redisv1alpha1.RedisSentinelFormation) *metav1.Condition {
+	return meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionTLSReady)
+}
+
+// tlsRolledOut: every member's redis-server and sentinel took the same
+// material (status), and what they loaded (the simulation) is their files.
+func (e *env) tlsRolledOut(f *redisv1alpha1.RedisSentinelFormation) bool {
+	for i, m := range f.Status.Members {
+		if m.TLSHash == "" || m.TLSHash != m.SentinelTLSHash {
+			return false
+		}
+		st := e.world.TLS(testInstance(i + 1))
+		want := redisfake.TLSFiles{Cert: e.memberTLSFile(i+1, render.TLSMemberFile), CA: e.memberTLSFile(i+1, render.TLSCAFile)}
+		for _, got := range []redisfake.TLSFiles{st.Redis, st.Sentinel} {
+			if !bytes.Equal(got.Cert, want.Cert) || !bytes.Equal(got.CA, want.CA) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func hasWarning(e *env, reason string) bool {
+	for _, ev := range e.recorder.events() {
+		if strings.HasPrefix(ev, corev1.EventTypeWarning+" "+reason+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+func hasEvent(e *env, reason string) bool {
+	for _, ev := range e.recorder.events() {
+		if strings.Contains(ev, " "+reason+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTLSOperatorCA: a formation with the operator's CA and client
+// certificates required comes up with a certificate per member for its
+// address, hands backends rediss:// with the CA and a client certificate,
+// and once Ready issues and writes nothing more.
+func TestTLSOperatorCA(t *testing.T) {
+	e := tlsEnv(t, redisv1alpha1.ClientAuthRequired, nil)
+	r := e.newReconciler()
+	e.converge(r, testKey, 60)
+	f := e.formation(testKey)
+	if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionTrue || c.Reason != ReasonTLSServed {
+		t.Fatalf("TLSReady %+v", c)
+	}
+	secret := e.secret(testName + "-tls")
+	if secret == nil || !metav1.IsControlledBy(secret, f) {
+		t.Fatalf("TLS Secret %v not owned by the formation", secret)
+	}
+	data := secret.Data
+	if _, err := certs.ParseAuthority(data["ca.crt"], data["ca.key"]); err != nil {
+		t.Fatalf("ca.crt/ca.key: %v", err)
+	}
+	now := e.clock.Now()
+	want := []string{"ca.crt", "ca.key", "client.crt", "client.key"}
+	for _, m := range f.Status.Members {
+		want = append(want, m.Name+".crt", m.Name+".key")
+		if _, err := certs.Check(certs.Bundle{CA: data["ca.crt"], Cert: data[m.Name+".crt"], Key: data[m.Name+".key"]}, []string{m.Address}, true, now); err != nil {
+			t.Errorf("%s's certificate for %s: %v", m.Name, m.Address, err)
+		}
+		if m.TLSHash == "" || m.TLSHash != m.SentinelTLSHash {
+			t.Errorf("%s: tlsHash %q, sentinelTLSHash %q", m.Name, m.TLSHash, m.SentinelTLSHash)
+		}
+	}
+	if got := sortedKeys(data); strings.Join(got, " ") != strings.Join(sortedKeys(setOf(want...)), " ") {
+		t.Errorf("TLS Secret keys %v, want %v", got, sortedKeys(setOf(want...)))
+	}
+	if _, err := certs.CheckClient(certs.Bundle{CA: data["ca.crt"], Cert: data["client.crt"], Key: data["client.key"]}, now); err != nil {
+		t.Errorf("client certificate: %v", err)
+	}
+	if !e.tlsRolledOut(f) {
+		t.Error("the members did not load their TLS files")
+	}
+	for i := range f.Status.Members {
+		if got := e.memberTLSFile(i+1, render.TLSCAFile); !bytes.Equal(got, data["ca.crt"]) {
+			t.Errorf("member %d trusts %q", i+1, got)
+		}
+	}
+	conn := e.secret(testName + "-connection").Data
+	if u := string(conn[config.EnvURL]); !strings.HasPrefix(u, "rediss://") {
+		t.Errorf("REDIS_URL %q", u)
+	}
+	if !bytes.Equal(conn[config.EnvTLSCACert], data["ca.crt"]) || !bytes.Equal(conn[config.EnvTLSClientCert], data["client.crt"]) ||
+		!bytes.Equal(conn[config.EnvTLSClientKey], data["client.key"]) {
+		t.Errorf("connection Secret TLS material: keys %v", sortedKeys(conn))
+	}
+	if st := f.Status.TLS; st == nil || st.TrustedCA != string(data["ca.crt"]) || st.NotAfter == nil || st.RenewAt == nil ||
+		!st.RenewAt.Time.Equal(st.NotAfter.Add(-defaultRenewBefore)) {
+		t.Errorf("status.tls %+v", st)
+	}
+	if p := e.world.Problems(); len(p) > 0 {
+		t.Errorf("members met configuration problems: %v", p)
+	}
+
+	// Settled: further passes issue nothing and write nothing.
+	tlsVersion, connVersion := secret.ResourceVersion, e.secret(testName+"-connection").ResourceVersion
+	reloads, restarts := e.tlsCounts()
+	e.incus.ResetCalls()
+	events := len(e.recorder.events())
+	for range 3 {
+		e.pass(r)
+	}
+	if v := e.secret(testName + "-tls").ResourceVersion; v != tlsVersion {
+		t.Errorf("the TLS Secret was written again (%s -> %s)", tlsVersion, v)
+	}
+	if v := e.secret(testName + "-connection").ResourceVersion; v != connVersion {
+		t.Errorf("the connection Secret was written again")
+	}
+	if n := e.incus.Calls()[incusfake.WriteFile]; n != 0 {
+		t.Errorf("%d files written", n)
+	}
+	if r2, s2 := e.tlsCounts(); r2 != reloads || s2 != restarts {
+		t.Errorf("reloads %d -> %d, sentinel restarts %d -> %d", reloads, r2, restarts, s2)
+	}
+	if later := e.recorder.events()[events:]; len(later) > 0 {
+		t.Errorf("Events of settled passes: %v", later)
+	}
+	if f := e.formation(testKey); !isReady(f) || tlsCondition(f).Status != metav1.ConditionTrue {
+		t.Errorf("no longer Ready:\n%s", describe(f))
+	}
+}
+
+func setOf(keys ...string) map[string]bool {
+	out := map[string]bool{}
+	for _, k := range keys {
+		out[k] = true
+	}
+	return out
+}
