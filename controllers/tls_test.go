@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"bytes"
+	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +261,154 @@ func setOf(keys ...string) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// TestTLSRenewal: certificates renewed on request (the annotation, carried
+// out once) or when due are issued once; every redis-server reloads them
+// with CONFIG SET, then the sentinels restart one per pass and only while
+// every sentinel answers; nothing fails over.
+func TestTLSRenewal(t *testing.T) {
+	t.Run("on request", func(t *testing.T) {
+		e := tlsEnv(t, redisv1alpha1.ClientAuthRequired, nil)
+		r := e.newReconciler()
+		e.converge(r, testKey, 60)
+		f := e.formation(testKey)
+		master, epoch := e.masterOfWorld(f)
+		before := e.secret(testName + "-tls").Data
+		reloads0, restarts0 := e.tlsCounts()
+
+		f.Annotations = map[string]string{redisv1alpha1.AnnotationRenewCertificates: "now-1"}
+		if err := e.client.Update(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		e.pass(r)
+		f = e.formation(testKey)
+		after := e.secret(testName + "-tls").Data
+		if f.Status.TLS == nil || f.Status.TLS.RenewRequest != "now-1" {
+			t.Fatalf("status.tls %+v: the request is not recorded", f.Status.TLS)
+		}
+		if !bytes.Equal(after["ca.crt"], before["ca.crt"]) || !bytes.Equal(after["ca.key"], before["ca.key"]) {
+			t.Error("the CA was renewed")
+		}
+		for _, k := range []string{"cache-1.crt", "cache-2.crt", "cache-3.crt", "client.crt"} {
+			if bytes.Equal(after[k], before[k]) {
+				t.Errorf("%s not renewed", k)
+			}
+		}
+		if r, s := e.tlsCounts(); r != reloads0 || s != restarts0 {
+			t.Errorf("material applied in the pass that issued it: reloads %d, restarts %d", r-reloads0, s-restarts0)
+		}
+
+		// The next pass reloads every redis-server, at once.
+		e.pass(r)
+		for i := 1; i <= 3; i++ {
+			if st := e.world.TLS(testInstance(i)); st.Reloads != 1 || st.SentinelRestarts != 0 {
+				t.Errorf("member %d: reloads %d, sentinel restarts %d", i, st.Reloads, st.SentinelRestarts)
+			}
+			if !bytes.Equal(e.world.TLS(testInstance(i)).Redis.Cert, certs.CombinedPEM(after[testName+"-"+strconv.Itoa(i)+".crt"], after[testName+"-"+strconv.Itoa(i)+".key"])) {
+				t.Errorf("member %d's redis-server serves another certificate", i)
+			}
+		}
+
+		// A sentinel that does not answer holds every restart back.
+		e.world.SetSentinelUnreachable(testInstance(2), true)
+		for range 5 {
+			e.pass(r)
+		}
+		if _, s := e.tlsCounts(); s != restarts0 {
+			t.Fatalf("%d sentinels restarted while one did not answer", s-restarts0)
+		}
+		e.world.SetSentinelUnreachable(testInstance(2), false)
+
+		// Then one sentinel per pass.
+		restarted := 0
+		for pass := 0; pass < 20 && !e.tlsRolledOut(e.formation(testKey)); pass++ {
+			_, s0 := e.tlsCounts()
+			e.pass(r)
+			_, s1 := e.tlsCounts()
+			if s1-s0 > 1 {
+				t.Fatalf("%d sentinels restarted in one pass", s1-s0)
+			}
+			restarted += s1 - s0
+		}
+		if restarted != 3 {
+			t.Errorf("%d sentinel restarts, want 3", restarted)
+		}
+		e.converge(r, testKey, 20)
+		f = e.formation(testKey)
+		if !e.tlsRolledOut(f) || tlsCondition(f).Status != metav1.ConditionTrue {
+			t.Fatalf("not rolled out: %+v\n%s", tlsCondition(f), describe(f))
+		}
+		if m, ep := e.masterOfWorld(f); m != master || ep != epoch || hasEvent(e, string(actSentinelFailover)) {
+			t.Errorf("master %s epoch %d -> %s epoch %d: a failover was asked for", master, epoch, m, ep)
+		}
+		// Carried out once: the annotation left in place renews nothing more.
+		version := e.secret(testName + "-tls").ResourceVersion
+		reloads, restarts := e.tlsCounts()
+		for range 3 {
+			e.pass(r)
+		}
+		if r2, s2 := e.tlsCounts(); e.secret(testName+"-tls").ResourceVersion != version || r2 != reloads || s2 != restarts {
+			t.Error("the handled request renewed the certificates again")
+		}
+	})
+
+	t.Run("when due", func(t *testing.T) {
+		e := tlsEnv(t, redisv1alpha1.ClientAuthNone, nil)
+		r := e.newReconciler()
+		e.converge(r, testKey, 60)
+		f := e.formation(testKey)
+		renewAt := f.Status.TLS.RenewAt.Time
+		before := e.secret(testName + "-tls").Data
+		master, epoch := e.masterOfWorld(f)
+
+		// Just before renewAt nothing happens.
+		e.clock.Advance(renewAt.Sub(e.clock.Now()) - time.Minute)
+		for range 3 {
+			e.pass(r)
+		}
+		if after := e.secret(testName + "-tls").Data; !bytes.Equal(after["cache-1.crt"], before["cache-1.crt"]) {
+			t.Fatal("renewed before renewAt")
+		}
+		e.clock.Advance(2 * time.Minute)
+		e.pass(r)
+		after := e.secret(testName + "-tls").Data
+		for _, k := range []string{"cache-1.crt", "cache-2.crt", "cache-3.crt", "client.crt"} {
+			if bytes.Equal(after[k], before[k]) {
+				t.Errorf("%s not renewed when due", k)
+			}
+		}
+		issued := e.secret(testName + "-tls").ResourceVersion
+		for pass := 0; pass < 30; pass++ {
+			reloads, s0 := e.tlsCounts()
+			if s0 == 3 {
+				break
+			}
+			e.pass(r)
+			r1, s1 := e.tlsCounts()
+			if s1-s0 > 1 || (s1 > s0 && reloads < 3) {
+				t.Fatalf("pass %d: %d sentinels restarted, %d redis-servers reloaded before", pass, s1-s0, reloads)
+			}
+			if r1 != reloads && r1 != 3 {
+				t.Fatalf("pass %d: %d redis-servers reloaded, want all at once", pass, r1)
+			}
+		}
+		for range 3 {
+			e.pass(r)
+		}
+		e.converge(r, testKey, 20)
+		f = e.formation(testKey)
+		if v := e.secret(testName + "-tls").ResourceVersion; v != issued {
+			t.Error("the certificates were issued more than once")
+		}
+		if reloads, restarts := e.tlsCounts(); reloads != 3 || restarts != 3 || !e.tlsRolledOut(f) {
+			t.Errorf("reloads %d, sentinel restarts %d, rolled out %v", reloads, restarts, e.tlsRolledOut(f))
+		}
+		if !f.Status.TLS.RenewAt.Time.After(renewAt) {
+			t.Errorf("renewAt %s, was %s", f.Status.TLS.RenewAt, renewAt)
+		}
+		if m, ep := e.masterOfWorld(f); m != master || ep != epoch {
+			t.Errorf("master %s epoch %d -> %s epoch %d", master, epoch, m, ep)
+		}
+	})
 }
