@@ -412,3 +412,114 @@ func TestTLSRenewal(t *testing.T) {
 		}
 	})
 }
+
+// badUserSecrets are user Secrets refused for each reason, with it.
+func badUserSecrets(t *testing.T, ca testCA) []struct {
+	name, reason string
+	secret       *corev1.Secret // nil: the Secret is missing
+} {
+	good := goodUserSecret(t, ca)
+	other := newTestCA(t, "another CA")
+	_, otherKey := ca.serving(t, testAddresses, testStart, 90*24*time.Hour)
+	expired, expiredKey := ca.serving(t, testAddresses, testStart.Add(-48*time.Hour), 24*time.Hour)
+	uncovered, uncoveredKey := ca.serving(t, []string{"10.99.0.2", "10.99.0.3"}, testStart, 90*24*time.Hour)
+	foreign, foreignKey := other.serving(t, testAddresses, testStart, 90*24*time.Hour)
+	return []struct {
+		name, reason string
+		secret       *corev1.Secret
+	}{
+		{"missing Secret", ReasonTLSSecretNotFound, nil},
+		{"missing key", ReasonTLSSecretKey, userSecret(ca.CertPEM, good.Data["tls.crt"], nil)},
+		{"key of another certificate", string(certs.ReasonKeyMismatch), userSecret(ca.CertPEM, good.Data["tls.crt"], otherKey)},
+		{"expired", string(certs.ReasonExpired), userSecret(ca.CertPEM, expired, expiredKey)},
+		{"address not covered", string(certs.ReasonAddressNotCovered), userSecret(ca.CertPEM, uncovered, uncoveredKey)},
+		{"not signed by ca.crt", string(certs.ReasonNotSignedByCA), userSecret(ca.CertPEM, foreign, foreignKey)},
+	}
+}
+
+// TestTLSUserSecretRefused: a user Secret that cannot serve the members is
+// refused with its reason (TLSReady False, a Warning Event): a new
+// formation creates nothing, and a Ready one applies nothing and its
+// members keep what they serve.
+func TestTLSUserSecretRefused(t *testing.T) {
+	ca := newTestCA(t, "user CA")
+	for _, tc := range badUserSecrets(t, ca) {
+		t.Run("new formation, "+tc.name, func(t *testing.T) {
+			e := tlsEnv(t, redisv1alpha1.ClientAuthNone, tc.secret)
+			e.updateFormation(testKey, func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.TLS.SecretName = userTLSSecret })
+			r := e.newReconciler()
+			for range 8 {
+				e.pass(r)
+			}
+			f := e.formation(testKey)
+			if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+				t.Fatalf("TLSReady %+v, want False %s", c, tc.reason)
+			}
+			if !hasWarning(e, tc.reason) {
+				t.Errorf("no Warning Event %s: %v", tc.reason, e.recorder.events())
+			}
+			if tc.reason == string(certs.ReasonAddressNotCovered) {
+				// The addresses are known only once the containers
+				// exist: they are created, and nothing is configured.
+				for i := 1; i <= 3; i++ {
+					if e.memberTLSFile(i, render.TLSMemberFile) != nil || e.memberTLSFile(i, render.TLSCAFile) != nil {
+						t.Errorf("member %d was given TLS material", i)
+					}
+					if _, ok := e.incus.File(testInstance(i), "/etc/redis/redis.conf"); ok {
+						t.Errorf("member %d was configured", i)
+					}
+				}
+			} else if n := e.incus.Calls()[incusfake.CreateInstance]; n != 0 {
+				t.Errorf("%d instances created", n)
+			}
+			if e.secret(testName+"-connection") != nil {
+				t.Error("a connection Secret was written")
+			}
+		})
+	}
+	for _, tc := range badUserSecrets(t, ca) {
+		t.Run("Ready formation, "+tc.name, func(t *testing.T) {
+			e := tlsEnv(t, redisv1alpha1.ClientAuthNone, goodUserSecret(t, ca))
+			r := e.newReconciler()
+			e.converge(r, testKey, 60)
+			before := e.formation(testKey)
+			if !e.tlsRolledOut(before) {
+				t.Fatal("not rolled out")
+			}
+			reloads, restarts := e.tlsCounts()
+			current := e.secret(userTLSSecret)
+			if tc.secret == nil {
+				if err := e.client.Delete(context.Background(), current); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				current.Data = tc.secret.Data
+				if err := e.client.Update(context.Background(), current); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.incus.ResetCalls()
+			for range 6 {
+				e.pass(r)
+			}
+			f := e.formation(testKey)
+			if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+				t.Fatalf("TLSReady %+v, want False %s", c, tc.reason)
+			}
+			if !hasWarning(e, tc.reason) {
+				t.Errorf("no Warning Event %s: %v", tc.reason, e.recorder.events())
+			}
+			if r2, s2 := e.tlsCounts(); r2 != reloads || s2 != restarts {
+				t.Errorf("material applied: reloads %d -> %d, sentinel restarts %d -> %d", reloads, r2, restarts, s2)
+			}
+			if n := e.incus.Calls()[incusfake.WriteFile]; n != 0 {
+				t.Errorf("%d files written", n)
+			}
+			for i, m := range f.Status.Members {
+				if m.TLSHash != before.Status.Members[i].TLSHash || m.SentinelTLSHash != before.Status.Members[i].SentinelTLSHash {
+					t.Errorf("%s: tlsHash %s/%s, was %s/%s", m.Name, m.TLSHash, m.SentinelTLSHash, before.Status.Members[i].TLSHash, before.Status.Members[i].SentinelTLSHash)
+				}
+			}
+		})
+	}
+}
