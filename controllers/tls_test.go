@@ -523,3 +523,81 @@ func TestTLSUserSecretRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSUserCAChange: when the user Secret moves to another CA, the
+// members first trust both CAs (status.tls.trustedCA keeps the old one)
+// while they take the new certificate; once every one serves it, they are
+// given the new CA alone (a second round).
+func TestTLSUserCAChange(t *testing.T) {
+	oldCA, newCA := newTestCA(t, "old CA"), newTestCA(t, "new CA")
+	e := tlsEnv(t, redisv1alpha1.ClientAuthNone, goodUserSecret(t, oldCA))
+	r := e.newReconciler()
+	e.converge(r, testKey, 60)
+	if f := e.formation(testKey); f.Status.TLS == nil || f.Status.TLS.TrustedCA != string(oldCA.CertPEM) {
+		t.Fatalf("status.tls %+v", f.Status.TLS)
+	}
+	master, epoch := e.masterOfWorld(e.formation(testKey))
+	secret := e.secret(userTLSSecret)
+	secret.Data = goodUserSecret(t, newCA).Data
+	if err := e.client.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	both := append(append(bytes.Clone(newCA.CertPEM), '\n'), oldCA.CertPEM...)
+	newCert := certs.CombinedPEM(secret.Data["tls.crt"], secret.Data["tls.key"])
+
+	// First round: the new certificate with both CAs trusted.
+	for pass := 0; pass < 30 && e.tlsCountsBelow(3); pass++ {
+		e.pass(r)
+		f := e.formation(testKey)
+		if f.Status.TLS.TrustedCA != string(oldCA.CertPEM) {
+			t.Fatalf("pass %d: trustedCA moved to the new CA before every member served it", pass)
+		}
+		for i := 1; i <= 3; i++ {
+			if ca := e.memberTLSFile(i, render.TLSCAFile); !bytes.Equal(ca, oldCA.CertPEM) && !bytes.Equal(ca, both) {
+				t.Fatalf("pass %d: member %d trusts %q", pass, i, ca)
+			}
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		st := e.world.TLS(testInstance(i))
+		if !bytes.Equal(st.Redis.CA, both) || !bytes.Equal(st.Sentinel.CA, both) || !bytes.Equal(st.Redis.Cert, newCert) || !bytes.Equal(st.Sentinel.Cert, newCert) {
+			t.Errorf("member %d after the first round does not serve the new certificate trusting both CAs", i)
+		}
+	}
+	if conn := e.secret(testName + "-connection").Data; !bytes.Equal(conn[config.EnvTLSCACert], both) {
+		t.Errorf("while the CA changes, the connection Secret's CA is %q, want both", conn[config.EnvTLSCACert])
+	}
+	// Second round: the new CA alone.
+	for pass := 0; pass < 30 && e.tlsCountsBelow(6); pass++ {
+		e.pass(r)
+	}
+	e.converge(r, testKey, 20)
+	f := e.formation(testKey)
+	if f.Status.TLS.TrustedCA != string(newCA.CertPEM) {
+		t.Errorf("trustedCA is not the new CA")
+	}
+	for i := 1; i <= 3; i++ {
+		st := e.world.TLS(testInstance(i))
+		if !bytes.Equal(st.Redis.CA, newCA.CertPEM) || !bytes.Equal(st.Sentinel.CA, newCA.CertPEM) || !bytes.Equal(st.Redis.Cert, newCert) {
+			t.Errorf("member %d does not trust the new CA alone", i)
+		}
+		if st.Reloads != 2 || st.SentinelRestarts != 2 {
+			t.Errorf("member %d: %d reloads, %d sentinel restarts; want 2 rounds", i, st.Reloads, st.SentinelRestarts)
+		}
+	}
+	if c := tlsCondition(f); c.Status != metav1.ConditionTrue || !e.tlsRolledOut(f) {
+		t.Errorf("TLSReady %+v", c)
+	}
+	if conn := e.secret(testName + "-connection").Data; !bytes.Equal(conn[config.EnvTLSCACert], newCA.CertPEM) {
+		t.Errorf("the connection Secret's CA is %q", conn[config.EnvTLSCACert])
+	}
+	if m, ep := e.masterOfWorld(f); m != master || ep != epoch {
+		t.Errorf("master %s epoch %d -> %s epoch %d", master, epoch, m, ep)
+	}
+}
+
+// tlsCountsBelow: fewer than n sentinel restarts in all.
+func (e *env) tlsCountsBelow(n int) bool {
+	_, restarts := e.tlsCounts()
+	return restarts < n
+}
