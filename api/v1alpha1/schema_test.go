@@ -406,3 +406,131 @@ func TestIncusHostSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSSchema: a formation is created with TLS on or off and stays so,
+// with the client-certificate requirement it was created with; the
+// certificates' source and lifetimes may change (they are applied live).
+func TestTLSSchema(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	tlsOn := func(clientAuth string) func(map[string]any, *unstructured.Unstructured) {
+		return set("tls", map[string]any{"enabled": true, "clientAuth": clientAuth})
+	}
+	const (
+		enabledFixed    = "spec.tls.enabled cannot be changed on a formation"
+		clientAuthFixed = "spec.tls.clientAuth cannot be changed on a formation"
+	)
+	cases := []struct {
+		name   string
+		create func(map[string]any, *unstructured.Unstructured) // nil: TLS off
+		change func(map[string]any, *unstructured.Unstructured)
+		want   string // "" when the change must be accepted
+	}{
+		{"turning TLS on", nil, tlsOn("None"), enabledFixed},
+		{"turning TLS on (enabled false before)", set("tls", map[string]any{"enabled": false}), set("tls.enabled", true), enabledFixed},
+		{"turning TLS off", tlsOn("None"), set("tls.enabled", false), enabledFixed},
+		{"removing spec.tls", tlsOn("None"), unset("tls"), enabledFixed},
+		{"removing spec.tls with client certificates", tlsOn("Required"), unset("tls"), enabledFixed},
+		{"requiring client certificates", tlsOn("None"), set("tls.clientAuth", "Required"), clientAuthFixed},
+		{"no longer requiring client certificates", tlsOn("Required"), set("tls.clientAuth", "None"), clientAuthFixed},
+		{"secretName set", tlsOn("Required"), set("tls.secretName", "cache-certs"), ""},
+		{"secretName changed", func(s map[string]any, o *unstructured.Unstructured) {
+			tlsOn("None")(s, o)
+			set("tls.secretName", "cache-certs")(s, o)
+		}, set("tls.secretName", "cache-certs-2"), ""},
+		{"secretName removed", func(s map[string]any, o *unstructured.Unstructured) {
+			tlsOn("None")(s, o)
+			set("tls.secretName", "cache-certs")(s, o)
+		}, unset("tls.secretName"), ""},
+		{"certificateDuration", tlsOn("None"), set("tls.certificateDuration", "4320h"), ""},
+		{"renewBefore", tlsOn("Required"), set("tls.renewBefore", "240h"), ""},
+		{"renewBefore not below certificateDuration", tlsOn("None"), set("tls.renewBefore", "2160h"), "spec.tls.renewBefore must be shorter than spec.tls.certificateDuration"},
+		{"certificateDuration not above renewBefore", tlsOn("None"), set("tls.certificateDuration", "720h"), "spec.tls.renewBefore must be shorter than spec.tls.certificateDuration"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := sampleFormation(t)
+			obj.SetName(fmt.Sprintf("tls-change-%d", i))
+			if tc.create != nil {
+				tc.create(obj.Object["spec"].(map[string]any), obj)
+			}
+			if err := c.Create(ctx, obj); err != nil {
+				t.Fatalf("creating it: %v", err)
+			}
+			t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+			tc.change(obj.Object["spec"].(map[string]any), obj)
+			err := c.Update(ctx, obj)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want a rejection saying %q", err, tc.want)
+			}
+			if err != nil && (strings.Contains(err.Error(), "no such key") || strings.Contains(err.Error(), "evaluating rule")) {
+				t.Fatalf("a CEL rule failed to evaluate instead of validating: %v", err)
+			}
+		})
+	}
+
+	// Created with TLS on, and defaulted.
+	for i, clientAuth := range []string{"None", "Required"} {
+		obj := sampleFormation(t)
+		obj.SetName(fmt.Sprintf("tls-create-%d", i))
+		tlsOn(clientAuth)(obj.Object["spec"].(map[string]any), obj)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("a formation with TLS on (clientAuth %s) was rejected: %v", clientAuth, err)
+		}
+		t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+		got, _, _ := unstructured.NestedMap(obj.Object, "spec", "tls")
+		if fmt.Sprintf("%v %v %v", got["certificateDuration"], got["renewBefore"], got["clientAuth"]) != "2160h 720h "+clientAuth {
+			t.Errorf("spec.tls defaulted to %v", got)
+		}
+	}
+	defaulted := sampleFormation(t)
+	defaulted.SetName("tls-create-defaults")
+	set("tls", map[string]any{"enabled": true})(defaulted.Object["spec"].(map[string]any), defaulted)
+	if err := c.Create(ctx, defaulted); err != nil {
+		t.Fatalf("a formation with TLS on and nothing else was rejected: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, defaulted) })
+	if got, _, _ := unstructured.NestedString(defaulted.Object, "spec", "tls", "clientAuth"); got != "None" {
+		t.Errorf("spec.tls.clientAuth defaulted to %q", got)
+	}
+
+	// Refused at creation.
+	for i, tc := range []struct {
+		name   string
+		mutate func(map[string]any, *unstructured.Unstructured)
+		want   string
+	}{
+		{"renewBefore equal to certificateDuration", func(s map[string]any, o *unstructured.Unstructured) {
+			tlsOn("None")(s, o)
+			set("tls.certificateDuration", "720h")(s, o)
+			set("tls.renewBefore", "720h")(s, o)
+		}, "spec.tls.renewBefore must be shorter than spec.tls.certificateDuration"},
+		{"renewBefore above the default certificateDuration", func(s map[string]any, o *unstructured.Unstructured) {
+			tlsOn("None")(s, o)
+			set("tls.renewBefore", "3000h")(s, o)
+		}, "spec.tls.renewBefore must be shorter than spec.tls.certificateDuration"},
+		{"clientAuth Optional", tlsOn("Optional"), "spec.tls.clientAuth"},
+		{"clientAuth lower-case", tlsOn("required"), "spec.tls.clientAuth"},
+		{"secretName not a Secret name", func(s map[string]any, o *unstructured.Unstructured) {
+			tlsOn("None")(s, o)
+			set("tls.secretName", "Cache_Certs")(s, o)
+		}, "spec.tls.secretName"},
+	} {
+		t.Run("create with "+tc.name, func(t *testing.T) {
+			obj := sampleFormation(t)
+			obj.SetName(fmt.Sprintf("tls-bad-%d", i))
+			tc.mutate(obj.Object["spec"].(map[string]any), obj)
+			err := c.Create(ctx, obj)
+			if err == nil {
+				_ = c.Delete(ctx, obj)
+				t.Fatalf("accepted; want a rejection saying %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("rejected with %q; want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -38,6 +38,13 @@
 //     auth-user/auth-pass. Users set with SetUser and masterauth
 //     set with ConfigSet survive a restart (CONFIG REWRITE), as long as the
 //     operator has not written a new redis.conf since.
+//   - TLS is not negotiated: a server whose config has a tls-port listens
+//     there (port 0 closes the plaintext one) and answers any client. What
+//     it loaded is recorded (TLS): the files named by tls-cert-file and
+//     tls-ca-cert-file when it started and, for redis-server, when CONFIG
+//     SET names one of the tls-* files (Redis rebuilds its TLS context);
+//     `systemctl restart redis-sentinel` stops and starts the sentinel (its
+//     state kept, as Sentinel rewrites its config file) and counts.
 //
 // The processes follow their container: stopping an instance in incusfake
 // stops both (as Crash does), starting it again starts the sentinel if the
@@ -114,6 +121,28 @@ type member struct {
 	// rewritten is what CONFIG REWRITE persisted into redis.conf: applied
 	// when redis-server starts again on the same file.
 	rewritten *rewrite
+	// tlsReloads counts CONFIG SETs naming TLS files, sentinelRestarts the
+	// `systemctl restart redis-sentinel`s.
+	tlsReloads, sentinelRestarts int
+	// sentinelUnreachable: the sentinel runs but refuses the operator's
+	// connections (SetSentinelUnreachable).
+	sentinelUnreachable bool
+}
+
+// TLSFiles are the TLS files a process loaded: its certificate file (the
+// key and certificate chain) and its CA file; nil when it has none.
+type TLSFiles struct {
+	Cert, CA []byte
+}
+
+// TLSState is what an instance's processes loaded as TLS material and how
+// often the operator made them load it again.
+type TLSState struct {
+	// Redis and Sentinel are what the running processes loaded.
+	Redis, Sentinel TLSFiles
+	// Reloads counts the CONFIG SETs of TLS files, SentinelRestarts the
+	// sentinel restarts.
+	Reloads, SentinelRestarts int
 }
 
 // rewrite is the ACL state CONFIG REWRITE wrote into a redis.conf whose
@@ -140,6 +169,7 @@ type redisProc struct {
 	maxmemory   int64
 	offset      int64
 	config      map[string]string
+	tls         TLSFiles
 }
 
 type sentinelProc struct {
@@ -153,6 +183,10 @@ type sentinelProc struct {
 	// and whatever SENTINEL CONFIG SET set).
 	config  map[string]string
 	masters map[string]*monitor
+	// tlsFiles are the paths of its tls-cert-file and tls-ca-cert-file,
+	// read again at each start; tls what it read.
+	tlsFiles [2]string
+	tls      TLSFiles
 }
 
 type monitor struct {
@@ -288,6 +322,13 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 			w.startRedis(instance)
 		case step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
 			w.startSentinel(instance)
+		case step == "systemctl restart redis-sentinel":
+			m := w.member(instance)
+			if m.sentinel != nil {
+				m.stoppedSentinel, m.sentinel = m.sentinel, nil
+			}
+			m.sentinelRestarts++
+			w.startSentinel(instance)
 		case step == "systemctl start --no-block redis-server", step == "systemctl start redis-server":
 			w.startRedis(instance)
 		case len(fields) == 2 && fields[0] == "touch" && fields[1] == ConfiguredMarker:
@@ -377,8 +418,10 @@ func (w *World) startRedis(instance string) {
 		switch d[0] {
 		case "bind":
 			host = d[1]
-		case "port":
-			r.port, _ = strconv.Atoi(d[1])
+		case "port", "tls-port":
+			if p, _ := strconv.Atoi(d[1]); p > 0 {
+				r.port = p
+			}
 		case "requirepass":
 			r.users.requirepass(d[1])
 		case "user":
@@ -399,10 +442,11 @@ func (w *World) startRedis(instance string) {
 			}
 		}
 	}
-	if host == "" || r.port <= 0 {
+	if host == "" || (r.config["port"] == "0" && r.config["tls-port"] == "") {
 		w.problem(instance, "redis.conf has no bind address or port")
 		return
 	}
+	r.tls = w.loadTLS(instance, r.config["tls-cert-file"], r.config["tls-ca-cert-file"])
 	if r.replicaOf.IsZero() {
 		r.offset = initialOffset
 	}
@@ -433,8 +477,9 @@ func (w *World) startSentinel(instance string) {
 	if m.sentinel != nil {
 		return
 	}
-	if m.stoppedSentinel != nil {
-		m.sentinel, m.stoppedSentinel = m.stoppedSentinel, nil
+	if s := m.stoppedSentinel; s != nil {
+		s.tls = w.loadTLS(instance, s.tlsFiles[0], s.tlsFiles[1])
+		m.sentinel, m.stoppedSentinel = s, nil
 		return
 	}
 	dirs, ok := w.readConf(instance, SentinelConfPath)
@@ -450,8 +495,14 @@ func (w *World) startSentinel(instance string) {
 		switch d[0] {
 		case "bind":
 			host = d[1]
-		case "port":
-			s.port, _ = strconv.Atoi(d[1])
+		case "port", "tls-port":
+			if p, _ := strconv.Atoi(d[1]); p > 0 {
+				s.port = p
+			}
+		case "tls-cert-file":
+			s.tlsFiles[0] = d[1]
+		case "tls-ca-cert-file":
+			s.tlsFiles[1] = d[1]
 		case "requirepass":
 			s.users.requirepass(d[1])
 		case "user":
@@ -467,6 +518,7 @@ func (w *World) startSentinel(instance string) {
 		w.problem(instance, "sentinel.conf has no bind address or port")
 		return
 	}
+	s.tls = w.loadTLS(instance, s.tlsFiles[0], s.tlsFiles[1])
 	w.setHost(m, host)
 	m.sentinel = s
 }
@@ -581,7 +633,7 @@ func (w *World) redisAt(e endpoint.Endpoint, creds redisadmin.Credentials) (*mem
 // sentinelAt is the running sentinel at e, logged in to with creds.
 func (w *World) sentinelAt(e endpoint.Endpoint, creds redisadmin.Credentials) (*member, error) {
 	m := w.byHost[e.Host]
-	if m == nil || m.sentinel == nil || m.sentinel.port != e.Port {
+	if m == nil || m.sentinel == nil || m.sentinel.port != e.Port || m.sentinelUnreachable {
 		return nil, errRefused(e)
 	}
 	if !m.sentinel.users.accepts(creds.Username, creds.Password) {
@@ -669,6 +721,10 @@ func (a *admin) ConfigSet(_ context.Context, server endpoint.Endpoint, settings 
 		return fmt.Errorf("CONFIG SET on %s: %w", server, err)
 	}
 	maps.Copy(m.redis.config, settings)
+	if settings["tls-cert-file"] != "" || settings["tls-key-file"] != "" || settings["tls-ca-cert-file"] != "" {
+		m.redis.tls = a.w.loadTLS(m.instance, m.redis.config["tls-cert-file"], m.redis.config["tls-ca-cert-file"])
+		m.tlsReloads++
+	}
 	if v, ok := settings["maxmemory"]; ok {
 		m.redis.maxmemory = memoryBytes(v)
 	}
@@ -1030,4 +1086,45 @@ func (w *World) failover(name string, old endpoint.Endpoint, promoted *member) i
 		}
 	}
 	return epoch
+}
+
+// loadTLS reads a process's TLS files (a path unset or missing: nil).
+// Called with w.mu held.
+func (w *World) loadTLS(instance, certFile, caFile string) TLSFiles {
+	var t TLSFiles
+	if certFile != "" {
+		t.Cert, _ = w.files(instance, certFile)
+	}
+	if caFile != "" {
+		t.CA, _ = w.files(instance, caFile)
+	}
+	return t
+}
+
+// TLS is what instance's running processes loaded as TLS material, and how
+// often they were made to load it again.
+func (w *World) TLS(instance string) TLSState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.members[instance]
+	if m == nil {
+		return TLSState{}
+	}
+	st := TLSState{Reloads: m.tlsReloads, SentinelRestarts: m.sentinelRestarts}
+	if m.redis != nil {
+		st.Redis = m.redis.tls
+	}
+	if m.sentinel != nil {
+		st.Sentinel = m.sentinel.tls
+	}
+	return st
+}
+
+// SetSentinelUnreachable makes instance's sentinel refuse the operator's
+// connections while it keeps running (a hung process, a firewall), or
+// answer again.
+func (w *World) SetSentinelUnreachable(instance string, unreachable bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.member(instance).sentinelUnreachable = unreachable
 }

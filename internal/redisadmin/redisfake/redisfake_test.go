@@ -671,3 +671,97 @@ func TestSentinelFailoverHonoursReplicaPriority(t *testing.T) {
 		t.Fatalf("failover with only priority-0 replicas: %v", err)
 	}
 }
+
+// TestTLS: a TLS-only member listens on its tls-port, records the files
+// its processes loaded, reloads redis-server's on CONFIG SET of a TLS file
+// and the sentinel's on a restart; an unreachable sentinel keeps running.
+func TestTLS(t *testing.T) {
+	ctx := context.Background()
+	f := incusfake.New()
+	w := redisfake.New()
+	w.Attach(f)
+	const name = "tls-1"
+	if err := f.CreateInstance(ctx, incus.InstanceSpec{Name: name, Image: "rsf-redis7-bookworm-v1", Profiles: []string{"rsf-redis"}}); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := f.GetInstance(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls := &render.TLS{CAFile: render.TLSCAFile, MemberFile: render.TLSMemberFile}
+	conf, err := render.RedisConf(render.Redis{Address: inst.IPv4, Port: 6379, Users: acl.ServerUsers(creds, backend), MasterUser: acl.ReplicationUser,
+		MasterAuth: creds[acl.Replication].Current, Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec", TLS: tls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sconf, err := render.SentinelConf(render.Sentinel{Address: inst.IPv4, Port: 26379, Users: acl.SentinelUsers(creds, backend),
+		PeerUser: acl.PeerUser, PeerPassword: creds[acl.Peer].Current, MasterName: masterName,
+		Master: endpoint.Endpoint{Host: inst.IPv4, Port: 6379}, Quorum: 1, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1,
+		AuthUser: acl.MonitoringUser, AuthPass: creds[acl.Monitoring].Current, TLS: tls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, content string) {
+		if err := f.WriteFile(ctx, name, path, []byte(content), 0o600, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("/etc/redis/redis.conf", string(conf))
+	write("/etc/redis/sentinel.conf", string(sconf))
+	write(render.TLSMemberFile, "cert-1")
+	write(render.TLSCAFile, "ca-1")
+	if res, err := f.Exec(ctx, name, []string{"sh", "-c", configureScript}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("configure: %+v %v", res, err)
+	}
+	if p := w.Problems(); len(p) > 0 {
+		t.Fatalf("problems: %v", p)
+	}
+	check := func(what string, got redisfake.TLSFiles, cert, ca string) {
+		t.Helper()
+		if string(got.Cert) != cert || string(got.CA) != ca {
+			t.Errorf("%s loaded %q %q, want %q %q", what, got.Cert, got.CA, cert, ca)
+		}
+	}
+	st := w.TLS(name)
+	check("redis-server", st.Redis, "cert-1", "ca-1")
+	check("sentinel", st.Sentinel, "cert-1", "ca-1")
+
+	a := w.Admin("t", redisadmin.Credentials{Username: acl.AdminUser, Password: creds[acl.Admin].Current})
+	server, sentinel := endpoint.Endpoint{Host: inst.IPv4, Port: 6379}, endpoint.Endpoint{Host: inst.IPv4, Port: 26379}
+	if _, err := a.Replication(ctx, server); err != nil {
+		t.Fatalf("the tls-port does not answer: %v", err)
+	}
+	write(render.TLSMemberFile, "cert-2")
+	write(render.TLSCAFile, "ca-2")
+	if err := a.ConfigSet(ctx, server, tls.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	st = w.TLS(name)
+	check("redis-server after CONFIG SET", st.Redis, "cert-2", "ca-2")
+	check("sentinel before its restart", st.Sentinel, "cert-1", "ca-1")
+	if st.Reloads != 1 || st.SentinelRestarts != 0 {
+		t.Errorf("reloads %d, restarts %d", st.Reloads, st.SentinelRestarts)
+	}
+	if res, err := f.Exec(ctx, name, []string{"sh", "-c", "set -e; systemctl restart redis-sentinel"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("restart: %+v %v", res, err)
+	}
+	st = w.TLS(name)
+	check("sentinel after its restart", st.Sentinel, "cert-2", "ca-2")
+	if st.SentinelRestarts != 1 {
+		t.Errorf("restarts %d", st.SentinelRestarts)
+	}
+	if _, err := a.SentinelMaster(ctx, sentinel, masterName); err != nil {
+		t.Fatalf("the restarted sentinel lost its master: %v", err)
+	}
+	w.SetSentinelUnreachable(name, true)
+	if _, err := a.SentinelMaster(ctx, sentinel, masterName); err == nil {
+		t.Fatal("an unreachable sentinel answered")
+	}
+	if res, _ := f.Exec(ctx, name, probe); res.Stdout != "yes active active\n" {
+		t.Fatalf("probe of a member with an unreachable sentinel: %q", res.Stdout)
+	}
+	w.SetSentinelUnreachable(name, false)
+	if _, err := a.SentinelMaster(ctx, sentinel, masterName); err != nil {
+		t.Fatal(err)
+	}
+}
