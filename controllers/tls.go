@@ -189,6 +189,16 @@ func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alph
 		return nil
 	case want == nil:
 		material = applied.Data
+	}
+	if want != nil {
+		var old map[string][]byte
+		if applied != nil {
+			old = applied.Data
+		}
+		keepPrevious(f, want, old, userKeyCert, userKeyKey)
+	}
+	switch {
+	case want == nil:
 	case applied == nil || !maps.EqualFunc(want, applied.Data, bytes.Equal):
 		o.tls.issue, o.tls.issueReason = want, "a new version of Secret "+f.Spec.TLS.SecretName
 	}
@@ -197,7 +207,7 @@ func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alph
 		o.tls.member[m] = combined
 	}
 	o.tls.ca = material[tlsKeyCA]
-	o.tls.dialCert, o.tls.dialKey = material[userKeyCert], material[userKeyKey]
+	o.tls.dialCert, o.tls.dialKey = dialPair(material, userKeyCert, userKeyKey)
 	if leaf, err := certs.Leaf(material[userKeyCert]); err == nil {
 		o.tls.notAfter = leaf.NotAfter
 	}
@@ -337,11 +347,16 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 	// Certificates of members no longer in the formation go.
 	for k := range data {
 		base := strings.TrimSuffix(strings.TrimSuffix(k, ".crt"), ".key")
-		if _, ok := addrs[base]; !ok && base != "client" && k != tlsKeyCA && k != tlsKeyCAKey {
+		if _, ok := addrs[base]; !ok && base != "client" && base != previousClient && k != tlsKeyCA && k != tlsKeyCAKey {
 			delete(data, k)
 			reasons = append(reasons, "member "+base+" left")
 		}
 	}
+	var old map[string][]byte
+	if secret != nil {
+		old = secret.Data
+	}
+	keepPrevious(f, data, old, "client.crt", "client.key")
 	if secret == nil || !maps.EqualFunc(data, secret.Data, bytes.Equal) {
 		o.tls.issue, o.tls.issueReason, o.tls.forced = data, strings.Join(slices.Compact(slices.Sorted(slices.Values(reasons))), "; "), f.Annotations[redisv1alpha1.AnnotationRenewCertificates]
 	}
@@ -349,12 +364,48 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 		o.tls.member[m] = certs.CombinedPEM(data[m+".crt"], data[m+".key"])
 	}
 	o.tls.ca = data[tlsKeyCA]
-	o.tls.dialCert, o.tls.dialKey = data["client.crt"], data["client.key"]
+	o.tls.dialCert, o.tls.dialKey = dialPair(data, "client.crt", "client.key")
 	if clientAuthRequired(f) {
-		o.tls.backendCert, o.tls.backendKey = o.tls.dialCert, o.tls.dialKey
+		o.tls.backendCert, o.tls.backendKey = data["client.crt"], data["client.key"]
 	}
 	o.tls.renewAt = o.tls.notAfter.Add(-renewBefore)
 	return nil
+}
+
+// previousClient names, in the TLS Secret, the client certificate and key
+// of the CA the members trust, kept while the CA changes: the operator
+// dials with them until every member trusts the new CA too (with client
+// certificates required, the new one would be refused until then).
+const previousClient = "previous-client"
+
+// keepPrevious carries the previous client certificate into data, the TLS
+// Secret's next content, while the members trust another CA than data's
+// (status.tls.trustedCA): the one old already kept, else old's own client
+// certificate when old is of the trusted CA. Outside a change of CA it is
+// dropped.
+func keepPrevious(f *redisv1alpha1.RedisSentinelFormation, data, old map[string][]byte, certKey, keyKey string) {
+	delete(data, previousClient+".crt")
+	delete(data, previousClient+".key")
+	trusted := ""
+	if f.Status.TLS != nil {
+		trusted = f.Status.TLS.TrustedCA
+	}
+	switch {
+	case trusted == "" || trusted == string(data[tlsKeyCA]):
+	case old[previousClient+".crt"] != nil:
+		data[previousClient+".crt"], data[previousClient+".key"] = old[previousClient+".crt"], old[previousClient+".key"]
+	case string(old[tlsKeyCA]) == trusted && old[certKey] != nil:
+		data[previousClient+".crt"], data[previousClient+".key"] = old[certKey], old[keyKey]
+	}
+}
+
+// dialPair is the client certificate the operator presents: the previous
+// one while a change of CA is under way, else data's own.
+func dialPair(data map[string][]byte, certKey, keyKey string) (certPEM, keyPEM []byte) {
+	if data[previousClient+".crt"] != nil {
+		return data[previousClient+".crt"], data[previousClient+".key"]
+	}
+	return data[certKey], data[keyKey]
 }
 
 // decideTLSMaterial writes the operator's TLS Secret when certificates were

@@ -222,13 +222,15 @@ func keysOf(m map[string][]byte) []string {
 // expired certificate, a CA that did not sign it) is refused with its
 // reason and an Event while the members keep serving the current
 // certificate with no restart and no failover; a certificate from a new
-// CA is applied live, both CAs trusted until every member serves it.
+// CA is applied live, both CAs trusted until every member serves it, and
+// client certificates required throughout (the operator dials with the
+// previous CA's until every member trusts the new one).
 func TestTLSUserSecret(t *testing.T) {
 	t.Parallel()
 	stack(t)
 	const secret = "user-tls"
 	f := newFormation(t, "e2etlsuser", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
-		f.Spec.TLS = &redisv1alpha1.TLSSpec{Enabled: true, SecretName: secret}
+		f.Spec.TLS = &redisv1alpha1.TLSSpec{Enabled: true, SecretName: secret, ClientAuth: redisv1alpha1.ClientAuthRequired}
 	}})
 	past := time.Now().Add(-72 * time.Hour)
 	ca, caPEM := userCA(t, "e2e user CA", past)
@@ -274,7 +276,7 @@ func TestTLSUserSecret(t *testing.T) {
 	cur = waitReady(t, f, 3*time.Minute)
 	waitCondition(t, f, 30*time.Second, redisv1alpha1.ConditionTLSReady, metav1.ConditionTrue, controllers.ReasonTLSServed)
 	goodFP, _ := certs.Fingerprint(good)
-	serving := servedCertificates(t, cur, caPEM, nil, nil)
+	serving := servedCertificates(t, cur, caPEM, good, goodKey)
 	for endpoint, fp := range serving {
 		if fp != goodFP {
 			t.Fatalf("%s serves %s, not the Secret's certificate", endpoint, fp[:12])
@@ -298,7 +300,7 @@ func TestTLSUserSecret(t *testing.T) {
 		refused(string(bad.reason))
 		time.Sleep(2 * time.Second) // passes that could wrongly apply it
 		now := get(t, f)
-		if got := servedCertificates(t, now, caPEM, nil, nil); !maps.Equal(got, serving) {
+		if got := servedCertificates(t, now, caPEM, good, goodKey); !maps.Equal(got, serving) {
 			t.Fatalf("%s: the members no longer serve the last good certificate", bad.reason)
 		}
 		if !slices.Equal(redisRunIDs(t, now), redisIDs) || !slices.Equal(sentinelRunIDs(t, now), sentinelIDs) || now.Status.Failovers != 0 {
@@ -317,7 +319,7 @@ func TestTLSUserSecret(t *testing.T) {
 		return st != nil && st.TrustedCA == string(otherPEM) && meta.IsStatusConditionTrue(cur.Status.Conditions, redisv1alpha1.ConditionTLSReady), fmt.Sprintf("status.tls %+v", st)
 	})
 	renewedFP, _ := certs.Fingerprint(renewed)
-	for endpoint, fp := range servedCertificates(t, cur, otherPEM, nil, nil) {
+	for endpoint, fp := range servedCertificates(t, cur, otherPEM, renewed, renewedKey) {
 		if fp != renewedFP {
 			t.Errorf("%s serves %s after the CA change, not the new certificate", endpoint, fp[:12])
 		}

@@ -41,6 +41,9 @@ func AdminCredentials(ctx context.Context, k8s client.Client, f *redisv1alpha1.R
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-tls"}, &t); err != nil {
 		return redisadmin.Credentials{}, fmt.Errorf("reading the TLS Secret: %w", err)
 	}
+	if t.Data["previous-client.crt"] != nil { // a change of CA is under way
+		cert, key = "previous-client.crt", "previous-client.key"
+	}
 	creds.TLS = redisadmin.TLSMaterial{CA: string(t.Data["ca.crt"]), Cert: string(t.Data[cert]), Key: string(t.Data[key])}
 	return creds, nil
 }
