@@ -183,24 +183,21 @@ func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alph
 	if err != nil {
 		return err
 	}
+	var old map[string][]byte
+	if applied != nil {
+		old = applied.Data
+	}
 	material := want
 	switch {
-	case want == nil && applied == nil:
+	case want == nil && old == nil: // refused or waiting, and nothing applied yet
 		return nil
-	case want == nil:
-		material = applied.Data
-	}
-	if want != nil {
-		var old map[string][]byte
-		if applied != nil {
-			old = applied.Data
-		}
+	case want == nil: // refused or waiting: the members' own copy
+		material = old
+	default:
 		keepPrevious(f, want, old, userKeyCert, userKeyKey)
-	}
-	switch {
-	case want == nil:
-	case applied == nil || !maps.EqualFunc(want, applied.Data, bytes.Equal):
-		o.tls.issue, o.tls.issueReason = want, "a new version of Secret "+f.Spec.TLS.SecretName
+		if !maps.EqualFunc(want, old, bytes.Equal) {
+			o.tls.issue, o.tls.issueReason = want, "a new version of Secret "+f.Spec.TLS.SecretName
+		}
 	}
 	combined := certs.CombinedPEM(material[userKeyCert], material[userKeyKey])
 	for m := range addrs {
@@ -357,7 +354,7 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 		old = secret.Data
 	}
 	keepPrevious(f, data, old, "client.crt", "client.key")
-	if secret == nil || !maps.EqualFunc(data, secret.Data, bytes.Equal) {
+	if !maps.EqualFunc(data, old, bytes.Equal) {
 		o.tls.issue, o.tls.issueReason, o.tls.forced = data, strings.Join(slices.Compact(slices.Sorted(slices.Values(reasons))), "; "), f.Annotations[redisv1alpha1.AnnotationRenewCertificates]
 	}
 	for m := range addrs {
