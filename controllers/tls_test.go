@@ -3,7 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // The addresses incusfake gives the test formation's three members.
@@ -36,35 +36,9 @@ func withTLS(clientAuth redisv1alpha1.ClientAuth, secretName string) func(*redis
 	}
 }
 
-// testCA is a CA the tests issue user Secrets from.
-type testCA struct{ *certs.Authority }
-
-func newTestCA(t *testing.T, name string) testCA {
+func newTestCA(t *testing.T, name string) testenv.CA {
 	t.Helper()
-	certPEM, keyPEM, err := certs.NewAuthority(name, testStart.Add(-72*time.Hour), 10*365*24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := certs.ParseAuthority(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCA{ca}
-}
-
-// serving issues a serving certificate for addresses, valid from issued
-// for validity.
-func (ca testCA) serving(t *testing.T, addresses []string, issued time.Time, validity time.Duration) (certPEM, keyPEM []byte) {
-	t.Helper()
-	var ips []net.IP
-	for _, a := range addresses {
-		ips = append(ips, net.ParseIP(a))
-	}
-	certPEM, keyPEM, err := ca.IssueServing("cache", ips, issued, validity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certPEM, keyPEM
+	return testenv.NewCA(t, name, testStart.Add(-72*time.Hour))
 }
 
 // userSecret is a Secret in cert-manager's layout.
@@ -79,8 +53,8 @@ func userSecret(ca, crt, key []byte) *corev1.Secret {
 }
 
 // goodUserSecret covers the test formation's addresses for 90 days.
-func goodUserSecret(t *testing.T, ca testCA) *corev1.Secret {
-	crt, key := ca.serving(t, testAddresses, testStart, 90*24*time.Hour)
+func goodUserSecret(t *testing.T, ca testenv.CA) *corev1.Secret {
+	crt, key := ca.Serving(t, testAddresses, testStart, 90*24*time.Hour)
 	return userSecret(ca.CertPEM, crt, key)
 }
 
@@ -414,16 +388,16 @@ func TestTLSRenewal(t *testing.T) {
 }
 
 // badUserSecrets are user Secrets refused for each reason, with it.
-func badUserSecrets(t *testing.T, ca testCA) []struct {
+func badUserSecrets(t *testing.T, ca testenv.CA) []struct {
 	name, reason string
 	secret       *corev1.Secret // nil: the Secret is missing
 } {
 	good := goodUserSecret(t, ca)
 	other := newTestCA(t, "another CA")
-	_, otherKey := ca.serving(t, testAddresses, testStart, 90*24*time.Hour)
-	expired, expiredKey := ca.serving(t, testAddresses, testStart.Add(-48*time.Hour), 24*time.Hour)
-	uncovered, uncoveredKey := ca.serving(t, []string{"10.99.0.2", "10.99.0.3"}, testStart, 90*24*time.Hour)
-	foreign, foreignKey := other.serving(t, testAddresses, testStart, 90*24*time.Hour)
+	_, otherKey := ca.Serving(t, testAddresses, testStart, 90*24*time.Hour)
+	expired, expiredKey := ca.Serving(t, testAddresses, testStart.Add(-48*time.Hour), 24*time.Hour)
+	uncovered, uncoveredKey := ca.Serving(t, []string{"10.99.0.2", "10.99.0.3"}, testStart, 90*24*time.Hour)
+	foreign, foreignKey := other.Serving(t, testAddresses, testStart, 90*24*time.Hour)
 	return []struct {
 		name, reason string
 		secret       *corev1.Secret

@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"math/big"
 	"net"
 	"os"
@@ -235,4 +236,37 @@ func SelfSignedCert(t testing.TB, cn string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	c := IssueCert(t, cn, nil, false, []string{cn}, nil)
 	return c.CertPEM(), c.KeyPEM(t)
+}
+
+// CA is a CA tests issue certificates from as a user's issuer would, with
+// the operator's own issuing code (internal/certs).
+type CA struct{ *certs.Authority }
+
+// NewCA creates a CA called name, valid from notBefore for ten years.
+func NewCA(t testing.TB, name string, notBefore time.Time) CA {
+	t.Helper()
+	certPEM, keyPEM, err := certs.NewAuthority(name, notBefore, 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := certs.ParseAuthority(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CA{a}
+}
+
+// Serving issues a serving certificate for addresses (IP literals), valid
+// from issued for validity.
+func (ca CA) Serving(t testing.TB, addresses []string, issued time.Time, validity time.Duration) (certPEM, keyPEM []byte) {
+	t.Helper()
+	var ips []net.IP
+	for _, a := range addresses {
+		ips = append(ips, net.ParseIP(a))
+	}
+	certPEM, keyPEM, err := ca.IssueServing("members", ips, issued, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
 }

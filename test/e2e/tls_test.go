@@ -25,6 +25,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // TestTLS runs one formation with TLS on and client certificates required
@@ -233,7 +234,8 @@ func TestTLSUserSecret(t *testing.T) {
 		f.Spec.TLS = &redisv1alpha1.TLSSpec{Enabled: true, SecretName: secret, ClientAuth: redisv1alpha1.ClientAuthRequired}
 	}})
 	past := time.Now().Add(-72 * time.Hour)
-	ca, caPEM := userCA(t, "e2e user CA", past)
+	ca := testenv.NewCA(t, "e2e user CA", past)
+	caPEM := ca.CertPEM
 
 	refused := func(reason string) *redisv1alpha1.RedisSentinelFormation {
 		t.Helper()
@@ -259,7 +261,7 @@ func TestTLSUserSecret(t *testing.T) {
 	refused(controllers.ReasonTLSSecretNotFound)
 	noInstances()
 
-	crt, key := userLeaf(t, ca, []string{"10.77.0.254"}, time.Now(), 24*time.Hour)
+	crt, key := ca.Serving(t, []string{"10.77.0.254"}, time.Now(), 24*time.Hour)
 	putTLSSecret(t, f.Namespace, secret, caPEM, crt, key)
 	cur := refused(string(certs.ReasonAddressNotCovered))
 	noInstances()
@@ -271,7 +273,7 @@ func TestTLSUserSecret(t *testing.T) {
 		t.Fatalf("the refusal does not name the members' addresses %v: %s", addrs, c.Message)
 	}
 
-	good, goodKey := userLeaf(t, ca, addrs, time.Now(), 24*time.Hour)
+	good, goodKey := ca.Serving(t, addrs, time.Now(), 24*time.Hour)
 	putTLSSecret(t, f.Namespace, secret, caPEM, good, goodKey)
 	cur = waitReady(t, f, 3*time.Minute)
 	waitCondition(t, f, 30*time.Second, redisv1alpha1.ConditionTLSReady, metav1.ConditionTrue, controllers.ReasonTLSServed)
@@ -284,10 +286,11 @@ func TestTLSUserSecret(t *testing.T) {
 	}
 	redisIDs, sentinelIDs := redisRunIDs(t, cur), sentinelRunIDs(t, cur)
 
-	other, otherPEM := userCA(t, "another CA", past)
-	_, strayKey := userLeaf(t, ca, addrs, time.Now(), 24*time.Hour)
-	expired, expiredKey := userLeaf(t, ca, addrs, past, time.Hour)
-	foreign, foreignKey := userLeaf(t, other, addrs, time.Now(), 24*time.Hour)
+	other := testenv.NewCA(t, "another CA", past)
+	otherPEM := other.CertPEM
+	_, strayKey := ca.Serving(t, addrs, time.Now(), 24*time.Hour)
+	expired, expiredKey := ca.Serving(t, addrs, past, time.Hour)
+	foreign, foreignKey := other.Serving(t, addrs, time.Now(), 24*time.Hour)
 	for _, bad := range []struct {
 		reason       certs.Reason
 		ca, crt, key []byte
@@ -311,7 +314,7 @@ func TestTLSUserSecret(t *testing.T) {
 	// A new CA: trusted beside the old one until every member serves its
 	// certificate, then alone; redis-servers take it live, sentinels at a
 	// restart each.
-	renewed, renewedKey := userLeaf(t, other, addrs, time.Now(), 24*time.Hour)
+	renewed, renewedKey := other.Serving(t, addrs, time.Now(), 24*time.Hour)
 	putTLSSecret(t, f.Namespace, secret, otherPEM, renewed, renewedKey)
 	eventually(t, 2*time.Minute, "the new CA alone trusted and served", func() (bool, string) {
 		cur = get(t, f)
@@ -328,34 +331,6 @@ func TestTLSUserSecret(t *testing.T) {
 		t.Errorf("the CA change restarted a redis-server or failed over (failovers %d)", cur.Status.Failovers)
 	}
 	waitReady(t, f, time.Minute)
-}
-
-// userCA is a CA as a user's issuer would run it, valid from notBefore.
-func userCA(t *testing.T, name string, notBefore time.Time) (*certs.Authority, []byte) {
-	t.Helper()
-	certPEM, keyPEM, err := certs.NewAuthority(name, notBefore, 10*365*24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := certs.ParseAuthority(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, certPEM
-}
-
-// userLeaf is a serving certificate for addrs issued at issued.
-func userLeaf(t *testing.T, ca *certs.Authority, addrs []string, issued time.Time, validity time.Duration) (certPEM, keyPEM []byte) {
-	t.Helper()
-	var ips []net.IP
-	for _, a := range addrs {
-		ips = append(ips, net.ParseIP(a))
-	}
-	certPEM, keyPEM, err := ca.IssueServing("e2e user certificate", ips, issued, validity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certPEM, keyPEM
 }
 
 // putTLSSecret creates or replaces a Secret in cert-manager's layout.
