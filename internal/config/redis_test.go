@@ -255,30 +255,36 @@ func TestFromMap(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := FromMap(tc.env)
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatalf("FromMap succeeded with %v, want an error", got)
-				}
-				assertNoSecret(t, "error", err.Error())
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not contain %q", err, s)
-					}
-				}
-				return
+		t.Run(tc.name, func(t *testing.T) { checkFromMap(t, tc.env, tc.want, tc.wantErr) })
+	}
+}
+
+// checkFromMap runs FromMap on env: it fails with an error holding every
+// part of wantErr and no secret (nor any of keys), or returns want.
+func checkFromMap(t *testing.T, env map[string]string, want Redis, wantErr []string, keys ...[]byte) {
+	t.Helper()
+	got, err := FromMap(env)
+	if wantErr != nil {
+		if err == nil {
+			t.Fatalf("FromMap succeeded with %v, want an error", got)
+		}
+		assertNoSecret(t, "error", err.Error())
+		assertNoKey(t, "error", err.Error(), keys...)
+		for _, s := range wantErr {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not contain %q", err, s)
 			}
-			if err != nil {
-				t.Fatalf("FromMap: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("FromMap = %s\nwant      %s", fields(got), fields(tc.want))
-			}
-			if got.SentinelMode() != (len(tc.want.SentinelAddrs) > 0) {
-				t.Errorf("SentinelMode() = %v", got.SentinelMode())
-			}
-		})
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("FromMap: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("FromMap = %s\nwant      %s", fields(got), fields(want))
+	}
+	if got.SentinelMode() != (len(want.SentinelAddrs) > 0) {
+		t.Errorf("SentinelMode() = %v", got.SentinelMode())
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -163,28 +162,7 @@ func TestTLSFromMap(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := FromMap(tc.env)
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatalf("FromMap succeeded with %v, want an error", got)
-				}
-				assertNoSecret(t, "error", err.Error())
-				assertNoKey(t, "error", err.Error(), p.key, p.otherKey)
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not contain %q", err, s)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("FromMap: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("FromMap = %s\nwant      %s", fields(got), fields(tc.want))
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkFromMap(t, tc.env, tc.want, tc.wantErr, p.key, p.otherKey) })
 	}
 }
 
