@@ -415,6 +415,20 @@ func badUserSecrets(t *testing.T, ca testenv.CA) []struct {
 // refused with its reason (TLSReady False, a Warning Event): a new
 // formation creates nothing, and a Ready one applies nothing and its
 // members keep what they serve.
+// refusedWith checks the formation's TLSReady is False with reason and a
+// Warning Event says so, and returns the formation.
+func refusedWith(t *testing.T, e *env, reason string) *redisv1alpha1.RedisSentinelFormation {
+	t.Helper()
+	f := e.formation(testKey)
+	if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
+		t.Fatalf("TLSReady %+v, want False %s", c, reason)
+	}
+	if !hasWarning(e, reason) {
+		t.Errorf("no Warning Event %s: %v", reason, e.recorder.events())
+	}
+	return f
+}
+
 func TestTLSUserSecretRefused(t *testing.T) {
 	ca := newTestCA(t, "user CA")
 	for _, tc := range badUserSecrets(t, ca) {
@@ -425,13 +439,7 @@ func TestTLSUserSecretRefused(t *testing.T) {
 			for range 8 {
 				e.pass(r)
 			}
-			f := e.formation(testKey)
-			if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
-				t.Fatalf("TLSReady %+v, want False %s", c, tc.reason)
-			}
-			if !hasWarning(e, tc.reason) {
-				t.Errorf("no Warning Event %s: %v", tc.reason, e.recorder.events())
-			}
+			refusedWith(t, e, tc.reason)
 			if n := e.incus.Calls()[incusfake.CreateInstance]; n != 0 {
 				t.Errorf("%d instances created", n)
 			}
@@ -465,13 +473,7 @@ func TestTLSUserSecretRefused(t *testing.T) {
 			for range 6 {
 				e.pass(r)
 			}
-			f := e.formation(testKey)
-			if c := tlsCondition(f); c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
-				t.Fatalf("TLSReady %+v, want False %s", c, tc.reason)
-			}
-			if !hasWarning(e, tc.reason) {
-				t.Errorf("no Warning Event %s: %v", tc.reason, e.recorder.events())
-			}
+			f := refusedWith(t, e, tc.reason)
 			if r2, s2 := e.tlsCounts(); r2 != reloads || s2 != restarts {
 				t.Errorf("material applied: reloads %d -> %d, sentinel restarts %d -> %d", reloads, r2, restarts, s2)
 			}
