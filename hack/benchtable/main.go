@@ -431,7 +431,7 @@ func tlsRows(m func(string) (float64, bool), missing func(string) string, add fu
 		plain, _ := m("tls-" + p.tag + "-kill-status-plain-median-s")
 		withTLS, _ := m("tls-" + p.tag + "-kill-status-tls-median-s")
 		add(row{figure, fmt.Sprintf("%+.2f s (median %s with TLS, %s plaintext; %d drills each)", diff, num(withTLS, " s"), num(plain, " s"), int(drills)), target, yesNo(diff <= tlsKillStatusMargin),
-			how + " Per failover path (spec.sentinel.fastFailover on, then off: Sentinel alone detects the loss over its TLS links), the two formations' masters are hard-stopped in turn, as in BenchmarkFailover (once past the crash window; the formation Ready again before the next drill), timed from the kill until status.master names another member (API polled every 20 ms); difference of the medians."})
+			how + " Per failover path (spec.sentinel.fastFailover on, then off: Sentinel alone detects the loss over its TLS links), the two formations' masters are hard-stopped in turn, as in BenchmarkFailover (once past the crash window; the formation Ready again before the next drill), timed from the kill until status.master names another member (API polled every 20 ms); difference of the medians. Sentinel alone varies by up to 1 s between drills (it delays a failover's start by a random 0-1 s, SENTINEL_MAX_DESYNC), so with few drills its difference is uncertain by about as much as the target: raise BENCH_TLS_DRILLS to tighten it."})
 	}
 }
 
