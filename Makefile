@@ -101,9 +101,9 @@ BENCH_NOTE ?=
 # The real-stack benchmarks (test/bench): apply -> Ready next to the raw
 # Incus floor on the lab's pool and a dir pool, with its phases and member
 # rebuild -> full redundancy; failover drills, write gap during an image roll,
-# steady state, the operator process's CPU and memory.
+# steady state, the operator process's CPU and memory, TLS next to plaintext.
 # RSF_BENCH_OPERATOR_LOG=<file> keeps the benchmarked operator's log there.
-BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation
+BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation|TLS
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",
 # separated by |, no regexps).

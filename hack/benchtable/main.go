@@ -230,6 +230,9 @@ func evaluate(in *input) []row {
 	// failover
 	failoverRows(m, missing, add)
 
+	// TLS next to plaintext
+	tlsRows(m, missing, add)
+
 	// image roll
 	if gap, ok := m("roll-write-gap-s"); ok {
 		lost, _ := m("roll-acked-lost")
@@ -389,6 +392,46 @@ func failoverRows(m func(string) (float64, bool), missing func(string) string, a
 			"The time the status change was first seen (API polled every 20 ms) minus status.lastFailover.time, the moment the operator's Sentinel watcher received +switch-master. 0 when status named the new master before the event arrived (a reconcile saw Sentinel's new state first). Judged on the max."})
 	} else {
 		add(row{"failover: +switch-master → status updated", missing("BenchmarkFailover"), "≤ 1 s", noTarget, ""})
+	}
+}
+
+// tlsKillStatusMargin is how much longer kill -> status may take with TLS
+// than without (the TLS issue's target).
+const tlsKillStatusMargin = 0.5
+
+// tlsRows are test/bench BenchmarkTLS's rows: the client round trip TLS vs
+// plaintext (no target) and kill -> status with TLS vs plaintext per path.
+func tlsRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
+	const how = "test/bench BenchmarkTLS: in one run, two formations side by side under one manager, both with the defaults (3 members, down-after 5000 ms): one plaintext, one with spec.tls enabled and clientAuth Required (the operator's CA; every link TLS-only)."
+	figure := "TLS: client SET+GET round trip, TLS / plaintext"
+	if ratio, ok := m("tls-rtt-ratio"); ok {
+		pm, _ := m("tls-rtt-plain-median-ns")
+		pp, _ := m("tls-rtt-plain-p99-ns")
+		tm, _ := m("tls-rtt-tls-median-ns")
+		tp, _ := m("tls-rtt-tls-p99-ns")
+		n, _ := m("tls-rtt-n")
+		measured := fmt.Sprintf("%.3f (median %s vs %s µs, p99 %s vs %s µs; %d each)", ratio, num(tm/1000, ""), num(pm/1000, ""), num(tp/1000, ""), num(pp/1000, ""), int(n))
+		if fp, ok := m("tls-first-ping-plain-median-ms"); ok {
+			ft, _ := m("tls-first-ping-tls-median-ms")
+			measured += fmt.Sprintf("; a fresh client's first PING: median %s vs %s", num(ft, " ms"), num(fp, " ms"))
+		}
+		add(row{figure, measured, noTarget, noTarget, how + " SET + GET through the client built from each connection Secret (redisclient.FromSecretData: a Sentinel FailoverClient, rediss:// with the Secret's CA and client certificate for TLS), on warm connections, the formations alternating in batches of 100 and which goes first alternating; medians, p99 and the ratio of the medians (TLS first). The first PING of a fresh client (Sentinel discovery, dials, TLS handshakes, AUTH; the Secret read not counted) is timed apart, alternating too."})
+	} else {
+		add(row{figure, missing("BenchmarkTLS"), noTarget, noTarget, ""})
+	}
+	drills, _ := m("tls-drills")
+	for _, p := range []struct{ tag, name string }{{"fast", "fast path"}, {"sentinel", "Sentinel alone"}} {
+		figure := "TLS: kill → status updated, " + p.name + " (down-after 5000 ms), TLS − plaintext"
+		target := fmt.Sprintf("≤ %g s", tlsKillStatusMargin)
+		diff, ok := m("tls-" + p.tag + "-kill-status-diff-s")
+		if !ok {
+			add(row{figure, missing("BenchmarkTLS"), target, noTarget, ""})
+			continue
+		}
+		plain, _ := m("tls-" + p.tag + "-kill-status-plain-median-s")
+		withTLS, _ := m("tls-" + p.tag + "-kill-status-tls-median-s")
+		add(row{figure, fmt.Sprintf("%+.2f s (median %s with TLS, %s plaintext; %d drills each)", diff, num(withTLS, " s"), num(plain, " s"), int(drills)), target, yesNo(diff <= tlsKillStatusMargin),
+			how + " Per failover path (spec.sentinel.fastFailover on, then off: Sentinel alone detects the loss over its TLS links), the two formations' masters are hard-stopped in turn, as in BenchmarkFailover (once past the crash window; the formation Ready again before the next drill), timed from the kill until status.master names another member (API polled every 20 ms); difference of the medians. Sentinel alone varies by up to 1 s between drills (it delays a failover's start by a random 0-1 s, SENTINEL_MAX_DESYNC), so with few drills its difference is uncertain by about as much as the target: raise BENCH_TLS_DRILLS to tighten it."})
 	}
 }
 

@@ -20,6 +20,7 @@ BenchmarkOperatorProcess-2   	       1	1 ns/op	         0.15 proc-cpu-pct-1	    
 --- SKIP: BenchmarkScaleFake
     scale_test.go:42: a loopback-only network namespace unavailable, skipping
 BenchmarkPasswordRotation-2   	       1	1 ns/op	         30.00 rotation-grace-s	         5.000 rotation-reload-s	         0 rotation-backend-write-errors	      1500 rotation-backend-writes	         0.1200 rotation-backend-write-gap-s	         0 rotation-backend-acked-lost	         0 rotation-backend-failovers	        33.50 rotation-backend-duration-s	        57.00 rotation-backend-stale-errors	         0.4000 rotation-backend-connection-s	         2.000 rotation-sentinel-write-errors	      1400 rotation-sentinel-writes	         1.100 rotation-sentinel-write-gap-s	         0 rotation-sentinel-acked-lost	         0 rotation-sentinel-failovers	        34.00 rotation-sentinel-duration-s	        40.00 rotation-sentinel-stale-errors	         0.5000 rotation-sentinel-connection-s
+BenchmarkTLS-2   	       1	1 ns/op	         3.000 tls-drills	         2.900 tls-fast-kill-status-plain-median-s	         3.100 tls-fast-kill-status-tls-median-s	         0.2000 tls-fast-kill-status-diff-s	         6.100 tls-sentinel-kill-status-plain-median-s	         6.900 tls-sentinel-kill-status-tls-median-s	         0.8000 tls-sentinel-kill-status-diff-s	    250000 tls-rtt-plain-median-ns	    400000 tls-rtt-plain-p99-ns	    300000 tls-rtt-tls-median-ns	    500000 tls-rtt-tls-p99-ns	         1.200 tls-rtt-ratio	      5000 tls-rtt-n	         4.000 tls-first-ping-plain-median-ms	        12.00 tls-first-ping-tls-median-ms
 BenchmarkGetSetPaired-2   	   20000	     43031 ns/op	     19170 instrumented-median-ns	         0.3140 overhead-%	     19110 plain-median-ns
 [rsf-lab] timing: run 1 80.5 s, run 2 7.1 s
 PASS
@@ -63,6 +64,9 @@ func TestTable(t *testing.T) {
 		"| password rotation, backend user on the redis-servers: write errors, longest write gap | 0 errors in 1500 writes, longest gap 0.12 s; 0 lost, 0 failovers; rotation took 33.5 s (connection Secret new after 0.40 s); a client that never reloads: 57 errors after the grace | 0 errors for a client that reloads within the grace; 0 lost, 0 failovers | yes |",
 		"| password rotation, backend user on the sentinels: write errors, longest write gap | 2 errors in 1400 writes, longest gap 1.10 s; 0 lost, 0 failovers; rotation took 34.0 s (connection Secret new after 0.50 s); a client that never reloads: 40 errors after the grace | 0 errors for a client that reloads within the grace; 0 lost, 0 failovers | **no** |",
 		"| password rotation, the operator's own users: write errors, longest write gap | not measured |",
+		"| TLS: client SET+GET round trip, TLS / plaintext | 1.200 (median 300 vs 250 µs, p99 500 vs 400 µs; 5000 each); a fresh client's first PING: median 12.0 ms vs 4.00 ms | — | — |",
+		"| TLS: kill → status updated, fast path (down-after 5000 ms), TLS − plaintext | +0.20 s (median 3.10 s with TLS, 2.90 s plaintext; 3 drills each) | ≤ 0.5 s | yes |",
+		"| TLS: kill → status updated, Sentinel alone (down-after 5000 ms), TLS − plaintext | +0.80 s (median 6.90 s with TLS, 6.10 s plaintext; 3 drills each) | ≤ 0.5 s | **no** |",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)

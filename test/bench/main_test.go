@@ -1,8 +1,8 @@
 // Package bench measures the operator against its targets (make bench):
 // apply -> Ready, failover drills, steady-state calls per reconcile, the
 // operator process's CPU and memory on real containers, write errors and
-// gaps during password rotations, and controller scale on the fake Incus
-// backend.
+// gaps during password rotations, TLS next to plaintext, and controller
+// scale on the fake Incus backend.
 //
 // Everything here is a Go benchmark, run with -benchtime 1x: each
 // Benchmark function runs once and reports its figures with b.ReportMetric
@@ -27,7 +27,9 @@
 // BENCH_PROC_FORMATIONS (10), BENCH_PROC_WINDOW (60s), BENCH_ROTATION_GRACE
 // (30s, the operator's --password-grace in BenchmarkPasswordRotation),
 // BENCH_ROTATION_RELOAD (5s, how often its reloading client re-reads the
-// connection Secret), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
+// connection Secret), BENCH_TLS_RTT (20000 round trips per variant),
+// BENCH_TLS_FRESH (10 fresh clients per variant), BENCH_TLS_DRILLS (3 per
+// variant and path), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
 // RSF_BENCH_MANAGER (the operator binary; built into a temp dir when
 // unset), BENCH_DEBUG (log the in-process manager's latest lines).
 package bench

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,11 +12,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/certs"
+	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
@@ -223,9 +227,14 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 		}
 	}
 	// As a backend would ask (the backend user on the sentinels may only
-	// discover the master).
+	// discover the master), with the connection Secret's TLS material when
+	// the formation has TLS.
+	tc, err := backendTLS(ctx, f)
+	if err != nil {
+		return drill{}, err
+	}
 	s := redis.NewSentinelClient(&redis.Options{Addr: witness, Username: backendUser, Password: sentinelPassword, DisableIdentity: true,
-		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, TLSConfig: tc})
 	defer s.Close()
 	if err := s.Ping(ctx).Err(); err != nil { // connect before the kill
 		return drill{}, fmt.Errorf("witness sentinel %s: %w", witness, err)
@@ -284,6 +293,27 @@ func killMaster(f *redisv1alpha1.RedisSentinelFormation) (drill, error) {
 		d.path = lf.Path
 	}
 	return d, nil
+}
+
+// backendTLS is the TLS configuration a backend builds from the
+// formation's connection Secret; nil without TLS.
+func backendTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (*tls.Config, error) {
+	if f.Spec.TLS == nil || !f.Spec.TLS.Enabled {
+		return nil, nil
+	}
+	conn := &corev1.Secret{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for k, v := range conn.Data {
+		m[k] = string(v)
+	}
+	cfg, err := config.FromMap(m)
+	if err != nil {
+		return nil, err
+	}
+	return certs.ClientConfig(cfg.TLSCACert, cfg.TLSClientCert, cfg.TLSClientKey)
 }
 
 // BenchmarkSteadyState brings one formation to Ready on real containers,
