@@ -28,7 +28,7 @@
 // (30s, the operator's --password-grace in BenchmarkPasswordRotation),
 // BENCH_ROTATION_RELOAD (5s, how often its reloading client re-reads the
 // connection Secret), BENCH_TLS_RTT (20000 round trips per variant),
-// BENCH_TLS_FRESH (10 fresh clients per variant), BENCH_TLS_DRILLS (3 per
+// BENCH_TLS_FRESH (10 fresh clients per variant), BENCH_TLS_DRILLS (5 per
 // variant and path), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
 // RSF_BENCH_MANAGER (the operator binary; built into a temp dir when
 // unset), BENCH_DEBUG (log the in-process manager's latest lines).

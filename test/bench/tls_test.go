@@ -29,7 +29,7 @@ type tlsVariant struct {
 //     the medians. Beside it, the first PING of a fresh client (Sentinel
 //     discovery, dials, handshakes, AUTH), BENCH_TLS_FRESH (10) per
 //     variant, alternating.
-//   - kill -> status.master changes (killMaster), BENCH_TLS_DRILLS (3)
+//   - kill -> status.master changes (killMaster), BENCH_TLS_DRILLS (5)
 //     drills per variant and failover path (fast path, then Sentinel alone
 //     at down-after 5000 ms, which is what runs over the sentinels' TLS
 //     links), the variants alternating; medians and TLS - plain.
@@ -38,7 +38,7 @@ func BenchmarkTLS(b *testing.B) {
 	ctx := context.Background()
 	rtts := envInt("BENCH_TLS_RTT", 20000)
 	fresh := envInt("BENCH_TLS_FRESH", 10)
-	drills := envInt("BENCH_TLS_DRILLS", 3)
+	drills := envInt("BENCH_TLS_DRILLS", 5)
 
 	nsPlain, nsTLS := benchNamespace(b, "bench-plain"), benchNamespace(b, "bench-tls")
 	deps, _ := realDeps(b)
