@@ -416,7 +416,7 @@ func decideTLSMaterial(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obse
 		return false
 	}
 	if o.tls.problem != nil {
-		p.degrade(o.tls.problem.reason, "%s; no member is created or given new TLS material until it is fixed, and the members keep serving their current certificates", o.tls.problem.message)
+		p.degrade(o.tls.problem.reason, "%s; nothing is applied to the members until it is fixed: they keep serving their current certificates", o.tls.problem.message)
 		return false
 	}
 	if o.tls.issue == nil {
