@@ -323,18 +323,10 @@ func TestFromEnvSharesTheParser(t *testing.T) {
 	}
 }
 
-func TestLoggingRedacts(t *testing.T) {
-	r, err := FromMap(map[string]string{
-		EnvURL:              "redis://app:" + secret + "@dummy:6379/4",
-		EnvSentinelAddrs:    "127.0.0.1:26379,127.0.0.2:26379",
-		EnvMasterName:       "mymaster",
-		EnvSentinelUsername: "discovery",
-		EnvSentinelPassword: secret,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
+// logOutputs is r as every way of logging it prints it: its Stringer in
+// the fmt verbs, logr's MarshalLog (as JSON) and zap.
+func logOutputs(t *testing.T, r Redis) map[string]string {
+	t.Helper()
 	outputs := map[string]string{
 		"String": r.String(),
 		"%v":     fmt.Sprintf("%v", r),
@@ -354,8 +346,22 @@ func TestLoggingRedacts(t *testing.T) {
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.DebugLevel)
 	zap.New(core).Info("connecting", zap.Object("redis", r), zap.Any("any", r))
 	outputs["zap"] = buf.String()
+	return outputs
+}
 
-	for name, out := range outputs {
+func TestLoggingRedacts(t *testing.T) {
+	r, err := FromMap(map[string]string{
+		EnvURL:              "redis://app:" + secret + "@dummy:6379/4",
+		EnvSentinelAddrs:    "127.0.0.1:26379,127.0.0.2:26379",
+		EnvMasterName:       "mymaster",
+		EnvSentinelUsername: "discovery",
+		EnvSentinelPassword: secret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for name, out := range logOutputs(t, r) {
 		assertNoSecret(t, name, out)
 		for _, want := range []string{"sentinel", "mymaster", "127.0.0.2:26379", "discovery", redacted} {
 			if !strings.Contains(out, want) {

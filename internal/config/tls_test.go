@@ -1,15 +1,9 @@
 package config
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
@@ -179,23 +173,7 @@ func TestTLSLoggingRedactsTheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outputs := map[string]string{
-		"String": r.String(),
-		"%+v":    fmt.Sprintf("%+v", r),
-		"%#v":    fmt.Sprintf("%#v", r),
-	}
-	var j bytes.Buffer
-	enc := json.NewEncoder(&j)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r.MarshalLog()); err != nil {
-		t.Fatal(err)
-	}
-	outputs["MarshalLog"] = j.String()
-	var buf bytes.Buffer
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.DebugLevel)
-	zap.New(core).Info("connecting", zap.Object("redis", r))
-	outputs["zap"] = buf.String()
-	for name, out := range outputs {
+	for name, out := range logOutputs(t, r) {
 		assertNoSecret(t, name, out)
 		// Neither the key nor any PEM at all.
 		assertNoKey(t, name, out, p.key, p.cert, p.ca)
