@@ -46,10 +46,12 @@ const (
 
 // Keys of the operator's TLS Secret besides "<member>.crt"/"<member>.key".
 const (
-	tlsKeyCA         = "ca.crt"
-	tlsKeyCAKey      = "ca.key"
-	tlsKeyClient     = "client.crt"
-	tlsKeyClientKey  = "client.key"
+	tlsKeyCA    = "ca.crt"
+	tlsKeyCAKey = "ca.key"
+	// clientName's certificate is the operator's and the backends'.
+	clientName       = "client"
+	tlsKeyClient     = clientName + ".crt"
+	tlsKeyClientKey  = clientName + ".key"
 	userKeyCert      = "tls.crt"
 	userKeyKey       = "tls.key"
 	clientCommonName = "rsf-client"
@@ -78,9 +80,9 @@ func renderTLS(f *redisv1alpha1.RedisSentinelFormation) *render.TLS {
 // tlsObs is the formation's TLS material as this pass read (and, for the
 // operator's CA, issued) it.
 type tlsObs struct {
-	// secret is the operator's TLS Secret as read (nil: absent, or a user
-	// Secret is used); issue, when set, is what it must hold before the
-	// material is used, and issueReason why.
+	// secret is the formation's TLS Secret as read (nil: absent); issue,
+	// when set, is what it must hold before the material is used, and
+	// issueReason why.
 	secret      *corev1.Secret
 	issue       map[string][]byte
 	issueReason string
@@ -118,6 +120,13 @@ func (t *tlsObs) memberFiles(name string) (map[string][]byte, string) {
 	return files, fingerprint.Strings(string(t.caFile), string(t.member[name]))[:16]
 }
 
+// expires notes that a certificate the members serve expires with leaf.
+func (t *tlsObs) expires(leaf *x509.Certificate) {
+	if t.notAfter.IsZero() || leaf.NotAfter.Before(t.notAfter) {
+		t.notAfter = leaf.NotAfter
+	}
+}
+
 // dial is the TLS material the operator dials the members with.
 func (t *tlsObs) dial() redisadmin.TLSMaterial {
 	if t == nil || t.caFile == nil {
@@ -148,11 +157,22 @@ func (r *FormationReconciler) observeTLS(ctx context.Context, f *redisv1alpha1.R
 		return nil
 	}
 	o.tls = &tlsObs{member: map[string][]byte{}}
-	var err error
+	secret, err := r.readOwnedSecret(ctx, f, tlsSecretName(f), ReasonTLSSecretNotOwned, "TLS")
+	if se, ok := asSecretError(err); ok {
+		o.tls.problem = &problem{se.reason, se.message}
+		return nil
+	} else if err != nil {
+		return err
+	}
+	o.tls.secret = secret
+	var applied map[string][]byte // the TLS Secret's content (nil: absent)
+	if secret != nil {
+		applied = secret.Data
+	}
 	if f.Spec.TLS.SecretName != "" {
-		err = r.observeUserTLS(ctx, f, o, now)
+		err = r.observeUserTLS(ctx, f, o, applied, now)
 	} else {
-		err = r.observeOperatorTLS(ctx, f, o, now)
+		err = r.observeOperatorTLS(f, o, applied, now)
 	}
 	if err != nil || o.tls.ca == nil {
 		return err
@@ -169,23 +189,11 @@ func (r *FormationReconciler) observeTLS(ctx context.Context, f *redisv1alpha1.R
 // copy of it (the TLS Secret), written before a new version is applied: a
 // refused version leaves the operator dialing, and members rebuilt, with
 // the material the members have.
-func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
-	applied, err := r.readOwnedSecret(ctx, f, tlsSecretName(f), ReasonTLSSecretNotOwned, "TLS")
-	if se, ok := asSecretError(err); ok {
-		o.tls.problem = &problem{se.reason, se.message}
-		return nil
-	} else if err != nil {
-		return err
-	}
-	o.tls.secret = applied
+func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, old map[string][]byte, now time.Time) error {
 	addrs := tlsAddresses(f, o)
 	want, err := r.readUserTLS(ctx, f, o, addrs, now)
 	if err != nil {
 		return err
-	}
-	var old map[string][]byte
-	if applied != nil {
-		old = applied.Data
 	}
 	material := want
 	switch {
@@ -206,7 +214,7 @@ func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alph
 	o.tls.ca = material[tlsKeyCA]
 	o.tls.dialCert, o.tls.dialKey = dialPair(material, userKeyCert, userKeyKey)
 	if leaf, err := certs.Leaf(material[userKeyCert]); err == nil {
-		o.tls.notAfter = leaf.NotAfter
+		o.tls.expires(leaf)
 	}
 	return nil
 }
@@ -252,19 +260,13 @@ func (r *FormationReconciler) readUserTLS(ctx context.Context, f *redisv1alpha1.
 	return map[string][]byte{tlsKeyCA: bundle.CA, userKeyCert: bundle.Cert, userKeyKey: bundle.Key}, nil
 }
 
-func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, now time.Time) error {
-	secret, err := r.readOwnedSecret(ctx, f, tlsSecretName(f), ReasonTLSSecretNotOwned, "TLS")
-	if err != nil {
-		if se, ok := asSecretError(err); ok {
-			o.tls.problem = &problem{se.reason, se.message}
-			return nil
-		}
-		return err
-	}
-	o.tls.secret = secret
-	data := map[string][]byte{}
-	if secret != nil {
-		maps.Copy(data, secret.Data)
+// observeOperatorTLS issues, into a copy of the TLS Secret's content old,
+// the certificates that are missing, no longer match a member, are due or
+// were asked to be renewed.
+func (r *FormationReconciler) observeOperatorTLS(f *redisv1alpha1.RedisSentinelFormation, o *observation, old map[string][]byte, now time.Time) error {
+	data := maps.Clone(old)
+	if data == nil {
+		data = map[string][]byte{}
 	}
 	spec := f.Spec.TLS
 	validity, renewBefore := defaultCertificateDuration, defaultRenewBefore
@@ -309,9 +311,7 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 		case !now.Before(leaf.NotAfter.Add(-renewBefore)):
 			return "certificate " + key + " is due for renewal"
 		}
-		if o.tls.notAfter.IsZero() || leaf.NotAfter.Before(o.tls.notAfter) {
-			o.tls.notAfter = leaf.NotAfter
-		}
+		o.tls.expires(leaf)
 		return ""
 	}
 	issue := func(key string, certPEM, keyPEM []byte, err error) error {
@@ -319,8 +319,8 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 			return fmt.Errorf("issuing certificate %s: %w", key, err)
 		}
 		data[key+".crt"], data[key+".key"] = certPEM, keyPEM
-		if leaf, err := certs.Leaf(certPEM); err == nil && (o.tls.notAfter.IsZero() || leaf.NotAfter.Before(o.tls.notAfter)) {
-			o.tls.notAfter = leaf.NotAfter
+		if leaf, err := certs.Leaf(certPEM); err == nil {
+			o.tls.expires(leaf)
 		}
 		return nil
 	}
@@ -334,9 +334,9 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 			reasons = append(reasons, why)
 		}
 	}
-	if why := due("client", nil); why != "" {
+	if why := due(clientName, nil); why != "" {
 		certPEM, keyPEM, err := ca.IssueClient(clientCommonName, now, validity)
-		if err := issue("client", certPEM, keyPEM, err); err != nil {
+		if err := issue(clientName, certPEM, keyPEM, err); err != nil {
 			return err
 		}
 		reasons = append(reasons, why)
@@ -344,16 +344,12 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 	// Certificates of members no longer in the formation go.
 	for k := range data {
 		base := strings.TrimSuffix(strings.TrimSuffix(k, ".crt"), ".key")
-		if _, ok := addrs[base]; !ok && base != "client" && base != previousClient && k != tlsKeyCA && k != tlsKeyCAKey {
+		if _, ok := addrs[base]; !ok && base != clientName && base != previousClient && k != tlsKeyCA && k != tlsKeyCAKey {
 			delete(data, k)
 			reasons = append(reasons, "member "+base+" left")
 		}
 	}
-	var old map[string][]byte
-	if secret != nil {
-		old = secret.Data
-	}
-	keepPrevious(f, data, old, "client.crt", "client.key")
+	keepPrevious(f, data, old, tlsKeyClient, tlsKeyClientKey)
 	if !maps.EqualFunc(data, old, bytes.Equal) {
 		o.tls.issue, o.tls.issueReason, o.tls.forced = data, strings.Join(slices.Compact(slices.Sorted(slices.Values(reasons))), "; "), f.Annotations[redisv1alpha1.AnnotationRenewCertificates]
 	}
@@ -361,9 +357,9 @@ func (r *FormationReconciler) observeOperatorTLS(ctx context.Context, f *redisv1
 		o.tls.member[m] = certs.CombinedPEM(data[m+".crt"], data[m+".key"])
 	}
 	o.tls.ca = data[tlsKeyCA]
-	o.tls.dialCert, o.tls.dialKey = dialPair(data, "client.crt", "client.key")
+	o.tls.dialCert, o.tls.dialKey = dialPair(data, tlsKeyClient, tlsKeyClientKey)
 	if clientAuthRequired(f) {
-		o.tls.backendCert, o.tls.backendKey = data["client.crt"], data["client.key"]
+		o.tls.backendCert, o.tls.backendKey = data[tlsKeyClient], data[tlsKeyClientKey]
 	}
 	o.tls.renewAt = o.tls.notAfter.Add(-renewBefore)
 	return nil
