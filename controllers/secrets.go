@@ -58,16 +58,27 @@ func (r *FormationReconciler) forbiddenSecrets(f *redisv1alpha1.RedisSentinelFor
 		f.Namespace, name, f.Namespace, f.Namespace, FormationSecretsRole, FormationSecretsRole, r.Options.OperatorNamespace, ServiceAccountName)}
 }
 
-func (r *FormationReconciler) readPassword(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, field string, ref redisv1alpha1.SecretKeyReference, strict bool) (string, error) {
-	var secret corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: ref.Name}, &secret)
+// readUserSecret reads, live, the Secret name that the spec's field names.
+// One that does not exist is a *secretError with reason notFound, one the
+// operator may not read a *secretError saying who grants it.
+func (r *FormationReconciler) readUserSecret(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, field, name, notFound string) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: name}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
-		return "", &secretError{ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s named by %s does not exist", f.Namespace, ref.Name, field)}
+		return nil, &secretError{notFound, fmt.Sprintf("Secret %s/%s named by %s does not exist", f.Namespace, name, field)}
 	case apierrors.IsForbidden(err):
-		return "", r.forbiddenSecrets(f, ref.Name)
+		return nil, r.forbiddenSecrets(f, name)
 	case err != nil:
-		return "", fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, ref.Name, err)
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, name, err)
+	}
+	return secret, nil
+}
+
+func (r *FormationReconciler) readPassword(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, field string, ref redisv1alpha1.SecretKeyReference, strict bool) (string, error) {
+	secret, err := r.readUserSecret(ctx, f, field, ref.Name, ReasonSecretNotFound)
+	if err != nil {
+		return "", err
 	}
 	value, ok := secret.Data[ref.Key]
 	if !ok {

@@ -12,10 +12,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/certs"
@@ -223,17 +221,12 @@ func (r *FormationReconciler) observeUserTLS(ctx context.Context, f *redisv1alph
 // tls.key, or nil and o.tls.problem saying why they are refused.
 func (r *FormationReconciler) readUserTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, addrs map[string]string, now time.Time) (map[string][]byte, error) {
 	name := f.Spec.TLS.SecretName
-	secret := &corev1.Secret{}
-	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: name}, secret); {
-	case apierrors.IsNotFound(err):
-		o.tls.problem = &problem{ReasonTLSSecretNotFound, fmt.Sprintf("Secret %s/%s named by spec.tls.secretName does not exist", f.Namespace, name)}
+	secret, err := r.readUserSecret(ctx, f, "spec.tls.secretName", name, ReasonTLSSecretNotFound)
+	if se, ok := asSecretError(err); ok {
+		o.tls.problem = &problem{se.reason, se.message}
 		return nil, nil
-	case apierrors.IsForbidden(err):
-		fb := r.forbiddenSecrets(f, name)
-		o.tls.problem = &problem{fb.reason, fb.message}
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", f.Namespace, name, err)
+	} else if err != nil {
+		return nil, err
 	}
 	for _, k := range []string{userKeyCert, userKeyKey, tlsKeyCA} {
 		if len(secret.Data[k]) == 0 {
@@ -250,7 +243,7 @@ func (r *FormationReconciler) readUserTLS(ctx context.Context, f *redisv1alpha1.
 		}
 	}
 	bundle := certs.Bundle{CA: secret.Data[tlsKeyCA], Cert: secret.Data[userKeyCert], Key: secret.Data[userKeyKey]}
-	_, err := certs.Check(bundle, slices.Sorted(maps.Values(addrs)), clientAuthRequired(f), now)
+	_, err = certs.Check(bundle, slices.Sorted(maps.Values(addrs)), clientAuthRequired(f), now)
 	if p, ok := err.(*certs.Problem); ok {
 		o.tls.problem = &problem{string(p.Reason), fmt.Sprintf("Secret %s/%s (spec.tls.secretName): %s", f.Namespace, name, p.Message)}
 		return nil, nil
