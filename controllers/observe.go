@@ -125,8 +125,9 @@ func (o *observation) degrade(reason, format string, args ...any) {
 
 // observe reads, in order: the password Secrets and the formation's
 // password state, Incus (instances, and prerequisites when a create or
-// rebuild may be due), every running member's redis-server and sentinel in
-// parallel, the connection Secret and the Sentinel watcher's events.
+// rebuild may be due), the TLS material, every running member's
+// redis-server and sentinel in parallel (dialed with it), the connection
+// Secret and the Sentinel watcher's events.
 func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, log logr.Logger) *observation {
 	o := &observation{}
 	if !r.observeSecrets(ctx, f, o) {
@@ -139,11 +140,9 @@ func (r *FormationReconciler) observe(ctx context.Context, f *redisv1alpha1.Redi
 		o.stop, o.stopPhase = err, "secrets"
 		return o
 	}
-	if o.tls != nil {
-		o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds, o.tls))
-	}
-	r.observeServers(ctx, f, o, log)
 	key := client.ObjectKeyFromObject(f)
+	o.admin = r.Redis.Admin(key.String(), adminCredentials(o.creds, o.tls))
+	r.observeServers(ctx, f, o, log)
 	o.events, o.switches = r.Watcher.Events(key), r.Watcher.Switches(key)
 	secret := &corev1.Secret{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: connectionSecretName(f)}, secret); {
@@ -179,7 +178,6 @@ func (r *FormationReconciler) observeSecrets(ctx context.Context, f *redisv1alph
 			o.creds[c] = acl.Passwords{Current: pw}
 		}
 	}
-	o.admin = r.Redis.Admin(client.ObjectKeyFromObject(f).String(), adminCredentials(o.creds, nil))
 	return true
 }
 
