@@ -45,16 +45,7 @@ func NewAuthority(commonName string, now time.Time, validity time.Duration) (cer
 	if validity <= 0 {
 		return nil, nil, fmt.Errorf("CA validity %s is not positive", validity)
 	}
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+	return create(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              now.Add(validity),
@@ -63,12 +54,7 @@ func NewAuthority(commonName string, now time.Time, validity time.Duration) (cer
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating the CA certificate: %w", err)
-	}
-	return pemCert(der), keyPEM, nil
+	}, nil, nil)
 }
 
 // ParseAuthority reads back what NewAuthority returned. It refuses a
@@ -124,15 +110,6 @@ func (a *Authority) issue(tmpl *x509.Certificate, now time.Time, validity time.D
 	if !now.Before(a.Cert.NotAfter) {
 		return nil, nil, fmt.Errorf("the CA %q expired at %s", a.Cert.Subject.CommonName, stamp(a.Cert.NotAfter))
 	}
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl.SerialNumber = serial
 	tmpl.NotBefore = now.Add(-clockSkew)
 	// A leaf outliving its CA would fail verification after the CA expires
 	// anyway; capping it makes the renewal time the leaf shows honest.
@@ -142,7 +119,23 @@ func (a *Authority) issue(tmpl *x509.Certificate, now time.Time, validity time.D
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	tmpl.BasicConstraintsValid = true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, key.Public(), a.Key)
+	return create(tmpl, a.Cert, a.Key)
+}
+
+// create gives tmpl a fresh key and serial number and signs it with
+// parentKey as parent (as itself, with its own key, when parent is nil).
+func create(tmpl, parent *x509.Certificate, parentKey crypto.Signer) (certPEM, keyPEM []byte, err error) {
+	key, keyPEM, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("signing the certificate for %q: %w", tmpl.Subject.CommonName, err)
 	}
