@@ -442,7 +442,7 @@ func (w *World) startRedis(instance string) {
 			}
 		}
 	}
-	if host == "" || (r.config["port"] == "0" && r.config["tls-port"] == "") {
+	if host == "" || r.port <= 0 {
 		w.problem(instance, "redis.conf has no bind address or port")
 		return
 	}
