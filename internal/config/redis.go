@@ -12,6 +12,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -109,6 +110,21 @@ func FromEnv(getenv func(string) string) (Redis, error) {
 // environment, e.g. a connection Secret's data converted to strings.
 func FromMap(m map[string]string) (Redis, error) {
 	return parse(func(k string) string { return m[k] })
+}
+
+// FromSecretData reads the configuration from a connection Secret's data,
+// whose keys are the variables' names.
+func FromSecretData(data map[string][]byte) (Redis, error) {
+	return parse(func(k string) string { return string(data[k]) })
+}
+
+// TLSConfig is the TLS configuration to dial with (certs.ClientConfig with
+// the configured CA and client certificate); nil without TLS.
+func (r Redis) TLSConfig() (*tls.Config, error) {
+	if !r.TLS {
+		return nil, nil
+	}
+	return certs.ClientConfig(r.TLSCACert, r.TLSClientCert, r.TLSClientKey)
 }
 
 // masterNameRE is what the operator and Sentinel accept as a master name.

@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 )
@@ -87,13 +86,11 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		// "auto" would only cost a failing handshake per connection.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if cfg.TLS {
-		tc, err := certs.ClientConfig(cfg.TLSCACert, cfg.TLSClientCert, cfg.TLSClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("redisclient: TLS: %w", err)
-		}
-		u.TLSConfig = tc
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("redisclient: TLS: %w", err)
 	}
+	u.TLSConfig = tc
 	var c *redis.Client
 	if cfg.SentinelMode() {
 		if cfg.MasterName == "" {
@@ -143,11 +140,7 @@ func FromEnv(getenv func(string) string, opts Options) (*redis.Client, error) {
 // REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD and REDIS_URL, and with
 // TLS REDIS_TLS_CA_CERT, REDIS_TLS_CLIENT_CERT and REDIS_TLS_CLIENT_KEY.
 func FromSecretData(data map[string][]byte, opts Options) (*redis.Client, error) {
-	m := make(map[string]string, len(data))
-	for k, v := range data {
-		m[k] = string(v)
-	}
-	cfg, err := config.FromMap(m)
+	cfg, err := config.FromSecretData(data)
 	if err != nil {
 		return nil, fmt.Errorf("connection secret: %w", err)
 	}

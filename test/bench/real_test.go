@@ -12,13 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
-	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
@@ -301,19 +299,15 @@ func backendTLS(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation) (*
 	if f.Spec.TLS == nil || !f.Spec.TLS.Enabled {
 		return nil, nil
 	}
-	conn := &corev1.Secret{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
-		return nil, err
-	}
-	m := map[string]string{}
-	for k, v := range conn.Data {
-		m[k] = string(v)
-	}
-	cfg, err := config.FromMap(m)
+	data, err := harness.ConnectionData(ctx, k8s, f)
 	if err != nil {
 		return nil, err
 	}
-	return certs.ClientConfig(cfg.TLSCACert, cfg.TLSClientCert, cfg.TLSClientKey)
+	cfg, err := config.FromSecretData(data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.TLSConfig()
 }
 
 // BenchmarkSteadyState brings one formation to Ready on real containers,

@@ -75,7 +75,7 @@ type WriterOptions struct {
 // StartWriter starts writing to formation f until Stop.
 func StartWriter(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation, o WriterOptions) (*Writer, error) {
 	clientOpts := redisclient.Options{Metrics: o.Metrics, ConnMaxLifetime: o.ConnMaxLifetime}
-	data, err := connectionData(ctx, k8s, f)
+	data, err := ConnectionData(ctx, k8s, f)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func StartWriter(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisS
 				checked = time.Now()
 				// Not the caller's ctx: it may end before the writer does.
 				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				fresh, ferr := connectionData(rctx, k8s, f)
+				fresh, ferr := ConnectionData(rctx, k8s, f)
 				cancel()
 				if ferr == nil && !maps.EqualFunc(fresh, data, bytes.Equal) {
 					if nc, cerr := redisclient.FromSecretData(fresh, clientOpts); cerr == nil {
@@ -293,14 +293,15 @@ func readBatch(ctx context.Context, c *redis.Client, keys []string, onError func
 // ConnectionClient builds the backends' client from the formation's
 // connection Secret.
 func ConnectionClient(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation, o redisclient.Options) (*redis.Client, error) {
-	data, err := connectionData(ctx, k8s, f)
+	data, err := ConnectionData(ctx, k8s, f)
 	if err != nil {
 		return nil, err
 	}
 	return redisclient.FromSecretData(data, o)
 }
 
-func connectionData(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation) (map[string][]byte, error) {
+// ConnectionData is the data of the formation's connection Secret.
+func ConnectionData(ctx context.Context, k8s client.Client, f *redisv1alpha1.RedisSentinelFormation) (map[string][]byte, error) {
 	conn := &corev1.Secret{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name + "-connection"}, conn); err != nil {
 		return nil, err
