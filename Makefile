@@ -59,7 +59,7 @@ test: verify-generated vet test-deps test-lab test-go test-chaos ## Everything, 
 
 .PHONY: test-deps
 test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
-	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis
+	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox
 	hack/envtest-bins.sh >/dev/null
 
 .PHONY: test-lab
