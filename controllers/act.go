@@ -67,7 +67,7 @@ func (r *FormationReconciler) act(ctx context.Context, f *redisv1alpha1.RedisSen
 			var wg sync.WaitGroup
 			for j, a := range batch {
 				wg.Add(1)
-				r.Guard.Go("act", func() {
+				r.Guard.Go(componentAct, func() {
 					defer wg.Done()
 					errs[j] = errors.New("panicked") // replaced unless run panics
 					errs[j] = r.run(ctx, f, o, a, log)

@@ -58,7 +58,7 @@ func (c *canary) maybeProbe(key types.NamespacedName, data map[string][]byte, lo
 		return
 	}
 	c.last[key] = now
-	c.guard.Go("canary", func() {
+	c.guard.Go(componentCanary, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), canaryTimeout)
 		defer cancel()
 		latency, err := c.prober.Probe(ctx, key.String(), data)

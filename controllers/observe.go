@@ -391,7 +391,7 @@ func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alph
 		m.Redis = endpoint.Endpoint{Host: host, Port: p.redis}
 		m.Sentinel = endpoint.Endpoint{Host: host, Port: p.sentinel}
 		wg.Add(1)
-		r.Guard.Go("observe", func() {
+		r.Guard.Go(componentObserve, func() {
 			defer wg.Done()
 			if booting {
 				observeBooting(ctx, o, m, log)
@@ -410,7 +410,7 @@ func (r *FormationReconciler) observeServers(ctx context.Context, f *redisv1alph
 		m.Running = true
 		m.Redis = endpoint.Endpoint{Host: m.instance.IPv4, Port: memberPorts(f, m).redis}
 		wg.Add(1)
-		r.Guard.Go("observe", func() {
+		r.Guard.Go(componentObserve, func() {
 			defer wg.Done()
 			m.Repl, m.RedisErr = o.admin.Replication(ctx, m.Redis)
 		})

@@ -198,6 +198,14 @@ const secretRefIndex = ".spec.secretRefs"
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
+// The operator's goroutines that run under its panic guard, by the
+// component label of the recovered-panic metric.
+const (
+	componentObserve = "observe"
+	componentAct     = "act"
+	componentCanary  = "canary"
+)
+
 // SetupWithManager registers the formation controller with a manager.
 func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	if opts.MaxRetryDelay <= 0 {
@@ -214,6 +222,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 		deps.Metrics = metrics.NewOperator(ctrlmetrics.Registry)
 	}
 	guard := safe.Guard{Log: mgr.GetLogger().WithName("recovered"), Count: deps.Metrics.PanicRecovered}
+	deps.Metrics.TrackComponents(componentObserve, componentAct, componentCanary, sentinel.Component, instancewatch.Component)
 	if deps.Canary == nil {
 		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
 	}

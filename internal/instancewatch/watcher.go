@@ -30,8 +30,8 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/safe"
 )
 
-// component is what the guard logs and counts a recovered panic under.
-const component = "instance-watcher"
+// Component is what the guard logs and counts a recovered panic under.
+const Component = "instance-watcher"
 
 // triggering are the actions that change whether an instance runs.
 // Others (exec, file pushed, updated, ...) are what the operator itself does
@@ -174,7 +174,7 @@ func (w *Watcher) join(key types.NamespacedName, opts incus.Options) *stream {
 		ctx, cancel := context.WithCancel(context.Background())
 		s = &stream{opts: opts, project: cmp.Or(opts.Project, "default"), formations: map[types.NamespacedName]struct{}{}, cancel: cancel, done: make(chan struct{})}
 		w.streams[opts.Key()] = s
-		w.guard.Go(component, func() {
+		w.guard.Go(Component, func() {
 			// Deferred calls run while a panic unwinds, before the guard
 			// recovers it: done is closed and the stream dropped either
 			// way, so the next Watch starts it again.
@@ -276,7 +276,7 @@ func (w *Watcher) listen(ctx context.Context, s *stream, connected func(), log l
 		w.triggerAll(s)
 	}, func(e incus.LifecycleEvent) {
 		// One event that panics must not end the stream.
-		w.guard.Run(component, func() { w.route(s, e, log) })
+		w.guard.Run(Component, func() { w.route(s, e, log) })
 	})
 }
 

@@ -214,25 +214,24 @@ rsf_member_replication_lag_bytes{formation="other",member="other-0",namespace="p
 			t.Errorf("failovers{path=%q} = %v, want %v", path, got, want)
 		}
 	}
-	if got := testutil.CollectAndCount(o.failoverDuration); got != 2 {
-		t.Errorf("failover duration series = %d, want one per path observed (fast, sentinel)", got)
+	// Every path's series exists from the first observation (at 0).
+	if got := testutil.CollectAndCount(o.failoverDuration); got != 6 {
+		t.Errorf("failover duration series = %d, want 3 paths x 2 formations", got)
 	}
-	expected = `
-# HELP rsf_formation_sentinel_events_total Sentinel events received, by event type (unknown types as "other").
-# TYPE rsf_formation_sentinel_events_total counter
-rsf_formation_sentinel_events_total{event="+sdown",formation="cache",namespace="prod"} 1
-rsf_formation_sentinel_events_total{event="+switch-master",formation="cache",namespace="prod"} 1
-rsf_formation_sentinel_events_total{event="other",formation="cache",namespace="prod"} 2
-# HELP rsf_formation_reconcile_errors_total Reconcile errors, by phase.
-# TYPE rsf_formation_reconcile_errors_total counter
-rsf_formation_reconcile_errors_total{formation="cache",namespace="prod",phase="other"} 1
-rsf_formation_reconcile_errors_total{formation="cache",namespace="prod",phase="topology"} 1
-# HELP rsf_formation_canary_success 1 when the last canary SET+GET through the Sentinel client succeeded, else 0.
-# TYPE rsf_formation_canary_success gauge
-rsf_formation_canary_success{formation="cache",namespace="prod"} 0
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), FormationSentinelEvents, FormationReconcileErrors, FormationCanarySuccess); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		v     *prometheus.CounterVec
+		label string
+		want  float64
+	}{
+		{o.events, "+sdown", 1}, {o.events, "+switch-master", 1}, {o.events, Other, 2}, {o.events, "+odown", 0},
+		{o.reconcileErrors, Other, 1}, {o.reconcileErrors, "topology", 1}, {o.reconcileErrors, "status", 0},
+	} {
+		if got := testutil.ToFloat64(c.v.WithLabelValues("prod", "cache", c.label)); got != c.want {
+			t.Errorf("%s = %v, want %v", c.label, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(o.canarySuccess.WithLabelValues("prod", "cache")); got != 0 {
+		t.Errorf("canary success = %v, want 0", got)
 	}
 	hist := func(name string) (count uint64, sum float64) {
 		mfs, err := reg.Gather()
@@ -323,4 +322,47 @@ func TestRegisteringTwiceReuses(t *testing.T) {
 		}
 	}()
 	NewCache(reg2)
+}
+
+// TestCountersStartAtZero: a formation's counters and histograms exist at
+// 0 from its first observation, and the tracked components' panic counters
+// from the start, so Prometheus sees the first increment as an increase.
+func TestCountersStartAtZero(t *testing.T) {
+	o := NewOperator(prometheus.NewRegistry())
+	o.TrackComponents("canary", "sentinel-watcher")
+	if n := testutil.CollectAndCount(o.panics, OperatorPanicsTotal); n != 2 {
+		t.Errorf("panic series = %d, want 2", n)
+	}
+	if n := testutil.CollectAndCount(o.failovers, FormationFailoversTotal); n != 0 {
+		t.Fatalf("failover series before any formation = %d", n)
+	}
+
+	o.ObserveFormation("prod", "cache", FormationObservation{})
+	for _, c := range []struct {
+		name string
+		c    prometheus.Collector
+		want int
+	}{
+		{FormationFailoversTotal, o.failovers, 3},
+		{FormationFailoverDuration, o.failoverDuration, 3},
+		{FormationSentinelEvents, o.events, len(SentinelEventTypes) + 1},
+		{FormationReconcileErrors, o.reconcileErrors, len(ReconcilePhases)},
+		{FormationCanaryLatency, o.canaryLatency, 1},
+	} {
+		if n := testutil.CollectAndCount(c.c, c.name); n != c.want {
+			t.Errorf("%s: %d series after the first observation, want %d", c.name, n, c.want)
+		}
+	}
+	for _, path := range []string{PathFast, PathSentinel, PathPlanned} {
+		if v := testutil.ToFloat64(o.failovers.WithLabelValues("prod", "cache", path)); v != 0 {
+			t.Errorf("failovers{path=%s} = %v, want 0", path, v)
+		}
+	}
+
+	// A later observation does not reset what was counted.
+	o.FailoverObserved("prod", "cache", PathSentinel, time.Second)
+	o.ObserveFormation("prod", "cache", FormationObservation{})
+	if v := testutil.ToFloat64(o.failovers.WithLabelValues("prod", "cache", PathSentinel)); v != 1 {
+		t.Errorf("failovers{path=sentinel} after a second observation = %v, want 1", v)
+	}
 }

@@ -244,6 +244,9 @@ func (o *Operator) ObserveFormation(ns, name string, obs FormationObservation) {
 	}
 
 	key := formationKey{ns, name}
+	if _, seen := o.members[key]; !seen {
+		o.zeroCounters(ns, name)
+	}
 	for old := range o.members[key] {
 		if _, ok := current[old]; !ok {
 			o.lag.DeleteLabelValues(ns, name, old)
@@ -251,6 +254,33 @@ func (o *Operator) ObserveFormation(ns, name string, obs FormationObservation) {
 		}
 	}
 	o.members[key] = current
+}
+
+// zeroCounters creates the formation's counter and histogram series at 0,
+// so that their first increment is an increase to Prometheus (increase()
+// and rate() need a sample before it: a series born at 1 shows no
+// increase, and the first failover would never fire an alert) and the
+// dashboards' panels show 0 rather than no data.
+func (o *Operator) zeroCounters(ns, name string) {
+	for _, path := range []string{PathFast, PathSentinel, PathPlanned} {
+		o.failovers.WithLabelValues(ns, name, path)
+		o.failoverDuration.WithLabelValues(ns, name, path)
+	}
+	for _, event := range append(SentinelEventTypes, Other) {
+		o.events.WithLabelValues(ns, name, event)
+	}
+	for _, phase := range ReconcilePhases {
+		o.reconcileErrors.WithLabelValues(ns, name, phase)
+	}
+	o.canaryLatency.WithLabelValues(ns, name)
+}
+
+// TrackComponents creates the recovered-panic series of the given
+// goroutine components at 0 (see zeroCounters for why).
+func (o *Operator) TrackComponents(components ...string) {
+	for _, c := range components {
+		o.panics.WithLabelValues(c)
+	}
 }
 
 // ForgetFormation deletes every series of the formation (call it when the

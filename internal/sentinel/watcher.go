@@ -54,8 +54,8 @@ const switchWindow = time.Minute
 // the fallback folding.
 const epochTimeout = 500 * time.Millisecond
 
-// component is what the guard logs and counts a recovered panic under.
-const component = "sentinel-watcher"
+// Component is what the guard logs and counts a recovered panic under.
+const Component = "sentinel-watcher"
 
 // Target is one sentinel to watch.
 type Target struct {
@@ -223,7 +223,7 @@ func (w *Watcher) subscribe(key types.NamespacedName, member, addr string, creds
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &subscription{member: member, cancel: cancel, done: make(chan struct{})}
 	run := w.run
-	w.guard.Go(component, func() {
+	w.guard.Go(Component, func() {
 		// Deferred calls run while a panic unwinds, before the guard
 		// recovers it: done is closed either way, so Forget cannot hang.
 		defer close(s.done)
@@ -296,7 +296,7 @@ func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member,
 		// One message that panics (a trigger, a payload the bookkeeping
 		// mishandles) must not end the subscription: the guard recovers it
 		// and the loop reads on.
-		w.guard.Run(component, func() { w.handle(ctx, log, client, key, member, msg) })
+		w.guard.Run(Component, func() { w.handle(ctx, log, client, key, member, msg) })
 	}
 }
 

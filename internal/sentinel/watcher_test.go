@@ -577,20 +577,20 @@ func TestPanickingTriggerIsRecovered(t *testing.T) {
 	})
 	defer w.Stop()
 	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, []Target{{Member: "cache-1", Addr: sentinel.Addr()}})
-	panics.waitFor(t, component, 1) // the "subscribed" trigger
+	panics.waitFor(t, Component, 1) // the "subscribed" trigger
 
 	admin := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), Password: sentinelPassword})
 	defer admin.Close()
 	if err := admin.Set(context.Background(), "mymaster", "down-after-milliseconds", "1500").Err(); err != nil {
 		t.Fatal(err)
 	}
-	panics.waitFor(t, component, 2)
+	panics.waitFor(t, Component, 2)
 	if !slices.ContainsFunc(w.Events(key), func(e Event) bool { return e.Type == "+set" }) {
 		t.Fatalf("the subscription stopped after the trigger panicked: events %+v", w.Events(key))
 	}
 	forgetReturns(t, w)
-	if int(calls.Load()) != panics.Count(component) {
-		t.Fatalf("%d trigger calls, %d panics counted", calls.Load(), panics.Count(component))
+	if int(calls.Load()) != panics.Count(Component) {
+		t.Fatalf("%d trigger calls, %d panics counted", calls.Load(), panics.Count(Component))
 	}
 }
 
@@ -623,7 +623,7 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("done not closed after the subscription panicked")
 	}
-	panics.waitFor(t, component, 1)
+	panics.waitFor(t, Component, 1)
 
 	// Each Watch restarts a subscription that ended; the third run stays.
 	for want := int32(2); want <= 3; want++ {
@@ -634,13 +634,13 @@ func TestPanickingSubscriptionIsRecovered(t *testing.T) {
 			w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, target)
 		}
 	}
-	panics.waitFor(t, component, 2)
+	panics.waitFor(t, Component, 2)
 	w.Watch(key, redisadmin.Credentials{Password: sentinelPassword}, target)
 	if n := runs.Load(); n != 3 {
 		t.Fatalf("%d runs; a live subscription was started again", n)
 	}
 	forgetReturns(t, w)
-	if n := panics.Count(component); n != 2 {
+	if n := panics.Count(Component); n != 2 {
 		t.Fatalf("%d panics counted, want 2", n)
 	}
 }
