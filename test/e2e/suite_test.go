@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/go-logr/zapr"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -30,7 +29,6 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
-	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
@@ -125,7 +123,7 @@ func startManager(ctx context.Context, env *envtest.Environment, c *rest.Config)
 	if err != nil {
 		return err
 	}
-	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{Metrics: metrics.NewOperator(prometheus.NewRegistry())}); err != nil {
+	if err := controllers.SetupWithManager(mgr, opts, controllers.Dependencies{}); err != nil {
 		return err
 	}
 	go func() {
