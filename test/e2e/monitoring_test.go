@@ -1,17 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/dashboard"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
@@ -348,81 +348,49 @@ func fillMemory(t *testing.T, master *redis.Client, ratio float64) []string {
 // checkDashboards runs every query of every Grafana dashboard, and every
 // variable query, against Prometheus for the formation: each must return
 // data, and a number rather than NaN, or a panel would show nothing (a
-// metric or label that does not exist, a counter with no series yet).
+// metric or label that does not exist, a counter with no series yet). It
+// then draws the health dashboard's key panels as docs/monitoring.md's
+// picture is drawn, and checks that a PNG came out.
 func checkDashboards(t *testing.T, prom *harness.Prometheus, f *redisv1alpha1.RedisSentinelFormation) {
 	ctx := context.Background()
-	vars := strings.NewReplacer(
-		"$namespace", regexp.QuoteMeta(f.Namespace),
-		"$formation", regexp.QuoteMeta(f.Name),
-		// What Grafana gives them for a 1 s scrape and a short range.
-		"$__rate_interval", "20s",
-		"$__range", "10m",
-	)
-	labelValues := regexp.MustCompile(`^label_values\((.+),\s*(\w+)\)$`)
-	dir := filepath.Join(testenv.RepoRoot(), "config", "grafana", "dashboards")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	// What Grafana gives the intervals for a 1 s scrape and a short range.
+	scope := dashboard.Scope{Namespace: f.Namespace, Formation: f.Name, RateInterval: "20s", Range: "10m"}
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "grafana", "dashboards", "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no dashboards in %s: %v", dir, err)
+		t.Fatalf("no dashboards: %v", err)
 	}
 	for _, file := range files {
-		b, err := os.ReadFile(file)
+		d, err := dashboard.Load(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var doc struct {
-			Templating struct {
-				List []struct {
-					Name       string `json:"name"`
-					Type       string `json:"type"`
-					Definition string `json:"definition"`
-				} `json:"list"`
-			} `json:"templating"`
-		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
-		var tree any
-		if err := json.Unmarshal(b, &tree); err != nil {
-			t.Fatal(err)
-		}
-		exprs := map[string]bool{}
-		collectExprs(tree, exprs)
-		if len(exprs) == 0 {
-			t.Fatalf("%s: no queries", file)
-		}
 		name := filepath.Base(file)
-		for _, v := range doc.Templating.List {
+		for _, v := range d.Variables {
 			if v.Type != "query" {
 				continue
 			}
-			m := labelValues.FindStringSubmatch(v.Definition)
-			if m == nil {
-				t.Errorf("%s: variable %s: %q is not label_values(selector, label)", name, v.Name, v.Definition)
-				continue
+			selector, label, err := dashboard.LabelValuesQuery(v.Definition)
+			if err == nil {
+				selector, err = scope.Expand(selector)
 			}
-			got, _, _, err := prom.API.LabelValues(ctx, m[2], []string{vars.Replace(m[1])}, time.Now().Add(-time.Hour), time.Now())
 			if err != nil {
 				t.Errorf("%s: variable %s: %v", name, v.Name, err)
 				continue
 			}
-			want := map[string]string{"namespace": f.Namespace, "formation": f.Name}[m[2]]
-			found := false
-			for _, g := range got {
-				found = found || string(g) == want
-			}
-			if !found {
-				t.Errorf("%s: variable %s (%s) offers %v, not %s", name, v.Name, v.Definition, got, want)
+			got, _, _, err := prom.API.LabelValues(ctx, label, []string{selector}, time.Now().Add(-time.Hour), time.Now())
+			want := map[string]string{"namespace": f.Namespace, "formation": f.Name}[label]
+			if err != nil || !slices.Contains(got, model.LabelValue(want)) {
+				t.Errorf("%s: variable %s (%s) offers %v (%v), not %s", name, v.Name, v.Definition, got, err, want)
 			}
 		}
-		sorted := make([]string, 0, len(exprs))
-		for e := range exprs {
-			sorted = append(sorted, e)
+		queries := d.Queries()
+		if len(queries) == 0 {
+			t.Fatalf("%s: no queries", name)
 		}
-		sort.Strings(sorted)
-		for _, e := range sorted {
-			q := vars.Replace(e)
-			if strings.Contains(q, "$") {
-				t.Errorf("%s: %s: a variable this test does not know", name, e)
+		for _, e := range queries {
+			q, err := scope.Expand(e)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
 				continue
 			}
 			val, _, _, err := prom.API.Query(ctx, q, time.Now())
@@ -434,24 +402,19 @@ func checkDashboards(t *testing.T, prom *harness.Prometheus, f *redisv1alpha1.Re
 				t.Errorf("%s: no data for %s: %v", name, q, val)
 			}
 		}
-		t.Logf("%s: %d queries and %d variables return data", name, len(sorted), len(doc.Templating.List)-1)
+		t.Logf("%s: %d queries and %d variables return data", name, len(queries), len(d.Variables)-1)
 	}
-}
 
-// collectExprs gathers the "expr" strings of a decoded dashboard.
-func collectExprs(v any, out map[string]bool) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, val := range x {
-			if s, ok := val.(string); ok && k == "expr" {
-				out[s] = true
-			}
-			collectExprs(val, out)
-		}
-	case []any:
-		for _, val := range x {
-			collectExprs(val, out)
-		}
+	png := filepath.Join(t.TempDir(), "health.png")
+	if p := os.Getenv("RSF_E2E_KEEP_PNG"); p != "" {
+		png = p
+	}
+	if err := dashboard.Picture(ctx, prom.API, filepath.Join(testenv.RepoRoot(), dashboard.HealthDashboard), scope, 5*time.Minute, png); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(png)
+	if err != nil || len(b) < 10<<10 || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatalf("%s: %d bytes, not a picture (%v)", png, len(b), err)
 	}
 }
 
