@@ -9,21 +9,32 @@
 #                        containers), stop everything, remove .lab/ (idempotent)
 #   hack/lab.sh status   what runs
 #
-# Everything lives in .lab/ (git-ignored): kubeconfig, etcd data, pid files,
-# logs. Environment:
+# Everything lives in .lab/ (git-ignored; RSF_LAB_DIR): kubeconfig, etcd data,
+# pid files, logs. Environment:
 #   RSF_ENVTEST_ASSETS     folder with kube-apiserver + etcd (default: the
 #                          output of hack/envtest-bins.sh)
+#   RSF_LAB_DIR            the lab's folder (.lab in the repository); a second
+#                          lab on the same machine needs its own
+#   RSF_LAB_NAMESPACE      namespace of the sample formation (default; created
+#                          when missing). The formation's containers are named
+#                          after it, so a second lab needs its own namespace
 #   RSF_LAB_METRICS_ADDR   operator metrics address (127.0.0.1:8080)
 #   RSF_LAB_PROBE_ADDR     operator probe address (127.0.0.1:8081)
 #   RSF_LAB_READY_TIMEOUT  how long to wait for rsf/cache to be Ready (5m)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+lab=${RSF_LAB_DIR:-$root/.lab}
+[[ $lab == /* ]] || lab=$PWD/$lab
+lab=${lab%/}
 cd "$root"
 
-lab=$root/.lab
+default_lab=$root/.lab
+# Marks a folder as a lab's: down removes RSF_LAB_DIR only when it holds it
+# (or is the default .lab), never an arbitrary folder.
+lab_marker=.rsf-lab
 kubeconfig=$lab/kubeconfig
-namespace=default
+namespace=${RSF_LAB_NAMESPACE:-default}
 formation=cache
 samples=config/samples
 crds=config/crd/bases
@@ -32,6 +43,11 @@ probe_addr=${RSF_LAB_PROBE_ADDR:-127.0.0.1:8081}
 ready_timeout=${RSF_LAB_READY_TIMEOUT:-5m}
 controlplane_start_timeout=180 # seconds, until the kubeconfig exists and /readyz answers
 stop_timeout=20                # seconds between SIGTERM and SIGKILL
+
+[[ $namespace =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] || {
+	echo "lab: RSF_LAB_NAMESPACE '$namespace' is not a valid namespace name" >&2
+	exit 2
+}
 
 log() { printf '\033[1mlab %s:\033[0m %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -143,20 +159,37 @@ start_proc() {
 	if running "$pid" && [ "$(ps -o sid= -p "$pid" | tr -d ' ')" != "$pid" ]; then
 		die "$name (pid $pid) did not get its own session"
 	fi
-	log "started $name (pid $pid, log ${lab#"$root/"}/$name.log)"
+	log "started $name (pid $pid, log $(show "$lab/$name.log"))"
 }
+
+# show PATH: PATH relative to the repository when it is inside it.
+show() { echo "${1#"$root/"}"; }
 
 tail_logs() {
 	local f
 	for f in "$lab/manager.log" "$lab/controlplane.log" "$lab/kube-apiserver.log" "$lab/etcd.log"; do
 		[ -s "$f" ] || continue
-		echo "----- last lines of ${f#"$root/"} -----" >&2
+		echo "----- last lines of $(show "$f") -----" >&2
 		tail -n 25 "$f" >&2
 	done
 }
 
 controlplane_ready() {
 	[ -f "$kubeconfig" ] && k get --raw /readyz >/dev/null 2>&1
+}
+
+# The lab's namespace is chosen by its first `up` and recorded in
+# $lab/namespace; down and status use the recorded one (down must delete the
+# containers up made, whatever RSF_LAB_NAMESPACE says now).
+use_recorded_namespace() {
+	local recorded
+	recorded=$(cat "$lab/namespace" 2>/dev/null) || return 0
+	[ -n "$recorded" ] && [ "$recorded" != "$namespace" ] || return 0
+	case $1 in
+	up) die "the lab in $(show "$lab") has its sample in namespace $recorded, not $namespace: run down first, or set RSF_LAB_NAMESPACE=$recorded" ;;
+	down) log "the lab in $(show "$lab") has its sample in namespace $recorded: using that (not $namespace)" ;;
+	esac
+	namespace=$recorded
 }
 
 # --- up ---------------------------------------------------------------------
@@ -226,11 +259,18 @@ ensure_manager() {
 }
 
 cmd_up() {
-	local start=$SECONDS pid
+	local start=$SECONDS pid nsflag=""
+	if [ "$lab" != "$default_lab" ] && [ -d "$lab" ] && [ ! -e "$lab/$lab_marker" ] && [ -n "$(ls -A "$lab")" ]; then
+		die "RSF_LAB_DIR $lab is not empty and holds no $lab_marker: not a lab folder; choose a new or empty one"
+	fi
+	use_recorded_namespace up
+	[ "$namespace" = default ] || nsflag=" -n $namespace"
 	up_ok=false
 	trap 'rc=$?; if [ "$up_ok" != true ]; then log "up failed (exit $rc); log tails follow"; tail_logs; fi' EXIT
 	mkdir -p "$lab"
 	chmod 700 "$lab"
+	touch "$lab/$lab_marker"
+	echo "$namespace" >"$lab/namespace"
 	resolve_assets
 	echo "$assets" >"$lab/assets"
 
@@ -248,6 +288,10 @@ cmd_up() {
 
 	ensure_manager
 
+	if [ "$namespace" != default ] && ! k get namespace "$namespace" >/dev/null 2>&1; then
+		log "creating namespace $namespace"
+		k create namespace "$namespace" >/dev/null
+	fi
 	log "applying $samples (namespace $namespace)"
 	# -k: the folder holds a kustomization.yaml next to the manifests.
 	k apply -k "$samples" --namespace "$namespace"
@@ -263,12 +307,12 @@ cmd_up() {
 
 The lab is up ($((SECONDS - start))s).
   export KUBECONFIG=$kubeconfig
-  kubectl get rsf -o wide
-  kubectl describe rsf $formation
-  kubectl get secret $formation-connection -o yaml     # how a backend connects
+  kubectl get rsf$nsflag -o wide
+  kubectl describe rsf$nsflag $formation
+  kubectl get secret$nsflag $formation-connection -o yaml     # how a backend connects
   incus list user.rsf.formation=$namespace/$formation
-Logs:   .lab/manager.log (operator, JSON), .lab/controlplane.log,
-        .lab/kube-apiserver.log, .lab/etcd.log
+Logs:   $(show "$lab")/manager.log (operator, JSON), $(show "$lab")/controlplane.log,
+        $(show "$lab")/kube-apiserver.log, $(show "$lab")/etcd.log
 Status: make lab-status      Tear down: make lab-down
 EOF
 	up_ok=true
@@ -297,6 +341,10 @@ delete_leftover_containers() {
 
 cmd_down() {
 	local start=$SECONDS failed=false
+	if [ "$lab" != "$default_lab" ] && [ -d "$lab" ] && [ ! -e "$lab/$lab_marker" ] && [ -n "$(ls -A "$lab")" ]; then
+		die "RSF_LAB_DIR $lab is not empty and holds no $lab_marker: not a lab folder, not touching it"
+	fi
+	use_recorded_namespace down
 	# assets: only to recognise orphaned etcd/kube-apiserver processes.
 	assets=$(cat "$lab/assets" 2>/dev/null || echo "${RSF_ENVTEST_ASSETS:-}")
 	if [ -d "$lab" ] && lab_pid controlplane >/dev/null && controlplane_ready; then
@@ -329,6 +377,7 @@ cmd_down() {
 
 cmd_status() {
 	local pid
+	use_recorded_namespace status
 	if pid=$(lab_pid controlplane); then
 		if controlplane_ready; then
 			echo "control plane: running (pid $pid), /readyz ok, $(k config view -o jsonpath='{.clusters[0].cluster.server}')"
@@ -351,7 +400,7 @@ cmd_status() {
 		echo
 		k get rsf --all-namespaces -o wide
 		echo
-		echo "KUBECONFIG=$kubeconfig; logs in .lab/"
+		echo "KUBECONFIG=$kubeconfig; logs in $(show "$lab")/"
 	fi
 	if command -v incus >/dev/null; then
 		echo
