@@ -63,7 +63,7 @@ test-deps: ## Install what the tests run against (Debian packages, kube-apiserve
 	hack/envtest-bins.sh >/dev/null
 
 .PHONY: test-lab
-test-lab: ## Lab host: playbook syntax, idempotence (runs it twice), container smoke test, bad input.
+test-lab: ## Lab host: playbook syntax, idempotence (runs it twice), container smoke test, bad input; the lab's Prometheus (a second lab).
 	test/lab/run.sh
 
 .PHONY: test-go
@@ -83,15 +83,15 @@ lab-host: ## Bootstrap this machine as the Incus lab host (idempotent; see docs/
 	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_host.yml
 
 .PHONY: lab
-lab: lab-host ## Lab host, local control plane, operator and the sample formation; waits until it is Ready (idempotent).
+lab: lab-host ## Lab host, local control plane, operator, Prometheus (127.0.0.1:9090) and the sample formation; waits until it is Ready (idempotent).
 	RSF_ENVTEST_ASSETS="$(ENVTEST_ASSETS)" hack/lab.sh up
 
 .PHONY: lab-down
-lab-down: ## Delete the sample formation and its containers, stop the operator and control plane, remove .lab/.
+lab-down: ## Delete the sample formation and its containers, stop the operator, Prometheus and control plane, remove .lab/.
 	hack/lab.sh down
 
 .PHONY: lab-status
-lab-status: ## Show what of the lab runs (processes, readiness, formations, containers).
+lab-status: ## Show what of the lab runs (processes, readiness, Prometheus's target, formations, containers).
 	hack/lab.sh status
 
 ##@ Benchmarks

@@ -3,35 +3,65 @@
 # 127.0.0.1 only), the operator, and the sample formation on this machine's
 # Incus. `make lab` runs the lab-host playbook first, then `hack/lab.sh up`.
 #
-#   hack/lab.sh up       build, start what does not run yet, apply the sample,
-#                        wait until rsf/cache is Ready (idempotent)
+#   hack/lab.sh up       build, start what does not run yet (control plane,
+#                        operator, Prometheus scraping the operator), apply
+#                        the sample, wait until rsf/cache is Ready (idempotent)
 #   hack/lab.sh down     delete the sample (the operator removes its
 #                        containers), stop everything, remove .lab/ (idempotent)
 #   hack/lab.sh status   what runs
 #
-# Everything lives in .lab/ (git-ignored): kubeconfig, etcd data, pid files,
-# logs. Environment:
+# Everything lives in .lab/ (git-ignored; RSF_LAB_DIR): kubeconfig, etcd data,
+# Prometheus config and TSDB (.lab/prometheus/), pid files, logs. Environment:
 #   RSF_ENVTEST_ASSETS     folder with kube-apiserver + etcd (default: the
 #                          output of hack/envtest-bins.sh)
+#   RSF_LAB_DIR            the lab's folder (.lab in the repository); a second
+#                          lab on the same machine needs its own
+#   RSF_LAB_NAMESPACE      namespace of the sample formation (default; created
+#                          when missing). The formation's containers are named
+#                          after it, so a second lab needs its own namespace
 #   RSF_LAB_METRICS_ADDR   operator metrics address (127.0.0.1:8080)
 #   RSF_LAB_PROBE_ADDR     operator probe address (127.0.0.1:8081)
+#   RSF_LAB_PROMETHEUS_ADDR  Prometheus listen address (127.0.0.1:9090)
 #   RSF_LAB_READY_TIMEOUT  how long to wait for rsf/cache to be Ready (5m)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+lab=${RSF_LAB_DIR:-$root/.lab}
+[[ $lab == /* ]] || lab=$PWD/$lab
+lab=${lab%/}
 cd "$root"
 
-lab=$root/.lab
+default_lab=$root/.lab
+# Marks a folder as a lab's: down removes RSF_LAB_DIR only when it holds it
+# (or is the default .lab), never an arbitrary folder.
+lab_marker=.rsf-lab
 kubeconfig=$lab/kubeconfig
-namespace=default
+namespace=${RSF_LAB_NAMESPACE:-default}
 formation=cache
 samples=config/samples
 crds=config/crd/bases
 metrics_addr=${RSF_LAB_METRICS_ADDR:-127.0.0.1:8080}
 probe_addr=${RSF_LAB_PROBE_ADDR:-127.0.0.1:8081}
+prom_addr=${RSF_LAB_PROMETHEUS_ADDR:-127.0.0.1:9090}
 ready_timeout=${RSF_LAB_READY_TIMEOUT:-5m}
 controlplane_start_timeout=180 # seconds, until the kubeconfig exists and /readyz answers
 stop_timeout=20                # seconds between SIGTERM and SIGKILL
+
+# Prometheus (Debian's package; hack/apt-install.sh prometheus). Its config
+# is rendered from config/prometheus/prometheus.yml into $prom_dir.
+prometheus_bin=$(command -v prometheus 2>/dev/null || echo /usr/bin/prometheus)
+prom_dir=$lab/prometheus
+prom_config=$prom_dir/prometheus.yml
+prom_template=config/prometheus/prometheus.yml
+prom_rules=$root/config/prometheus/alerts.yaml
+prom_scrape_interval=5s
+prom_job=rsf-operator # the job name in $prom_template
+prom_start_timeout=60 # seconds, until /-/ready answers
+
+[[ $namespace =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] || {
+	echo "lab: RSF_LAB_NAMESPACE '$namespace' is not a valid namespace name" >&2
+	exit 2
+}
 
 log() { printf '\033[1mlab %s:\033[0m %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -54,9 +84,18 @@ running() {
 	[[ $stat != Z* ]]
 }
 
+# lab_prometheus ARGS: true when ARGS (a command line, as ps prints it) is
+# this lab's Prometheus: the prometheus binary with this lab's config file as
+# its first argument (ensure_prometheus puts it there). Not any Prometheus:
+# the system's prometheus.service or another lab's has another config.
+lab_prometheus() {
+	[[ $1 == "$prometheus_bin --config.file=$prom_config "* ]]
+}
+
 # lab_pid NAME: prints the pid of the lab's NAME process when it runs. The
 # pid must still be a session leader running one of this repository's
-# binaries (guards against a pid reused by something else).
+# binaries, or for NAME prometheus this lab's Prometheus (guards against a
+# pid reused by something else).
 lab_pid() {
 	local name=$1 pid args
 	[ -f "$lab/$name.pid" ] || return 1
@@ -65,18 +104,23 @@ lab_pid() {
 	running "$pid" || return 1
 	[ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] || return 1
 	args=$(ps -o args= -p "$pid")
-	[[ $args == "$root/bin/"* ]] || return 1
+	if [ "$name" = prometheus ]; then
+		lab_prometheus "$args" || return 1
+	else
+		[[ $args == "$root/bin/"* ]] || return 1
+	fi
 	echo "$pid"
 }
 
 # session_members SID: live processes of the session that run a binary of this
-# repository or of the envtest assets folder (etcd, kube-apiserver).
+# repository or of the envtest assets folder (etcd, kube-apiserver), or that
+# are this lab's Prometheus.
 session_members() {
 	local sid=$1 pid args
 	for pid in $(pgrep -s "$sid" 2>/dev/null || true); do
 		running "$pid" || continue
 		args=$(ps -o args= -p "$pid" 2>/dev/null) || continue
-		if [[ $args == "$root/"* ]] || { [ -n "${assets:-}" ] && [[ $args == "$assets/"* ]]; }; then
+		if [[ $args == "$root/"* ]] || { [ -n "${assets:-}" ] && [[ $args == "$assets/"* ]]; } || lab_prometheus "$args"; then
 			echo "$pid"
 		fi
 	done
@@ -143,20 +187,45 @@ start_proc() {
 	if running "$pid" && [ "$(ps -o sid= -p "$pid" | tr -d ' ')" != "$pid" ]; then
 		die "$name (pid $pid) did not get its own session"
 	fi
-	log "started $name (pid $pid, log ${lab#"$root/"}/$name.log)"
+	log "started $name (pid $pid, log $(show "$lab/$name.log"))"
 }
+
+# show PATH: PATH relative to the repository when it is inside it.
+show() { echo "${1#"$root/"}"; }
 
 tail_logs() {
 	local f
-	for f in "$lab/manager.log" "$lab/controlplane.log" "$lab/kube-apiserver.log" "$lab/etcd.log"; do
+	for f in "$lab/manager.log" "$lab/controlplane.log" "$lab/kube-apiserver.log" "$lab/etcd.log" "$lab/prometheus.log"; do
 		[ -s "$f" ] || continue
-		echo "----- last lines of ${f#"$root/"} -----" >&2
+		echo "----- last lines of $(show "$f") -----" >&2
 		tail -n 25 "$f" >&2
 	done
 }
 
+# listening HOST:PORT: something accepts TCP connections there.
+listening() {
+	local host=${1%:*} port=${1##*:}
+	host=${host#[}
+	host=${host%]}
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null
+}
+
 controlplane_ready() {
 	[ -f "$kubeconfig" ] && k get --raw /readyz >/dev/null 2>&1
+}
+
+# The lab's namespace is chosen by its first `up` and recorded in
+# $lab/namespace; down and status use the recorded one (down must delete the
+# containers up made, whatever RSF_LAB_NAMESPACE says now).
+use_recorded_namespace() {
+	local recorded
+	recorded=$(cat "$lab/namespace" 2>/dev/null) || return 0
+	[ -n "$recorded" ] && [ "$recorded" != "$namespace" ] || return 0
+	case $1 in
+	up) die "the lab in $(show "$lab") has its sample in namespace $recorded, not $namespace: run down first, or set RSF_LAB_NAMESPACE=$recorded" ;;
+	down) log "the lab in $(show "$lab") has its sample in namespace $recorded: using that (not $namespace)" ;;
+	esac
+	namespace=$recorded
 }
 
 # --- up ---------------------------------------------------------------------
@@ -225,12 +294,149 @@ ensure_manager() {
 	die "the operator's /readyz did not answer within 60s"
 }
 
+# --- Prometheus -------------------------------------------------------------
+# Debian's Prometheus, as a lab process: config rendered from $prom_template
+# into $prom_config (checked with promtool first), TSDB in $prom_dir/data,
+# listening on $prom_addr only. A config or rules change is reloaded (SIGHUP);
+# a new binary or address restarts it.
+
+prometheus_ready() { curl -sf --max-time 2 "http://$1/-/ready" >/dev/null; }
+
+# prom_metric NAME: the value of an unlabelled metric of the lab's Prometheus.
+prom_metric() {
+	curl -sf --max-time 2 "http://$prom_addr/metrics" 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }' || true
+}
+
+# render_prometheus_config: $prom_template with the lab's values.
+render_prometheus_config() {
+	local t var val
+	t=$(<"$prom_template")
+	for var in RSF_SCRAPE_INTERVAL RSF_ALERT_RULES RSF_OPERATOR_METRICS; do
+		case $var in
+		RSF_SCRAPE_INTERVAL) val=$prom_scrape_interval ;;
+		RSF_ALERT_RULES) val=$prom_rules ;;
+		RSF_OPERATOR_METRICS) val=$metrics_addr ;;
+		esac
+		t=${t//"\${$var}"/"$val"}
+	done
+	[[ $t != *'${RSF_'* ]] || die "$prom_template has a placeholder hack/lab.sh does not know: $(grep -o '\${RSF_[A-Z_]*}' <<<"$t" | sort -u | tr '\n' ' ')"
+	printf '# Rendered by hack/lab.sh from %s (overwritten by every up).\n%s\n' "$prom_template" "$t"
+}
+
+wait_prometheus_ready() {
+	local pid=$1 i
+	for ((i = 0; i < prom_start_timeout; i++)); do
+		running "$pid" || die "Prometheus exited during start-up (see $(show "$lab/prometheus.log"))"
+		prometheus_ready "$prom_addr" && return 0
+		sleep 1
+	done
+	die "Prometheus's /-/ready did not answer on $prom_addr within ${prom_start_timeout}s"
+}
+
+reload_prometheus() {
+	local pid=$1 before after i
+	before=$(prom_metric prometheus_config_last_reload_success_timestamp_seconds)
+	kill -HUP "$pid"
+	for ((i = 0; i < 30; i++)); do
+		sleep 1
+		[ "$(prom_metric prometheus_config_last_reload_successful)" != 0 ] ||
+			die "Prometheus (pid $pid) refused the new config (see $(show "$lab/prometheus.log"))"
+		after=$(prom_metric prometheus_config_last_reload_success_timestamp_seconds)
+		if [ -n "$after" ] && [ "$after" != "$before" ]; then
+			log "Prometheus reloaded its config and rules (pid $pid)"
+			return 0
+		fi
+	done
+	die "Prometheus (pid $pid) did not reload its config within 30s (see $(show "$lab/prometheus.log"))"
+}
+
+ensure_prometheus() {
+	local candidate=$prom_dir/prometheus.yml.new want_proc want_config pid out hint
+	if [ ! -x "$prometheus_bin" ] || ! command -v promtool >/dev/null; then
+		log "installing Prometheus (Debian package prometheus)"
+		hack/apt-install.sh prometheus
+		prometheus_bin=$(command -v prometheus) || die "no prometheus binary after installing the package"
+	fi
+	mkdir -p "$prom_dir/data"
+	render_prometheus_config >"$candidate"
+	if ! out=$(promtool check config "$candidate" 2>&1); then
+		echo "$out" >&2
+		die "promtool check config refused the rendered $(show "$candidate")"
+	fi
+	want_proc="$prometheus_bin $prom_addr $prom_dir/data"
+	want_config="$(sha256sum <"$candidate" | cut -d' ' -f1) $(sha256sum <"$prom_rules" | cut -d' ' -f1)"
+	if pid=$(lab_pid prometheus); then
+		if [ "$(sed -n 1p "$lab/prometheus.fingerprint" 2>/dev/null)" = "$want_proc" ]; then
+			if [ "$(sed -n 2p "$lab/prometheus.fingerprint" 2>/dev/null)" = "$want_config" ]; then
+				rm -f "$candidate"
+				wait_prometheus_ready "$pid"
+				log "Prometheus already running (pid $pid)"
+				return 0
+			fi
+			log "Prometheus config or alert rules changed: reloading"
+			mv "$candidate" "$prom_config"
+			reload_prometheus "$pid"
+			printf '%s\n%s\n' "$want_proc" "$want_config" >"$lab/prometheus.fingerprint"
+			return 0
+		fi
+		log "Prometheus binary, address or data folder changed: restarting it"
+	fi
+	# Checked before stopping the lab's own, which may listen there.
+	if [ "$(cat "$lab/prometheus.addr" 2>/dev/null)" != "$prom_addr" ] || ! lab_pid prometheus >/dev/null; then
+		if listening "$prom_addr"; then
+			rm -f "$candidate"
+			hint=""
+			[[ $prom_addr != *:9090 ]] || hint=" (Debian's prometheus.service listens on :9090: systemctl disable --now prometheus)"
+			die "something else already listens on $prom_addr$hint; set RSF_LAB_PROMETHEUS_ADDR to a free loopback port"
+		fi
+	fi
+	stop_proc prometheus
+	mv "$candidate" "$prom_config"
+	# --config.file first: lab_prometheus recognises the process by it.
+	start_proc prometheus "$prometheus_bin" --config.file="$prom_config" \
+		--storage.tsdb.path="$prom_dir/data" --web.listen-address="$prom_addr" \
+		--web.external-url="http://$prom_addr/"
+	printf '%s\n%s\n' "$want_proc" "$want_config" >"$lab/prometheus.fingerprint"
+	echo "$prom_addr" >"$lab/prometheus.addr"
+	wait_prometheus_ready "$(<"$lab/prometheus.pid")"
+	log "Prometheus ready on http://$prom_addr (scrapes the operator on $metrics_addr every $prom_scrape_interval)"
+}
+
+# prometheus_targets ADDR: one line per active target of the operator's job
+# ("<job> <scrape URL>: <health>[ (<last error>)]"), or why there is none.
+prometheus_targets() {
+	curl -sf --max-time 2 "http://$1/api/v1/targets?state=active" 2>/dev/null | python3 -c '
+import json, sys
+job = sys.argv[1]
+try:
+    targets = json.load(sys.stdin)["data"]["activeTargets"]
+except Exception as e:
+    print("cannot read /api/v1/targets: %s" % e)
+    sys.exit(0)
+found = [t for t in targets if t.get("labels", {}).get("job") == job]
+for t in found:
+    err = t.get("lastError") or ""
+    print("%s %s: %s%s" % (job, t.get("scrapeUrl", "?"), t.get("health", "?"), " (%s)" % err if err else ""))
+if not found:
+    print("no %s target (yet: Prometheus lists it a few seconds after it starts)" % job)
+' "$prom_job"
+}
+
+# --- up (continued) ---------------------------------------------------------
+
 cmd_up() {
-	local start=$SECONDS pid
+	local start=$SECONDS pid nsflag=""
+	if [ "$lab" != "$default_lab" ] && [ -d "$lab" ] && [ ! -e "$lab/$lab_marker" ] && [ -n "$(ls -A "$lab")" ]; then
+		die "RSF_LAB_DIR $lab is not empty and holds no $lab_marker: not a lab folder; choose a new or empty one"
+	fi
+	use_recorded_namespace up
+	[ "$namespace" = default ] || nsflag=" -n $namespace"
 	up_ok=false
 	trap 'rc=$?; if [ "$up_ok" != true ]; then log "up failed (exit $rc); log tails follow"; tail_logs; fi' EXIT
 	mkdir -p "$lab"
 	chmod 700 "$lab"
+	touch "$lab/$lab_marker"
+	echo "$namespace" >"$lab/namespace"
 	resolve_assets
 	echo "$assets" >"$lab/assets"
 
@@ -247,7 +453,12 @@ cmd_up() {
 	k wait --for=condition=Established crd/redissentinelformations.redis.incusops.io crd/incushosts.redis.incusops.io --timeout=60s >/dev/null
 
 	ensure_manager
+	ensure_prometheus
 
+	if [ "$namespace" != default ] && ! k get namespace "$namespace" >/dev/null 2>&1; then
+		log "creating namespace $namespace"
+		k create namespace "$namespace" >/dev/null
+	fi
 	log "applying $samples (namespace $namespace)"
 	# -k: the folder holds a kustomization.yaml next to the manifests.
 	k apply -k "$samples" --namespace "$namespace"
@@ -263,12 +474,13 @@ cmd_up() {
 
 The lab is up ($((SECONDS - start))s).
   export KUBECONFIG=$kubeconfig
-  kubectl get rsf -o wide
-  kubectl describe rsf $formation
-  kubectl get secret $formation-connection -o yaml     # how a backend connects
+  kubectl get rsf$nsflag -o wide
+  kubectl describe rsf$nsflag $formation
+  kubectl get secret$nsflag $formation-connection -o yaml     # how a backend connects
   incus list user.rsf.formation=$namespace/$formation
-Logs:   .lab/manager.log (operator, JSON), .lab/controlplane.log,
-        .lab/kube-apiserver.log, .lab/etcd.log
+Prometheus: http://$prom_addr (targets: http://$prom_addr/targets, alerts: http://$prom_addr/alerts)
+Logs:   $(show "$lab")/manager.log (operator, JSON), $(show "$lab")/controlplane.log,
+        $(show "$lab")/kube-apiserver.log, $(show "$lab")/etcd.log, $(show "$lab")/prometheus.log
 Status: make lab-status      Tear down: make lab-down
 EOF
 	up_ok=true
@@ -297,6 +509,10 @@ delete_leftover_containers() {
 
 cmd_down() {
 	local start=$SECONDS failed=false
+	if [ "$lab" != "$default_lab" ] && [ -d "$lab" ] && [ ! -e "$lab/$lab_marker" ] && [ -n "$(ls -A "$lab")" ]; then
+		die "RSF_LAB_DIR $lab is not empty and holds no $lab_marker: not a lab folder, not touching it"
+	fi
+	use_recorded_namespace down
 	# assets: only to recognise orphaned etcd/kube-apiserver processes.
 	assets=$(cat "$lab/assets" 2>/dev/null || echo "${RSF_ENVTEST_ASSETS:-}")
 	if [ -d "$lab" ] && lab_pid controlplane >/dev/null && controlplane_ready; then
@@ -314,6 +530,7 @@ cmd_down() {
 			fi
 		fi
 	fi
+	stop_proc prometheus
 	stop_proc manager
 	stop_proc controlplane
 	delete_leftover_containers
@@ -328,7 +545,8 @@ cmd_down() {
 # --- status -----------------------------------------------------------------
 
 cmd_status() {
-	local pid
+	local pid addr
+	use_recorded_namespace status
 	if pid=$(lab_pid controlplane); then
 		if controlplane_ready; then
 			echo "control plane: running (pid $pid), /readyz ok, $(k config view -o jsonpath='{.clusters[0].cluster.server}')"
@@ -347,11 +565,22 @@ cmd_status() {
 	else
 		echo "operator:      not running"
 	fi
+	if pid=$(lab_pid prometheus); then
+		addr=$(cat "$lab/prometheus.addr" 2>/dev/null || echo "$prom_addr")
+		if prometheus_ready "$addr"; then
+			echo "prometheus:    running (pid $pid), /-/ready ok on http://$addr"
+			prometheus_targets "$addr" | sed 's/^/  target:      /'
+		else
+			echo "prometheus:    running (pid $pid), /-/ready NOT ok on http://$addr"
+		fi
+	else
+		echo "prometheus:    not running"
+	fi
 	if controlplane_ready; then
 		echo
 		k get rsf --all-namespaces -o wide
 		echo
-		echo "KUBECONFIG=$kubeconfig; logs in .lab/"
+		echo "KUBECONFIG=$kubeconfig; logs in $(show "$lab")/"
 	fi
 	if command -v incus >/dev/null; then
 		echo

@@ -2,10 +2,11 @@
 # Lab host test suite (what `make test-lab` runs): installs Ansible if missing,
 # then runs, in order, the syntax check, the idempotence test (which also
 # converges this host with the lab host playbook), the storage pool scenarios
-# (on a pool, bridge and profile of their own), the container smoke test and
-# the bad input test. Every script runs even when an earlier one failed;
-# the exit status is non-zero when any failed. With CI=true a missing
-# prerequisite fails instead of skipping.
+# (on a pool, bridge and profile of their own), the container smoke test,
+# the bad input test and the lab's Prometheus test (hack/lab.sh up, status,
+# down as a second lab of its own). Every script runs even when an earlier
+# one failed; the exit status is non-zero when any failed. With CI=true a
+# missing prerequisite fails instead of skipping.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO_ROOT="$(cd "$HERE/../.." && pwd)"
@@ -17,7 +18,7 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 fi
 
-tests=(syntax_check idempotence storage_pool container_smoke bad_input)
+tests=(syntax_check idempotence storage_pool container_smoke bad_input lab_prometheus)
 passed=0 failed=0 failures=()
 suite_start=$(date +%s)
 for t in "${tests[@]}"; do
@@ -32,7 +33,7 @@ for t in "${tests[@]}"; do
   fi
 done
 
-leftover="$(for prefix in rsf-smoke- rsft-ct-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
+leftover="$(for prefix in rsf-smoke- rsft-ct- cache-rsf-labtest-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
 if [ -n "$leftover" ]; then
   echo "run.sh: containers left behind: $leftover" >&2
   failed=$((failed + 1)); failures+=("leftover-containers")

@@ -31,7 +31,7 @@ grep -q '"lab rsf btrfs 30GiB rsfbr0 10.77.0.1/24 rsf-redis rsf-redis7-bookworm-
   || { echo "$vars" >&2; fail "lab group_vars do not hold the operator's default names"; }
 log "ok: group_vars defaults (rsf btrfs 30GiB, rsfbr0 10.77.0.1/24, rsf-redis, rsf-redis7-bookworm-v1)"
 
-for script in "$ANSIBLE_DIR"/bootstrap.sh "$ANSIBLE_DIR"/roles/*/files/*.sh "$REPO_ROOT"/test/lab/*.sh; do
+for script in "$ANSIBLE_DIR"/bootstrap.sh "$ANSIBLE_DIR"/roles/*/files/*.sh "$REPO_ROOT"/test/lab/*.sh "$REPO_ROOT"/hack/*.sh; do
   bash -n "$script" || fail "bash -n ${script#"$REPO_ROOT"/}"
 done
 python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$ANSIBLE_DIR"/roles/incus_host/files/check_subnet.py \
