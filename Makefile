@@ -94,6 +94,17 @@ lab-down: ## Delete the sample formation and its containers, stop the operator, 
 lab-status: ## Show what of the lab runs (processes, readiness, Prometheus's target, formations, containers).
 	hack/lab.sh status
 
+# The picture of docs/monitoring.md: the health dashboard's key panels for
+# the lab's formation over the last LAB_PNG_SPAN, from the lab's Prometheus.
+LAB_PNG_SPAN ?= 10m
+
+.PHONY: lab-dashboard-png
+lab-dashboard-png: ## Draw the health dashboard's key panels from the lab's Prometheus into docs/img/formation-health.png (gnuplot; LAB_PNG_SPAN=10m).
+	@mkdir -p docs/img
+	go run ./hack/dashboard-png -prometheus "http://$${RSF_LAB_PROMETHEUS_ADDR:-127.0.0.1:9090}" \
+		-namespace "$$(cat "$${RSF_LAB_DIR:-.lab}/namespace" 2>/dev/null || echo default)" -formation cache \
+		-span $(LAB_PNG_SPAN) -out docs/img/formation-health.png
+
 ##@ Benchmarks
 
 # Load conditions recorded in docs/benchmarks.md, e.g. BENCH_NOTE="idle machine".

@@ -88,7 +88,7 @@ func TestGnuplot(t *testing.T) {
 		{Title: "Few lines", Series: []Series{zero}},
 		{Title: "Empty"},
 	}
-	script := Gnuplot("t", panels, "/tmp/x.png", 800, 600)
+	script := Gnuplot("t", panels, at(0), at(60), "/tmp/x.png", 800, 600)
 	for _, want := range []string{
 		"set multiplot layout 4,1 title 't'",
 		"1800000000 50\n1800000001 80\n", // percentunit drawn in %
@@ -96,6 +96,7 @@ func TestGnuplot(t *testing.T) {
 		"title '+switch-master'",
 		"title 'quiet'", // a lone zero line is drawn
 		"set label 1 'no data'",
+		"set xrange ['1800000000':'1800000060']", // one time axis for all panels
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)

@@ -72,8 +72,9 @@ var units = map[string]struct {
 }
 
 // Gnuplot returns a gnuplot script that draws the panels one above the
-// other into a PNG file, width x height pixels, with title on top.
-func Gnuplot(title string, panels []PanelData, png string, width, height int) string {
+// other into a PNG file, width x height pixels, with title on top, all over
+// the same time axis from start to end.
+func Gnuplot(title string, panels []PanelData, start, end time.Time, png string, width, height int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "set terminal pngcairo noenhanced size %d,%d font 'sans,9'\n", width, height)
 	fmt.Fprintf(&b, "set output %s\n", quote(png))
@@ -82,6 +83,7 @@ func Gnuplot(title string, panels []PanelData, png string, width, height int) st
 	// legends' widths.
 	b.WriteString("set xdata time\nset timefmt '%s'\nset format x '%H:%M:%S'\nset xlabel 'UTC'\nset grid\n" +
 		"set lmargin at screen 0.08\nset rmargin at screen 0.68\nset key at screen 0.70, graph 1 left top font ',8' spacing 0.9\nset yrange [0:*]\n")
+	fmt.Fprintf(&b, "set xrange ['%d':'%d']\n", start.Unix(), end.Unix())
 	for i, p := range panels {
 		u, ok := units[p.Unit]
 		if !ok {
@@ -168,5 +170,5 @@ func Picture(ctx context.Context, api promv1.API, file string, s Scope, span tim
 		panels = append(panels, data)
 	}
 	title := fmt.Sprintf("%s: %s/%s, %s to %s UTC", d.Title, s.Namespace, s.Formation, r.Start.UTC().Format("2006-01-02 15:04:05"), r.End.UTC().Format("15:04:05"))
-	return Render(ctx, Gnuplot(title, panels, png, 1000, 240*len(panels)))
+	return Render(ctx, Gnuplot(title, panels, r.Start, r.End, png, 1000, 240*len(panels)))
 }
