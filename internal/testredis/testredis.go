@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
 // Proc is a running redis-server or redis-sentinel.
@@ -138,13 +140,7 @@ func (p *Proc) waitReady(username, password string, tc *tls.Config) error {
 // Stop terminates the process (SIGTERM, SIGKILL after 5 s) and waits.
 func (p *Proc) Stop() {
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		testenv.Terminate(p.cmd.Process, p.done, 5*time.Second)
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -96,13 +95,7 @@ func StartPrometheus(ctx context.Context, dir string, config []byte) (*Prometheu
 // Stop terminates Prometheus (SIGKILL when SIGTERM takes over 10 s) and
 // waits for it.
 func (p *Prometheus) Stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	testenv.Terminate(p.cmd.Process, p.exited, 10*time.Second)
 	p.log.Close()
 }
 
