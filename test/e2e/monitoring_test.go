@@ -56,7 +56,8 @@ const alertFor = "3s"
 //     RSFRedisCacheFallbacks for that subsystem;
 //   - a failover drill fires RSFRedisFailoverHappened;
 //   - every query of every Grafana dashboard (and its variables) returns
-//     data;
+//     data, and the health dashboard's key panels are drawn to a PNG
+//     (RSF_E2E_KEEP_PNG=<file> keeps it);
 //   - stopping every sentinel fires RSFRedisQuorumLost.
 func TestPrometheusAlertsAndDashboards(t *testing.T) {
 	stack(t)
