@@ -224,7 +224,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, deps Dependencies) error {
 	guard := safe.Guard{Log: mgr.GetLogger().WithName("recovered"), Count: deps.Metrics.PanicRecovered}
 	deps.Metrics.TrackComponents(componentObserve, componentAct, componentCanary, sentinel.Component, instancewatch.Component)
 	if deps.Canary == nil {
-		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1})
+		deps.Canary = redisclient.NewProber(redisclient.Options{Metrics: metrics.NewCache(ctrlmetrics.Registry), MaxRetries: -1, DialerRetries: 1, BufferSize: redisadmin.BufferSize})
 	}
 	// Sentinel events, Incus lifecycle events and Secret changes enqueue their formations through
 	// this channel.

@@ -92,6 +92,14 @@ func (d *GoRedisDialer) set(owner string) *clientSet {
 	return set
 }
 
+// BufferSize is the read and the write buffer of each of the operator's own
+// connections (admin clients, Sentinel watcher, canary). They carry small
+// commands and replies (an INFO section is a few KiB, and a longer reply is
+// read through the buffer), and go-redis's default of 32 KiB each way would
+// hold 64 KiB per connection, a dozen connections per formation; go-redis
+// itself uses 4 KiB for a FailoverClient's sentinel connections.
+const BufferSize = 4 << 10
+
 func (d *GoRedisDialer) options(addr string, creds Credentials) *redis.Options {
 	return &redis.Options{
 		Addr:                  addr,
@@ -109,6 +117,8 @@ func (d *GoRedisDialer) options(addr string, creds Credentials) *redis.Options {
 		PoolSize:        2,
 		ConnMaxIdleTime: time.Minute,
 		DisableIdentity: true, // CLIENT SETINFO is unknown to Redis 7.0
+		ReadBufferSize:  BufferSize,
+		WriteBufferSize: BufferSize,
 	}
 }
 

@@ -47,6 +47,9 @@ type Options struct {
 	ConnMaxLifetime time.Duration
 	// ClientName is sent with CLIENT SETNAME when set.
 	ClientName string
+	// BufferSize is the read and the write buffer of each connection (0:
+	// go-redis's 32 KiB).
+	BufferSize int
 	// Metrics, when set, instruments the client with NewHook(Metrics).
 	Metrics *metrics.Cache
 }
@@ -82,6 +85,8 @@ func New(cfg config.Redis, opts Options) (*redis.Client, error) {
 		ContextTimeoutEnabled: true,
 		PoolSize:              opts.PoolSize,
 		ConnMaxLifetime:       opts.ConnMaxLifetime,
+		ReadBufferSize:        opts.BufferSize,
+		WriteBufferSize:       opts.BufferSize,
 		// Self-hosted redis-server has no maintenance notifications;
 		// "auto" would only cost a failing handshake per connection.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},

@@ -256,6 +256,7 @@ func (w *Watcher) receive(ctx context.Context, key types.NamespacedName, member,
 		Addr: addr, Username: creds.Username, Password: creds.Password, TLSConfig: creds.TLS.Config(), DisableIdentity: true,
 		DialTimeout: time.Second, MaxRetries: -1, DialerRetries: 1,
 		ContextTimeoutEnabled: true,
+		ReadBufferSize:        redisadmin.BufferSize, WriteBufferSize: redisadmin.BufferSize,
 	})
 	defer client.Close()
 	ps := client.PSubscribe(ctx, "*")
