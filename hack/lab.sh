@@ -309,16 +309,11 @@ prom_metric() {
 
 # render_prometheus_config: $prom_template with the lab's values.
 render_prometheus_config() {
-	local t var val
+	local t
 	t=$(<"$prom_template")
-	for var in RSF_SCRAPE_INTERVAL RSF_ALERT_RULES RSF_OPERATOR_METRICS; do
-		case $var in
-		RSF_SCRAPE_INTERVAL) val=$prom_scrape_interval ;;
-		RSF_ALERT_RULES) val=$prom_rules ;;
-		RSF_OPERATOR_METRICS) val=$metrics_addr ;;
-		esac
-		t=${t//"\${$var}"/"$val"}
-	done
+	t=${t//'${RSF_SCRAPE_INTERVAL}'/"$prom_scrape_interval"}
+	t=${t//'${RSF_ALERT_RULES}'/"$prom_rules"}
+	t=${t//'${RSF_OPERATOR_METRICS}'/"$metrics_addr"}
 	[[ $t != *'${RSF_'* ]] || die "$prom_template has a placeholder hack/lab.sh does not know: $(grep -o '\${RSF_[A-Z_]*}' <<<"$t" | sort -u | tr '\n' ' ')"
 	printf '# Rendered by hack/lab.sh from %s (overwritten by every up).\n%s\n' "$prom_template" "$t"
 }

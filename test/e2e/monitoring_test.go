@@ -130,15 +130,6 @@ func TestPrometheusAlertsAndDashboards(t *testing.T) {
 	})
 }
 
-// runIn runs a shell command in an instance and fails t when it fails.
-func runIn(t *testing.T, instance, script string) {
-	t.Helper()
-	res, err := incusSrv.Exec(context.Background(), instance, []string{"sh", "-ec", script})
-	if err != nil || res.ExitCode != 0 {
-		t.Fatalf("%s: %q: exit %d, %v: %s", instance, script, res.ExitCode, err, res.Stderr)
-	}
-}
-
 // startFormationPrometheus renders config/prometheus/prometheus.yml for the
 // suite's operator (its secure endpoint, scraped with a token bound to
 // rsf-metrics-reader) and adds the backend's job, labelled with the

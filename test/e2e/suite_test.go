@@ -325,3 +325,12 @@ func waitReady(t *testing.T, f *redisv1alpha1.RedisSentinelFormation, timeout ti
 	t.Helper()
 	return waitCondition(t, f, timeout, redisv1alpha1.ConditionReady, metav1.ConditionTrue, "")
 }
+
+// runIn runs a shell command in an instance and fails t when it fails.
+func runIn(t *testing.T, instance, script string) {
+	t.Helper()
+	res, err := incusSrv.Exec(context.Background(), instance, []string{"sh", "-ec", script})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%s: %q: exit %d, %v: %s", instance, script, res.ExitCode, err, res.Stderr)
+	}
+}
