@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -23,17 +22,9 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
 
-// Paths inside a member container (Debian's).
-const (
-	redisConfPath    = "/etc/redis/redis.conf"
-	sentinelConfPath = "/etc/redis/sentinel.conf"
-	// awaitNetwork waits (up to 10 s) for a booting member's address,
-	// which both servers bind.
-	awaitNetwork = "/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=10 && "
-	// sentinelUnit is linked into sentinelWantedBy to start at boot.
-	sentinelUnit     = "/lib/systemd/system/redis-sentinel.service"
-	sentinelWantedBy = "/etc/systemd/system/multi-user.target.wants/redis-sentinel.service"
-)
+// awaitNetwork waits (up to 10 s) for a booting member's address, which
+// both servers bind.
+const awaitNetwork = "/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=10 && "
 
 // outcome is what running a plan did.
 type outcome struct {
@@ -183,6 +174,11 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 	case actWriteSecret:
 		return r.writeOwnedSecret(ctx, f, a.observed, a.secretName, a.data)
 	case actHoldWrites:
+		if len(a.settings) > 0 {
+			if err := o.admin.ConfigSet(ctx, a.target, a.settings); err != nil {
+				return err
+			}
+		}
 		return o.admin.PauseWrites(ctx, a.target, writeHold)
 	case actReleaseWrites:
 		return o.admin.ResumeWrites(ctx, a.target)
@@ -204,12 +200,13 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		if err != nil {
 			return err
 		}
-		if err := runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+strings.Join(paths, " ")); err != nil {
+		if err := runScript(ctx, o.incus, m.instanceName, m.engine().Chown(paths...)); err != nil {
 			return err
 		}
-		return o.admin.ConfigSet(ctx, m.Redis, renderTLS(f).Reload())
+		return o.admin.ConfigSet(ctx, m.Redis, renderTLS(f, m.engine()).Reload())
 	case actRestartSentinel:
-		return runScript(ctx, o.incus, o.member(a.member).instanceName, "systemctl restart redis-sentinel")
+		m := o.member(a.member)
+		return runScript(ctx, o.incus, m.instanceName, "systemctl restart "+m.engine().SentinelUnit)
 	}
 	return fmt.Errorf("unknown action %q", a.kind)
 }
@@ -225,9 +222,10 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 		if err := r.writeRedisConf(ctx, f, o, m, a.Target); err != nil {
 			return err
 		}
-		return runScript(ctx, o.incus, m.instanceName, "chown redis:redis "+redisConfPath+" && systemctl start --no-block redis-server")
+		e := m.engine()
+		return runScript(ctx, o.incus, m.instanceName, e.Chown(e.ServerConf)+" && systemctl start --no-block "+e.ServerUnit)
 	case topology.StartSentinel:
-		return runScript(ctx, o.incus, m.instanceName, "systemctl start --no-block redis-sentinel")
+		return runScript(ctx, o.incus, m.instanceName, "systemctl start --no-block "+m.engine().SentinelUnit)
 	case topology.ReplicaOf:
 		return o.admin.ReplicaOf(ctx, m.Redis, a.Target)
 	case topology.Remonitor:
@@ -301,21 +299,22 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		}
 	}
 	d := desired(f)
+	e := m.engine()
 	conf, err := render.SentinelConf(render.Sentinel{
 		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, appliedBackendUser(f)),
 		PeerUser: acl.PeerUser, PeerPassword: o.creds[acl.Peer].Current,
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,
 		AuthUser: acl.MonitoringUser, AuthPass: o.creds[acl.Monitoring].Current, KnownReplicas: replicas,
-		ID: sentinelRunID(f, m.index), KnownSentinels: sentinels, TLS: renderTLS(f),
+		ID: sentinelRunID(f, m.index), KnownSentinels: sentinels, TLS: renderTLS(f, e), Engine: e,
 	})
 	if err != nil {
 		return err
 	}
-	if err := o.incus.WriteFile(ctx, m.instanceName, sentinelConfPath, conf, 0o640, 0, 0); err != nil {
+	if err := o.incus.WriteFile(ctx, m.instanceName, e.SentinelConf, conf, 0o640, 0, 0); err != nil {
 		return err
 	}
-	tlsFiles, _ := o.tls.memberFiles(m.name)
+	tlsFiles, _ := o.tls.memberFiles(m)
 	tlsPaths, err := writeTLSFiles(ctx, o, m, tlsFiles)
 	if err != nil {
 		return err
@@ -324,11 +323,12 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	// stays down until the operator decides its role. A new member has no
 	// data to load, so the start returns as soon as it is ready (the unit
 	// is Type=notify): the next pass finds it answering.
-	// redis-sentinel is enabled by its link alone: `systemctl enable` would
-	// also reload systemd, half a second on the critical path.
-	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+"chown redis:redis "+strings.Join(append([]string{redisConfPath, sentinelConfPath}, tlsPaths...), " ")+
-		" && ln -sf "+sentinelUnit+" "+sentinelWantedBy+
-		" && systemctl start redis-sentinel redis-server && touch "+configuredMarker)
+	// The sentinel is enabled by its unit's link alone: `systemctl enable`
+	// would also reload systemd, half a second on the critical path.
+	unit := e.SentinelUnit + ".service"
+	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+e.Chown(append([]string{e.ServerConf, e.SentinelConf}, tlsPaths...)...)+
+		" && ln -sf /lib/systemd/system/"+unit+" /etc/systemd/system/multi-user.target.wants/"+unit+
+		" && systemctl start "+e.SentinelUnit+" "+e.ServerUnit+" && touch "+e.Configured)
 }
 
 // writeTLSFiles writes a member's TLS files (none: nothing) and returns
@@ -359,12 +359,12 @@ func (r *FormationReconciler) writeRedisConf(ctx context.Context, f *redisv1alph
 	cfg := redisSettings(f, m.Redis, master)
 	cfg.Users = acl.ServerUsers(o.creds, appliedBackendUser(f))
 	cfg.MasterUser, cfg.MasterAuth = acl.ReplicationUser, o.creds[acl.Replication].Current
-	cfg.TLS = renderTLS(f)
+	cfg.TLS, cfg.Engine = renderTLS(f, m.engine()), m.engine()
 	conf, err := render.RedisConf(cfg)
 	if err != nil {
 		return err
 	}
-	return o.incus.WriteFile(ctx, m.instanceName, redisConfPath, conf, 0o640, 0, 0)
+	return o.incus.WriteFile(ctx, m.instanceName, m.engine().ServerConf, conf, 0o640, 0, 0)
 }
 
 // redisSettings is the render input of a member's redis.conf but its users

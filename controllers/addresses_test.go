@@ -233,7 +233,7 @@ func TestBootingMemberConfiguredAtOnce(t *testing.T) {
 			created = pass
 		case created > 0 && pass == created+1:
 			for name := range insts {
-				if _, ok := e.incus.File(insts[name].Name, redisConfPath); !ok {
+				if _, ok := e.incus.File(insts[name].Name, redisEngine.ServerConf); !ok {
 					t.Errorf("member %s was not configured by the pass after its create", name)
 				}
 			}
@@ -256,7 +256,7 @@ func TestSentinelIdentities(t *testing.T) {
 		t.Helper()
 		f := e.formation(testKey)
 		for i, m := range f.Status.Members {
-			file, ok := e.incus.File(m.Instance, sentinelConfPath)
+			file, ok := e.incus.File(m.Instance, redisEngine.SentinelConf)
 			if !ok {
 				t.Fatalf("member %s has no sentinel.conf", m.Name)
 			}

@@ -42,7 +42,7 @@ func TestBackendRulesStartClosedAndAreAppliedLive(t *testing.T) {
 		t.Fatalf("members run %v %s", rules, bad)
 	}
 	for _, name := range e.incus.Names() {
-		conf, _ := e.incus.File(name, redisConfPath)
+		conf, _ := e.incus.File(name, redisEngine.ServerConf)
 		var line string
 		for _, l := range strings.Split(string(conf.Content), "\n") {
 			if strings.HasPrefix(l, `user "backend" `) {

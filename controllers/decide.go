@@ -162,6 +162,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	for _, name := range slices.Sorted(maps.Keys(p.topology.Untrusted)) {
 		p.degrade(ReasonUntrustedMaster, "%s", untrustedMessage(name, p.topology.Untrusted[name]))
 	}
+	decideStalePriority(&p, o)
 	for _, a := range p.topology.Actions {
 		if a.Kind == topology.Configure && o.tls != nil && o.tls.member[a.Member] == nil {
 			p.progressing = "waiting for the TLS certificate of member " + a.Member
@@ -329,24 +330,56 @@ func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs,
 // present and healthy, nothing leaving, no planned failover under way):
 // replicas first, each rebuilt and synced before the next; the master last,
 // after a planned failover moved the role away (needsPlannedFailover).
+//
+// A member that cannot replicate from the master's engine (staleMembers)
+// is replaced without waiting for it to sync, which it never would: as
+// soon as every other member is healthy and every sentinel answers.
 func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
 	old := outdated(f, o.members)
-	if len(old) == 0 || !whole(f, o, p.topology) {
+	if len(old) == 0 {
 		return false
 	}
 	if pf := f.Status.PlannedFailover; pf != nil && pf.Phase != redisv1alpha1.PlannedFailoverDone {
 		return false
 	}
-	for _, m := range old {
-		if m.name == p.topology.MasterMember {
-			continue
-		}
-		p.add(action{kind: actReplace, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("its container was built from an older spec (%d of %d members to replace)", len(old), len(o.members))})
-		p.progressing = fmt.Sprintf("replacing member %s (%d of %d members to replace)", m.name, len(old), len(o.members))
+	replace := func(m *memberObs, why string) bool {
+		p.add(action{kind: actReplace, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("%s (%s)", why, rolloutWhat(f, old))})
+		p.progressing = fmt.Sprintf("replacing member %s: %s", m.name, rolloutWhat(f, old))
 		p.requeueNow = true
 		return true
 	}
+	if m := replaceableStale(o, p.topology); m != nil {
+		return replace(m, fmt.Sprintf("it runs %s, which cannot replicate from the %s master: its copy is stale", m.engine().Name, masterMember(o, p.topology).engine().Name))
+	}
+	if !whole(f, o, p.topology) {
+		if p.progressing == "" {
+			p.progressing = rolloutWhat(f, old) + "; the next member is replaced once the formation is healthy"
+		}
+		return false
+	}
+	for _, m := range old {
+		if m.name != p.topology.MasterMember {
+			return replace(m, "its container was built from an older spec")
+		}
+	}
 	return false
+}
+
+// replaceableStale is the stale member to replace now, if any: one at a
+// time, never during a failover or a scale-down, and only while every
+// other member is healthy and every sentinel answers, so that the quorum
+// holds without the replaced member's sentinel.
+func replaceableStale(o *observation, tp topology.Plan) *memberObs {
+	stale := staleMembers(o, tp)
+	if len(stale) == 0 || tp.FailoverInProgress || len(o.leaving) > 0 {
+		return nil
+	}
+	for _, m := range o.members {
+		if !m.sentinelUp() || (!slices.Contains(stale, m) && memberHealth(m, tp) != redisv1alpha1.HealthHealthy) {
+			return nil
+		}
+	}
+	return stale[0]
 }
 
 // whole reports whether the formation is settled (see settled) with
@@ -423,7 +456,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 			return
 		}
 		from := master.name
-		p.add(action{kind: actHoldWrites, member: from, target: master.Redis, reason: need, record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
+		p.add(action{kind: actHoldWrites, member: from, target: master.Redis, reason: need, settings: outgoingMasterSettings(o, master), record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
 			st.PlannedFailover = &redisv1alpha1.PlannedFailoverStatus{From: from, Reason: need, Phase: redisv1alpha1.PlannedFailoverHoldingWrites, HoldStartedAt: microTime(now)}
 		}})
 		p.wakeIn(holdPoll)
@@ -608,7 +641,7 @@ func recordTopologyAction(f *redisv1alpha1.RedisSentinelFormation, o *observatio
 		if err != nil {
 			return nil
 		}
-		_, tlsHash := o.tls.memberFiles(a.Member)
+		_, tlsHash := o.tls.memberFiles(o.member(a.Member))
 		return func(st *redisv1alpha1.RedisSentinelFormationStatus) {
 			if m := findMember(st.Members, a.Member); m != nil {
 				m.SettingsHash = fingerprint.Map(settings)

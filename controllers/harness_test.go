@@ -40,6 +40,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
@@ -58,6 +59,9 @@ const (
 	redisSecretName      = "redis-pw"
 	sentinelSecretName   = "sentinel-pw"
 )
+
+// redisEngine is the engine of the test formations (spec.engine redis).
+var redisEngine = engine.MustOf(engine.Redis)
 
 // testStart is the fake clock's start: whole seconds, because metav1.Time
 // is serialised with second precision.

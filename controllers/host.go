@@ -115,8 +115,9 @@ func admits(host *redisv1alpha1.IncusHost, ns *corev1.Namespace) *refusal {
 }
 
 // checkAllowed refuses the first Incus object the formation names that its
-// host does not allow, naming the field.
-func checkAllowed(host *redisv1alpha1.IncusHost, spec redisv1alpha1.IncusSpec) *refusal {
+// host does not allow, naming the field; image is the one members are
+// created from (formationImage).
+func checkAllowed(host *redisv1alpha1.IncusHost, spec redisv1alpha1.IncusSpec, image string) *refusal {
 	allowed := host.Spec.Allowed
 	single := []struct {
 		field, value string
@@ -125,7 +126,7 @@ func checkAllowed(host *redisv1alpha1.IncusHost, spec redisv1alpha1.IncusSpec) *
 		{"spec.incus.project", spec.Project, allowed.Projects},
 		{"spec.incus.network", spec.Network, allowed.Networks},
 		{"spec.incus.storagePool", spec.StoragePool, allowed.StoragePools},
-		{"spec.incus.image", spec.Image, allowed.Images},
+		{"spec.incus.image", image, allowed.Images},
 	}
 	for _, c := range single {
 		if !slices.Contains(c.list, c.value) {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -28,7 +29,7 @@ func labHost(name string, isDefault bool) *redisv1alpha1.IncusHost {
 			NamespaceSelector: &metav1.LabelSelector{},
 			Allowed: redisv1alpha1.IncusHostAllowlist{
 				Projects: []string{"default"}, Profiles: []string{"rsf-redis"}, Networks: []string{"rsfbr0"},
-				StoragePools: []string{"rsf"}, Images: []string{"rsf-redis7-bookworm-v1"},
+				StoragePools: []string{"rsf"}, Images: []string{"rsf-redis7-bookworm-v1", "rsf-valkey8-bookworm-v1"},
 			},
 		},
 	}
@@ -62,7 +63,7 @@ func TestCheckAllowed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			spec := *base.DeepCopy()
 			c.mutate(&spec)
-			rf := checkAllowed(host, spec)
+			rf := checkAllowed(host, spec, cmp.Or(spec.Image, "rsf-redis7-bookworm-v1"))
 			switch {
 			case c.field == "" && rf != nil:
 				t.Fatalf("refused: %v", rf)
@@ -74,7 +75,7 @@ func TestCheckAllowed(t *testing.T) {
 	host.Spec.Allowed.Targets = nil
 	spec := *base.DeepCopy()
 	spec.Targets = []string{"node1"}
-	if rf := checkAllowed(host, spec); rf == nil || !strings.Contains(rf.message, "allows none") {
+	if rf := checkAllowed(host, spec, spec.Image); rf == nil || !strings.Contains(rf.message, "allows none") {
 		t.Fatalf("targets on a host that allows none: %v", rf)
 	}
 }

@@ -11,19 +11,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 )
 
 // Reasons of the Degraded condition for Incus problems.
 const (
-	ReasonIncusUnreachable   = "IncusUnreachable"
-	ReasonImageMissing       = "ImageMissing"
-	ReasonProfileMissing     = "ProfileMissing"
-	ReasonNetworkMissing     = "NetworkMissing"
-	ReasonStoragePoolMissing = "StoragePoolMissing"
-	ReasonInstanceNotOwned   = "InstanceNotOwned"
-	ReasonInstanceError      = "InstanceError"
+	ReasonIncusUnreachable = "IncusUnreachable"
+	ReasonImageMissing     = "ImageMissing"
+	// ReasonImageEngineMismatch: the image runs another engine than
+	// spec.engine (its user.rsf.engine property).
+	ReasonImageEngineMismatch = "ImageEngineMismatch"
+	ReasonProfileMissing      = "ProfileMissing"
+	ReasonNetworkMissing      = "NetworkMissing"
+	ReasonStoragePoolMissing  = "StoragePoolMissing"
+	ReasonInstanceNotOwned    = "InstanceNotOwned"
+	ReasonInstanceError       = "InstanceError"
 )
 
 // memberName is the member's name: in status, Events, Sentinel targets and
@@ -79,7 +83,7 @@ func (r *FormationReconciler) connectIncus(ctx context.Context, f *redisv1alpha1
 			rf = admits(host, ns)
 		}
 		if rf == nil {
-			rf = checkAllowed(host, f.Spec.Incus)
+			rf = checkAllowed(host, f.Spec.Incus, formationImage(f))
 		}
 		if rf != nil {
 			return nil, incus.Options{}, host, rf
@@ -105,10 +109,16 @@ func placementTarget(f *redisv1alpha1.RedisSentinelFormation, index int) string 
 
 // templateDigest fingerprints the spec fields a member's container is built
 // from; a container with another digest is replaced, one member at a time.
+// The engine counts only when it is not Redis, so that containers built
+// before engines existed keep their digest.
 func templateDigest(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 	spec := f.Spec.Incus
-	return fingerprint.Strings(spec.Image, strings.Join(spec.Profiles, ","), spec.Network, spec.StoragePool, spec.Project,
-		placementTarget(f, index), spec.Limits.CPU, spec.Limits.Memory)[:16]
+	fields := []string{formationImage(f), strings.Join(spec.Profiles, ","), spec.Network, spec.StoragePool, spec.Project,
+		placementTarget(f, index), spec.Limits.CPU, spec.Limits.Memory}
+	if e := formationEngine(f).Name; e != engine.Redis {
+		fields = append(fields, string(e))
+	}
+	return fingerprint.Strings(fields...)[:16]
 }
 
 // outdated lists members whose container was built from other spec fields
@@ -142,6 +152,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 		keyFormation:    f.Namespace + "/" + f.Name,
 		keyMember:       strconv.Itoa(index),
 		keyTemplate:     templateDigest(f, index),
+		keyEngine:       string(formationEngine(f).Name),
 	}
 	maps.Copy(config, portKeys(specPorts(f)))
 	if spec.Limits.CPU != "" {
@@ -162,7 +173,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 	}
 	return incus.InstanceSpec{
 		Name:     InstanceName(f.Namespace, f.Name, index),
-		Image:    spec.Image,
+		Image:    formationImage(f),
 		Profiles: spec.Profiles,
 		Config:   config,
 		Devices:  devices,

@@ -149,7 +149,7 @@ func TestLegacyInstancesKept(t *testing.T) {
 		if m.Instance != m.Name {
 			t.Errorf("member %s: status records instance %q, want its legacy one", m.Name, m.Instance)
 		}
-		if _, ok := e.incus.File(m.Name, redisConfPath); !ok {
+		if _, ok := e.incus.File(m.Name, redisEngine.ServerConf); !ok {
 			t.Errorf("member %s: the legacy instance was not configured", m.Name)
 		}
 	}

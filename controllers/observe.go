@@ -20,6 +20,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
@@ -332,13 +333,24 @@ type prerequisite struct {
 	exists                    func(context.Context, string) (bool, error)
 }
 
-// checkPrerequisites names the missing image, profile, network or pool
-// before a create would fail on it, and before a rollout deletes a
-// container it could then not rebuild.
+// checkPrerequisites names the missing image (or one of another engine),
+// profile, network or pool before a create would fail on it, and before a
+// rollout deletes a container it could then not rebuild.
 func checkPrerequisites(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
 	spec := f.Spec.Incus
+	image := formationImage(f)
+	props, ok, err := o.incus.ImageProperties(ctx, image)
+	switch {
+	case err != nil:
+		return fmt.Errorf("checking image alias %q: %w", image, err)
+	case !ok:
+		o.missingPrerequisite = &problem{ReasonImageMissing, fmt.Sprintf("Incus has no image alias %q (spec.incus.image, or spec.engine's image when unset); nothing is created or replaced until it exists", image)}
+		return nil
+	case imageEngineMismatch(f, props) != "":
+		o.missingPrerequisite = &problem{ReasonImageEngineMismatch, imageEngineMismatch(f, props)}
+		return nil
+	}
 	checks := []prerequisite{
-		{ReasonImageMissing, "image alias", spec.Image, "spec.incus.image", o.incus.ImageAliasExists},
 		{ReasonNetworkMissing, "network", spec.Network, "spec.incus.network", o.incus.NetworkExists},
 		{ReasonStoragePoolMissing, "storage pool", spec.StoragePool, "spec.incus.storagePool", o.incus.StoragePoolExists},
 	}
@@ -361,15 +373,14 @@ func checkPrerequisites(ctx context.Context, f *redisv1alpha1.RedisSentinelForma
 	return nil
 }
 
-// configuredMarker is written into a member once the operator configured it;
-// a rebuilt container lacks it.
-const configuredMarker = "/etc/redis/rsf-configured"
-
-// probeScript reports, in one exec, whether the member was configured and
-// whether its two units are active. It runs only when a server did not
-// answer, so a healthy formation costs no exec.
-var probeScript = []string{"sh", "-c", render.AwaitSystemd + `printf '%s %s %s\n' "$(test -f ` + configuredMarker + ` && echo yes || echo no)" ` +
-	`"$(systemctl is-active redis-server)" "$(systemctl is-active redis-sentinel)"`}
+// probeScript reports, in one exec, whether the member was configured (the
+// engine's Configured marker, which a rebuilt container lacks) and whether
+// its two units are active. It runs only when a server did not answer, so
+// a healthy formation costs no exec.
+func probeScript(e engine.Engine) []string {
+	return []string{"sh", "-c", render.AwaitSystemd + `printf '%s %s %s\n' "$(test -f ` + e.Configured + ` && echo yes || echo no)" ` +
+		`"$(systemctl is-active ` + e.ServerUnit + `)" "$(systemctl is-active ` + e.SentinelUnit + `)"`}
+}
 
 // observeServers asks every running member's redis-server and sentinel, in
 // parallel, and probes inside containers whose servers did not answer.
@@ -437,7 +448,7 @@ func observeMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 		}
 	}
 	if m.RedisErr != nil || (m.SentinelErr != nil && !errors.Is(m.SentinelErr, redisadmin.ErrNoSuchMaster)) {
-		probe, err := probe(ctx, o.incus, m.instanceName)
+		probe, err := probe(ctx, o.incus, m)
 		if err != nil {
 			log.Info("cannot probe member; treating it as unreachable until the next pass", "member", m.name, "instance", m.instanceName, "error", err.Error())
 			return
@@ -455,7 +466,7 @@ var errNotConfigured = errors.New("not configured yet")
 // the network (see configureMember); one configured before waits for its
 // network like any member.
 func observeBooting(ctx context.Context, o *observation, m *memberObs, log logr.Logger) {
-	probe, err := probe(ctx, o.incus, m.instanceName)
+	probe, err := probe(ctx, o.incus, m)
 	if err != nil {
 		log.Info("cannot probe booting member; looking again on the next pass", "member", m.name, "instance", m.instanceName, "error", err.Error())
 		return
@@ -489,8 +500,8 @@ func observeOtherNames(ctx context.Context, o *observation, m *memberObs) string
 	return name
 }
 
-func probe(ctx context.Context, srv incus.Server, instance string) (*topology.Probe, error) {
-	res, err := srv.Exec(ctx, instance, probeScript)
+func probe(ctx context.Context, srv incus.Server, m *memberObs) (*topology.Probe, error) {
+	res, err := srv.Exec(ctx, m.instanceName, probeScript(m.engine()))
 	if err != nil {
 		return nil, err
 	}

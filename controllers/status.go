@@ -162,6 +162,7 @@ func memberStatus(f *redisv1alpha1.RedisSentinelFormation, m *memberObs, tp topo
 		RedisPort: int32(p.redis), SentinelPort: int32(p.sentinel)}
 	if m.instance != nil {
 		st.InstanceState = m.instance.Status
+		st.Engine = redisv1alpha1.Engine(m.engine().Name)
 	}
 	st.SentinelUp = m.sentinelUp()
 	if m.redisUp() {

@@ -17,6 +17,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/certs"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
@@ -67,12 +68,13 @@ func clientAuthRequired(f *redisv1alpha1.RedisSentinelFormation) bool {
 // the operator issues, or its copy of the user Secret the members run on.
 func tlsSecretName(f *redisv1alpha1.RedisSentinelFormation) string { return f.Name + "-tls" }
 
-// renderTLS is the render input of a TLS formation's servers (nil: off).
-func renderTLS(f *redisv1alpha1.RedisSentinelFormation) *render.TLS {
+// renderTLS is the render input of a TLS formation's servers running e
+// (nil: off).
+func renderTLS(f *redisv1alpha1.RedisSentinelFormation, e engine.Engine) *render.TLS {
 	if !tlsEnabled(f) {
 		return nil
 	}
-	return &render.TLS{CAFile: render.TLSCAFile, MemberFile: render.TLSMemberFile, AuthClients: clientAuthRequired(f)}
+	return &render.TLS{CAFile: e.TLSCAFile, MemberFile: e.TLSMemberFile, AuthClients: clientAuthRequired(f)}
 }
 
 // tlsObs is the formation's TLS material as this pass read (and, for the
@@ -107,15 +109,16 @@ type tlsObs struct {
 	notAfter, renewAt time.Time
 }
 
-// memberFiles are the TLS files a member gets, by path in the container,
+// memberFiles are the TLS files a member gets, by path in its container,
 // and their fingerprint (status.members[].tlsHash); nil when the material
 // for it is not available.
-func (t *tlsObs) memberFiles(name string) (map[string][]byte, string) {
-	if t == nil || t.member[name] == nil {
+func (t *tlsObs) memberFiles(m *memberObs) (map[string][]byte, string) {
+	if t == nil || m == nil || t.member[m.name] == nil {
 		return nil, ""
 	}
-	files := map[string][]byte{render.TLSCAFile: t.caFile, render.TLSMemberFile: t.member[name]}
-	return files, fingerprint.Strings(string(t.caFile), string(t.member[name]))[:16]
+	e := m.engine()
+	files := map[string][]byte{e.TLSCAFile: t.caFile, e.TLSMemberFile: t.member[m.name]}
+	return files, fingerprint.Strings(string(t.caFile), string(t.member[m.name]))[:16]
 }
 
 // expires notes that a certificate the members serve expires with leaf.
@@ -444,7 +447,7 @@ func decideTLSRollout(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obser
 	var restart *memberObs
 	for _, m := range o.members {
 		everySentinelUp = everySentinelUp && m.sentinelUp()
-		files, hash := o.tls.memberFiles(m.name)
+		files, hash := o.tls.memberFiles(m)
 		st := findMember(f.Status.Members, m.name)
 		switch {
 		case files == nil || st == nil || st.TLSHash == "":
@@ -470,7 +473,7 @@ func decideTLSRollout(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obser
 	// A sentinel restarts only once every redis-server serves the new
 	// material and while every other sentinel answers: the quorum holds.
 	if restart != nil && servers == 0 && everySentinelUp && !failingOver {
-		_, hash := o.tls.memberFiles(restart.name)
+		_, hash := o.tls.memberFiles(restart)
 		name := restart.name
 		p.add(action{kind: actRestartSentinel, member: name, reason: "its sentinel takes new TLS material only at a start",
 			record: func(s *redisv1alpha1.RedisSentinelFormationStatus) {
@@ -523,7 +526,7 @@ func setTLSCondition(f *redisv1alpha1.RedisSentinelFormation, o *observation, no
 	c := metav1.Condition{Type: redisv1alpha1.ConditionTLSReady, Status: metav1.ConditionFalse, ObservedGeneration: f.Generation, LastTransitionTime: metav1.NewTime(now)}
 	var waiting []string
 	for _, m := range o.members {
-		_, hash := o.tls.memberFiles(m.name)
+		_, hash := o.tls.memberFiles(m)
 		if ms := findMember(st.Members, m.name); hash == "" || ms == nil || ms.TLSHash != hash || ms.SentinelTLSHash != hash {
 			waiting = append(waiting, m.name)
 		}

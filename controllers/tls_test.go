@@ -18,7 +18,6 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
-	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
 
@@ -112,7 +111,7 @@ func (e *env) tlsRolledOut(f *redisv1alpha1.RedisSentinelFormation) bool {
 			return false
 		}
 		st := e.world.TLS(testInstance(i + 1))
-		want := redisfake.TLSFiles{Cert: e.memberTLSFile(i+1, render.TLSMemberFile), CA: e.memberTLSFile(i+1, render.TLSCAFile)}
+		want := redisfake.TLSFiles{Cert: e.memberTLSFile(i+1, redisEngine.TLSMemberFile), CA: e.memberTLSFile(i+1, redisEngine.TLSCAFile)}
 		for _, got := range []redisfake.TLSFiles{st.Redis, st.Sentinel} {
 			if !bytes.Equal(got.Cert, want.Cert) || !bytes.Equal(got.CA, want.CA) {
 				return false
@@ -181,7 +180,7 @@ func TestTLSOperatorCA(t *testing.T) {
 		t.Error("the members did not load their TLS files")
 	}
 	for i := range f.Status.Members {
-		if got := e.memberTLSFile(i+1, render.TLSCAFile); !bytes.Equal(got, data["ca.crt"]) {
+		if got := e.memberTLSFile(i+1, redisEngine.TLSCAFile); !bytes.Equal(got, data["ca.crt"]) {
 			t.Errorf("member %d trusts %q", i+1, got)
 		}
 	}
@@ -518,7 +517,7 @@ func TestTLSUserCAChange(t *testing.T) {
 			t.Fatalf("pass %d: trustedCA moved to the new CA before every member served it", pass)
 		}
 		for i := 1; i <= 3; i++ {
-			if ca := e.memberTLSFile(i, render.TLSCAFile); !bytes.Equal(ca, oldCA.CertPEM) && !bytes.Equal(ca, both) {
+			if ca := e.memberTLSFile(i, redisEngine.TLSCAFile); !bytes.Equal(ca, oldCA.CertPEM) && !bytes.Equal(ca, both) {
 				t.Fatalf("pass %d: member %d trusts %q", pass, i, ca)
 			}
 		}

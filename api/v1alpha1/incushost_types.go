@@ -112,7 +112,7 @@ type IncusHostAllowlist struct {
 	StoragePools []string `json:"storagePools,omitempty"`
 
 	// Images (aliases) formations may create members from.
-	// +kubebuilder:default={"rsf-redis7-bookworm-v1"}
+	// +kubebuilder:default={"rsf-redis7-bookworm-v1","rsf-valkey8-bookworm-v1"}
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=255

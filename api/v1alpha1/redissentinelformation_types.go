@@ -22,6 +22,17 @@ type MaxmemoryPolicy string
 // +kubebuilder:validation:Enum=always;everysec;no
 type AppendFsync string
 
+// Engine is the server software every member runs.
+// +kubebuilder:validation:Enum=redis;valkey
+type Engine string
+
+const (
+	// EngineRedis is Redis 7 from Debian bookworm.
+	EngineRedis Engine = "redis"
+	// EngineValkey is Valkey 8 from Debian bookworm-backports.
+	EngineValkey Engine = "valkey"
+)
+
 // RedisSentinelFormationSpec declares a Redis primary with replicas and one
 // Sentinel co-located with each redis-server, one Incus container per member.
 //
@@ -33,6 +44,7 @@ type AppendFsync string
 // +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || size(self.incus.targets) >= self.members",message="spec.incus.targets must name a placement target for every member when set",fieldPath=".incus.targets"
 // +kubebuilder:validation:XValidation:rule="self.sentinel.parallelSyncs < self.members",message="spec.sentinel.parallelSyncs must be below spec.members",fieldPath=".sentinel.parallelSyncs"
 // +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite == 0 || self.redis.minReplicasMaxLagSeconds * 1000 < self.sentinel.downAfterMilliseconds",message="spec.redis.minReplicasMaxLagSeconds must be shorter than spec.sentinel.downAfterMilliseconds: an isolated master must stop taking writes before the others can promote a new one",fieldPath=".redis.minReplicasMaxLagSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.engine) || !has(self.engine) || self.engine == oldSelf.engine || self.engine == 'valkey'",message="spec.engine cannot go back from valkey to redis: Redis 7 cannot load the data of Valkey 8 (RDB format 11), so no member could replicate from a Valkey master; create a Redis formation and move the data instead",fieldPath=".engine"
 // +kubebuilder:validation:XValidation:rule="(has(self.tls) && self.tls.enabled) == (has(oldSelf.tls) && oldSelf.tls.enabled)",message="spec.tls.enabled cannot be changed on a formation: backends would have to switch to or from TLS at the same moment as every member; create a formation with the new setting and move the backends over",fieldPath=".tls"
 // +kubebuilder:validation:XValidation:rule="(has(self.tls) && self.tls.enabled && has(self.tls.clientAuth) ? self.tls.clientAuth : 'None') == (has(oldSelf.tls) && oldSelf.tls.enabled && has(oldSelf.tls.clientAuth) ? oldSelf.tls.clientAuth : 'None')",message="spec.tls.clientAuth cannot be changed on a formation: backends would have to start presenting certificates at the same moment as every member; create a formation with the new setting and move the backends over",fieldPath=".tls.clientAuth"
 type RedisSentinelFormationSpec struct {
@@ -44,6 +56,15 @@ type RedisSentinelFormationSpec struct {
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._-]*$`
 	// +optional
 	MasterName string `json:"masterName,omitempty"`
+
+	// Engine is the server every member runs: redis (Redis 7) or valkey
+	// (Valkey 8), each from its own image (spec.incus.image unset). Changing
+	// redis to valkey migrates a running formation member by member, the
+	// master last after a planned switchover, without losing acknowledged
+	// writes; the way back is refused.
+	// +kubebuilder:default=redis
+	// +optional
+	Engine Engine `json:"engine,omitempty"`
 
 	// Members is the number of containers, each running one redis-server
 	// and one redis-sentinel. Odd so that sentinels always have a majority.
@@ -322,8 +343,9 @@ type IncusSpec struct {
 	HostRef string `json:"hostRef,omitempty"`
 
 	// Image is the alias of the Incus image the containers are created
-	// from (built by the lab-host playbook).
-	// +kubebuilder:default="rsf-redis7-bookworm-v1"
+	// from. Unset: the lab-host playbook's image of spec.engine
+	// (rsf-redis7-bookworm-v1 or rsf-valkey8-bookworm-v1). An image whose
+	// user.rsf.engine property names another engine is refused.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/-]*$`
@@ -667,6 +689,10 @@ type MasterStatus struct {
 type MemberStatus struct {
 	// Name is the member name, "<formation>-<n>".
 	Name string `json:"name"`
+	// Engine is what the member's container was built to run (an engine
+	// migration replaces the members one by one).
+	// +optional
+	Engine Engine `json:"engine,omitempty"`
 	// Instance is the Incus instance name.
 	Instance string `json:"instance"`
 	// Address is the member's IPv4 address on the bridge. On a network
@@ -810,6 +836,7 @@ type ConnectionInfo struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.master.address`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyMembers`
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.spec.members`
+// +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.engine`,priority=1
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Failovers",type=integer,JSONPath=`.status.failovers`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

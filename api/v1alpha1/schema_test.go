@@ -113,7 +113,8 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 		{"redis.persistence.rdb.enabled", derefBool(s.Redis.Persistence.RDB.Enabled), true},
 		{"redis.persistence.rdb.savePoints", len(s.Redis.Persistence.RDB.SavePoints), 1},
 		{"auth.passwordSecretRef.key", s.Auth.PasswordSecretRef.Key, "password"},
-		{"incus.image", s.Incus.Image, "rsf-redis7-bookworm-v1"},
+		{"engine", s.Engine, redisv1alpha1.EngineRedis},
+		{"incus.image", s.Incus.Image, ""}, // the engine's image
 		{"incus.profiles", strings.Join(s.Incus.Profiles, ","), "rsf-redis"},
 		{"incus.network", s.Incus.Network, "rsfbr0"},
 		{"incus.storagePool", s.Incus.StoragePool, "rsf"},
@@ -317,6 +318,40 @@ func TestStatusMergePatchesOfPartlyStoredFieldsAreValid(t *testing.T) {
 	}
 }
 
+// TestEngineMigratesOneWay: redis may become valkey (a live migration),
+// never the reverse, which Redis 7 cannot replicate.
+func TestEngineMigratesOneWay(t *testing.T) {
+	c := apiServer(t)
+	ctx := context.Background()
+	obj := sampleFormation(t)
+	obj.SetName("engine-one-way")
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, obj) })
+	set("engine", "valkey")(obj.Object["spec"].(map[string]any), obj)
+	if err := c.Update(ctx, obj); err != nil {
+		t.Fatalf("redis -> valkey refused: %v", err)
+	}
+	set("engine", "redis")(obj.Object["spec"].(map[string]any), obj)
+	err := c.Update(ctx, obj)
+	if err == nil || !strings.Contains(err.Error(), "spec.engine cannot go back from valkey to redis") {
+		t.Fatalf("valkey -> redis: got %v, want the one-way refusal", err)
+	}
+	unset("engine")(obj.Object["spec"].(map[string]any), obj)
+	if err := c.Update(ctx, obj); err == nil || !strings.Contains(err.Error(), "spec.engine cannot go back") {
+		t.Fatalf("valkey -> unset (the redis default): got %v, want the one-way refusal", err)
+	}
+
+	bad := sampleFormation(t)
+	bad.SetName("engine-unknown")
+	set("engine", "keydb")(bad.Object["spec"].(map[string]any), bad)
+	if err := c.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "spec.engine") {
+		_ = c.Delete(ctx, bad)
+		t.Fatalf("engine keydb: got %v, want a rejection naming spec.engine", err)
+	}
+}
+
 // TestPlacementIsImmutable: the host, project and network of a formation
 // cannot change (its containers and pinned addresses would be left
 // behind); the other Incus fields can (they are rolled out).
@@ -377,7 +412,7 @@ func TestIncusHostSchema(t *testing.T) {
 		t.Fatalf("the sample host created by testenv: %v", err)
 	}
 	a := local.Spec.Allowed
-	if !local.Spec.Default || local.Spec.NamespaceSelector == nil || fmt.Sprint(a.Projects, a.Profiles, a.Networks, a.StoragePools, a.Images) != "[default] [rsf-redis] [rsfbr0] [rsf] [rsf-redis7-bookworm-v1]" {
+	if !local.Spec.Default || local.Spec.NamespaceSelector == nil || fmt.Sprint(a.Projects, a.Profiles, a.Networks, a.StoragePools, a.Images) != "[default] [rsf-redis] [rsfbr0] [rsf] [rsf-redis7-bookworm-v1 rsf-valkey8-bookworm-v1]" {
 		t.Fatalf("sample host spec %+v", local.Spec)
 	}
 	remote := func(url string) *redisv1alpha1.IncusHostRemote {

@@ -899,12 +899,22 @@ func (s *server) Exec(ctx context.Context, instance string, command []string) (E
 	return ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: int(code)}, nil
 }
 
-// ImageAliasExists implements Server.
-func (s *server) ImageAliasExists(ctx context.Context, alias string) (bool, error) {
-	return exists(ctx, "image alias", alias, func() error {
-		_, _, err := s.c.GetImageAlias(alias)
-		return err
+// ImageProperties implements Server.
+func (s *server) ImageProperties(ctx context.Context, alias string) (map[string]string, bool, error) {
+	var props map[string]string
+	ok, err := exists(ctx, "image alias", alias, func() error {
+		a, _, err := s.c.GetImageAlias(alias)
+		if err != nil {
+			return err
+		}
+		img, _, err := s.c.GetImage(a.Target)
+		if err != nil {
+			return err
+		}
+		props = maps.Clone(img.Properties)
+		return nil
 	})
+	return props, ok, err
 }
 
 // ProfileExists implements Server.

@@ -19,7 +19,7 @@ const (
 	MethodUpdateInstanceDevice = "UpdateInstanceDevice"
 	MethodWriteFile            = "WriteFile"
 	MethodExec                 = "Exec"
-	MethodImageAliasExists     = "ImageAliasExists"
+	MethodImageProperties      = "ImageProperties"
 	MethodProfileExists        = "ProfileExists"
 	MethodNetworkExists        = "NetworkExists"
 	MethodStoragePoolExists    = "StoragePoolExists"
@@ -191,9 +191,9 @@ func (s *countingServer) Exec(ctx context.Context, instance string, command []st
 	return s.inner.Exec(ctx, instance, command)
 }
 
-func (s *countingServer) ImageAliasExists(ctx context.Context, alias string) (bool, error) {
-	s.c.count(MethodImageAliasExists)
-	return s.inner.ImageAliasExists(ctx, alias)
+func (s *countingServer) ImageProperties(ctx context.Context, alias string) (map[string]string, bool, error) {
+	s.c.count(MethodImageProperties)
+	return s.inner.ImageProperties(ctx, alias)
 }
 
 func (s *countingServer) ProfileExists(ctx context.Context, name string) (bool, error) {

@@ -36,7 +36,8 @@ func TestCountingSplitsReadsAndWrites(t *testing.T) {
 	_ = srv.StopInstance(ctx, "m-1", true)
 	_ = srv.StartInstance(ctx, "m-1")
 	_ = srv.DeleteInstance(ctx, "m-1")
-	for _, exists := range []func(context.Context, string) (bool, error){srv.ImageAliasExists, srv.ProfileExists, srv.NetworkExists, srv.StoragePoolExists} {
+	_, _, _ = srv.ImageProperties(ctx, "x")
+	for _, exists := range []func(context.Context, string) (bool, error){srv.ProfileExists, srv.NetworkExists, srv.StoragePoolExists} {
 		_, _ = exists(ctx, "x")
 	}
 	cancelled, cancel := context.WithCancel(ctx)

@@ -154,7 +154,10 @@ type Server interface {
 	// Exec runs a command (no stdin) and returns its output and exit code.
 	// A non-zero exit code is not an error.
 	Exec(ctx context.Context, instance string, command []string) (ExecResult, error)
-	ImageAliasExists(ctx context.Context, alias string) (bool, error)
+	// ImageProperties reads the properties of the image an alias points to
+	// (user.rsf.engine names its engine); exists is false when there is
+	// no such alias.
+	ImageProperties(ctx context.Context, alias string) (props map[string]string, exists bool, err error)
 	ProfileExists(ctx context.Context, name string) (bool, error)
 	NetworkExists(ctx context.Context, name string) (bool, error)
 	StoragePoolExists(ctx context.Context, name string) (bool, error)

@@ -70,7 +70,7 @@ func realServer(t *testing.T) *server {
 		unavailable("connect: %v", err)
 	}
 
-	ok, err := s.ImageAliasExists(ctx, itestImage)
+	_, ok, err := s.ImageProperties(ctx, itestImage)
 	if err != nil || !ok {
 		unavailable("image alias %s: exists=%v err=%v (run the lab_host playbook)", itestImage, ok, err)
 	}
@@ -435,7 +435,10 @@ func TestRealLookups(t *testing.T) {
 		fn    func(context.Context, string) (bool, error)
 		exist string
 	}{
-		{"image alias", s.ImageAliasExists, itestImage},
+		{"image alias", func(ctx context.Context, alias string) (bool, error) {
+			_, ok, err := s.ImageProperties(ctx, alias)
+			return ok, err
+		}, itestImage},
 		{"profile", s.ProfileExists, itestProfile},
 		{"network", s.NetworkExists, itestNetwork},
 		{"storage pool", s.StoragePoolExists, itestPool},
@@ -447,6 +450,12 @@ func TestRealLookups(t *testing.T) {
 		if ok, err := c.fn(ctx, missing); err != nil || ok {
 			t.Errorf("%s %s: exists=%v err=%v", c.what, missing, ok, err)
 		}
+	}
+
+	// The lab image says which engine it runs (the operator refuses an
+	// image of another engine than the formation's).
+	if props, _, err := s.ImageProperties(ctx, itestImage); err != nil || props["user.rsf.engine"] != "redis" {
+		t.Errorf("image %s: user.rsf.engine=%q err=%v, want redis", itestImage, props["user.rsf.engine"], err)
 	}
 
 	if _, err := Connect(ctx, Options{Project: "rsf-itest-no-such-project"}); !errors.Is(err, ErrNotFound) {

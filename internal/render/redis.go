@@ -7,15 +7,10 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 )
 
-// Debian bookworm's locations, as used by its redis-server.service.
-const (
-	redisDir        = "/var/lib/redis"
-	redisLogfile    = "/var/log/redis/redis-server.log"
-	redisPidfile    = "/run/redis/redis-server.pid"
-	loopbackAddress = "127.0.0.1"
-)
+const loopbackAddress = "127.0.0.1"
 
 // Redis is the input for one member's redis.conf.
 type Redis struct {
@@ -41,6 +36,8 @@ type Redis struct {
 	MinReplicasMaxLag  int                // seconds
 	ReplicaOf          *endpoint.Endpoint // nil: starts as master; else `replicaof host port`
 	TLS                *TLS               // nil: plaintext on Port
+	// Engine gives the Debian paths of the server (zero: Redis).
+	Engine engine.Engine
 }
 
 // RedisConf renders redis.conf. On invalid input it returns a *FieldError
@@ -105,7 +102,7 @@ func RedisConf(r Redis) ([]byte, error) {
 		"Rendered by redis-sentinel-operator. Do not edit by hand.",
 		"Runtime changes go through CONFIG SET followed by CONFIG REWRITE;",
 		"the operator re-renders this file only when it (re)creates the member.",
-		"--supervised systemd --daemonize no come from Debian's redis-server.service.",
+		"--supervised systemd --daemonize no come from Debian's unit.",
 	)
 	c.blank()
 
@@ -118,9 +115,10 @@ func RedisConf(r Redis) ([]byte, error) {
 
 	c.comment("Process (Debian paths)")
 	c.directive("daemonize", kw("no"))
-	c.directive("pidfile", str(redisPidfile))
-	c.directive("logfile", str(redisLogfile))
-	c.directive("dir", str(redisDir))
+	e := orRedis(r.Engine)
+	c.directive("pidfile", str(e.ServerPid))
+	c.directive("logfile", str(e.ServerLog))
+	c.directive("dir", str(e.DataDir))
 	c.blank()
 
 	c.comment(
@@ -211,4 +209,13 @@ func RuntimeSettings(r Redis) (map[string]string, error) {
 		"min-replicas-max-lag":     strconv.Itoa(r.MinReplicasMaxLag),
 		"repl-diskless-sync-delay": "0",
 	}, nil
+}
+
+// orRedis is e, or Redis for the zero Engine (what every formation ran
+// before engines could be chosen).
+func orRedis(e engine.Engine) engine.Engine {
+	if e.Name == "" {
+		return engine.MustOf(engine.Redis)
+	}
+	return e
 }

@@ -5,12 +5,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
-)
-
-// Debian bookworm's locations, as used by its redis-sentinel.service.
-const (
-	sentinelLogfile = "/var/log/redis/redis-sentinel.log"
-	sentinelPidfile = "/run/sentinel/redis-sentinel.pid"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 )
 
 // Sentinel is the input for one member's sentinel.conf.
@@ -48,6 +43,8 @@ type Sentinel struct {
 	// TLS, when set, makes the sentinel TLS-only, also towards the
 	// redis-servers and the other sentinels (nil: plaintext on Port).
 	TLS *TLS
+	// Engine gives the Debian paths of the sentinel (zero: Redis).
+	Engine engine.Engine
 }
 
 // KnownSentinel is another sentinel of the formation: where it listens
@@ -146,7 +143,7 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 		"Rendered by redis-sentinel-operator at bootstrap only.",
 		"Sentinel rewrites this file itself (epochs, known replicas and sentinels);",
 		"runtime changes go through SENTINEL SET / SENTINEL CONFIG SET, never by editing it.",
-		"--supervised systemd --daemonize no come from Debian's redis-sentinel.service.",
+		"--supervised systemd --daemonize no come from Debian's unit.",
 	)
 	c.blank()
 
@@ -165,9 +162,10 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 
 	c.comment("Process (Debian paths)")
 	c.directive("daemonize", kw("no"))
-	c.directive("pidfile", str(sentinelPidfile))
-	c.directive("logfile", str(sentinelLogfile))
-	c.directive("dir", str(redisDir))
+	e := orRedis(s.Engine)
+	c.directive("pidfile", str(e.SentinelPid))
+	c.directive("logfile", str(e.SentinelLog))
+	c.directive("dir", str(e.DataDir))
 	c.blank()
 
 	c.comment(

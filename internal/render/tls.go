@@ -1,23 +1,16 @@
 package render
 
-// Where the operator writes a member's TLS material (TLS.CAFile and
-// TLS.MemberFile in the members). The key and the
-// certificate chain share one file (Redis reads the key from it as
-// tls-key-file and the certificates as tls-cert-file), so that a renewal
-// replaces both with one atomic write: a server restarted half-way through
-// would otherwise find a key that does not match its certificate.
-const (
-	TLSCAFile     = "/etc/redis/tls-ca.crt"
-	TLSMemberFile = "/etc/redis/tls-member.pem"
-)
-
 // TLS makes a redis-server or redis-sentinel TLS-only: its port becomes
 // the tls-port and the plaintext port is closed (port 0); it connects to
 // masters, replicas and (Sentinel) other sentinels with TLS, presenting
 // its own certificate as a client.
 type TLS struct {
 	// CAFile holds the CA certificates peers are checked against;
-	// MemberFile the member's key and certificate chain.
+	// MemberFile the member's key and certificate chain, in one file
+	// (read as tls-key-file and tls-cert-file), so that a renewal
+	// replaces both with one atomic write: a server restarted half-way
+	// would otherwise find a key that does not match its certificate
+	// (engine.Engine's TLSCAFile and TLSMemberFile in the members).
 	CAFile, MemberFile string
 	// AuthClients requires every client to present a certificate signed
 	// by the CA (tls-auth-clients yes).

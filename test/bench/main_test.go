@@ -99,7 +99,7 @@ func TestMain(m *testing.M) {
 		incusSrv, incusErr = incus.Connect(ctx, incus.Options{})
 		if incusErr != nil {
 			incusErr = &testenv.UnavailableError{Err: fmt.Errorf("incusd (run `make lab-host`): %w", incusErr)}
-		} else if ok, aerr := incusSrv.ImageAliasExists(ctx, labImage); aerr != nil || !ok {
+		} else if _, ok, aerr := incusSrv.ImageProperties(ctx, labImage); aerr != nil || !ok {
 			incusErr = &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
 		}
 	}

@@ -143,7 +143,7 @@ func setup() error {
 	if incusSrv, err = incus.Connect(ctx, incus.Options{}); err != nil {
 		return &testenv.UnavailableError{Err: fmt.Errorf("incusd (run `make lab-host`): %w", err)}
 	}
-	if ok, aerr := incusSrv.ImageAliasExists(ctx, labImage); aerr != nil || !ok {
+	if _, ok, aerr := incusSrv.ImageProperties(ctx, labImage); aerr != nil || !ok {
 		return &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
 	}
 	kubeconfigPath = filepath.Join(workDir, "kubeconfig")

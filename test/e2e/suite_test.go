@@ -76,7 +76,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if err == nil {
-		if ok, aerr := incusSrv.ImageAliasExists(ctx, labImage); aerr != nil || !ok {
+		if _, ok, aerr := incusSrv.ImageProperties(ctx, labImage); aerr != nil || !ok {
 			err = &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
 		}
 	}

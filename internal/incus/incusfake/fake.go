@@ -43,7 +43,7 @@ const (
 	UpdateInstanceDevice = "UpdateInstanceDevice"
 	WriteFile            = "WriteFile"
 	Exec                 = "Exec"
-	ImageAliasExists     = "ImageAliasExists"
+	ImageProperties      = "ImageProperties"
 	ProfileExists        = "ProfileExists"
 	NetworkExists        = "NetworkExists"
 	StoragePoolExists    = "StoragePoolExists"
@@ -104,6 +104,8 @@ type Fake struct {
 	ProfileDevices map[string]map[string]map[string]string
 
 	images, profiles, networks, pools map[string]bool
+	// imageProperties are the images' properties, by alias.
+	imageProperties map[string]map[string]string
 	// noAddressing are networks without an Incus-managed IPv4 subnet.
 	noAddressing map[string]bool
 
@@ -134,8 +136,9 @@ type instance struct {
 
 var _ incus.Server = (*Fake)(nil)
 
-// New returns an empty fake that knows the image alias
-// "rsf-redis7-bookworm-v1", the profile "rsf-redis", the network "rsfbr0"
+// New returns an empty fake that knows the lab's image aliases
+// "rsf-redis7-bookworm-v1" and "rsf-valkey8-bookworm-v1" (with their
+// user.rsf.engine property), the profile "rsf-redis", the network "rsfbr0"
 // and the storage pool "rsf" (remove or add others with the Set* methods).
 func New() *Fake {
 	return &Fake{
@@ -151,7 +154,11 @@ func New() *Fake {
 				"root": {"type": "disk", "path": "/", "pool": "rsf"},
 			},
 		},
-		images:     map[string]bool{"rsf-redis7-bookworm-v1": true},
+		images: map[string]bool{"rsf-redis7-bookworm-v1": true, "rsf-valkey8-bookworm-v1": true},
+		imageProperties: map[string]map[string]string{
+			"rsf-redis7-bookworm-v1":  {"user.rsf.engine": "redis"},
+			"rsf-valkey8-bookworm-v1": {"user.rsf.engine": "valkey"},
+		},
 		profiles:   map[string]bool{"rsf-redis": true},
 		networks:   map[string]bool{"rsfbr0": true},
 		pools:      map[string]bool{"rsf": true},
@@ -211,8 +218,16 @@ func (f *Fake) ResetCalls() {
 }
 
 // SetImageAlias, SetProfile, SetNetwork and SetStoragePool make the
-// corresponding *Exists method report exists.
+// corresponding *Exists method (ImageProperties for images) report exists.
 func (f *Fake) SetImageAlias(name string, exists bool) { f.set(f.images, name, exists) }
+
+// SetImageProperties makes alias exist with props.
+func (f *Fake) SetImageProperties(alias string, props map[string]string) {
+	f.set(f.images, alias, true)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.imageProperties[alias] = maps.Clone(props)
+}
 
 // SetProfile see SetImageAlias.
 func (f *Fake) SetProfile(name string, exists bool) { f.set(f.profiles, name, exists) }
@@ -430,6 +445,19 @@ func (f *Fake) view(inst *instance) incus.Instance {
 	}
 
 	return v
+}
+
+// InstanceConfig returns an instance's config keys (nil when it does not
+// exist), without counting a call.
+func (f *Fake) InstanceConfig(name string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if inst := f.instances[name]; inst != nil {
+		return maps.Clone(inst.spec.Config)
+	}
+
+	return nil
 }
 
 // GetInstance implements incus.Server.
@@ -685,9 +713,15 @@ func (f *Fake) Exec(ctx context.Context, instanceName string, command []string) 
 	return fn(instanceName, slices.Clone(command))
 }
 
-// ImageAliasExists implements incus.Server.
-func (f *Fake) ImageAliasExists(ctx context.Context, alias string) (bool, error) {
-	return f.exists(ctx, ImageAliasExists, f.images, alias)
+// ImageProperties implements incus.Server.
+func (f *Fake) ImageProperties(ctx context.Context, alias string) (map[string]string, bool, error) {
+	ok, err := f.exists(ctx, ImageProperties, f.images, alias)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.imageProperties[alias]), true, nil
 }
 
 // ProfileExists implements incus.Server.

@@ -67,18 +67,11 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
-)
-
-// Paths and markers the operator uses inside a member (controllers/heal.go,
-// controllers/observe.go).
-const (
-	RedisConfPath    = "/etc/redis/redis.conf"
-	SentinelConfPath = "/etc/redis/sentinel.conf"
-	ConfiguredMarker = "/etc/redis/rsf-configured"
 )
 
 // Sentinel's defaults for a master added with SENTINEL MONITOR.
@@ -95,10 +88,13 @@ const initialOffset = 1000
 
 // World is the simulated set of members. Use New, then Attach.
 type World struct {
-	mu      sync.Mutex
-	files   func(instance, path string) ([]byte, bool)
-	members map[string]*member // by instance name
-	byHost  map[string]*member // by address
+	mu    sync.Mutex
+	files func(instance, path string) ([]byte, bool)
+	// engineOf is the engine an instance was built to run (its
+	// user.rsf.engine key; Redis without one).
+	engineOf func(instance string) engine.Engine
+	members  map[string]*member // by instance name
+	byHost   map[string]*member // by address
 	// problems are configuration errors met when a process started (the
 	// real service would fail after systemctl start --no-block returned).
 	problems []string
@@ -107,7 +103,10 @@ type World struct {
 }
 
 type member struct {
-	instance   string
+	instance string
+	// engine gives the units and paths its scripts name, and whether it
+	// can replicate from its master (Redis 7 cannot from Valkey 8).
+	engine     engine.Engine
 	host       string
 	configured bool
 	// sentinelEnabled: systemctl enable ran; the sentinel starts with
@@ -219,6 +218,12 @@ func (w *World) Attach(f *incusfake.Fake) {
 		file, ok := f.File(instance, path)
 		return file.Content, ok
 	}
+	w.engineOf = func(instance string) engine.Engine {
+		if e, err := engine.Of(engine.Name(f.InstanceConfig(instance)["user.rsf.engine"])); err == nil {
+			return e
+		}
+		return engine.MustOf(engine.Redis)
+	}
 	f.ExecFunc = w.Exec
 	f.OnStop = w.Crash
 	f.OnDelete = w.ForgetInstance
@@ -272,7 +277,7 @@ func (w *World) ForgetInstance(instance string) {
 func (w *World) member(instance string) *member {
 	m := w.members[instance]
 	if m == nil {
-		m = &member{instance: instance}
+		m = &member{instance: instance, engine: engine.MustOf(engine.Redis)}
 		w.members[instance] = m
 	}
 	return m
@@ -297,41 +302,46 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 	// The operator's scripts may start by waiting for a booting
 	// container's systemd, which the simulation does not have to.
 	script := strings.TrimPrefix(command[2], render.AwaitSystemd)
+	e := w.engineOf(instance)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.member(instance).engine = e
 	if strings.Contains(script, "systemctl is-active") {
 		return w.probe(instance), nil
 	}
+	server, sentinel := e.ServerUnit, e.SentinelUnit
 	for _, step := range splitScript(script) {
 		fields := strings.Fields(step)
 		switch {
 		case len(fields) == 0, step == "set -e", step == "true", step == "/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=10":
-		case fields[0] == "chown" && len(fields) >= 3:
+		case fields[0] == "chown" && len(fields) >= 3 && fields[1] == e.User+":"+e.User:
 			for _, path := range fields[2:] {
 				if _, ok := w.files(instance, path); !ok {
 					return fail(1, "chown: cannot access '%s': No such file or directory", path), nil
 				}
 			}
-		case step == "systemctl enable --now redis-sentinel":
+		case fields[0] == "chown":
+			return fail(1, "chown: invalid user: %q", fields[1]), nil
+		case step == "systemctl enable --now "+sentinel:
 			w.member(instance).sentinelEnabled = true
 			w.startSentinel(instance)
-		case step == "ln -sf /lib/systemd/system/redis-sentinel.service /etc/systemd/system/multi-user.target.wants/redis-sentinel.service":
+		case step == "ln -sf /lib/systemd/system/"+sentinel+".service /etc/systemd/system/multi-user.target.wants/"+sentinel+".service":
 			w.member(instance).sentinelEnabled = true
-		case step == "systemctl start redis-sentinel redis-server":
+		case step == "systemctl start "+sentinel+" "+server:
 			w.startSentinel(instance)
 			w.startRedis(instance)
-		case step == "systemctl start --no-block redis-sentinel", step == "systemctl start redis-sentinel":
+		case step == "systemctl start --no-block "+sentinel, step == "systemctl start "+sentinel:
 			w.startSentinel(instance)
-		case step == "systemctl restart redis-sentinel":
+		case step == "systemctl restart "+sentinel:
 			m := w.member(instance)
 			if m.sentinel != nil {
 				m.stoppedSentinel, m.sentinel = m.sentinel, nil
 			}
 			m.sentinelRestarts++
 			w.startSentinel(instance)
-		case step == "systemctl start --no-block redis-server", step == "systemctl start redis-server":
+		case step == "systemctl start --no-block "+server, step == "systemctl start "+server:
 			w.startRedis(instance)
-		case len(fields) == 2 && fields[0] == "touch" && fields[1] == ConfiguredMarker:
+		case len(fields) == 2 && fields[0] == "touch" && fields[1] == e.Configured:
 			w.member(instance).configured = true
 		default:
 			return fail(127, "redisfake: unsupported step %q", step), nil
@@ -401,11 +411,11 @@ func (w *World) startRedis(instance string) {
 	if m.redis != nil {
 		return // systemctl start of an active unit
 	}
-	dirs, ok := w.readConf(instance, RedisConfPath)
+	dirs, ok := w.readConf(instance, m.engine.ServerConf)
 	if !ok {
 		return
 	}
-	file, _ := w.files(instance, RedisConfPath)
+	file, _ := w.files(instance, m.engine.ServerConf)
 	r := &redisProc{port: 6379, config: map[string]string{}, users: defaultUsers(), file: string(file)}
 	var host string
 	for _, d := range dirs {
@@ -482,7 +492,7 @@ func (w *World) startSentinel(instance string) {
 		m.sentinel, m.stoppedSentinel = s, nil
 		return
 	}
-	dirs, ok := w.readConf(instance, SentinelConfPath)
+	dirs, ok := w.readConf(instance, m.engine.SentinelConf)
 	if !ok {
 		return
 	}
@@ -677,7 +687,7 @@ func (w *World) replication(m *member) redisadmin.Replication {
 	out.Role = "slave"
 	out.Master = r.replicaOf
 	out.Priority = r.priority()
-	if mm := w.masterOf(m); mm != nil {
+	if mm := w.masterOf(m); mm != nil && m.engine.CanReplicateFrom(mm.engine) {
 		out.LinkUp = true
 		r.offset = mm.redis.offset
 	}

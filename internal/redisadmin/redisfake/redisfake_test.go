@@ -12,12 +12,16 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/incus/incusfake"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin/redisfake"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 )
+
+// redisEngine is the engine of instances built without user.rsf.engine.
+var redisEngine = engine.MustOf(engine.Redis)
 
 const masterName = "mymaster"
 
@@ -466,8 +470,8 @@ func TestUsersSurviveARestart(t *testing.T) {
 		t.Fatalf("masteruser/masterauth after a restart: %q %q", user, pw)
 	}
 
-	conf, _ := f.File("f-2", redisfake.RedisConfPath)
-	_ = f.WriteFile(ctx, "f-2", redisfake.RedisConfPath, append(conf.Content, "\n# re-rendered\n"...), 0o640, 0, 0)
+	conf, _ := f.File("f-2", redisEngine.ServerConf)
+	_ = f.WriteFile(ctx, "f-2", redisEngine.ServerConf, append(conf.Content, "\n# re-rendered\n"...), 0o640, 0, 0)
 	restart()
 	if w.Accepts(e, backend.Name, "rotated") || !w.Accepts(e, backend.Name, creds[acl.BackendPassword].Current) {
 		t.Fatal("a new redis.conf did not replace the persisted users")
@@ -510,7 +514,7 @@ func TestRefusedRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Crash("f-3")
-	_ = f.WriteFile(ctx, "f-3", redisfake.RedisConfPath, conf, 0o640, 0, 0)
+	_ = f.WriteFile(ctx, "f-3", redisEngine.ServerConf, conf, 0o640, 0, 0)
 	_, _ = f.Exec(ctx, "f-3", []string{"sh", "-c", "set -e; systemctl start --no-block redis-server"})
 	if p := w.Problems(); len(p) != 1 || !strings.Contains(p[0], "+nosuchcommand") {
 		t.Fatalf("problems: %q", p)
@@ -688,7 +692,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tls := &render.TLS{CAFile: render.TLSCAFile, MemberFile: render.TLSMemberFile}
+	tls := &render.TLS{CAFile: redisEngine.TLSCAFile, MemberFile: redisEngine.TLSMemberFile}
 	conf, err := render.RedisConf(render.Redis{Address: inst.IPv4, Port: 6379, Users: acl.ServerUsers(creds, backend), MasterUser: acl.ReplicationUser,
 		MasterAuth: creds[acl.Replication].Current, Maxmemory: "1gb", MaxmemoryPolicy: "allkeys-lru", AppendFsync: "everysec", TLS: tls})
 	if err != nil {
@@ -708,8 +712,8 @@ func TestTLS(t *testing.T) {
 	}
 	write("/etc/redis/redis.conf", string(conf))
 	write("/etc/redis/sentinel.conf", string(sconf))
-	write(render.TLSMemberFile, "cert-1")
-	write(render.TLSCAFile, "ca-1")
+	write(redisEngine.TLSMemberFile, "cert-1")
+	write(redisEngine.TLSCAFile, "ca-1")
 	if res, err := f.Exec(ctx, name, []string{"sh", "-c", configureScript}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("configure: %+v %v", res, err)
 	}
@@ -731,8 +735,8 @@ func TestTLS(t *testing.T) {
 	if _, err := a.Replication(ctx, server); err != nil {
 		t.Fatalf("the tls-port does not answer: %v", err)
 	}
-	write(render.TLSMemberFile, "cert-2")
-	write(render.TLSCAFile, "ca-2")
+	write(redisEngine.TLSMemberFile, "cert-2")
+	write(redisEngine.TLSCAFile, "ca-2")
 	if err := a.ConfigSet(ctx, server, tls.Reload()); err != nil {
 		t.Fatal(err)
 	}

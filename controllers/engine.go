@@ -1,0 +1,119 @@
+package controllers
+
+import (
+	"fmt"
+
+	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
+	"github.com/incusops/redis-sentinel-operator/internal/topology"
+)
+
+const (
+	// keyEngine is the engine a member's container was built to run; a
+	// container without it predates engines and runs Redis.
+	keyEngine = "user.rsf.engine"
+	// imageEngineProperty is the image property the lab's images name
+	// their engine with.
+	imageEngineProperty = "user.rsf.engine"
+)
+
+// formationEngine is the engine spec.engine names.
+func formationEngine(f *redisv1alpha1.RedisSentinelFormation) engine.Engine {
+	return engine.MustOf(engine.Name(f.Spec.Engine))
+}
+
+// formationImage is the image members are created from: spec.incus.image,
+// else the engine's lab image.
+func formationImage(f *redisv1alpha1.RedisSentinelFormation) string {
+	if f.Spec.Incus.Image != "" {
+		return f.Spec.Incus.Image
+	}
+	return formationEngine(f).DefaultImage
+}
+
+// engine is what the member's container was built to run; Redis for one
+// built before engines existed (or with a value this operator does not
+// know, which only a hand edit can give).
+func (m *memberObs) engine() engine.Engine {
+	if m.instance != nil {
+		if e, err := engine.Of(engine.Name(m.instance.Config[keyEngine])); err == nil {
+			return e
+		}
+	}
+	return engine.MustOf(engine.Redis)
+}
+
+// imageEngineMismatch says why the formation's image cannot serve its
+// engine ("" when it can, or when the image does not name its engine).
+func imageEngineMismatch(f *redisv1alpha1.RedisSentinelFormation, props map[string]string) string {
+	want := formationEngine(f).Name
+	got := engine.Name(props[imageEngineProperty])
+	if got == "" || got == want {
+		return ""
+	}
+	fix := "unset spec.incus.image to use " + formationEngine(f).DefaultImage
+	if f.Spec.Incus.Image == "" {
+		fix = "rebuild the image"
+	}
+	return fmt.Sprintf("image %q runs %s (its %s property) but spec.engine is %s; nothing is created or replaced until it matches (%s)",
+		formationImage(f), got, imageEngineProperty, want, fix)
+}
+
+// staleMembers are the running replicas whose engine cannot replicate
+// from the master's (a Redis member once a Valkey member is master): their
+// copy stops at the switch, and Sentinel must never promote them.
+func staleMembers(o *observation, tp topology.Plan) []*memberObs {
+	master := masterMember(o, tp)
+	if master == nil {
+		return nil
+	}
+	var out []*memberObs
+	for _, m := range o.members {
+		if m != master && m.instance != nil && !m.engine().CanReplicateFrom(master.engine()) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// rolloutWhat names what replacing the outdated members carries out.
+func rolloutWhat(f *redisv1alpha1.RedisSentinelFormation, old []*memberObs) string {
+	want := formationEngine(f).Name
+	migrating := 0
+	for _, m := range old {
+		if m.engine().Name != want {
+			migrating++
+		}
+	}
+	if migrating > 0 {
+		return fmt.Sprintf("migrating to %s (%d of %d members still run another engine)", want, migrating, int(f.Spec.Members))
+	}
+	return fmt.Sprintf("rolling out a new container spec (%d of %d members to replace)", len(old), int(f.Spec.Members))
+}
+
+// decideStalePriority sets replica-priority 0 on stale members, which
+// Sentinel then never promotes: their copy stopped when a master of a
+// newer engine took over (and a failed full sync may have emptied it).
+// They are replaced as soon as the formation allows (replaceOutdated).
+func decideStalePriority(p *plan, o *observation) {
+	for _, m := range staleMembers(o, p.topology) {
+		if m.redisUp() && !m.Repl.IsMaster() && m.Repl.Priority != 0 {
+			p.add(action{kind: actSetPriority, member: m.name, target: m.Redis, settings: map[string]string{replicaPriorityKey: "0"},
+				reason: fmt.Sprintf("it runs %s, which cannot replicate from the %s master: Sentinel must never promote its stale copy", m.engine().Name, masterMember(o, p.topology).engine().Name)})
+		}
+	}
+}
+
+// outgoingMasterSettings are set on a master a planned failover moves the
+// role away from: replica-priority 0 when it runs an older engine than a
+// replica Sentinel may promote (an engine migration's last step). Sentinel
+// turns the old master into a replica of the new one by itself, and from
+// then on its copy is stale; its priority cannot wait for the next pass.
+func outgoingMasterSettings(o *observation, master *memberObs) map[string]string {
+	for _, m := range o.members {
+		if m != master && m.instance != nil && !master.engine().CanReplicateFrom(m.engine()) {
+			return map[string]string{replicaPriorityKey: "0"}
+		}
+	}
+	return nil
+}
