@@ -281,7 +281,7 @@ func TestSentinelSettingsAndSentinelLoss(t *testing.T) {
 	conds := recordConditions(t, f)
 	victim := memberStatus(cur, f.Name+"-2").Instance
 	stoppedAt := time.Now()
-	runIn(t, victim, "systemctl stop redis-sentinel")
+	runIn(t, victim, "systemctl stop "+suiteEngine.SentinelUnit)
 	eventually(t, time.Minute, "Degraded=True SentinelDown reported", func() (bool, string) {
 		_, ok := conds.find(stoppedAt, func(s seenCondition) bool {
 			return s.Type == redisv1alpha1.ConditionDegraded && s.Status == string(metav1.ConditionTrue) && s.Reason == controllers.ReasonSentinelDown

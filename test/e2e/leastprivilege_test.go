@@ -97,13 +97,14 @@ type pyResult struct {
 }
 
 // runPythonProbes runs testdata/backend_probes.py (redis-py, Sentinel
-// discovery) with the connection Secret's values in its environment.
-func runPythonProbes(ctx context.Context, data map[string][]byte, prefix string) (map[string]pyResult, error) {
+// discovery) with the connection Secret's values in its environment: the
+// probes named in only, or all of them.
+func runPythonProbes(ctx context.Context, data map[string][]byte, prefix string, only ...string) (map[string]pyResult, error) {
 	const python = "/usr/bin/python3"
 	if out, err := exec.CommandContext(ctx, python, "-c", "import redis, redis.sentinel; assert redis.__version__.startswith('4.'), redis.__version__").CombinedOutput(); err != nil {
 		return nil, &testenv.UnavailableError{Err: fmt.Errorf("%s with redis-py 4 (Debian's python3-redis, `make test-deps`): %v %s", python, err, strings.TrimSpace(string(out)))}
 	}
-	cmd := exec.CommandContext(ctx, python, filepath.Join("testdata", "backend_probes.py"))
+	cmd := exec.CommandContext(ctx, python, append([]string{filepath.Join("testdata", "backend_probes.py")}, only...)...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "PROBE_PREFIX=" + prefix}
 	for k, v := range data {
 		cmd.Env = append(cmd.Env, k+"="+string(v))

@@ -120,11 +120,11 @@ func TestPrometheusAlertsAndDashboards(t *testing.T) {
 		// Masked, so that the operator's healing cannot start them again
 		// before the alert has fired: a sentinel that cannot start.
 		for _, m := range cur.Status.Members {
-			runIn(t, m.Instance, "systemctl mask --runtime redis-sentinel && systemctl stop redis-sentinel")
+			runIn(t, m.Instance, "systemctl mask --runtime "+suiteEngine.SentinelUnit+" && systemctl stop "+suiteEngine.SentinelUnit)
 		}
 		waitAlert(t, prom, "RSFRedisQuorumLost", key, promv1.AlertStateFiring)
 		for _, m := range cur.Status.Members {
-			runIn(t, m.Instance, "systemctl unmask --runtime redis-sentinel")
+			runIn(t, m.Instance, "systemctl unmask --runtime "+suiteEngine.SentinelUnit)
 		}
 		waitReady(t, f, 2*time.Minute)
 	})

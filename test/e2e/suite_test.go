@@ -28,16 +28,14 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
-// Lab names created by the lab-host playbook.
-const (
-	labImage   = "rsf-redis7-bookworm-v1"
-	labProfile = "rsf-redis"
-)
+// labProfile is the profile the lab-host playbook creates.
+const labProfile = "rsf-redis"
 
 // The operator's namespace (IncusHosts' client certificate Secrets live
 // there) and identity: its shipped service account.
@@ -60,11 +58,24 @@ var (
 	setupErr   error
 	// logs collects the manager's log lines for the secret-leak scan.
 	logs = &logBuffer{}
+	// suiteEngine is what the suite's formations run (harness.EngineVar),
+	// and labImage its lab image.
+	suiteEngine engine.Engine
+	labImage    string
 )
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
-	env, c, err := testenv.Start()
+	var (
+		env *envtest.Environment
+		c   *rest.Config
+		err error
+	)
+	suiteEngine, err = harness.Engine()
+	labImage = suiteEngine.DefaultImage
+	if err == nil {
+		env, c, err = testenv.Start()
+	}
 	if err == nil {
 		cfg = c
 		err = startManager(ctx, env, c)
@@ -249,6 +260,7 @@ func newNamedFormation(t *testing.T, name string, o formationOpts) *redisv1alpha
 	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
 	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
 	f.Spec.Environment = o.environment
+	f.Spec.Engine = redisv1alpha1.Engine(suiteEngine.Name)
 	if o.mutate != nil {
 		o.mutate(f)
 	}
