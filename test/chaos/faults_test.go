@@ -219,12 +219,13 @@ func startIncusd(t *testing.T, argv []string) {
 // systemd's Restart=always nor the operator can start it), then killed.
 func maskSentinel(t *testing.T, instance string) {
 	t.Helper()
-	execIn(t, instance, "systemctl mask --runtime redis-sentinel && systemctl kill --signal=SIGKILL redis-sentinel; systemctl stop redis-sentinel; ! systemctl is-active --quiet redis-sentinel")
+	unit := suiteEngine.SentinelUnit
+	execIn(t, instance, "systemctl mask --runtime "+unit+" && systemctl kill --signal=SIGKILL "+unit+"; systemctl stop "+unit+"; ! systemctl is-active --quiet "+unit)
 }
 
 // unmaskSentinel lets the operator start the sentinel again.
 func unmaskSentinel(instance string) error {
-	_, err := execScript(instance, "systemctl unmask --runtime redis-sentinel")
+	_, err := execScript(instance, "systemctl unmask --runtime "+suiteEngine.SentinelUnit)
 	return err
 }
 

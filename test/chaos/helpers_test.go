@@ -110,6 +110,7 @@ func newFormationNamed(t *testing.T, name string) *formation {
 	obj := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
 	obj.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
 	obj.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
+	obj.Spec.Engine = redisv1alpha1.Engine(suiteEngine.Name)
 	if err := k8s.Create(ctx, obj); err != nil {
 		t.Fatalf("creating formation: %v", err)
 	}

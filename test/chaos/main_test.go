@@ -57,14 +57,14 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
-// Lab names created by the lab-host playbook.
-const labImage = "rsf-redis7-bookworm-v1"
-
 var (
+	// suiteEngine is what the drills' formations run (harness.EngineVar).
+	suiteEngine engine.Engine
 	scheme = runtime.NewScheme()
 	env    *envtest.Environment
 	cfg    *rest.Config
@@ -109,6 +109,10 @@ func TestMain(m *testing.M) {
 
 func setup() error {
 	ctx := context.Background()
+	var err error
+	if suiteEngine, err = harness.Engine(); err != nil {
+		return err
+	}
 	assets, err := testenv.AssetsDir()
 	if err != nil {
 		return &testenv.UnavailableError{Err: err}
@@ -143,8 +147,8 @@ func setup() error {
 	if incusSrv, err = incus.Connect(ctx, incus.Options{}); err != nil {
 		return &testenv.UnavailableError{Err: fmt.Errorf("incusd (run `make lab-host`): %w", err)}
 	}
-	if _, ok, aerr := incusSrv.ImageProperties(ctx, labImage); aerr != nil || !ok {
-		return &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", labImage, aerr)}
+	if _, ok, aerr := incusSrv.ImageProperties(ctx, suiteEngine.DefaultImage); aerr != nil || !ok {
+		return &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", suiteEngine.DefaultImage, aerr)}
 	}
 	kubeconfigPath = filepath.Join(workDir, "kubeconfig")
 	if err := harness.WriteKubeconfig(cfg, kubeconfigPath); err != nil {
