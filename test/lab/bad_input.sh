@@ -10,6 +10,7 @@
 #   b) staging / production with placeholder, weak or missing passwords
 #   c) an unsupported OS (the supported list overridden to Debian 11)
 #   d) an unknown rsf_environment
+#   d') an image engine other than redis or valkey
 #   e) a staging inventory whose vault.yml is ansible-vault encrypted: run
 #      without the vault password (Ansible refuses to start), and with it but
 #      holding a weak password (the vault is decrypted, preflight refuses)
@@ -27,7 +28,8 @@ host_state() {
     dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\n' incus-base incus debootstrap dnsmasq-base btrfs-progs 2>/dev/null || true
     if command -v incus >/dev/null 2>&1 && incus query /1.0 >/dev/null 2>&1; then
       incus query /1.0 | python3 -c 'import json, sys; print(json.load(sys.stdin)["config"].get("core.https_address", ""))'
-      for obj in "storage-pools/$RSF_POOL" "networks/$RSF_BRIDGE" "profiles/$RSF_PROFILE" "images/aliases/$RSF_IMAGE_ALIAS"; do
+      for obj in "storage-pools/$RSF_POOL" "networks/$RSF_BRIDGE" "profiles/$RSF_PROFILE" \
+                 "images/aliases/$RSF_IMAGE_ALIAS" "images/aliases/$RSF_VALKEY_IMAGE_ALIAS"; do
         incus query "/1.0/$obj" 2>/dev/null | python3 -c '
 import json, sys
 o = json.load(sys.stdin)
@@ -101,6 +103,10 @@ expect_preflight_failure unsupported-os "unsupported OS Debian 12" \
 # d) unknown environment.
 expect_preflight_failure unknown-environment "rsf_environment is 'prod'" \
   -e rsf_environment=prod
+
+# d') an engine the image role cannot build.
+expect_preflight_failure unknown-engine "redis_image_engine is 'keydb'; it must be redis or valkey" \
+  -e redis_image_engine=keydb
 
 # e) an encrypted staging vault, in a throwaway inventory outside the repo.
 inv_dir="$(mktemp -d)"

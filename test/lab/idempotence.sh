@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the lab host playbook twice against the lab inventory: the first run
-# must succeed (it converges a fresh host), the second must change nothing.
-# Prints the wall time of both runs.
+# must succeed (it converges a fresh host and builds both images, Redis 7 and
+# Valkey 8), the second must change nothing. Then both image aliases must
+# exist with their engine (property user.rsf.engine). Prints the wall time of
+# both runs.
 set -euo pipefail
 # shellcheck source=test/lab/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,5 +28,13 @@ for n in 1 2; do
 done
 
 log "pool $RSF_POOL: driver $(pool_field "$RSF_POOL" driver), size $(pool_field "$RSF_POOL" config.size)"
+for image in "redis $RSF_IMAGE_ALIAS" "valkey $RSF_VALKEY_IMAGE_ALIAS"; do
+  read -r engine alias <<<"$image"
+  fp="$(incus query "/1.0/images/aliases/$alias" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["target"])')" \
+    || fail "image alias $alias is missing after the playbook runs"
+  got="$(incus query "/1.0/images/$fp" | python3 -c 'import json, sys; print((json.load(sys.stdin).get("properties") or {}).get("user.rsf.engine", ""))')"
+  [ "$got" = "$engine" ] || fail "image $alias has user.rsf.engine '$got', expected '$engine'"
+  log "image $alias: ${fp:0:12}, user.rsf.engine=$got"
+done
 log "timing: run 1 ${secs[1]} s, run 2 ${secs[2]} s"
 log "PASS: second run changed=0 failed=0"

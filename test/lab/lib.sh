@@ -23,6 +23,7 @@ LAB_NAME_VARS=()
 [ -z "${RSF_BRIDGE_IPV4:-}" ] || LAB_NAME_VARS+=(-e "incus_bridge_ipv4_address=$RSF_BRIDGE_IPV4")
 [ -z "${RSF_PROFILE:-}" ] || LAB_NAME_VARS+=(-e "incus_profile_name=$RSF_PROFILE")
 RSF_IMAGE_ALIAS="${RSF_IMAGE_ALIAS:-rsf-redis7-bookworm-v1}"
+RSF_VALKEY_IMAGE_ALIAS="${RSF_VALKEY_IMAGE_ALIAS:-rsf-valkey8-bookworm-v1}"
 RSF_PROFILE="${RSF_PROFILE:-rsf-redis}"
 RSF_BRIDGE="${RSF_BRIDGE:-rsfbr0}"
 RSF_POOL="${RSF_POOL:-rsf}"

@@ -2,7 +2,8 @@
 # Lab host test suite (what `make test-lab` runs): installs Ansible if missing,
 # then runs, in order, the syntax check, the idempotence test (which also
 # converges this host with the lab host playbook), the storage pool scenarios
-# (on a pool, bridge and profile of their own), the container smoke test,
+# (on a pool, bridge and profile of their own), the container smoke test (of
+# the Redis and the Valkey image),
 # the bad input test and the lab's Prometheus test (hack/lab.sh up, status,
 # down as a second lab of its own). Every script runs even when an earlier
 # one failed; the exit status is non-zero when any failed. With CI=true a
@@ -33,7 +34,7 @@ for t in "${tests[@]}"; do
   fi
 done
 
-leftover="$(for prefix in rsf-smoke- rsft-ct- cache-rsf-labtest-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
+leftover="$(for prefix in rsf-smoke- rsfvk-smoke- rsft-ct- cache-rsf-labtest-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
 if [ -n "$leftover" ]; then
   echo "run.sh: containers left behind: $leftover" >&2
   failed=$((failed + 1)); failures+=("leftover-containers")

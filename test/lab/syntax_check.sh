@@ -25,11 +25,11 @@ log "ok: ${LAB_INVENTORY#"$REPO_ROOT"/}"
 
 # The documented defaults the Go operator relies on (group_vars).
 vars="$(ansible -i "$LAB_INVENTORY" incus_hosts -m ansible.builtin.debug \
-  -a 'msg={{ [rsf_environment, incus_storage_pool, incus_storage_driver, incus_storage_size, incus_bridge_name, incus_bridge_ipv4_address, incus_profile_name, redis_image_name ~ "-" ~ redis_image_version] | join(" ") }}' 2>&1)" \
+  -a 'msg={{ [rsf_environment, incus_storage_pool, incus_storage_driver, incus_storage_size, incus_bridge_name, incus_bridge_ipv4_address, incus_profile_name, redis_image_name ~ "-" ~ redis_image_version, valkey_image_name ~ "-" ~ valkey_image_version] | join(" ") }}' 2>&1)" \
   || { echo "$vars" >&2; fail "cannot evaluate the lab group_vars"; }
-grep -q '"lab rsf btrfs 30GiB rsfbr0 10.77.0.1/24 rsf-redis rsf-redis7-bookworm-v1"' <<<"$vars" \
+grep -q '"lab rsf btrfs 30GiB rsfbr0 10.77.0.1/24 rsf-redis rsf-redis7-bookworm-v1 rsf-valkey8-bookworm-v1"' <<<"$vars" \
   || { echo "$vars" >&2; fail "lab group_vars do not hold the operator's default names"; }
-log "ok: group_vars defaults (rsf btrfs 30GiB, rsfbr0 10.77.0.1/24, rsf-redis, rsf-redis7-bookworm-v1)"
+log "ok: group_vars defaults (rsf btrfs 30GiB, rsfbr0 10.77.0.1/24, rsf-redis, rsf-redis7-bookworm-v1, rsf-valkey8-bookworm-v1)"
 
 for script in "$ANSIBLE_DIR"/bootstrap.sh "$ANSIBLE_DIR"/roles/*/files/*.sh "$REPO_ROOT"/test/lab/*.sh "$REPO_ROOT"/hack/*.sh; do
   bash -n "$script" || fail "bash -n ${script#"$REPO_ROOT"/}"

@@ -1,16 +1,22 @@
 #!/bin/bash
 # Build the RedisSentinelFormation container image: a Debian rootfs with
-# redis-server, redis-sentinel and systemd made with debootstrap, packed as an
-# Incus split image (metadata tarball + rootfs tarball).
+# systemd and the server and Sentinel of one engine (redis-server and
+# redis-sentinel, or valkey-server and valkey-sentinel) made with debootstrap,
+# packed as an Incus split image (metadata tarball + rootfs tarball).
 #
 # Driven by the redis_image role; all inputs come from the environment:
 #   RSF_WORKDIR          work directory (rootfs/, files/, out/ live here)
 #   RSF_DEB_CACHE        debootstrap package cache, kept between builds
+#   RSF_ENGINE           redis | valkey: units <engine>-server/<engine>-sentinel,
+#                        config directory /etc/<engine>, user <engine>
 #   RSF_SUITE            Debian suite (bookworm)
 #   RSF_MIRROR           Debian mirror URI
 #   RSF_SECURITY_MIRROR  debian-security mirror URI; empty: no security updates
 #   RSF_VARIANT          debootstrap variant (minbase)
 #   RSF_PACKAGES         comma separated packages to --include
+#   RSF_BACKPORTS_PACKAGES  comma separated packages installed afterwards from
+#                        <suite>-backports (same mirror); empty: none
+#   RSF_IMAGE_VARIANT    the image's "variant" property (redis7, valkey8)
 #   RSF_ARCH             Incus architecture name (x86_64, aarch64)
 #   RSF_ALIAS            image alias (stored as property user.rsf.alias)
 #   RSF_INPUTS_SHA256    checksum of the build inputs (user.rsf.inputs_sha256)
@@ -22,11 +28,23 @@ set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 
-for v in RSF_WORKDIR RSF_DEB_CACHE RSF_SUITE RSF_MIRROR RSF_VARIANT RSF_PACKAGES \
-         RSF_ARCH RSF_ALIAS RSF_INPUTS_SHA256 RSF_DESCRIPTION RSF_COMPRESSION; do
+for v in RSF_WORKDIR RSF_DEB_CACHE RSF_ENGINE RSF_SUITE RSF_MIRROR RSF_VARIANT RSF_PACKAGES \
+         RSF_IMAGE_VARIANT RSF_ARCH RSF_ALIAS RSF_INPUTS_SHA256 RSF_DESCRIPTION RSF_COMPRESSION; do
   if [ -z "${!v:-}" ]; then echo "build-image: $v is not set" >&2; exit 2; fi
 done
 RSF_SECURITY_MIRROR="${RSF_SECURITY_MIRROR:-}"
+RSF_BACKPORTS_PACKAGES="${RSF_BACKPORTS_PACKAGES:-}"
+case "$RSF_ENGINE" in
+  redis|valkey) ;;
+  *) echo "build-image: RSF_ENGINE must be redis or valkey, not '$RSF_ENGINE'" >&2; exit 2 ;;
+esac
+# Everything engine specific is named after the engine (Debian's packaging).
+ENGINE="$RSF_ENGINE"
+SERVER_UNIT="$ENGINE-server.service"
+SENTINEL_UNIT="$ENGINE-sentinel.service"
+CONF_DIR="/etc/$ENGINE"
+SERVER_CONF="$CONF_DIR/$ENGINE.conf"
+SENTINEL_CONF="$CONF_DIR/sentinel.conf"
 
 ROOTFS="$RSF_WORKDIR/rootfs"
 FILES="$RSF_WORKDIR/files"
@@ -74,22 +92,45 @@ cat >"$ROOTFS/etc/apt/sources.list" <<EOF
 deb $RSF_MIRROR $RSF_SUITE main
 deb $RSF_MIRROR $RSF_SUITE-updates main
 EOF
-if [ -n "$RSF_SECURITY_MIRROR" ]; then
-  echo "deb $RSF_SECURITY_MIRROR $RSF_SUITE-security main" >>"$ROOTFS/etc/apt/sources.list"
-  log "applying $RSF_SUITE-updates and $RSF_SUITE-security"
+[ -z "$RSF_SECURITY_MIRROR" ] \
+  || echo "deb $RSF_SECURITY_MIRROR $RSF_SUITE-security main" >>"$ROOTFS/etc/apt/sources.list"
+# Backports are enabled only in images that install packages from it (apt
+# gives them priority 100: nothing else is upgraded from there).
+[ -z "$RSF_BACKPORTS_PACKAGES" ] \
+  || echo "deb $RSF_MIRROR $RSF_SUITE-backports main" >>"$ROOTFS/etc/apt/sources.list"
+if [ -n "$RSF_SECURITY_MIRROR" ] || [ -n "$RSF_BACKPORTS_PACKAGES" ]; then
   mount -t proc proc "$ROOTFS/proc"
-  in_root apt-get -q update >"$RSF_WORKDIR/upgrade.log" 2>&1
+  in_root apt-get -q update >"$RSF_WORKDIR/upgrade.log" 2>&1 || {
+    echo "build-image: apt-get update failed; see $RSF_WORKDIR/upgrade.log" >&2
+    tail -n 30 "$RSF_WORKDIR/upgrade.log" >&2
+    exit 1
+  }
+fi
+if [ -n "$RSF_SECURITY_MIRROR" ]; then
+  log "applying $RSF_SUITE-updates and $RSF_SUITE-security"
   in_root apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends upgrade >>"$RSF_WORKDIR/upgrade.log" 2>&1 || {
     echo "build-image: apt-get upgrade failed; see $RSF_WORKDIR/upgrade.log" >&2
     tail -n 30 "$RSF_WORKDIR/upgrade.log" >&2
     exit 1
   }
-  umount "$ROOTFS/proc"
 fi
+# debootstrap installs from <suite> only: backports packages come now, with
+# their dependencies from <suite> (policy-rc.d keeps their services stopped).
+if [ -n "$RSF_BACKPORTS_PACKAGES" ]; then
+  log "installing ${RSF_BACKPORTS_PACKAGES//,/ } from $RSF_SUITE-backports"
+  # shellcheck disable=SC2086 # one word per package
+  in_root apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends \
+    -t "$RSF_SUITE-backports" install ${RSF_BACKPORTS_PACKAGES//,/ } >"$RSF_WORKDIR/backports.log" 2>&1 || {
+    echo "build-image: apt-get install -t $RSF_SUITE-backports failed; see $RSF_WORKDIR/backports.log" >&2
+    tail -n 30 "$RSF_WORKDIR/backports.log" >&2
+    exit 1
+  }
+fi
+if mountpoint -q "$ROOTFS/proc"; then umount "$ROOTFS/proc"; fi
 in_root apt-get clean
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
 
-log "configuring systemd-networkd, redis and identity files"
+log "configuring systemd-networkd, $ENGINE ($(in_root "$ENGINE-server" --version)) and identity files"
 # eth0's configuration is rendered by Incus when a container is created
 # (metadata template below): the operator's pinned address, else DHCP.
 in_root systemctl enable systemd-networkd.service >/dev/null 2>&1
@@ -106,11 +147,11 @@ in_root systemctl mask systemd-modules-load.service 'modprobe@.service' systemd-
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
   console-getty.service 'getty@.service' >/dev/null 2>&1
 
-# redis-server and redis-sentinel are installed but DISABLED: the operator
-# writes their configuration first, then enables and starts them, so an
-# unconfigured node never serves.
-in_root systemctl disable redis-server.service redis-sentinel.service >/dev/null 2>&1
-for unit in redis-server.service redis-sentinel.service; do
+# <engine>-server and <engine>-sentinel are installed but DISABLED: the
+# operator writes their configuration first, then enables and starts them,
+# so an unconfigured node never serves.
+in_root systemctl disable "$SERVER_UNIT" "$SENTINEL_UNIT" >/dev/null 2>&1
+for unit in "$SERVER_UNIT" "$SENTINEL_UNIT"; do
   state="$(in_root systemctl is-enabled "$unit" 2>/dev/null || true)"
   if [ "$state" != "disabled" ]; then
     echo "build-image: $unit is '$state' in the image, expected 'disabled'" >&2
@@ -118,15 +159,15 @@ for unit in redis-server.service redis-sentinel.service; do
   fi
 done
 
-# redis-server never restarts on its own (see the drop-in); redis-sentinel
-# keeps Debian's Restart=always: it holds no data.
-install -D -m 0644 "$FILES/redis-server-no-restart.conf" "$ROOTFS/etc/systemd/system/redis-server.service.d/10-rsf-no-restart.conf"
+# The server never restarts on its own (see the drop-in); Sentinel keeps
+# Debian's Restart=always: it holds no data.
+install -D -m 0644 "$FILES/server-no-restart.conf" "$ROOTFS/etc/systemd/system/$SERVER_UNIT.d/10-rsf-no-restart.conf"
 
-# Sentinel rewrites its own config file (and redis-server's CONFIG REWRITE
-# its own): /etc/redis and the files in it belong to the redis user.
-in_root chown redis:redis /etc/redis /etc/redis/redis.conf /etc/redis/sentinel.conf
-chmod 2770 "$ROOTFS/etc/redis"
-chmod 0640 "$ROOTFS/etc/redis/redis.conf" "$ROOTFS/etc/redis/sentinel.conf"
+# Sentinel rewrites its own config file (and the server's CONFIG REWRITE
+# its own): /etc/<engine> and the files in it belong to the engine's user.
+in_root chown "$ENGINE:$ENGINE" "$CONF_DIR" "$SERVER_CONF" "$SENTINEL_CONF"
+chmod 2770 "$ROOTFS$CONF_DIR"
+chmod 0640 "$ROOTFS$SERVER_CONF" "$ROOTFS$SENTINEL_CONF"
 
 # Every container gets its own machine-id (generated at first boot) and its
 # hostname from the metadata templates below; no DNS servers are configured.
@@ -162,10 +203,11 @@ properties:
   description: "$RSF_DESCRIPTION"
   os: debian
   release: $RSF_SUITE
-  variant: redis7
+  variant: $RSF_IMAGE_VARIANT
   architecture: $RSF_ARCH
   serial: "$(date -u -d "@$now" +%Y%m%d_%H%M)"
   user.rsf.alias: "$RSF_ALIAS"
+  user.rsf.engine: $ENGINE
   user.rsf.inputs_sha256: "$RSF_INPUTS_SHA256"
 templates:
   /etc/hostname:
