@@ -75,6 +75,12 @@ test-chaos: ## Chaos drills on real containers (test/chaos, ~5-10 min); result t
 	RSF_CHAOS_REPORT=$(BIN)/chaos-report.md KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
 		go test $(GO_TEST_FLAGS) -v -timeout 40m ./test/chaos/
 
+.PHONY: test-valkey
+test-valkey: ## The e2e and chaos suites with every formation on Valkey 8 (RSF_ENGINE=valkey; make test runs the Valkey bring-up, drill and migration).
+	RSF_ENGINE=valkey KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) -timeout 60m ./test/e2e/
+	RSF_ENGINE=valkey RSF_CHAOS_REPORT=$(BIN)/chaos-report-valkey.md KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
+		go test $(GO_TEST_FLAGS) -v -timeout 40m ./test/chaos/
+
 ##@ Lab
 
 .PHONY: lab-host
