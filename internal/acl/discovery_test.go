@@ -23,6 +23,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
@@ -51,9 +52,7 @@ func TestDiscoveryClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 real servers and waits out 2 failovers (~1 min)")
 	}
-	if _, err := testredis.Binary(); err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
+	testredis.Need(t, engine.Redis)
 	python, err := exec.LookPath("/usr/bin/python3")
 	var pyVersion []byte
 	if err == nil {
@@ -208,7 +207,7 @@ func startFormation(t *testing.T) *formation {
 			if i > 0 {
 				conf += fmt.Sprintf("replicaof 127.0.0.1 %d\n", f.servers[0].Port)
 			}
-			return testredis.StartAs(dir, port, []byte(conf), acl.AdminUser, admin, false)
+			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Username: acl.AdminUser, Password: admin})
 		})
 		f.servers = append(f.servers, p)
 	}
@@ -226,7 +225,7 @@ func startFormation(t *testing.T) *formation {
 				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n", m, f.servers[0].Port) +
 				fmt.Sprintf("sentinel auth-user %s %s\nsentinel auth-pass %s %s\n", m, acl.MonitoringUser, m, f.creds[acl.Monitoring].Current) +
 				fmt.Sprintf("sentinel down-after-milliseconds %s 5000\nsentinel failover-timeout %s 10000\n", m, m)
-			return testredis.StartAs(dir, port, []byte(conf), acl.AdminUser, admin, true)
+			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Sentinel: true, Username: acl.AdminUser, Password: admin})
 		})
 		f.sentinels = append(f.sentinels, p)
 	}

@@ -41,7 +41,7 @@ func startServer(t *testing.T, sentinel bool, extra ...string) (*testredis.Proc,
 		conf += "save \"\"\nappendonly no\n"
 	}
 	conf += strings.Join(extra, "\n") + "\n"
-	p, err := testredis.StartAs(t.TempDir(), port, []byte(conf), acl.AdminUser, adminPassword, sentinel)
+	p, err := testredis.Start(t.TempDir(), port, []byte(conf), testredis.Spec{Sentinel: sentinel, Username: acl.AdminUser, Password: adminPassword})
 	if err != nil {
 		testenv.Check(t, "redis-server", &testenv.UnavailableError{Err: err})
 	}

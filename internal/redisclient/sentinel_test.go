@@ -123,7 +123,7 @@ user %s on >%s &* +@all
 sentinel monitor %s 127.0.0.1 %d 1
 sentinel auth-pass %s %s
 `, port, dir, sentinelUser, sentinelPassword, masterName, master.Port, masterName, testPassword)
-		if sentinel, err = testredis.StartAs(dir, port, []byte(conf), sentinelUser, sentinelPassword, true); err == nil {
+		if sentinel, err = testredis.Start(dir, port, []byte(conf), testredis.Spec{Sentinel: true, Username: sentinelUser, Password: sentinelPassword}); err == nil {
 			break
 		}
 	}

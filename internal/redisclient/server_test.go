@@ -120,7 +120,7 @@ func startOnFreePort(dir, password string, sentinel bool, tc *tls.Config, conf f
 		if err != nil {
 			return nil, err
 		}
-		p, err := testredis.StartTLS(dir, port, []byte(conf(port)), password, sentinel, tc)
+		p, err := testredis.Start(dir, port, []byte(conf(port)), testredis.Spec{Sentinel: sentinel, Password: password, TLS: tc})
 		if err == nil {
 			return p, nil
 		}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
@@ -31,16 +31,7 @@ import (
 // Install: apt-get install -y redis-server
 
 // needRedis skips the test when redis-server is missing (fails under CI=true).
-func needRedis(t *testing.T) {
-	t.Helper()
-	bin, err := testredis.Binary()
-	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
-	if v, err := exec.Command(bin, "--version").Output(); err == nil {
-		t.Logf("%s", bytes.TrimSpace(v))
-	}
-}
+func needRedis(t *testing.T) { testredis.Need(t, engine.Redis) }
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -87,20 +78,14 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 // disable the default user.
 func startACL(t *testing.T, dir string, port int, conf []byte, user, password string, sentinel bool) *testredis.Proc {
 	t.Helper()
-	p, err := testredis.StartAs(dir, port, localize(t, conf, dir), user, password, sentinel)
+	p, err := testredis.Start(dir, port, localize(t, conf, dir), testredis.Spec{Sentinel: sentinel, Username: user, Password: password})
 	return running(t, dir, p, err)
 }
 
-// restart starts p again on the file Redis rewrote (StartAs writes the
-// same bytes back to the same path).
-func restart(t *testing.T, p *testredis.Proc, user, password string, sentinel bool) *testredis.Proc {
+// restart starts p again on the file Redis rewrote.
+func restart(t *testing.T, p *testredis.Proc) *testredis.Proc {
 	t.Helper()
-	p.Stop()
-	b, err := os.ReadFile(p.Conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := testredis.StartAs(p.Dir, p.Port, b, user, password, sentinel)
+	again, err := p.Restart()
 	return running(t, p.Dir, again, err)
 }
 
@@ -721,7 +706,7 @@ func TestRealRedisServer(t *testing.T) {
 		}
 		t.Logf("rewritten user lines: %q", linesFor(lines, "user"))
 
-		restart(t, procs[0], acl.AdminUser, adminPw, false)
+		restart(t, procs[0])
 		if after := getUsers(); !reflect.DeepEqual(after, before) {
 			t.Fatalf("users after a restart from the rewritten file:\n%v\nbefore:\n%v", after, before)
 		}
@@ -988,7 +973,7 @@ func TestRealSentinel(t *testing.T) {
 		noClearText(t, b, "rotated", "rotated-1")
 		t.Logf("after FLUSHCONFIG: %q", backendLine)
 
-		sentinels[0] = restart(t, s, acl.AdminUser, adminPw, true)
+		sentinels[0] = restart(t, s)
 		for _, pw := range rotated.Passwords {
 			c := sentinelClient(s.Port, backend.Name, pw)
 			if _, err := c.GetMasterAddrByName(ctx, name).Result(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 	"github.com/incusops/redis-sentinel-operator/internal/safe"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
@@ -272,12 +273,10 @@ const password, sentinelPassword = "data-pw-0123456789", "sentinel-pw-0123456789
 // monitoring it (quorum 1, down-after 1 s) on loopback.
 func startSentinel(t *testing.T) (master, sentinel *testredis.Proc) {
 	t.Helper()
-	if _, err := testredis.Binary(); err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
+	testredis.Need(t, engine.Redis)
 	dir := t.TempDir()
 	masterPort, _ := testenv.FreePort()
-	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\n", masterPort, password)), password, false)
+	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\n", masterPort, password)), testredis.Spec{Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +284,7 @@ func startSentinel(t *testing.T) (master, sentinel *testredis.Proc) {
 	sentinelPort, _ := testenv.FreePort()
 	sentinelConf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
 		"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n", sentinelPort, sentinelPassword, masterPort, password))
-	sentinel, err = testredis.Start(dir, sentinelPort, sentinelConf, sentinelPassword, true)
+	sentinel, err = testredis.Start(dir, sentinelPort, sentinelConf, testredis.Spec{Sentinel: true, Password: sentinelPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,10 +327,9 @@ func TestWatchRealSentinel(t *testing.T) {
 	}
 
 	// The sentinel restarts on the same port: the watcher resubscribes.
-	conf := sentinel.Dir + fmt.Sprintf("/redis-%d.conf", sentinelPort)
 	sentinel.Kill()
 	rec.reset()
-	restarted, err := testredis.StartFile(dir, sentinelPort, conf, sentinelPassword, true)
+	restarted, err := testredis.StartFile(dir, sentinelPort, sentinel.Conf, sentinel.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,9 +427,7 @@ func TestDroppingAHungSentinel(t *testing.T) {
 // and only then can the next failover go back to it.
 func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, sentinels []*testredis.Proc) {
 	t.Helper()
-	if _, err := testredis.Binary(); err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
+	testredis.Need(t, engine.Redis)
 	dir := t.TempDir()
 	data := func(port int, extra string) []byte {
 		// dir: a replica writes the RDB it syncs, which must not land in
@@ -440,13 +436,13 @@ func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, senti
 			"dir %s\nrepl-diskless-sync-delay 0\n%s", port, password, password, dir, extra))
 	}
 	masterPort, _ := testenv.FreePort()
-	master, err := testredis.Start(dir, masterPort, data(masterPort, ""), password, false)
+	master, err := testredis.Start(dir, masterPort, data(masterPort, ""), testredis.Spec{Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
 	master.StopAtCleanup(t)
 	replicaPort, _ := testenv.FreePort()
-	replica, err = testredis.Start(dir, replicaPort, data(replicaPort, fmt.Sprintf("replicaof 127.0.0.1 %d\n", masterPort)), password, false)
+	replica, err = testredis.Start(dir, replicaPort, data(replicaPort, fmt.Sprintf("replicaof 127.0.0.1 %d\n", masterPort)), testredis.Spec{Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +452,7 @@ func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, senti
 		conf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
 			"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n"+
 			"sentinel failover-timeout mymaster 3000\n", port, sentinelPassword, masterPort, password))
-		s, err := testredis.Start(dir, port, conf, sentinelPassword, true)
+		s, err := testredis.Start(dir, port, conf, testredis.Spec{Sentinel: true, Password: sentinelPassword})
 		if err != nil {
 			t.Fatal(err)
 		}
