@@ -107,6 +107,24 @@ func (e Engine) CanReplicateFrom(master Engine) bool {
 	return e.generation >= master.generation
 }
 
+// rewrittenAs are the directives Valkey 8 reads (and takes in CONFIG
+// GET/SET) under the name the renderer writes, but persists under its own
+// with CONFIG REWRITE (its config.c aliases).
+var rewrittenAs = map[Name]map[string]string{
+	Valkey: {"masteruser": "primaryuser", "masterauth": "primaryauth"},
+}
+
+// RewrittenAs is the name under which the engine's CONFIG REWRITE persists
+// directive: the same name, except masteruser and masterauth on Valkey
+// (primaryuser, primaryauth). Whatever reads a member's rewritten
+// redis.conf must look for this name.
+func (e Engine) RewrittenAs(directive string) string {
+	if n, ok := rewrittenAs[e.Name][directive]; ok {
+		return n
+	}
+	return directive
+}
+
 // Chown is the shell command that hands paths to User.
 func (e Engine) Chown(paths ...string) string {
 	return "chown " + e.User + ":" + e.User + " " + strings.Join(paths, " ")

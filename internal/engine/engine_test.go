@@ -24,6 +24,10 @@ func TestEngines(t *testing.T) {
 		{valkey.ServerPid + " " + valkey.SentinelPid, "/run/valkey/valkey-server.pid /run/sentinel/valkey-sentinel.pid"},
 		{valkey.Chown("/etc/valkey/a", "/etc/valkey/b"), "chown valkey:valkey /etc/valkey/a /etc/valkey/b"},
 		{valkey.DefaultImage, "rsf-valkey8-bookworm-v1"},
+		// CONFIG REWRITE's names (asserted on real servers in internal/render).
+		{redis.RewrittenAs("masterauth") + " " + redis.RewrittenAs("masteruser"), "masterauth masteruser"},
+		{valkey.RewrittenAs("masterauth") + " " + valkey.RewrittenAs("masteruser"), "primaryauth primaryuser"},
+		{valkey.RewrittenAs("replicaof") + " " + valkey.RewrittenAs("replica-priority"), "replicaof replica-priority"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

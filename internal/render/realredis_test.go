@@ -26,12 +26,10 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// These tests start Debian's real redis-server (also in Sentinel mode) on
-// loopback and check that what the renderer writes is what Redis reads.
-// Install: apt-get install -y redis-server
-
-// needRedis skips the test when redis-server is missing (fails under CI=true).
-func needRedis(t *testing.T) { testredis.Need(t, engine.Redis) }
+// These tests start Debian's real servers and sentinels of every engine
+// (Redis 7: apt-get install -y redis-server redis-sentinel; Valkey 8 from
+// bookworm-backports: valkey-server valkey-sentinel) on loopback and check
+// that what the renderer writes for the engine is what it reads.
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -43,14 +41,20 @@ func freePort(t *testing.T) int {
 }
 
 // localize replaces only the Debian path directives (dir, logfile, pidfile)
-// so the rendered file runs unprivileged in a temp dir. Every other line is
+// so the rendered file runs unprivileged in a temp dir, after checking that
+// they are e's paths (its server's, or its sentinel's). Every other line is
 // kept byte for byte.
-func localize(t *testing.T, conf []byte, dir string) []byte {
+func localize(t *testing.T, conf []byte, dir string, e engine.Engine, sentinel bool) []byte {
 	t.Helper()
-	paths := map[string]string{
-		"dir":     dir,
-		"logfile": filepath.Join(dir, "redis.log"),
-		"pidfile": filepath.Join(dir, "redis.pid"),
+	type path struct{ debian, local string }
+	paths := map[string]path{
+		"dir":     {e.DataDir, dir},
+		"logfile": {e.ServerLog, filepath.Join(dir, "server.log")},
+		"pidfile": {e.ServerPid, filepath.Join(dir, "server.pid")},
+	}
+	if sentinel {
+		paths["logfile"] = path{e.SentinelLog, filepath.Join(dir, "server.log")}
+		paths["pidfile"] = path{e.SentinelPid, filepath.Join(dir, "server.pid")}
 	}
 	var out bytes.Buffer
 	replaced := 0
@@ -60,7 +64,10 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 			args, ok := SplitArgs(trimmed)
 			if ok && len(args) == 2 {
 				if p, found := paths[args[0]]; found {
-					line = args[0] + " " + quoteToken(p) + "\n"
+					if args[1] != p.debian {
+						t.Fatalf("%s engine: rendered %s %q, want %q", e.Name, args[0], args[1], p.debian)
+					}
+					line = args[0] + " " + quoteToken(p.local) + "\n"
 					replaced++
 				}
 			}
@@ -73,16 +80,17 @@ func localize(t *testing.T, conf []byte, dir string) []byte {
 	return out.Bytes()
 }
 
-// startACL runs conf, localized to dir, on port until t ends (as Sentinel
-// when sentinel is set), ready once user can PING: the rendered files
-// disable the default user.
-func startACL(t *testing.T, dir string, port int, conf []byte, user, password string, sentinel bool) *testredis.Proc {
+// startACL runs conf, localized to dir, with e's server (its sentinel when
+// sentinel is set) on port until t ends, ready once user can PING: the
+// rendered files disable the default user.
+func startACL(t *testing.T, e engine.Engine, dir string, port int, conf []byte, user, password string, sentinel bool) *testredis.Proc {
 	t.Helper()
-	p, err := testredis.Start(dir, port, localize(t, conf, dir), testredis.Spec{Sentinel: sentinel, Username: user, Password: password})
+	p, err := testredis.Start(dir, port, localize(t, conf, dir, e, sentinel),
+		testredis.Spec{Engine: e.Name, Sentinel: sentinel, Username: user, Password: password})
 	return running(t, dir, p, err)
 }
 
-// restart starts p again on the file Redis rewrote.
+// restart starts p again on the file it rewrote.
 func restart(t *testing.T, p *testredis.Proc) *testredis.Proc {
 	t.Helper()
 	again, err := p.Restart()
@@ -93,7 +101,7 @@ func restart(t *testing.T, p *testredis.Proc) *testredis.Proc {
 // file localize puts in dir.
 func running(t *testing.T, dir string, p *testredis.Proc, err error) *testredis.Proc {
 	t.Helper()
-	logfile := filepath.Join(dir, "redis.log")
+	logfile := filepath.Join(dir, "server.log")
 	if err != nil {
 		b, _ := os.ReadFile(logfile)
 		t.Fatalf("%v\n%s:\n%s", err, logfile, b)
@@ -282,8 +290,9 @@ func noClearText(t *testing.T, file []byte, what, pw string) {
 	}
 }
 
-func TestRealRedisServer(t *testing.T) {
-	needRedis(t)
+func TestRealRedisServer(t *testing.T) { testredis.ForEach(t, testRealRedisServer) }
+
+func testRealRedisServer(t *testing.T, e engine.Engine) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
@@ -306,6 +315,7 @@ func TestRealRedisServer(t *testing.T) {
 		SavePoints:         []SavePoint{{Seconds: 900, Changes: 1}, {Seconds: 300, Changes: 10}},
 		MinReplicasToWrite: 1,
 		MinReplicasMaxLag:  10,
+		Engine:             e,
 	}
 	replica := master
 	replica.Port = replicaPort
@@ -327,7 +337,7 @@ func TestRealRedisServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		procs = append(procs, startACL(t, m.dir, m.r.Port, conf, acl.AdminUser, adminPw, false))
+		procs = append(procs, startACL(t, e, m.dir, m.r.Port, conf, acl.AdminUser, adminPw, false))
 	}
 
 	mc, rc := client(masterPort, acl.AdminUser, adminPw), client(replicaPort, acl.AdminUser, adminPw)
@@ -641,12 +651,12 @@ func TestRealRedisServer(t *testing.T) {
 		masterAuth := string(all[1:]) + hostilePassword
 		r := Redis{Address: "127.0.0.1", Port: freePort(t), Maxmemory: "0", MaxmemoryPolicy: "noeviction", AppendFsync: "no",
 			Users:      []acl.User{{Name: "admin", Passwords: []string{userPw}, Rules: []string{"~*", "&*", "+@all"}}},
-			MasterUser: "replication", MasterAuth: masterAuth}
+			MasterUser: "replication", MasterAuth: masterAuth, Engine: e}
 		conf, err := RedisConf(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		startACL(t, t.TempDir(), r.Port, conf, "admin", userPw, false)
+		startACL(t, e, t.TempDir(), r.Port, conf, "admin", userPw, false)
 		c := client(r.Port, "admin", userPw)
 		defer c.Close()
 		got, err := c.ConfigGet(ctx, "masterauth").Result()
@@ -687,8 +697,15 @@ func TestRealRedisServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rewritten redis.conf: %v", err)
 		}
-		expectOnce(t, lines, "masterauth", "masterauth", hostilePassword)
-		expectOnce(t, lines, "masteruser", "masteruser", acl.ReplicationUser)
+		// Valkey writes these two back under its own names.
+		for _, d := range []string{"masterauth", "masteruser", "primaryauth", "primaryuser"} {
+			if e.RewrittenAs(d) != d && len(linesFor(lines, d)) != 0 {
+				t.Errorf("%s engine: CONFIG REWRITE kept %s (engine.RewrittenAs says %s)", e.Name, d, e.RewrittenAs(d))
+			}
+		}
+		masterauth, masteruser := e.RewrittenAs("masterauth"), e.RewrittenAs("masteruser")
+		expectOnce(t, lines, masterauth, masterauth, hostilePassword)
+		expectOnce(t, lines, masteruser, masteruser, acl.ReplicationUser)
 		var backendLine []string
 		for _, l := range linesFor(lines, "user") {
 			if l[1] == backend.Name {
@@ -720,8 +737,9 @@ func TestRealRedisServer(t *testing.T) {
 	})
 }
 
-func TestRealSentinel(t *testing.T) {
-	needRedis(t)
+func TestRealSentinel(t *testing.T) { testredis.ForEach(t, testRealSentinel) }
+
+func testRealSentinel(t *testing.T, e engine.Engine) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
@@ -742,15 +760,15 @@ func TestRealSentinel(t *testing.T) {
 		conf, err := RedisConf(Redis{
 			Address: "127.0.0.1", Port: port, Users: acl.ServerUsers(creds, backend),
 			MasterUser: acl.ReplicationUser, MasterAuth: creds[acl.Replication].Current,
-			Maxmemory: "16mb", MaxmemoryPolicy: "noeviction", AppendFsync: "everysec", ReplicaOf: replicaOf,
+			Maxmemory: "16mb", MaxmemoryPolicy: "noeviction", AppendFsync: "everysec", ReplicaOf: replicaOf, Engine: e,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return conf
 	}
-	masterProc := startACL(t, t.TempDir(), masterPort, data(masterPort, nil), acl.AdminUser, adminPw, false)
-	startACL(t, t.TempDir(), replicaPort, data(replicaPort, &endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort}), acl.AdminUser, adminPw, false)
+	masterProc := startACL(t, e, t.TempDir(), masterPort, data(masterPort, nil), acl.AdminUser, adminPw, false)
+	startACL(t, e, t.TempDir(), replicaPort, data(replicaPort, &endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort}), acl.AdminUser, adminPw, false)
 	master := endpoint.Endpoint{Host: "127.0.0.1", Port: masterPort}
 
 	// Three sentinels, quorum 2.
@@ -789,11 +807,12 @@ func TestRealSentinel(t *testing.T) {
 			KnownReplicas:     []endpoint.Endpoint{{Host: "127.0.0.1", Port: replicaPort}},
 			ID:                ids[i],
 			KnownSentinels:    known,
+			Engine:            e,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := startACL(t, t.TempDir(), port, conf, acl.AdminUser, adminPw, true)
+		p := startACL(t, e, t.TempDir(), port, conf, acl.AdminUser, adminPw, true)
 		sentinels = append(sentinels, p)
 		sc := sentinelClient(port, acl.AdminUser, adminPw)
 		defer sc.Close()
