@@ -301,7 +301,7 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	d := desired(f)
 	e := m.engine()
 	conf, err := render.SentinelConf(render.Sentinel{
-		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, appliedBackendUser(f)),
+		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, appliedBackendUser(f), e),
 		PeerUser: acl.PeerUser, PeerPassword: o.creds[acl.Peer].Current,
 		MasterName: d.MasterName, Master: monitored, Quorum: d.Quorum,
 		DownAfterMs: d.DownAfterMs, FailoverTimeoutMs: d.FailoverTimeoutMs, ParallelSyncs: d.ParallelSyncs,

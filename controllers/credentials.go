@@ -281,8 +281,9 @@ func notAnswering(o *observation) string {
 // a password its peer does not accept yet is refused, and Sentinel does
 // not retry a refused replica (it stays s_down).
 func (r *FormationReconciler) applyCredentials(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, creds acl.Set, backend acl.Backend) error {
-	serverUsers, sentinelUsers := acl.ServerUsers(creds, backend), acl.SentinelUsers(creds, backend)
+	serverUsers := acl.ServerUsers(creds, backend)
 	for _, m := range o.members {
+		sentinelUsers := acl.SentinelUsers(creds, backend, m.engine())
 		for _, u := range serverUsers {
 			if err := o.admin.SetUser(ctx, m.Redis, u); err != nil {
 				return fmt.Errorf("setting ACL user %s on %s: %w", u.Name, m.name, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/redisadmin"
 )
 
@@ -337,7 +338,7 @@ func TestRotationGivesEveryUserThePasswordBeforeAnyLink(t *testing.T) {
 		}
 	}
 	got := strings.Join(d.log, ",")
-	users := 3 * (len(acl.ServerUsers(acl.Set{}, backendUser(e.formation(testKey)))) + len(acl.SentinelUsers(acl.Set{}, backendUser(e.formation(testKey)))))
+	users := 3 * (len(acl.ServerUsers(acl.Set{}, backendUser(e.formation(testKey)))) + len(acl.SentinelUsers(acl.Set{}, backendUser(e.formation(testKey)), engine.Engine{})))
 	want := strings.TrimSuffix(strings.Repeat("user,", users)+strings.Repeat("link,", 9), ",")
 	if got != want {
 		t.Fatalf("rotation steps %s, want %s", got, want)

@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
+
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 )
 
 // Credential names one password of a formation.
@@ -161,13 +163,14 @@ func BackendUser(creds Set, backend Backend) User {
 	return User{Name: backend.Name, Passwords: creds[BackendPassword].Accepted(), Rules: slices.Clone(backend.Rules)}
 }
 
-// SentinelUsers are the users of every sentinel: the backend user there
-// may only discover the master. The default user is disabled.
-func SentinelUsers(creds Set, backend Backend) []User {
+// SentinelUsers are the users of a sentinel of engine e (the zero Engine
+// is Redis): the backend user there may only discover the master
+// (DiscoveryRulesOf). The default user is disabled.
+func SentinelUsers(creds Set, backend Backend, e engine.Engine) []User {
 	return []User{
 		{Name: DefaultUser},
 		{Name: AdminUser, Passwords: creds[Admin].Accepted(), Rules: slices.Clone(sentinelAdminRules)},
 		{Name: PeerUser, Passwords: creds[Peer].Accepted(), Rules: slices.Clone(peerRules)},
-		{Name: backend.Name, Passwords: creds[BackendSentinelPassword].Accepted(), Rules: slices.Clone(DiscoveryRules)},
+		{Name: backend.Name, Passwords: creds[BackendSentinelPassword].Accepted(), Rules: DiscoveryRulesOf(e)},
 	}
 }

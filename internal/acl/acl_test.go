@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 )
 
 func TestAccepted(t *testing.T) {
@@ -83,7 +84,7 @@ func TestUsers(t *testing.T) {
 		return m
 	}
 	server := byName(acl.ServerUsers(creds, backend))
-	sentinel := byName(acl.SentinelUsers(creds, backend))
+	sentinel := byName(acl.SentinelUsers(creds, backend, engine.Engine{}))
 
 	for where, users := range map[string]map[string]acl.User{"server": server, "sentinel": sentinel} {
 		if d, ok := users[acl.DefaultUser]; !ok || len(d.Passwords) != 0 || d.SetUserArgs()[2] != "off" {
@@ -103,6 +104,23 @@ func TestUsers(t *testing.T) {
 	}
 	if b := sentinel["app"]; !slices.Equal(b.Passwords, []string{"backend-sentinel-now"}) || !slices.Equal(b.Rules, acl.DiscoveryRules) {
 		t.Errorf("sentinel backend user %+v, want discovery rules", b)
+	}
+	// Per engine: CLIENT SETINFO only where the sentinel knows it.
+	for _, c := range []struct {
+		e    engine.Engine
+		want []string
+	}{
+		{engine.MustOf(engine.Redis), acl.DiscoveryRules},
+		{engine.MustOf(engine.Valkey), append(slices.Clone(acl.DiscoveryRules), "+client|setinfo")},
+	} {
+		got := byName(acl.SentinelUsers(creds, backend, c.e))["app"].Rules
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s sentinel: backend rules %q, want %q", c.e.Name, got, c.want)
+		}
+		got[0] = "+@all"
+		if acl.DiscoveryRules[0] != "-@all" {
+			t.Fatal("SentinelUsers shares DiscoveryRules' slice")
+		}
 	}
 	for _, name := range []string{acl.ReplicationUser, acl.MonitoringUser} {
 		if _, ok := server[name]; !ok {

@@ -1,5 +1,11 @@
 package acl
 
+import (
+	"slices"
+
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
+)
+
 // DiscoveryRules are what a backend's Sentinel client may do on a sentinel:
 // find the master and the replicas, and hear of switches; nothing that
 // changes what the sentinels monitor or how (SENTINEL SET, REMOVE, MONITOR,
@@ -40,8 +46,10 @@ package acl
 //   - CLIENT SETINFO (go-redis, LIB-NAME and LIB-VER, unless
 //     DisableIdentity): Redis 7.0 does not know it, answers "unknown
 //     subcommand" before any ACL check, go-redis ignores the error, and ACL
-//     SETUSER refuses +client|setinfo on 7.0. A sentinel of 7.2 or later
-//     would refuse it with NOPERM, which go-redis ignores too.
+//     SETUSER refuses +client|setinfo on 7.0. A sentinel that knows it
+//     (Valkey 8, as Redis 7.2) checks it: DiscoveryRulesOf allows it there,
+//     or every go-redis connection would log an ACL denial (go-redis
+//     ignores the NOPERM itself).
 //
 // redis-py 4.3.4 subscribes to nothing: it asks SENTINEL MASTERS again
 // whenever it opens a connection, which it does when the old master, demoted
@@ -54,6 +62,18 @@ var DiscoveryRules = []string{"-@all",
 	"+sentinel|masters", "+sentinel|slaves",
 	"+client|setname",
 	"+subscribe", "&+switch-master", "&+replica-reconf-done",
+}
+
+// DiscoveryRulesOf are the backend user's rules on a sentinel of engine e
+// (the zero Engine is Redis): DiscoveryRules, and +client|setinfo where
+// the sentinel knows CLIENT SETINFO (engine.Engine.ClientSetInfo), which
+// only sets the connection's library name and version. A fresh slice.
+func DiscoveryRulesOf(e engine.Engine) []string {
+	rules := slices.Clone(DiscoveryRules)
+	if e.ClientSetInfo {
+		rules = append(rules, "+client|setinfo")
+	}
+	return rules
 }
 
 // DiscoveryClient is a Sentinel client library, used as a backend uses it,

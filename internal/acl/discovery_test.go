@@ -29,8 +29,9 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// TestDiscoveryClients runs two real redis-servers (master and replica) and
-// three real sentinels on loopback with the users acl.ServerUsers and
+// TestDiscoveryClients runs, for each engine (Redis 7 and Valkey 8, in
+// parallel), two real servers (master and replica) and three real
+// sentinels on loopback with the users acl.ServerUsers and
 // acl.SentinelUsers give them, the backend user holding exactly
 // acl.DiscoveryRules on the sentinels. Every sentinel sits behind a
 // recording proxy, and announces the proxy's port, so every connection to a
@@ -43,16 +44,15 @@ import (
 // admin user starts. The test asserts that
 //   - each client finds the new master (go-redis through the +switch-master
 //     message, before the old master is even demoted);
-//   - no sentinel and no redis-server logged an ACL denial, for any user;
+//   - no sentinel and no server logged an ACL denial, for any user;
 //   - what each client sent the sentinels, as the backend user, is exactly
 //     its entry in acl.DiscoveryClients (so a client upgrade that sends
 //     something new fails here, loudly);
 //   - the backend user is refused everything else worth refusing.
 func TestDiscoveryClients(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts 5 real servers and waits out 2 failovers (~1 min)")
+		t.Skip("starts 5 real servers per engine and waits out 2 failovers (~1 min)")
 	}
-	testredis.Need(t, engine.Redis)
 	python, err := exec.LookPath("/usr/bin/python3")
 	var pyVersion []byte
 	if err == nil {
@@ -74,7 +74,12 @@ func TestDiscoveryClients(t *testing.T) {
 		}
 	}
 
-	f := startFormation(t)
+	testredis.ForEach(t, func(t *testing.T, e engine.Engine) { discoveryClients(t, e, python) })
+}
+
+// discoveryClients is TestDiscoveryClients on engine e.
+func discoveryClients(t *testing.T, e engine.Engine, python string) {
+	f := startFormation(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -126,47 +131,55 @@ func TestDiscoveryClients(t *testing.T) {
 // Commands a client sends that no ACL rule is about: AUTH and HELLO carry
 // the no-auth flag (ACL never checks them); CLIENT SETINFO is unknown to
 // Redis 7.0, which answers "unknown subcommand" before any ACL check, and
-// whose ACL SETUSER refuses a rule for it.
-var notInRules = map[string]bool{"auth": true, "hello": true, "client|setinfo": true}
+// whose ACL SETUSER refuses a rule for it (engine.Engine.ClientSetInfo).
+func notInRules(e engine.Engine, command string) bool {
+	return command == "auth" || command == "hello" || (command == "client|setinfo" && !e.ClientSetInfo)
+}
 
-// TestDiscoveryRulesAreWhatClientsSend: DiscoveryRules allow every command
-// and channel a DiscoveryClient sends, and nothing no client sends.
+// TestDiscoveryRulesAreWhatClientsSend: on each engine's sentinels,
+// DiscoveryRulesOf allow every command and channel a DiscoveryClient
+// sends, and nothing no client sends.
 func TestDiscoveryRulesAreWhatClientsSend(t *testing.T) {
-	var wantCmds, wantChans []string
 	for _, c := range acl.DiscoveryClients {
 		if !slices.IsSorted(c.Commands) || !slices.IsSorted(c.Channels) {
 			t.Errorf("%s: lists not sorted", c.Name)
 		}
-		for _, cmd := range c.Commands {
-			if !notInRules[cmd] {
-				wantCmds = append(wantCmds, cmd)
+	}
+	for _, n := range testredis.Engines {
+		e := engine.MustOf(n)
+		var wantCmds, wantChans []string
+		for _, c := range acl.DiscoveryClients {
+			for _, cmd := range c.Commands {
+				if !notInRules(e, cmd) {
+					wantCmds = append(wantCmds, cmd)
+				}
+			}
+			wantChans = append(wantChans, c.Channels...)
+		}
+		var cmds, chans []string
+		for i, r := range acl.DiscoveryRulesOf(e) {
+			switch {
+			case i == 0:
+				if r != "-@all" {
+					t.Errorf("%s: DiscoveryRulesOf start with %q, want -@all", n, r)
+				}
+			case strings.HasPrefix(r, "+"):
+				cmds = append(cmds, r[1:])
+			case strings.HasPrefix(r, "&"):
+				chans = append(chans, r[1:])
+			default:
+				t.Errorf("%s: DiscoveryRulesOf: unexpected rule %q (only +command and &channel)", n, r)
 			}
 		}
-		wantChans = append(wantChans, c.Channels...)
-	}
-	var cmds, chans []string
-	for i, r := range acl.DiscoveryRules {
-		switch {
-		case i == 0:
-			if r != "-@all" {
-				t.Errorf("DiscoveryRules start with %q, want -@all", r)
-			}
-		case strings.HasPrefix(r, "+"):
-			cmds = append(cmds, r[1:])
-		case strings.HasPrefix(r, "&"):
-			chans = append(chans, r[1:])
-		default:
-			t.Errorf("DiscoveryRules: unexpected rule %q (only +command and &channel)", r)
+		if got, want := sortedSet(cmds), sortedSet(wantCmds); !slices.Equal(got, want) {
+			t.Errorf("%s: DiscoveryRulesOf allow commands %q, the clients send %q", n, got, want)
 		}
-	}
-	if got, want := sortedSet(cmds), sortedSet(wantCmds); !slices.Equal(got, want) {
-		t.Errorf("DiscoveryRules allow commands %q, the clients send %q", got, want)
-	}
-	if got, want := sortedSet(chans), sortedSet(wantChans); !slices.Equal(got, want) {
-		t.Errorf("DiscoveryRules allow channels %q, the clients subscribe to %q", got, want)
-	}
-	if !slices.Contains(cmds, "subscribe") && len(chans) > 0 {
-		t.Error("channels without +subscribe")
+		if got, want := sortedSet(chans), sortedSet(wantChans); !slices.Equal(got, want) {
+			t.Errorf("%s: DiscoveryRulesOf allow channels %q, the clients subscribe to %q", n, got, want)
+		}
+		if !slices.Contains(cmds, "subscribe") && len(chans) > 0 {
+			t.Errorf("%s: channels without +subscribe", n)
+		}
 	}
 }
 
@@ -174,6 +187,7 @@ const masterName = "rsf-discovery"
 
 // formation is the servers, the sentinels and their proxies.
 type formation struct {
+	engine    engine.Engine
 	creds     acl.Set
 	servers   []*testredis.Proc // [0] starts as master
 	sentinels []*testredis.Proc
@@ -181,9 +195,10 @@ type formation struct {
 	rec       *recorder
 }
 
-func startFormation(t *testing.T) *formation {
+func startFormation(t *testing.T, e engine.Engine) *formation {
 	t.Helper()
 	f := &formation{
+		engine: e,
 		creds: acl.Set{
 			acl.BackendPassword:         {Current: "backend-data-Pa55"},
 			acl.BackendSentinelPassword: {Current: "backend-sentinel-Pa55"},
@@ -196,18 +211,19 @@ func startFormation(t *testing.T) *formation {
 	}
 	backend := acl.Backend{Name: acl.DefaultBackendUser, Rules: acl.DefaultBackendRules}
 	serverUsers := userLines(acl.ServerUsers(f.creds, backend))
-	sentinelUsers := userLines(acl.SentinelUsers(f.creds, backend))
+	sentinelUsers := userLines(acl.SentinelUsers(f.creds, backend, e))
 	admin := f.creds[acl.Admin].Current
 
 	for i := range 2 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("redis-%d", i))
 		p := startRetry(t, func(port int) (*testredis.Proc, error) {
-			conf := fmt.Sprintf("port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir %s\nlogfile \"\"\n"+
+			// No 5 s wait before a full sync, as the operator renders it.
+			conf := fmt.Sprintf("port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir %s\nlogfile \"\"\nrepl-diskless-sync-delay 0\n"+
 				"masteruser %s\nmasterauth %s\n%s", port, dir, acl.ReplicationUser, f.creds[acl.Replication].Current, serverUsers)
 			if i > 0 {
 				conf += fmt.Sprintf("replicaof 127.0.0.1 %d\n", f.servers[0].Port)
 			}
-			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Username: acl.AdminUser, Password: admin})
+			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Engine: e.Name, Username: acl.AdminUser, Password: admin})
 		})
 		f.servers = append(f.servers, p)
 	}
@@ -225,7 +241,7 @@ func startFormation(t *testing.T) *formation {
 				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n", m, f.servers[0].Port) +
 				fmt.Sprintf("sentinel auth-user %s %s\nsentinel auth-pass %s %s\n", m, acl.MonitoringUser, m, f.creds[acl.Monitoring].Current) +
 				fmt.Sprintf("sentinel down-after-milliseconds %s 5000\nsentinel failover-timeout %s 10000\n", m, m)
-			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Sentinel: true, Username: acl.AdminUser, Password: admin})
+			return testredis.Start(dir, port, []byte(conf), testredis.Spec{Engine: e.Name, Sentinel: true, Username: acl.AdminUser, Password: admin})
 		})
 		f.sentinels = append(f.sentinels, p)
 	}
@@ -262,7 +278,7 @@ func startRetry(t *testing.T, start func(port int) (*testredis.Proc, error)) *te
 			return p
 		}
 	}
-	testenv.Unavailable(t, "redis-server", err)
+	t.Fatalf("three starts failed, the last: %v", err)
 	return nil
 }
 
@@ -620,6 +636,9 @@ func (f *formation) refusals(ctx context.Context, t *testing.T) {
 		{args: []any{"SENTINEL", "REPLICAS", masterName}},
 		{args: []any{"SENTINEL", "SLAVES", masterName}},
 		{args: []any{"SENTINEL", "MASTERS"}},
+		// go-redis names its library on every connection; a sentinel
+		// that does not know the command says so before any ACL check.
+		{args: []any{"CLIENT", "SETINFO", "LIB-NAME", "x"}, want: map[bool]string{true: "", false: "unknown subcommand"}[f.engine.ClientSetInfo]},
 		// Changing what the sentinels monitor, or how.
 		{args: []any{"SENTINEL", "SET", masterName, "down-after-milliseconds", "1000"}, want: noperm},
 		{args: []any{"SENTINEL", "SET", masterName, "auth-pass", "x"}, want: noperm},

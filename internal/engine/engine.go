@@ -6,7 +6,12 @@
 // run paths, the system user and the image the lab builds. The protocol,
 // the configuration directives, INFO's replication fields, ACL rules and
 // Sentinel's commands and events are the same (Valkey 8 answers as Redis
-// 7.2 to clients), so nothing else in the operator knows which engine runs.
+// 7.2 to clients), so little else in the operator knows which engine runs.
+// Two differences show on real servers (internal/render and internal/acl
+// test both engines): Valkey 8 reads and sets masteruser and masterauth but
+// CONFIG REWRITE writes them back under its own names (RewrittenAs), and it
+// knows Redis 7.2's CLIENT SETINFO, which clients send on every connection,
+// so its ACL checks that command (ClientSetInfo).
 //
 // Replication only goes one way: a Valkey 8 replica syncs from a Redis 7.0
 // master, but Redis 7.0 cannot load Valkey 8's RDB (format version 11) and
@@ -45,17 +50,23 @@ type Engine struct {
 	// DefaultImage is the lab image alias a formation of this engine is
 	// created from when spec.incus.image is unset.
 	DefaultImage string
+	// ClientSetInfo: the server knows CLIENT SETINFO (Redis 7.2's, which
+	// go-redis sends on every connection). Valkey 8 does, so its ACL
+	// checks the command and its ACL SETUSER takes a rule for it; Debian's
+	// Redis 7.0 does not, answers "unknown subcommand" before any ACL
+	// check, and refuses such a rule.
+	ClientSetInfo bool
 	// generation orders engines for replication (CanReplicateFrom).
 	generation int
 }
 
 var engines = map[Name]Engine{
-	Redis:  debian(Redis, "rsf-redis7-bookworm-v1", 7),
-	Valkey: debian(Valkey, "rsf-valkey8-bookworm-v1", 8),
+	Redis:  debian(Redis, "rsf-redis7-bookworm-v1", 7, false),
+	Valkey: debian(Valkey, "rsf-valkey8-bookworm-v1", 8, true),
 }
 
 // debian is the layout Debian gives both engines' packages.
-func debian(n Name, image string, generation int) Engine {
+func debian(n Name, image string, generation int, clientSetInfo bool) Engine {
 	s := string(n)
 	return Engine{
 		Name:          n,
@@ -74,6 +85,7 @@ func debian(n Name, image string, generation int) Engine {
 		SentinelLog:   "/var/log/" + s + "/" + s + "-sentinel.log",
 		SentinelPid:   "/run/sentinel/" + s + "-sentinel.pid",
 		DefaultImage:  image,
+		ClientSetInfo: clientSetInfo,
 		generation:    generation,
 	}
 }

@@ -34,6 +34,9 @@ func TestEngines(t *testing.T) {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
 	}
+	if redis.ClientSetInfo || !valkey.ClientSetInfo {
+		t.Error("CLIENT SETINFO: Redis 7.0 does not know it, Valkey 8 does")
+	}
 	// Replication goes one way: Redis 7 cannot load Valkey 8's RDB.
 	for _, c := range []struct {
 		replica, master Engine

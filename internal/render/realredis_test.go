@@ -793,7 +793,7 @@ func testRealSentinel(t *testing.T, e engine.Engine) {
 		conf, err := SentinelConf(Sentinel{
 			Address:           "127.0.0.1",
 			Port:              port,
-			Users:             acl.SentinelUsers(creds, backend),
+			Users:             acl.SentinelUsers(creds, backend, e),
 			PeerUser:          acl.PeerUser,
 			PeerPassword:      creds[acl.Peer].Current,
 			MasterName:        name,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 )
 
 // nastyStrings are values that would break a naive renderer. They seed the
@@ -81,7 +82,7 @@ func typicalSentinel() Sentinel {
 	return Sentinel{
 		Address:           "10.42.0.11",
 		Port:              26379,
-		Users:             acl.SentinelUsers(creds, typicalBackend),
+		Users:             acl.SentinelUsers(creds, typicalBackend, engine.Engine{}),
 		PeerUser:          acl.PeerUser,
 		PeerPassword:      creds[acl.Peer].Current,
 		MasterName:        "mymaster",

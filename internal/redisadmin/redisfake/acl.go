@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -251,6 +252,18 @@ func (w *World) SentinelConfig(addr endpoint.Endpoint) map[string]string {
 		out["auth-user "+name] = mon.authUser
 		out["auth-pass "+name] = mon.authPass
 	}
+	return out
+}
+
+// refusedOn are the rules m's servers refuse: RefuseRules', and those
+// naming a command its engine does not know (Redis 7.0 refuses
+// +client|setinfo).
+func (w *World) refusedOn(m *member) map[string]bool {
+	if m.engine.ClientSetInfo {
+		return w.refused
+	}
+	out := map[string]bool{"+client|setinfo": true}
+	maps.Copy(out, w.refused)
 	return out
 }
 

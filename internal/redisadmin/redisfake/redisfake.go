@@ -435,7 +435,7 @@ func (w *World) startRedis(instance string) {
 		case "requirepass":
 			r.users.requirepass(d[1])
 		case "user":
-			if err := r.users.userLine(d[1:], w.refused); err != nil {
+			if err := r.users.userLine(d[1:], w.refusedOn(m)); err != nil {
 				w.problem(instance, "redis.conf: Error in user declaration: %v", err)
 				return
 			}
@@ -516,7 +516,7 @@ func (w *World) startSentinel(instance string) {
 		case "requirepass":
 			s.users.requirepass(d[1])
 		case "user":
-			if err := s.users.userLine(d[1:], w.refused); err != nil {
+			if err := s.users.userLine(d[1:], w.refusedOn(m)); err != nil {
 				w.problem(instance, "sentinel.conf: Error in user declaration: %v", err)
 				return
 			}
@@ -756,7 +756,7 @@ func (a *admin) SetUser(_ context.Context, server endpoint.Endpoint, u acl.User)
 		return fmt.Errorf("ACL SETUSER %s on %s: %w", u.Name, server, err)
 	}
 	args := u.SetUserArgs()
-	if err := m.redis.users.setUser(args[0], args[1:], a.w.refused); err != nil {
+	if err := m.redis.users.setUser(args[0], args[1:], a.w.refusedOn(m)); err != nil {
 		return fmt.Errorf("ACL SETUSER %s on %s: %w", u.Name, server, err)
 	}
 	m.configRewrite()
@@ -952,7 +952,7 @@ func (a *admin) SentinelSetUser(_ context.Context, sentinel endpoint.Endpoint, u
 		return fmt.Errorf("ACL SETUSER %s on sentinel %s: %w", u.Name, sentinel, err)
 	}
 	args := u.SetUserArgs()
-	if err := m.sentinel.users.setUser(args[0], args[1:], a.w.refused); err != nil {
+	if err := m.sentinel.users.setUser(args[0], args[1:], a.w.refusedOn(m)); err != nil {
 		return fmt.Errorf("ACL SETUSER %s on sentinel %s: %w", u.Name, sentinel, err)
 	}
 	return nil

@@ -98,7 +98,7 @@ func formation(t *testing.T) (*incusfake.Fake, *redisfake.World, []endpoint.Endp
 		if err != nil {
 			t.Fatal(err)
 		}
-		sconf, err := render.SentinelConf(render.Sentinel{Address: host, Port: 26379, Users: acl.SentinelUsers(creds, backend),
+		sconf, err := render.SentinelConf(render.Sentinel{Address: host, Port: 26379, Users: acl.SentinelUsers(creds, backend, redisEngine),
 			PeerUser: acl.PeerUser, PeerPassword: creds[acl.Peer].Current, MasterName: masterName,
 			Master: master, Quorum: 2, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1,
 			AuthUser: acl.MonitoringUser, AuthPass: wrongAuthPass})
@@ -277,7 +277,7 @@ func TestRotation(t *testing.T) {
 	users := func(c acl.Credential, pw acl.Passwords) (server, sentinel []acl.User) {
 		next := maps.Clone(creds)
 		next[c] = pw
-		return acl.ServerUsers(next, backend), acl.SentinelUsers(next, backend)
+		return acl.ServerUsers(next, backend), acl.SentinelUsers(next, backend, redisEngine)
 	}
 	// linked: the replicas replicate, the sentinels reach the master and
 	// their peers.
@@ -488,6 +488,8 @@ func TestRefusedRules(t *testing.T) {
 		wantErr string
 	}{
 		{[]string{"+@all", "+nosuchcommand"}, "ERR Error in ACL SETUSER modifier '+nosuchcommand': Unknown command or category name in ACL"},
+		// Redis 7.0 does not know CLIENT SETINFO (engine.Engine.ClientSetInfo).
+		{[]string{"-@all", "+client|setinfo"}, "ERR Error in ACL SETUSER modifier '+client|setinfo': Unknown command or category name in ACL"},
 		{[]string{"bogus"}, "ERR Error in ACL SETUSER modifier 'bogus': Syntax error"},
 		{[]string{"~a b"}, "Syntax error"},
 		{[]string{"~app:*", "&news:*", "+get", "-@all", "%R~x"}, ""},
@@ -698,7 +700,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sconf, err := render.SentinelConf(render.Sentinel{Address: inst.IPv4, Port: 26379, Users: acl.SentinelUsers(creds, backend),
+	sconf, err := render.SentinelConf(render.Sentinel{Address: inst.IPv4, Port: 26379, Users: acl.SentinelUsers(creds, backend, redisEngine),
 		PeerUser: acl.PeerUser, PeerPassword: creds[acl.Peer].Current, MasterName: masterName,
 		Master: endpoint.Endpoint{Host: inst.IPv4, Port: 6379}, Quorum: 1, DownAfterMs: 5000, FailoverTimeoutMs: 30000, ParallelSyncs: 1,
 		AuthUser: acl.MonitoringUser, AuthPass: creds[acl.Monitoring].Current, TLS: tls})
