@@ -76,40 +76,37 @@ func Binary(n engine.Name, sentinel bool) (string, error) {
 	return bin, nil
 }
 
-var versions sync.Map // binary path -> its --version line
-
 // Need makes sure engine n's server and sentinel are installed: if not, t
-// is skipped, or fails under CI=true. It logs their version.
+// is skipped, or fails under CI=true.
 func Need(t testing.TB, n engine.Name) {
 	t.Helper()
 	for _, sentinel := range []bool{false, true} {
-		bin, err := Binary(n, sentinel)
-		if err != nil {
+		if _, err := Binary(n, sentinel); err != nil {
 			testenv.Unavailable(t, string(n), err)
-			return
 		}
-		if sentinel {
-			continue // the same executable
-		}
-		v, ok := versions.Load(bin)
-		if !ok {
-			out, _ := exec.Command(bin, "--version").Output()
-			v, _ = versions.LoadOrStore(bin, string(bytes.TrimSpace(out)))
-		}
-		t.Logf("%s", v)
 	}
 }
 
+var versions sync.Map // binary path -> its --version line
+
 // ForEach runs f as a subtest per engine, named after it ("redis",
-// "valkey"), in parallel (each has its own servers and ports), after Need.
-// The subtests run once the calling test function returns, so whatever f
-// uses must not be torn down by the caller's defers.
+// "valkey"), in parallel (each has its own servers and ports), after Need;
+// each logs its server's version. The subtests run once the calling test
+// function returns, so whatever f uses must not be torn down by the
+// caller's defers.
 func ForEach(t *testing.T, f func(t *testing.T, e engine.Engine)) {
 	t.Helper()
 	for _, n := range Engines {
 		t.Run(string(n), func(t *testing.T) {
 			t.Parallel()
 			Need(t, n)
+			bin, _ := Binary(n, false)
+			v, ok := versions.Load(bin)
+			if !ok {
+				out, _ := exec.Command(bin, "--version").Output()
+				v, _ = versions.LoadOrStore(bin, string(bytes.TrimSpace(out)))
+			}
+			t.Logf("%s", v)
 			f(t, engine.MustOf(n))
 		})
 	}
