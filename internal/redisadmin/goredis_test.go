@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,19 +16,24 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/acl"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
 const adminPassword = "admin-test-password"
 
+// redisEngine runs the tests of engine-independent client code.
+var redisEngine = engine.MustOf(engine.Redis)
+
 var adminCreds = Credentials{Username: acl.AdminUser, Password: adminPassword}
 
-// startServer runs a redis-server (or a sentinel) with the default user
-// disabled, the operator's admin user and the extra config lines, until t
-// ends.
-func startServer(t *testing.T, sentinel bool, extra ...string) (*testredis.Proc, endpoint.Endpoint) {
+// startServer runs a server of engine e (or its sentinel) with the
+// default user disabled, the operator's admin user and the extra config
+// lines, until t ends.
+func startServer(t *testing.T, e engine.Engine, sentinel bool, extra ...string) (*testredis.Proc, endpoint.Endpoint) {
 	t.Helper()
+	testredis.Need(t, e.Name)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -38,12 +44,15 @@ func startServer(t *testing.T, sentinel bool, extra ...string) (*testredis.Proc,
 	}
 	conf := fmt.Sprintf("bind 127.0.0.1\nport %d\nuser default off resetpass\nuser %s on >%s %s +@all\n", port, acl.AdminUser, adminPassword, keys)
 	if !sentinel {
-		conf += "save \"\"\nappendonly no\n"
+		// No 5 s wait before a replica's full sync, as the operator renders it.
+		conf += "save \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"
 	}
 	conf += strings.Join(extra, "\n") + "\n"
-	p, err := testredis.Start(t.TempDir(), port, []byte(conf), testredis.Spec{Sentinel: sentinel, Username: acl.AdminUser, Password: adminPassword})
+	dir := t.TempDir()
+	conf += "dir " + dir + "\n"
+	p, err := testredis.Start(dir, port, []byte(conf), testredis.Spec{Engine: e.Name, Sentinel: sentinel, Username: acl.AdminUser, Password: adminPassword})
 	if err != nil {
-		testenv.Check(t, "redis-server", &testenv.UnavailableError{Err: err})
+		t.Fatal(err)
 	}
 	p.StopAtCleanup(t)
 	return p, endpoint.Endpoint{Host: "127.0.0.1", Port: port}
@@ -64,7 +73,7 @@ func logsIn(t *testing.T, e endpoint.Endpoint, user, password string) bool {
 
 // A deleted formation's clients are closed, and only its own.
 func TestForgetClosesOnlyThatFormationsClients(t *testing.T) {
-	_, server := startServer(t, false)
+	_, server := startServer(t, redisEngine, false)
 	d := NewGoRedisDialer(time.Second)
 	defer d.Close()
 	ctx := context.Background()
@@ -97,7 +106,7 @@ func TestForgetClosesOnlyThatFormationsClients(t *testing.T) {
 // password: two users with the same password are two identities.
 func TestCachedClientFollowsTheUser(t *testing.T) {
 	const same = "same-password"
-	_, server := startServer(t, false,
+	_, server := startServer(t, redisEngine, false,
 		"user admin2 on >"+same+" ~* &* +@all",
 		"user pinger on >"+same+" -@all +ping")
 	d := NewGoRedisDialer(time.Second)
@@ -133,8 +142,10 @@ func noSecret(t *testing.T, err error, secrets ...string) {
 	}
 }
 
-func TestSetUser(t *testing.T) {
-	p, server := startServer(t, false)
+func TestSetUser(t *testing.T) { testredis.ForEach(t, testSetUser) }
+
+func testSetUser(t *testing.T, e engine.Engine) {
+	p, server := startServer(t, e, false)
 	a := NewGoRedisDialer(2*time.Second).Admin("ns/f", adminCreds)
 	ctx := context.Background()
 	rules := acl.DefaultBackendRules
@@ -192,11 +203,15 @@ func TestSetUser(t *testing.T) {
 }
 
 func TestSentinelSetUserAndConfigSet(t *testing.T) {
+	testredis.ForEach(t, testSentinelSetUserAndConfigSet)
+}
+
+func testSentinelSetUserAndConfigSet(t *testing.T, e engine.Engine) {
 	masterPort, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, sentinel := startServer(t, true, fmt.Sprintf("sentinel monitor m 127.0.0.1 %d 1", masterPort))
+	p, sentinel := startServer(t, e, true, fmt.Sprintf("sentinel monitor m 127.0.0.1 %d 1", masterPort))
 	a := NewGoRedisDialer(2*time.Second).Admin("ns/f", adminCreds)
 	ctx := context.Background()
 	file := func() string {
@@ -294,5 +309,163 @@ func TestWithholdSecrets(t *testing.T) {
 		if (got == nil) != (tt.want == "") || (got != nil && got.Error() != tt.want) {
 			t.Errorf("withholdSecrets(%v, %q) = %v, want %q", tt.err, tt.secrets, got, tt.want)
 		}
+	}
+}
+
+// TestAdminOnRealServers: every Admin command against a real master, its
+// replica and a sentinel (quorum 1) of each engine, answers read into the
+// typed form: INFO replication and memory, CONFIG SET with CONFIG REWRITE,
+// REPLICAOF, CLIENT PAUSE WRITE, and SENTINEL MASTER, REPLICAS, CKQUORUM,
+// SET, FAILOVER and RESET.
+func TestAdminOnRealServers(t *testing.T) { testredis.ForEach(t, testAdminOnRealServers) }
+
+func testAdminOnRealServers(t *testing.T, e engine.Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const name = "rsf-admin-test"
+	auth := []string{"masteruser " + acl.AdminUser, "masterauth " + adminPassword}
+	masterProc, master := startServer(t, e, false, append(auth, "maxmemory 64mb")...)
+	replicaProc, replica := startServer(t, e, false, append(auth, fmt.Sprintf("replicaof 127.0.0.1 %d", master.Port))...)
+	_, sentinel := startServer(t, e, true,
+		fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1", name, master.Port),
+		fmt.Sprintf("sentinel auth-user %s %s", name, acl.AdminUser),
+		fmt.Sprintf("sentinel auth-pass %s %s", name, adminPassword),
+		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name),
+		fmt.Sprintf("sentinel failover-timeout %s 3000", name))
+	d := NewGoRedisDialer(2 * time.Second)
+	defer d.Close()
+	a := d.Admin("ns/f", adminCreds)
+	poll := func(what string, f func() error) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			err := f()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+
+	// INFO replication and memory, read on both sides of a link.
+	poll("replica linked", func() error {
+		r, err := a.Replication(ctx, replica)
+		if err != nil || r.Role != "slave" || r.Master != master || !r.LinkUp || r.Offset <= 0 || r.Priority != 100 || r.IsMaster() {
+			return fmt.Errorf("replica: %+v %v", r, err)
+		}
+		m, err := a.Replication(ctx, master)
+		if err != nil || !m.IsMaster() || m.ConnectedReplicas != 1 || m.Offset <= 0 || m.Maxmemory != 64<<20 || m.UsedMemory <= 0 || !m.Master.IsZero() {
+			return fmt.Errorf("master: %+v %v", m, err)
+		}
+		return nil
+	})
+
+	// CONFIG SET, persisted by CONFIG REWRITE; the replication login is set
+	// under Redis's names, which Valkey writes back under its own.
+	if err := a.ConfigSet(ctx, replica, map[string]string{"replica-priority": "0", "masteruser": acl.AdminUser, "masterauth": adminPassword}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := a.Replication(ctx, replica); err != nil || r.Priority != 0 {
+		t.Fatalf("after CONFIG SET replica-priority 0: %+v %v", r, err)
+	}
+	b, err := os.ReadFile(replicaProc.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"replica-priority 0", e.RewrittenAs("masteruser") + " \"" + acl.AdminUser + "\""} {
+		if !strings.Contains(string(b), line+"\n") {
+			t.Errorf("the rewritten config lacks %q:\n%s", line, b)
+		}
+	}
+	if err := a.ConfigSet(ctx, replica, map[string]string{"no-such-setting": "1"}); err == nil {
+		t.Error("CONFIG SET of an unknown setting succeeded")
+	}
+	if err := a.ConfigSet(ctx, replica, map[string]string{"replica-priority": "100"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// CLIENT PAUSE WRITE holds a write until CLIENT UNPAUSE.
+	if err := a.PauseWrites(ctx, master, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	writer := redis.NewClient(&redis.Options{Addr: master.String(), Username: acl.AdminUser, Password: adminPassword, DisableIdentity: true})
+	defer writer.Close()
+	written := make(chan error, 1)
+	go func() { written <- writer.Set(ctx, "k", "v", 0).Err() }()
+	select {
+	case err := <-written:
+		t.Fatalf("a write went through CLIENT PAUSE WRITE: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := a.ResumeWrites(ctx, master); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the write still waits after CLIENT UNPAUSE")
+	}
+
+	// The sentinel's view, read into MasterState and ReplicaState.
+	poll("sentinel sees the formation", func() error {
+		m, err := a.SentinelMaster(ctx, sentinel, name)
+		if err != nil || m.Address != master || !m.HasFlag("master") || m.FailoverInProgress() || m.Quorum != 1 ||
+			m.DownAfterMs != 5000 || m.FailoverTimeoutMs != 3000 || m.ParallelSyncs != 1 || m.NumReplicas != 1 || m.NumOtherSentinels != 0 {
+			return fmt.Errorf("%+v %v", m, err)
+		}
+		reps, err := a.SentinelReplicas(ctx, sentinel, name)
+		if err != nil || len(reps) != 1 || reps[0].Address != replica || reps[0].Priority != 100 || !slices.Contains(reps[0].Flags, "slave") {
+			return fmt.Errorf("replicas %+v %v", reps, err)
+		}
+		return nil
+	})
+	if err := a.SentinelCKQuorum(ctx, sentinel, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SentinelMaster(ctx, sentinel, "no-such-name"); !errors.Is(err, ErrNoSuchMaster) {
+		t.Fatalf("SENTINEL MASTER of an unknown name: %v, want ErrNoSuchMaster", err)
+	}
+	if err := a.SentinelSet(ctx, sentinel, name, map[string]string{"down-after-milliseconds": "4000"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := a.SentinelMaster(ctx, sentinel, name); err != nil || m.DownAfterMs != 4000 {
+		t.Fatalf("after SENTINEL SET: %+v %v", m, err)
+	}
+
+	// SENTINEL FAILOVER promotes the replica; REPLICAOF links the old
+	// master to it (before the sentinel would).
+	if err := a.SentinelFailover(ctx, sentinel, name); err != nil {
+		t.Fatal(err)
+	}
+	poll("failover", func() error {
+		m, err := a.SentinelMaster(ctx, sentinel, name)
+		if err != nil || m.Address != replica || m.ConfigEpoch < 1 {
+			return fmt.Errorf("%+v %v", m, err)
+		}
+		r, err := a.Replication(ctx, replica)
+		if err != nil || !r.IsMaster() {
+			return fmt.Errorf("promoted: %+v %v", r, err)
+		}
+		return nil
+	})
+	if err := a.ReplicaOf(ctx, master, replica); err != nil {
+		t.Fatal(err)
+	}
+	poll("old master linked to the new", func() error {
+		r, err := a.Replication(ctx, master)
+		if err != nil || r.Role != "slave" || r.Master != replica || !r.LinkUp {
+			return fmt.Errorf("%+v %v", r, err)
+		}
+		return nil
+	})
+	if b, err := os.ReadFile(masterProc.Conf); err != nil || !strings.Contains(string(b), fmt.Sprintf("replicaof 127.0.0.1 %d\n", replica.Port)) {
+		t.Errorf("REPLICAOF not persisted: %v\n%s", err, b)
+	}
+	if err := a.SentinelReset(ctx, sentinel, name); err != nil {
+		t.Fatal(err)
 	}
 }
