@@ -269,22 +269,22 @@ func strictGuard(t *testing.T) safe.Guard {
 
 const password, sentinelPassword = "data-pw-0123456789", "sentinel-pw-0123456789"
 
-// startSentinel runs a real redis-server master and a redis-sentinel
-// monitoring it (quorum 1, down-after 1 s) on loopback.
-func startSentinel(t *testing.T) (master, sentinel *testredis.Proc) {
+// startSentinel runs a real master and a sentinel monitoring it (quorum 1,
+// down-after 1 s) of engine n on loopback.
+func startSentinel(t *testing.T, n engine.Name) (master, sentinel *testredis.Proc) {
 	t.Helper()
-	testredis.Need(t, engine.Redis)
+	testredis.Need(t, n)
 	dir := t.TempDir()
 	masterPort, _ := testenv.FreePort()
-	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\n", masterPort, password)), testredis.Spec{Password: password})
+	master, err := testredis.Start(dir, masterPort, []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsave \"\"\nappendonly no\ndir %s\n", masterPort, password, dir)), testredis.Spec{Engine: n, Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(master.Stop)
 	sentinelPort, _ := testenv.FreePort()
-	sentinelConf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
-		"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n", sentinelPort, sentinelPassword, masterPort, password))
-	sentinel, err = testredis.Start(dir, sentinelPort, sentinelConf, testredis.Spec{Sentinel: true, Password: sentinelPassword})
+	sentinelConf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
+		"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n", sentinelPort, dir, sentinelPassword, masterPort, password))
+	sentinel, err = testredis.Start(dir, sentinelPort, sentinelConf, testredis.Spec{Engine: n, Sentinel: true, Password: sentinelPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,11 +292,13 @@ func startSentinel(t *testing.T) (master, sentinel *testredis.Proc) {
 	return master, sentinel
 }
 
-// TestWatchRealSentinel: a real redis-sentinel on loopback; the watcher
-// authenticates, sees +sdown when the master dies, and resubscribes after
-// the sentinel restarts.
-func TestWatchRealSentinel(t *testing.T) {
-	master, sentinel := startSentinel(t)
+// TestWatchRealSentinel: a real sentinel of each engine on loopback; the
+// watcher authenticates, sees +sdown when the master dies, and resubscribes
+// after the sentinel restarts.
+func TestWatchRealSentinel(t *testing.T) { testredis.ForEach(t, testWatchRealSentinel) }
+
+func testWatchRealSentinel(t *testing.T, eng engine.Engine) {
+	master, sentinel := startSentinel(t, eng.Name)
 	dir := t.TempDir()
 	sentinelPort := sentinel.Port
 
@@ -384,8 +386,10 @@ func FuzzEventPayload(f *testing.F) {
 // from the targets must not wait for its read to time out (5 s), because
 // Watch runs inside a reconcile and holds the lock every other sentinel's
 // events need; and the dropped subscription's connection is closed.
-func TestDroppingAHungSentinel(t *testing.T) {
-	_, sentinel := startSentinel(t)
+func TestDroppingAHungSentinel(t *testing.T) { testredis.ForEach(t, testDroppingAHungSentinel) }
+
+func testDroppingAHungSentinel(t *testing.T, e engine.Engine) {
+	_, sentinel := startSentinel(t, e.Name)
 	rec := &recorder{}
 	w := New(logr.Discard(), strictGuard(t), rec.trigger)
 	defer w.Stop()
@@ -421,13 +425,16 @@ func TestDroppingAHungSentinel(t *testing.T) {
 	t.Fatalf("the dropped subscription's connection is still open:\n%s", list)
 }
 
-// startFormation runs a real master and replica and n sentinels monitoring
-// them (quorum 1) on loopback. failover-timeout is short because a
-// sentinel waits that long before it turns the old master into a replica,
-// and only then can the next failover go back to it.
-func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, sentinels []*testredis.Proc) {
+// startFormation runs a real master and replica of the engines named and
+// a sentinel of each engine in sentinelEngines, monitoring them with
+// quorum, on loopback. failover-timeout is short because a sentinel waits
+// that long before it turns the old master into a replica, and only then
+// can the next failover go back to it.
+func startFormation(t *testing.T, quorum int, masterEngine, replicaEngine engine.Name, sentinelEngines ...engine.Name) (master, replica *testredis.Proc, sentinels []*testredis.Proc) {
 	t.Helper()
-	testredis.Need(t, engine.Redis)
+	for _, n := range append([]engine.Name{masterEngine, replicaEngine}, sentinelEngines...) {
+		testredis.Need(t, n)
+	}
 	dir := t.TempDir()
 	data := func(port int, extra string) []byte {
 		// dir: a replica writes the RDB it syncs, which must not land in
@@ -436,23 +443,23 @@ func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, senti
 			"dir %s\nrepl-diskless-sync-delay 0\n%s", port, password, password, dir, extra))
 	}
 	masterPort, _ := testenv.FreePort()
-	master, err := testredis.Start(dir, masterPort, data(masterPort, ""), testredis.Spec{Password: password})
+	master, err := testredis.Start(dir, masterPort, data(masterPort, ""), testredis.Spec{Engine: masterEngine, Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
 	master.StopAtCleanup(t)
 	replicaPort, _ := testenv.FreePort()
-	replica, err = testredis.Start(dir, replicaPort, data(replicaPort, fmt.Sprintf("replicaof 127.0.0.1 %d\n", masterPort)), testredis.Spec{Password: password})
+	replica, err = testredis.Start(dir, replicaPort, data(replicaPort, fmt.Sprintf("replicaof 127.0.0.1 %d\n", masterPort)), testredis.Spec{Engine: replicaEngine, Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
 	replica.StopAtCleanup(t)
-	for range n {
+	for _, n := range sentinelEngines {
 		port, _ := testenv.FreePort()
-		conf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"+
+		conf := []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nrequirepass %s\nsentinel monitor mymaster 127.0.0.1 %d %d\n"+
 			"sentinel auth-pass mymaster %s\nsentinel down-after-milliseconds mymaster 1000\n"+
-			"sentinel failover-timeout mymaster 3000\n", port, sentinelPassword, masterPort, password))
-		s, err := testredis.Start(dir, port, conf, testredis.Spec{Sentinel: true, Password: sentinelPassword})
+			"sentinel failover-timeout mymaster 3000\n", port, dir, sentinelPassword, masterPort, quorum, password))
+		s, err := testredis.Start(dir, port, conf, testredis.Spec{Engine: n, Sentinel: true, Password: sentinelPassword})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,12 +469,17 @@ func startFormation(t *testing.T, n int) (master, replica *testredis.Proc, senti
 	return master, replica, sentinels
 }
 
-// TestSwitchEpochsRealSentinels: three real sentinels; SENTINEL FAILOVER
-// moves the master A->B, B->A, A->B within a minute. Every sentinel
-// announces every switch, and the watcher keeps exactly three, each with
-// the config epoch the sentinels report, increasing.
+// TestSwitchEpochsRealSentinels: three real sentinels of each engine;
+// SENTINEL FAILOVER moves the master A->B, B->A, A->B within a minute.
+// Every sentinel announces every switch, and the watcher keeps exactly
+// three, each with the config epoch the sentinels report, increasing.
 func TestSwitchEpochsRealSentinels(t *testing.T) {
-	a, b, sentinels := startFormation(t, 3)
+	testredis.ForEach(t, testSwitchEpochsRealSentinels)
+}
+
+func testSwitchEpochsRealSentinels(t *testing.T, e engine.Engine) {
+	n := e.Name
+	a, b, sentinels := startFormation(t, 1, n, n, n, n, n)
 	rec := &recorder{}
 	w := New(logr.Discard(), strictGuard(t), rec.trigger)
 	defer w.Stop()
@@ -564,7 +576,7 @@ func forgetReturns(t *testing.T, w *Watcher) {
 // subscription reads on (later events are still recorded), and Forget
 // returns.
 func TestPanickingTriggerIsRecovered(t *testing.T) {
-	_, sentinel := startSentinel(t)
+	_, sentinel := startSentinel(t, engine.Redis)
 	panics := &counter{}
 	var calls atomic.Int32
 	w := New(logr.Discard(), safe.Guard{Log: logr.Discard(), Count: panics.Add}, func(types.NamespacedName, Event) {
