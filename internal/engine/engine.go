@@ -14,8 +14,13 @@
 // so its ACL checks that command (ClientSetInfo).
 //
 // Replication only goes one way: a Valkey 8 replica syncs from a Redis 7.0
-// master, but Redis 7.0 cannot load Valkey 8's RDB (format version 11) and
-// retries forever with its link down (CanReplicateFrom).
+// master, but Redis 7.0 cannot load Valkey 8's RDB (format version 11):
+// every full sync fails and it retries at once, forever, with its link
+// down (CanReplicateFrom). Only a partial resynchronization, which sends no
+// RDB, gets through: a Redis master demoted right after a failover to a
+// Valkey replica may continue on the history they share, link up, until
+// its next full sync (internal/sentinel's TestMixedEngines shows both).
+// Its copy is stale all the same: it is never promoted and is replaced.
 package engine
 
 import (

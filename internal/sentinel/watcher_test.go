@@ -437,10 +437,11 @@ func startFormation(t *testing.T, quorum int, masterEngine, replicaEngine engine
 	}
 	dir := t.TempDir()
 	data := func(port int, extra string) []byte {
-		// dir: a replica writes the RDB it syncs, which must not land in
-		// the package folder.
+		// A dir of its own: a replica writes the RDB it syncs, which
+		// must not land in the package folder, nor be what another
+		// server loads when it restarts.
 		return []byte(fmt.Sprintf("bind 127.0.0.1\nport %d\nrequirepass %s\nmasterauth %s\nsave \"\"\nappendonly no\n"+
-			"dir %s\nrepl-diskless-sync-delay 0\n%s", port, password, password, dir, extra))
+			"dir %s\nrepl-diskless-sync-delay 0\n%s", port, password, password, t.TempDir(), extra))
 	}
 	masterPort, _ := testenv.FreePort()
 	master, err := testredis.Start(dir, masterPort, data(masterPort, ""), testredis.Spec{Engine: masterEngine, Password: password})
