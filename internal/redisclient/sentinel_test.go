@@ -10,23 +10,29 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/metrics"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// TestSentinelModeFromSecretData runs one redis-server and one sentinel
-// (quorum 1) on loopback and reaches the master through the sentinel, with
-// the client built from connection-Secret data as the operator writes it.
+// TestSentinelModeFromSecretData runs one server and one sentinel (quorum
+// 1) of each engine on loopback and reaches the master through the
+// sentinel, with the client built from connection-Secret data as the
+// operator writes it.
 func TestSentinelModeFromSecretData(t *testing.T) {
+	testredis.ForEach(t, testSentinelModeFromSecretData)
+}
+
+func testSentinelModeFromSecretData(t *testing.T, e engine.Engine) {
 	const (
 		masterName       = "rsf-test"
 		sentinelPassword = "sentinel-Pa55"
 	)
-	master := ownRedis(t)
-	sentinel, err := startSentinel(t.TempDir(), master.Port, masterName, testPassword, sentinelPassword)
+	master := ownServer(t, e.Name)
+	sentinel, err := startSentinel(t.TempDir(), e.Name, master.Port, masterName, testPassword, sentinelPassword)
 	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
+		t.Fatal(err)
 	}
 	sentinel.StopAtCleanup(t)
 
@@ -96,13 +102,16 @@ func TestSentinelModeFromSecretData(t *testing.T) {
 // TestSentinelModeWithACLUsers: the sentinel's default user is off and the
 // client authenticates to it as the ACL user REDIS_SENTINEL_USERNAME names,
 // and to the data node as REDIS_URL's user; a wrong sentinel user fails.
-func TestSentinelModeWithACLUsers(t *testing.T) {
+// On each engine.
+func TestSentinelModeWithACLUsers(t *testing.T) { testredis.ForEach(t, testSentinelModeWithACLUsers) }
+
+func testSentinelModeWithACLUsers(t *testing.T, e engine.Engine) {
 	const (
 		masterName       = "rsf-acl"
 		sentinelUser     = "discovery"
 		sentinelPassword = "discovery-Pa55"
 	)
-	master := ownRedis(t)
+	master := ownServer(t, e.Name)
 	dir := t.TempDir()
 	var (
 		sentinel *testredis.Proc
@@ -123,12 +132,12 @@ user %s on >%s &* +@all
 sentinel monitor %s 127.0.0.1 %d 1
 sentinel auth-pass %s %s
 `, port, dir, sentinelUser, sentinelPassword, masterName, master.Port, masterName, testPassword)
-		if sentinel, err = testredis.Start(dir, port, []byte(conf), testredis.Spec{Sentinel: true, Username: sentinelUser, Password: sentinelPassword}); err == nil {
+		if sentinel, err = testredis.Start(dir, port, []byte(conf), testredis.Spec{Engine: e.Name, Sentinel: true, Username: sentinelUser, Password: sentinelPassword}); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
+		t.Fatal(err)
 	}
 	sentinel.StopAtCleanup(t)
 

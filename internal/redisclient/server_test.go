@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log"
 	"os"
@@ -11,13 +10,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// The tests run real redis-server processes on loopback ports. When
-// redis-server cannot be found or started they are skipped, except under
-// CI=true, where that is a failure.
+// The tests run real redis-server processes on loopback ports (those of
+// the Sentinel mode and TLS also valkey-server and the sentinels of both
+// engines). When a server cannot be found or started they are skipped,
+// except under CI=true, where that is a failure.
 
 const testPassword = "test-Pa55-word"
 
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	shared, sharedErr = startRedis(filepath.Join(dir, "shared"), testPassword)
+	shared, sharedErr = startServer(filepath.Join(dir, "shared"), testPassword, engine.Redis)
 	if sharedErr != nil && testenv.InCI() {
 		_ = os.RemoveAll(dir)
 		log.Fatalf("CI=true and redis-server could not be started: %v", sharedErr)
@@ -61,23 +62,27 @@ func needRedis(tb testing.TB) *testredis.Proc {
 	return shared
 }
 
-// ownRedis starts a redis-server of t's own (see startRedis), stopped when t
-// ends; when it cannot start, t is skipped (failed under CI=true).
-func ownRedis(t *testing.T) *testredis.Proc {
+// ownRedis is ownServer for the engine-independent client code's tests.
+func ownRedis(t *testing.T) *testredis.Proc { return ownServer(t, engine.Redis) }
+
+// ownServer starts a server of engine n of t's own (see startServer),
+// stopped when t ends; when n is not installed, t is skipped (failed under
+// CI=true).
+func ownServer(t *testing.T, n engine.Name) *testredis.Proc {
 	t.Helper()
-	needRedis(t)
-	p, err := startRedis(t.TempDir(), testPassword)
+	testredis.Need(t, n)
+	p, err := startServer(t.TempDir(), testPassword, n)
 	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
+		t.Fatal(err)
 	}
 	p.StopAtCleanup(t)
 	return p
 }
 
-// startRedis starts a password-protected, non-persistent redis-server on a
-// free loopback port, working in dir.
-func startRedis(dir, password string) (*testredis.Proc, error) {
-	return startOnFreePort(dir, password, false, nil, func(port int) string {
+// startServer starts a password-protected, non-persistent server of engine
+// n on a free loopback port, working in dir.
+func startServer(dir, password string, n engine.Name) (*testredis.Proc, error) {
+	return startOnFreePort(dir, testredis.Spec{Engine: n, Password: password}, func(port int) string {
 		return fmt.Sprintf(`port %d
 bind 127.0.0.1
 save ""
@@ -90,11 +95,11 @@ protected-mode yes
 	})
 }
 
-// startSentinel starts a sentinel (redis-server --sentinel) on a free
-// loopback port that monitors the master at masterPort as masterName, with
-// quorum 1, its own requirepass and the master's auth-pass.
-func startSentinel(dir string, masterPort int, masterName, masterPassword, sentinelPassword string) (*testredis.Proc, error) {
-	return startOnFreePort(dir, sentinelPassword, true, nil, func(port int) string {
+// startSentinel starts a sentinel of engine n on a free loopback port that
+// monitors the master at masterPort as masterName, with quorum 1, its own
+// requirepass and the master's auth-pass.
+func startSentinel(dir string, n engine.Name, masterPort int, masterName, masterPassword, sentinelPassword string) (*testredis.Proc, error) {
+	return startOnFreePort(dir, testredis.Spec{Engine: n, Sentinel: true, Password: sentinelPassword}, func(port int) string {
 		return fmt.Sprintf(`port %d
 bind 127.0.0.1
 daemonize no
@@ -110,17 +115,17 @@ sentinel failover-timeout %s 60000
 	})
 }
 
-// startOnFreePort starts conf(port) on a free port, trying three ports in
-// case another process takes one first. With tc, port is conf's tls-port
-// and readiness is checked over TLS.
-func startOnFreePort(dir, password string, sentinel bool, tc *tls.Config, conf func(port int) string) (*testredis.Proc, error) {
+// startOnFreePort starts conf(port) as spec says on a free port, trying
+// three ports in case another process takes one first. With spec.TLS, port
+// is conf's tls-port and readiness is checked over TLS.
+func startOnFreePort(dir string, spec testredis.Spec, conf func(port int) string) (*testredis.Proc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		p, err := testredis.Start(dir, port, []byte(conf(port)), testredis.Spec{Sentinel: sentinel, Password: password, TLS: tc})
+		p, err := testredis.Start(dir, port, []byte(conf(port)), spec)
 		if err == nil {
 			return p, nil
 		}

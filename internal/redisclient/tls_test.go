@@ -11,19 +11,22 @@ import (
 
 	"github.com/incusops/redis-sentinel-operator/internal/certs"
 	"github.com/incusops/redis-sentinel-operator/internal/config"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
+	"github.com/incusops/redis-sentinel-operator/internal/testredis"
 )
 
-// TestTLSFormation runs a TLS-only redis-server and a TLS-only sentinel
-// (tls-auth-clients yes, plaintext port 0) with one CA, and reaches the
-// master through the sentinel with a client built from the environment a
-// connection Secret gives a backend.
-func TestTLSFormation(t *testing.T) {
+// TestTLSFormation runs a TLS-only server and a TLS-only sentinel
+// (tls-auth-clients yes, plaintext port 0) of each engine with one CA, and
+// reaches the master through the sentinel with a client built from the
+// environment a connection Secret gives a backend.
+func TestTLSFormation(t *testing.T) { testredis.ForEach(t, testTLSFormation) }
+
+func testTLSFormation(t *testing.T, e engine.Engine) {
 	const (
 		masterName       = "rsf-tls"
 		sentinelPassword = "sentinel-Pa55"
 	)
-	needRedis(t)
 	dir := t.TempDir()
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	ca := testenv.IssueCert(t, "formation-ca", nil, true, nil, nil)
@@ -45,20 +48,20 @@ func TestTLSFormation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	master, err := startOnFreePort(filepath.Join(dir, "master"), testPassword, false, ready, func(port int) string {
+	master, err := startOnFreePort(filepath.Join(dir, "master"), testredis.Spec{Engine: e.Name, Password: testPassword, TLS: ready}, func(port int) string {
 		return fmt.Sprintf("port 0\ntls-port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\nrequirepass %s\ndir %s\ndaemonize no\n%s",
 			port, testPassword, filepath.Join(dir, "master"), tlsConf)
 	})
 	if err != nil {
-		testenv.Unavailable(t, "redis-server with TLS", err)
+		t.Fatalf("%s with TLS: %v", e.Name, err)
 	}
 	master.StopAtCleanup(t)
-	sentinel, err := startOnFreePort(filepath.Join(dir, "sentinel"), sentinelPassword, true, ready, func(port int) string {
+	sentinel, err := startOnFreePort(filepath.Join(dir, "sentinel"), testredis.Spec{Engine: e.Name, Sentinel: true, Password: sentinelPassword, TLS: ready}, func(port int) string {
 		return fmt.Sprintf("port 0\ntls-port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile \"\"\nrequirepass %s\n%stls-replication yes\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel auth-pass %s %s\n",
 			port, filepath.Join(dir, "sentinel"), sentinelPassword, tlsConf, masterName, master.Port, masterName, testPassword)
 	})
 	if err != nil {
-		testenv.Unavailable(t, "redis-sentinel with TLS", err)
+		t.Fatalf("%s sentinel with TLS: %v", e.Name, err)
 	}
 	sentinel.StopAtCleanup(t)
 
