@@ -40,10 +40,11 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// localize replaces only the Debian path directives (dir, logfile, pidfile)
-// so the rendered file runs unprivileged in a temp dir, after checking that
-// they are e's paths (its server's, or its sentinel's). Every other line is
-// kept byte for byte.
+// localize replaces only the Debian path directives (dir, logfile, pidfile,
+// and the TLS files when the file listens with TLS) so the rendered file
+// runs unprivileged in a temp dir, after checking that they are e's paths
+// (its server's, or its sentinel's). The TLS files are then dir's
+// tls-ca.crt and tls-member.pem. Every other line is kept byte for byte.
 func localize(t *testing.T, conf []byte, dir string, e engine.Engine, sentinel bool) []byte {
 	t.Helper()
 	type path struct{ debian, local string }
@@ -55,6 +56,11 @@ func localize(t *testing.T, conf []byte, dir string, e engine.Engine, sentinel b
 	if sentinel {
 		paths["logfile"] = path{e.SentinelLog, filepath.Join(dir, "server.log")}
 		paths["pidfile"] = path{e.SentinelPid, filepath.Join(dir, "server.pid")}
+	}
+	if bytes.Contains(conf, []byte("\ntls-port ")) {
+		paths["tls-ca-cert-file"] = path{e.TLSCAFile, filepath.Join(dir, "tls-ca.crt")}
+		paths["tls-cert-file"] = path{e.TLSMemberFile, filepath.Join(dir, "tls-member.pem")}
+		paths["tls-key-file"] = path{e.TLSMemberFile, filepath.Join(dir, "tls-member.pem")}
 	}
 	var out bytes.Buffer
 	replaced := 0
@@ -85,8 +91,13 @@ func localize(t *testing.T, conf []byte, dir string, e engine.Engine, sentinel b
 // rendered files disable the default user.
 func startACL(t *testing.T, e engine.Engine, dir string, port int, conf []byte, user, password string, sentinel bool) *testredis.Proc {
 	t.Helper()
-	p, err := testredis.Start(dir, port, localize(t, conf, dir, e, sentinel),
-		testredis.Spec{Engine: e.Name, Sentinel: sentinel, Username: user, Password: password})
+	return startLocal(t, dir, port, conf, testredis.Spec{Engine: e.Name, Sentinel: sentinel, Username: user, Password: password})
+}
+
+// startLocal runs conf, localized to dir, as spec says, until t ends.
+func startLocal(t *testing.T, dir string, port int, conf []byte, spec testredis.Spec) *testredis.Proc {
+	t.Helper()
+	p, err := testredis.Start(dir, port, localize(t, conf, dir, engine.MustOf(spec.Engine), spec.Sentinel), spec)
 	return running(t, dir, p, err)
 }
 
