@@ -17,7 +17,7 @@ ENVTEST_ASSETS            = $(shell hack/envtest-bins.sh)
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -55,12 +55,16 @@ build: ## Build the operator binary into bin/manager.
 ##@ Test
 
 .PHONY: test
-test: verify-generated vet test-deps test-lab test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
+test: verify-generated vet test-deps test-lab test-deps-backports test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
 
 .PHONY: test-deps
 test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
 	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox
 	hack/envtest-bins.sh >/dev/null
+
+.PHONY: test-deps-backports
+test-deps-backports: ## Install Valkey 8 (server, sentinel, tools) from bookworm-backports for the Go tests; its apt source comes with `make lab-host` (in `make test`, test-lab runs it first).
+	hack/apt-install.sh --from bookworm-backports valkey-server valkey-sentinel valkey-tools
 
 .PHONY: test-lab
 test-lab: ## Lab host: playbook syntax, idempotence (runs it twice), container smoke test, bad input; the lab's Prometheus (a second lab).

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
+# Usage: hack/apt-install.sh [--from SUITE] PKG...
+#
 # Installs the given Debian packages when any is missing, without letting
 # their maintainer scripts start services (tests start their own servers).
 # Idempotent: prints nothing and does nothing when all are installed.
+#
+# --from SUITE installs them from that suite (apt-get -t SUITE), e.g.
+# bookworm-backports for Valkey 8. Its apt source is not added here: when
+# no source names SUITE, the script stops and says which make target adds
+# it (bookworm-backports: `make lab-host`, whose incus_host role adds
+# /etc/apt/sources.list.d/bookworm-backports.sources).
 #
 # Services: Debian enables a package's services at boot when it installs it
 # (prometheus.service on every interface, :9090, where the lab's Prometheus
@@ -16,6 +24,12 @@
 # that were installed before are left alone. To turn one back on:
 #   systemctl enable --now prometheus.service
 set -euo pipefail
+suite=
+if [ "${1:-}" = --from ]; then
+	[ $# -ge 2 ] || { echo "apt-install: --from needs a suite" >&2; exit 2; }
+	suite=$2
+	shift 2
+fi
 missing=()
 for pkg in "$@"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -76,7 +90,21 @@ disable_services() {
 		echo "apt-install: disabled at boot (installed for their binaries; the tests and the lab run their own): ${disabled[*]}" >&2
 }
 
-echo "apt-install: installing ${missing[*]}" >&2
+release=()
+if [ -n "$suite" ]; then
+	# A one-line source (deb URI SUITE ...) or a deb822 one (Suites: ... SUITE ...).
+	if ! grep -qsE "^[[:space:]]*(deb(-src)?[[:space:]].*[[:space:]]$suite([[:space:]]|$)|Suites:.*[[:space:]]$suite([[:space:]]|$))" \
+		/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+		hint="add an apt source for $suite"
+		[ "$suite" = bookworm-backports ] &&
+			hint="run \`make lab-host\` first: its incus_host role adds /etc/apt/sources.list.d/bookworm-backports.sources (\`make test\` runs it in test-lab)"
+		echo "apt-install: ${missing[*]} come from $suite, which no apt source names: $hint" >&2
+		exit 1
+	fi
+	release=(-t "$suite")
+fi
+
+echo "apt-install: installing ${missing[*]}${suite:+ from $suite}" >&2
 policy=/usr/sbin/policy-rc.d
 created_policy=false
 if [ ! -e "$policy" ]; then
@@ -85,7 +113,7 @@ fi
 trap '$created_policy && rm -f "$policy"' EXIT
 before=$(installed)
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-	{ apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+apt-get install -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2 ||
+	{ apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2; }
 # shellcheck disable=SC2046 # package names have no spaces
 disable_services $(comm -13 <(echo "$before") <(installed))
