@@ -50,8 +50,8 @@ var programs = map[engine.Name]struct {
 	engine.Valkey: {
 		server:   program{"valkey-server", "valkey-server"},
 		sentinel: program{"valkey-sentinel", "valkey-sentinel"},
-		install: "apt-get install -y -t bookworm-backports valkey-server valkey-sentinel valkey-tools " +
-			"(the bookworm-backports source comes with make lab-host), or make test-deps",
+		install: "make test-deps-backports, after make lab-host, which adds the bookworm-backports apt source; " +
+			"or apt-get install -y -t bookworm-backports valkey-server valkey-sentinel valkey-tools",
 	},
 }
 

@@ -23,7 +23,7 @@ func TestBinaryNamesThePackage(t *testing.T) {
 	}{
 		{"", false, []string{"redis-server not installed", "package redis-server", "make test-deps"}},
 		{engine.Redis, true, []string{"redis-sentinel not installed", "package redis-sentinel"}},
-		{engine.Valkey, false, []string{"valkey-server not installed", "package valkey-server", "bookworm-backports", "make lab-host"}},
+		{engine.Valkey, false, []string{"valkey-server not installed", "package valkey-server", "bookworm-backports", "make test-deps-backports", "make lab-host"}},
 		{engine.Valkey, true, []string{"valkey-sentinel not installed", "package valkey-sentinel"}},
 	} {
 		_, err := Binary(c.n, c.sentinel)
