@@ -56,8 +56,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
-	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/engine"
+	"github.com/incusops/redis-sentinel-operator/internal/incus"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
@@ -65,9 +65,9 @@ import (
 var (
 	// suiteEngine is what the drills' formations run (harness.EngineVar).
 	suiteEngine engine.Engine
-	scheme = runtime.NewScheme()
-	env    *envtest.Environment
-	cfg    *rest.Config
+	scheme      = runtime.NewScheme()
+	env         *envtest.Environment
+	cfg         *rest.Config
 	// k8s reads the API server directly (no cache).
 	k8s client.WithWatch
 	// incusSrv is the real incusd (reconnected after drill 5a).
