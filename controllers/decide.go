@@ -331,9 +331,10 @@ func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs,
 // replicas first, each rebuilt and synced before the next; the master last,
 // after a planned failover moved the role away (needsPlannedFailover).
 //
-// A member that cannot replicate from the master's engine (staleMembers)
-// is replaced without waiting for it to sync, which it never would: as
-// soon as every other member is healthy and every sentinel answers.
+// A member that cannot take a full sync from the master's engine
+// (staleMembers) is replaced without waiting for a sync that never comes
+// (or that holds only until its next full sync): as soon as every other
+// member is healthy and every sentinel answers.
 func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
 	old := outdated(f, o.members)
 	if len(old) == 0 {
@@ -349,7 +350,7 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		return true
 	}
 	if m := replaceableStale(o, p.topology); m != nil {
-		return replace(m, fmt.Sprintf("it runs %s, which cannot replicate from the %s master: its copy is stale", m.engine().Name, masterMember(o, p.topology).engine().Name))
+		return replace(m, fmt.Sprintf("it runs %s, which cannot take a full sync from the %s master: its copy is stale", m.engine().Name, masterMember(o, p.topology).engine().Name))
 	}
 	if !whole(f, o, p.topology) {
 		if p.progressing == "" {

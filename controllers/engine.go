@@ -59,9 +59,12 @@ func imageEngineMismatch(f *redisv1alpha1.RedisSentinelFormation, props map[stri
 		formationImage(f), got, imageEngineProperty, want, fix)
 }
 
-// staleMembers are the running replicas whose engine cannot replicate
-// from the master's (a Redis member once a Valkey member is master): their
-// copy stops at the switch, and Sentinel must never promote them.
+// staleMembers are the members whose engine cannot replicate from the
+// master's (a Redis member once a Valkey member is master): a full sync
+// always fails, so their copy stops at the switch or at their next full
+// sync (a partial resync may carry a demoted master on for a while), and
+// Sentinel must never promote them. Each also makes the master send it a
+// whole RDB at every retry until it is replaced.
 func staleMembers(o *observation, tp topology.Plan) []*memberObs {
 	master := masterMember(o, tp)
 	if master == nil {
@@ -99,7 +102,7 @@ func decideStalePriority(p *plan, o *observation) {
 	for _, m := range staleMembers(o, p.topology) {
 		if m.redisUp() && !m.Repl.IsMaster() && m.Repl.Priority != 0 {
 			p.add(action{kind: actSetPriority, member: m.name, target: m.Redis, settings: map[string]string{replicaPriorityKey: "0"},
-				reason: fmt.Sprintf("it runs %s, which cannot replicate from the %s master: Sentinel must never promote its stale copy", m.engine().Name, masterMember(o, p.topology).engine().Name)})
+				reason: fmt.Sprintf("it runs %s, which cannot take a full sync from the %s master: Sentinel must never promote its stale copy", m.engine().Name, masterMember(o, p.topology).engine().Name)})
 		}
 	}
 }
