@@ -451,7 +451,7 @@ func engineRows(m func(string) (float64, bool), missing func(string) string, add
 		vMax, _ := m("engines-apply-valkey-max-s")
 		runs, _ := m("engines-apply-runs")
 		add(row{figure, fmt.Sprintf("%+.2f s (median %s Valkey, %s Redis; max %s, %s; %d runs each)", diff, num(v, " s"), num(r, " s"), num(vMax, " s"), num(rMax, " s"), int(runs)), noTarget, noTarget,
-			how + " BENCH_ENGINE_APPLY (3) formations per engine created one at a time, the engines alternating (which goes first too), each timed from the create until a watch on the formations first sees it Ready (as BenchmarkApplyToReady, on the lab's pool), then deleted and its containers gone before the next; one unmeasured creation per engine first (each image's first launch on the pool). Medians, and Valkey − Redis of the medians."})
+			how + " BENCH_ENGINE_APPLY (3) formations per engine created one at a time, the engines alternating (which goes first too), each timed from the create until a watch on the formations first sees it Ready (as BenchmarkApplyToReady, on the lab's pool), then deleted and its containers gone before the next; one unmeasured creation per engine first (each image's first launch on the pool). Medians, and Valkey − Redis of the medians. Either engine's apply → Ready is bimodal here: in about half the runs replication is linked (and the formation Ready) 0.3-1.2 s after every member is configured, in the others at once (the benchmark logs each run's phases), so with 3 runs per engine the difference is uncertain by about 1 s: raise BENCH_ENGINE_APPLY to tighten it."})
 	} else {
 		add(row{figure, missing("BenchmarkEngines"), noTarget, noTarget, ""})
 	}

@@ -73,7 +73,7 @@ func BenchmarkEngines(b *testing.B) {
 	start := time.Now()
 
 	// apply -> Ready.
-	apply := func(v engineVariant, suffix string) time.Duration {
+	apply := func(v engineVariant, suffix string) bringUp {
 		f := v.formation(suffix)
 		ups, err := applyAll(tr, v.fw, iw, []*redisv1alpha1.RedisSentinelFormation{f}, 10*time.Minute)
 		if err != nil {
@@ -82,18 +82,19 @@ func BenchmarkEngines(b *testing.B) {
 		if err := removeFormations(tr, iw, f); err != nil {
 			b.Fatal(err)
 		}
-		return ups[0].since(phaseReady)
+		return ups[0]
 	}
 	for _, v := range variants { // warm-up: each image's first launch on the pool
-		b.Logf("%s warm-up: apply -> Ready %s", v.engine, apply(v, "w").Round(10*time.Millisecond))
+		u := apply(v, "w")
+		b.Logf("%s warm-up: apply -> Ready %s: %s", v.engine, u.since(phaseReady).Round(10*time.Millisecond), u)
 	}
 	toReady := make([][]time.Duration, len(variants))
 	for n := range applies {
 		for k := range variants {
 			i := (k + n) % len(variants)
-			d := apply(variants[i], fmt.Sprintf("a%d", n+1))
-			b.Logf("%s apply %d: apply -> Ready %s", variants[i].engine, n+1, d.Round(10*time.Millisecond))
-			toReady[i] = append(toReady[i], d)
+			u := apply(variants[i], fmt.Sprintf("a%d", n+1))
+			b.Logf("%s apply %d: apply -> Ready %s: %s", variants[i].engine, n+1, u.since(phaseReady).Round(10*time.Millisecond), u)
+			toReady[i] = append(toReady[i], u.since(phaseReady))
 		}
 	}
 	b.ReportMetric(float64(applies), "engines-apply-runs")
