@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
@@ -86,10 +89,12 @@ func rollUnderWriter(b *testing.B, f *redisv1alpha1.RedisSentinelFormation, what
 		b.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Minute)
+	var seen conditionLog
 	for !rolled(ctx, f, gen, created, done) {
 		if time.Now().After(deadline) {
-			b.Fatalf("the %s did not finish within 15 minutes; log:\n%s", what, logs.tail(30))
+			b.Fatalf("the %s did not finish within 15 minutes (%s); log:\n%s", what, seen, logs.tail(30))
 		}
+		seen.observe(ctx, f, start)
 		time.Sleep(200 * time.Millisecond)
 	}
 	took := time.Since(start)
@@ -102,9 +107,46 @@ func rollUnderWriter(b *testing.B, f *redisv1alpha1.RedisSentinelFormation, what
 		b.Fatal(err)
 	}
 	r := rollFigures{gap: st.LongestGap, took: took, lost: len(lost), switches: cur.Status.Failovers - failovers}
-	b.Logf("%s: %s, longest write gap %s, %d writes (%d acknowledged, %d lost), %d master switches",
-		what, took.Round(100*time.Millisecond), st.LongestGap.Round(time.Millisecond), st.Attempted, st.Acknowledged, r.lost, r.switches)
+	b.Logf("%s: %s, longest write gap %s, %d writes (%d acknowledged, %d lost), %d master switches; %s",
+		what, took.Round(100*time.Millisecond), st.LongestGap.Round(time.Millisecond), st.Attempted, st.Acknowledged, r.lost, r.switches, seen)
 	return r
+}
+
+// conditionLog records the Degraded condition's reasons and messages a
+// formation showed during a change, each with when it was first seen, so
+// that a change that took unusually long says why.
+type conditionLog struct {
+	seen    map[string]bool
+	entries []string
+}
+
+func (c *conditionLog) observe(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, since time.Time) {
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if k8s.Get(ctx, client.ObjectKeyFromObject(f), cur) != nil {
+		return
+	}
+	cond := meta.FindStatusCondition(cur.Status.Conditions, redisv1alpha1.ConditionDegraded)
+	if cond == nil || cond.Status != metav1.ConditionTrue {
+		return
+	}
+	key := cond.Reason + ": " + cond.Message
+	if len(key) > 200 {
+		key = key[:200] + "..."
+	}
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	if !c.seen[key] {
+		c.seen[key] = true
+		c.entries = append(c.entries, fmt.Sprintf("+%.1fs %s", time.Since(since).Seconds(), key))
+	}
+}
+
+func (c conditionLog) String() string {
+	if len(c.entries) == 0 {
+		return "never Degraded"
+	}
+	return "Degraded: " + strings.Join(c.entries, "; ")
 }
 
 // rolled: every container was replaced and the formation is Ready at the
