@@ -122,9 +122,10 @@ BENCH_NOTE ?=
 # The real-stack benchmarks (test/bench): apply -> Ready next to the raw
 # Incus floor on the lab's pool and a dir pool, with its phases and member
 # rebuild -> full redundancy; failover drills, write gap during an image roll,
-# steady state, the operator process's CPU and memory, TLS next to plaintext.
+# steady state, the operator process's CPU and memory, TLS next to plaintext,
+# Valkey next to Redis and the live Redis -> Valkey migration.
 # RSF_BENCH_OPERATOR_LOG=<file> keeps the benchmarked operator's log there.
-BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation|TLS
+BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation|TLS|Engines
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",
 # separated by |, no regexps).

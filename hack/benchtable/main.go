@@ -245,6 +245,9 @@ func evaluate(in *input) []row {
 		add(row{"image roll: longest gap in successful writes", missing("BenchmarkImageRoll"), "≤ 2 s", noTarget, ""})
 	}
 
+	// Valkey next to Redis, and the migration
+	engineRows(m, missing, add)
+
 	// password rotations
 	rotationRows(m, missing, add)
 
@@ -433,6 +436,61 @@ func tlsRows(m func(string) (float64, bool), missing func(string) string, add fu
 		add(row{figure, fmt.Sprintf("%+.2f s (median %s with TLS, %s plaintext; %d drills each)", diff, num(withTLS, " s"), num(plain, " s"), int(drills)), target, yesNo(diff <= tlsKillStatusMargin),
 			how + " Per failover path (spec.sentinel.fastFailover on, then off: Sentinel alone detects the loss over its TLS links), the two formations' masters are hard-stopped in turn, as in BenchmarkFailover (once past the crash window; the formation Ready again before the next drill), timed from the kill until status.master names another member (API polled every 20 ms); difference of the medians. Sentinel alone varies by up to 1 s between drills (it delays a failover's start by a random 0-1 s, SENTINEL_MAX_DESYNC), so with few drills its difference is uncertain by about as much as the target: raise BENCH_TLS_DRILLS to tighten it."})
 	}
+}
+
+// engineRows are test/bench BenchmarkEngines's rows: apply -> Ready and
+// kill -> status of Valkey next to Redis, and the live Redis -> Valkey
+// migration under a writer (the image roll's targets).
+func engineRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
+	const how = "test/bench BenchmarkEngines: in one run, under one manager (in-process, default options), formations of both engines with the defaults (3 members, down-after 5000 ms; spec.incus.image unset, so each engine's lab image: rsf-redis7-bookworm-v1, rsf-valkey8-bookworm-v1), each engine in its own namespace."
+	figure := "engines: apply → Ready, Valkey − Redis"
+	if diff, ok := m("engines-apply-diff-s"); ok {
+		r, _ := m("engines-apply-redis-median-s")
+		v, _ := m("engines-apply-valkey-median-s")
+		rMax, _ := m("engines-apply-redis-max-s")
+		vMax, _ := m("engines-apply-valkey-max-s")
+		runs, _ := m("engines-apply-runs")
+		add(row{figure, fmt.Sprintf("%+.2f s (median %s Valkey, %s Redis; max %s, %s; %d runs each)", diff, num(v, " s"), num(r, " s"), num(vMax, " s"), num(rMax, " s"), int(runs)), noTarget, noTarget,
+			how + " BENCH_ENGINE_APPLY (3) formations per engine created one at a time, the engines alternating (which goes first too), each timed from the create until a watch on the formations first sees it Ready (as BenchmarkApplyToReady, on the lab's pool), then deleted and its containers gone before the next; one unmeasured creation per engine first (each image's first launch on the pool). Medians, and Valkey − Redis of the medians. Either engine's apply → Ready is bimodal here: in about half the runs replication is linked (and the formation Ready) 0.3-1.2 s after every member is configured, in the others at once (the benchmark logs each run's phases), so with 3 runs per engine the difference is uncertain by about 1 s: raise BENCH_ENGINE_APPLY to tighten it."})
+	} else {
+		add(row{figure, missing("BenchmarkEngines"), noTarget, noTarget, ""})
+	}
+	figure = "engines: kill → status updated, fast path, Valkey − Redis"
+	const killTarget = "median ≤ 3.5 s each (the fast path's)"
+	if diff, ok := m("engines-kill-status-diff-s"); ok {
+		r, _ := m("engines-kill-status-redis-median-s")
+		v, _ := m("engines-kill-status-valkey-median-s")
+		rMax, _ := m("engines-kill-status-redis-max-s")
+		vMax, _ := m("engines-kill-status-valkey-max-s")
+		drills, _ := m("engines-drills")
+		add(row{figure, fmt.Sprintf("%+.2f s (median %s Valkey, %s Redis; max %s, %s; %d drills each)", diff, num(v, " s"), num(r, " s"), num(vMax, " s"), num(rMax, " s"), int(drills)), killTarget, yesNo(r <= 3.5 && v <= 3.5),
+			how + " One formation per engine, both Ready with spec.sentinel.fastFailover on; their masters are hard-stopped in turn, BENCH_ENGINE_DRILLS (5) each, as in BenchmarkTLS (once past the operator's 1 min crash window; the formation Ready again before the next drill; each drill checks status.lastFailover.path is the fast path), timed from the kill until status.master names another member (API polled every 20 ms); medians, and Valkey − Redis of the medians. The target is the fast path's own, met by each engine."})
+	} else {
+		add(row{figure, missing("BenchmarkEngines"), killTarget, noTarget, ""})
+	}
+	figure = "engine migration Redis → Valkey: longest gap in successful writes"
+	gap, ok := m("engines-migration-write-gap-s")
+	if !ok {
+		add(row{figure, missing("BenchmarkEngines"), "≤ 2 s", noTarget, ""})
+		return
+	}
+	n, _ := m("engines-migrations")
+	lost, _ := m("engines-migration-acked-lost")
+	maxSwitches, _ := m("engines-migration-master-switches")
+	minSwitches, ok := m("engines-migration-master-switches-min")
+	if !ok {
+		minSwitches = maxSwitches
+	}
+	took, _ := m("engines-migration-duration-s")
+	tookMax, _ := m("engines-migration-duration-max-s")
+	howMigration := "test/bench BenchmarkEngines: BENCH_ENGINE_MIGRATIONS (1) times, a fresh Ready Redis formation with the defaults (alone: the other formations deleted) has spec.engine changed to valkey (spec.incus.image unset) while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient, as in BenchmarkImageRoll: the operator replaces the replicas with Valkey members, moves the master to one of them by a planned failover and replaces the old master. Timed from the patch until every status.members[].engine is valkey, every container was replaced (Incus creation times) and the formation is Ready at the new generation. Longest time between two successful writes from the patch on (the worst migration); acknowledged writes missing when read back (all migrations); master switches: status.failovers' increase, per migration; duration: median and max."
+	add(row{figure, fmt.Sprintf("%s (worst of %d migration(s))", num(gap, " s"), int(n)), "≤ 2 s", yesNo(gap <= 2), howMigration})
+	switches := fmt.Sprintf("%d", int(maxSwitches))
+	if minSwitches != maxSwitches {
+		switches = fmt.Sprintf("%d to %d", int(minSwitches), int(maxSwitches))
+	}
+	add(row{"engine migration Redis → Valkey: acknowledged writes lost, master switches", fmt.Sprintf("%d lost, %s switch(es) per migration; a migration took %s (median; max %s)", int(lost), switches, num(took, " s"), num(tookMax, " s")),
+		"0 lost, 1 switch", yesNo(lost == 0 && minSwitches == 1 && maxSwitches == 1), howMigration})
 }
 
 // rotationRows are the password rotation rows (test/bench

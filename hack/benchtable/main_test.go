@@ -139,3 +139,51 @@ func TestFailuresAndLabDoc(t *testing.T) {
 		t.Fatalf("document:\n%s", out)
 	}
 }
+
+// BenchmarkEngines's rows: Valkey next to Redis, and the migration judged
+// against the image roll's targets.
+func TestEngineRows(t *testing.T) {
+	for _, tc := range []struct {
+		name, input string
+		want        []string
+	}{{
+		name: "one migration, targets met",
+		input: "BenchmarkEngines-2 1 1 ns/op 3.000 engines-apply-runs 2.61 engines-apply-redis-median-s 3.24 engines-apply-redis-max-s 2.05 engines-apply-valkey-median-s 2.63 engines-apply-valkey-max-s -0.56 engines-apply-diff-s" +
+			" 5.000 engines-drills 1.95 engines-kill-status-redis-median-s 1.99 engines-kill-status-redis-max-s 1.97 engines-kill-status-valkey-median-s 2.10 engines-kill-status-valkey-max-s 0.02 engines-kill-status-diff-s" +
+			" 1.000 engines-migrations 1.31 engines-migration-write-gap-s 0 engines-migration-acked-lost 1.000 engines-migration-master-switches 1.000 engines-migration-master-switches-min 9.52 engines-migration-duration-s 9.52 engines-migration-duration-max-s\n",
+		want: []string{
+			"| engines: apply → Ready, Valkey − Redis | -0.56 s (median 2.05 s Valkey, 2.61 s Redis; max 2.63 s, 3.24 s; 3 runs each) | — | — |",
+			"| engines: kill → status updated, fast path, Valkey − Redis | +0.02 s (median 1.97 s Valkey, 1.95 s Redis; max 2.10 s, 1.99 s; 5 drills each) | median ≤ 3.5 s each (the fast path's) | yes |",
+			"| engine migration Redis → Valkey: longest gap in successful writes | 1.31 s (worst of 1 migration(s)) | ≤ 2 s | yes |",
+			"| engine migration Redis → Valkey: acknowledged writes lost, master switches | 0 lost, 1 switch(es) per migration; a migration took 9.52 s (median; max 9.52 s) | 0 lost, 1 switch | yes |",
+		},
+	}, {
+		name:  "a migration with two switches and a long gap",
+		input: "BenchmarkEngines-2 1 1 ns/op 3.000 engines-migrations 2.4 engines-migration-write-gap-s 0 engines-migration-acked-lost 2.000 engines-migration-master-switches 1.000 engines-migration-master-switches-min 11.0 engines-migration-duration-s 14.2 engines-migration-duration-max-s\n",
+		want: []string{
+			"| engines: apply → Ready, Valkey − Redis | not measured | — | — |",
+			"| engines: kill → status updated, fast path, Valkey − Redis | not measured | median ≤ 3.5 s each (the fast path's) | — |",
+			"| engine migration Redis → Valkey: longest gap in successful writes | 2.40 s (worst of 3 migration(s)) | ≤ 2 s | **no** |",
+			"| engine migration Redis → Valkey: acknowledged writes lost, master switches | 0 lost, 1 to 2 switch(es) per migration; a migration took 11.0 s (median; max 14.2 s) | 0 lost, 1 switch | **no** |",
+		},
+	}, {
+		name:  "skipped",
+		input: "--- SKIP: BenchmarkEngines\n    engines_test.go:58: incusd with the Valkey lab image: unavailable\n",
+		want: []string{
+			"| engine migration Redis → Valkey: longest gap in successful writes | not measured (skipped: engines_test.go:58: incusd with the Valkey lab image: unavailable) | ≤ 2 s | — |",
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := parse(strings.NewReader(tc.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			table := markdownTable(evaluate(in))
+			for _, want := range tc.want {
+				if !strings.Contains(table, want) {
+					t.Errorf("table lacks %q:\n%s", want, table)
+				}
+			}
+		})
+	}
+}

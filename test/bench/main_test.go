@@ -1,7 +1,8 @@
 // Package bench measures the operator against its targets (make bench):
 // apply -> Ready, failover drills, steady-state calls per reconcile, the
 // operator process's CPU and memory on real containers, write errors and
-// gaps during password rotations, TLS next to plaintext, and controller
+// gaps during password rotations, TLS next to plaintext, Valkey next to
+// Redis with the live migration from one to the other, and controller
 // scale on the fake Incus backend.
 //
 // Everything here is a Go benchmark, run with -benchtime 1x: each
@@ -11,8 +12,9 @@
 // package sets up nothing, so `make test` only runs its small unit tests.
 //
 // The real-stack benchmarks need what test/e2e needs (envtest assets, incusd
-// with the lab image, profile, bridge and pool). Each benchmark starts its
-// own manager, restricted to its own namespace (ApplyToReady and
+// with the lab image, profile, bridge and pool; BenchmarkEngines also the
+// Valkey lab image). Each benchmark starts its own manager, restricted to
+// its own namespaces (ApplyToReady and
 // OperatorProcess: the operator binary as its own process, watching every
 // namespace), and deletes its formations (and so their containers) before
 // it stops it; names start with "bench-" ("benchlp-" for the password
@@ -29,9 +31,11 @@
 // BENCH_ROTATION_RELOAD (5s, how often its reloading client re-reads the
 // connection Secret), BENCH_TLS_RTT (20000 round trips per variant),
 // BENCH_TLS_FRESH (10 fresh clients per variant), BENCH_TLS_DRILLS (5 per
-// variant and path), BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m),
-// RSF_BENCH_MANAGER (the operator binary; built into a temp dir when
-// unset), BENCH_DEBUG (log the in-process manager's latest lines).
+// variant and path), BENCH_ENGINE_APPLY (3 creations per engine),
+// BENCH_ENGINE_DRILLS (5 per engine), BENCH_ENGINE_MIGRATIONS (1),
+// BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m), RSF_BENCH_MANAGER (the
+// operator binary; built into a temp dir when unset), BENCH_DEBUG (log the
+// in-process manager's latest lines).
 package bench
 
 import (

@@ -67,13 +67,16 @@ type drill struct {
 	path redisv1alpha1.FailoverPath
 }
 
-// failoverPaths are the two ways a hard-stopped master is replaced, as
-// BenchmarkFailover measures them: spec.sentinel.fastFailover on and off.
-var failoverPaths = []struct {
+// failoverPath is one way a hard-stopped master is replaced:
+// spec.sentinel.fastFailover on (the fast path) or off (Sentinel alone).
+type failoverPath struct {
 	tag  string
 	fast bool
 	want redisv1alpha1.FailoverPath
-}{{"fast", true, redisv1alpha1.FailoverPathFast}, {"sentinel", false, redisv1alpha1.FailoverPathSentinel}}
+}
+
+// failoverPaths are the two ways, as BenchmarkFailover measures them.
+var failoverPaths = []failoverPath{{"fast", true, redisv1alpha1.FailoverPathFast}, {"sentinel", false, redisv1alpha1.FailoverPathSentinel}}
 
 // BenchmarkFailover runs BENCH_DRILLS failover drills per path on one
 // formation (down-after 5000 ms, the default), the paths alternating so
@@ -202,6 +205,48 @@ func setFastFailover(ctx context.Context, f *redisv1alpha1.RedisSentinelFormatio
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
+}
+
+// alternatingDrills runs drills kill -> status drills (killMaster) per
+// formation on path, the formations alternating (which goes first too) so
+// that all see the same machine: path is set on every formation first;
+// before each drill the master is past the crash window and settled, and
+// after it the formation is Ready again (the stopped member restarted), so
+// that no drill runs beside another's recovery. It returns kill -> status
+// per formation; tags name the formations in the log and errors.
+func alternatingDrills(b *testing.B, tags []string, fs []*redisv1alpha1.RedisSentinelFormation, drills int, path failoverPath) [][]time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	for i, f := range fs {
+		if err := setFastFailover(ctx, f, path.fast); err != nil {
+			b.Fatalf("%s: %v", tags[i], err)
+		}
+	}
+	toStatus := make([][]time.Duration, len(fs))
+	for n := range drills {
+		for k := range fs {
+			i := (k + n) % len(fs)
+			f, tag := fs[i], tags[i]
+			if err := outOfCrashWindow(ctx, f); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(time.Second) // settled, as in BenchmarkFailover
+			d, err := killMaster(f)
+			if err != nil {
+				b.Fatalf("%s drill %d (%s path): %v", tag, n+1, path.tag, err)
+			}
+			if _, err := waitReady(f.Namespace, []*redisv1alpha1.RedisSentinelFormation{f}, 250*time.Millisecond, 10*time.Minute); err != nil {
+				b.Fatalf("%s drill %d: not Ready again: %v", tag, n+1, err)
+			}
+			b.Logf("%s drill %d (%s path, status says %s): %s -> %s: kill -> sentinel %s, kill -> status %s",
+				tag, n+1, path.tag, d.path, d.from, d.to, d.killToSwitch.Round(time.Millisecond), d.killToStatus.Round(time.Millisecond))
+			if d.path != path.want {
+				b.Fatalf("%s drill %d: the new master was promoted through the %s path, want %s", tag, n+1, d.path, path.want)
+			}
+			toStatus[i] = append(toStatus[i], d.killToStatus)
+		}
+	}
+	return toStatus
 }
 
 // killMaster hard-stops the master's container and times the failover.

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
@@ -23,7 +26,6 @@ import (
 // the roll's duration.
 func BenchmarkImageRoll(b *testing.B) {
 	needStack(b)
-	ctx := context.Background()
 	ns := benchNamespace(b, "bench-roll")
 	deps, _ := realDeps(b)
 	startManager(b, []string{ns}, defaultOptions(), deps)
@@ -34,7 +36,33 @@ func BenchmarkImageRoll(b *testing.B) {
 		b.Fatal(err)
 	}
 	alias := secondAlias(b)
+	r := rollUnderWriter(b, f, "image roll", func(f *redisv1alpha1.RedisSentinelFormation) { f.Spec.Incus.Image = alias }, nil)
+	b.ReportMetric(r.gap.Seconds(), "roll-write-gap-s")
+	b.ReportMetric(float64(r.lost), "roll-acked-lost")
+	b.ReportMetric(float64(r.switches), "roll-master-switches")
+	b.ReportMetric(r.took.Seconds(), "roll-duration-s")
+}
 
+// rollFigures are what a change that replaces every member did to a writer.
+type rollFigures struct {
+	gap, took time.Duration
+	// lost: acknowledged writes missing when read back; switches: the
+	// change's master switches (status.failovers).
+	lost     int
+	switches int64
+}
+
+// rollUnderWriter makes a change that replaces every container of the
+// Ready formation f (change edits its spec) while a writer writes through
+// the connection Secret's client (SET + WAIT 1), and waits until every
+// container was replaced and the formation is Ready at the new generation
+// (and done, when given, holds for it): the longest gap between two
+// successful writes from the change on, the acknowledged writes lost, the
+// master switches and the time the change took. what names the change in
+// the log and errors.
+func rollUnderWriter(b *testing.B, f *redisv1alpha1.RedisSentinelFormation, what string, change func(*redisv1alpha1.RedisSentinelFormation), done func(*redisv1alpha1.RedisSentinelFormation) bool) rollFigures {
+	b.Helper()
+	ctx := context.Background()
 	w, err := harness.StartWriter(ctx, k8s, f, harness.WriterOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -56,15 +84,17 @@ func BenchmarkImageRoll(b *testing.B) {
 	w.ResetGap()
 	start := time.Now()
 	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Spec.Incus.Image = alias
+	change(cur)
 	if err := k8s.Patch(ctx, cur, patch); err != nil {
 		b.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Minute)
-	for !rolled(ctx, f, gen, created) {
+	var seen conditionLog
+	for !rolled(ctx, f, gen, created, done) {
 		if time.Now().After(deadline) {
-			b.Fatalf("the roll did not finish within 15 minutes; log:\n%s", logs.tail(30))
+			b.Fatalf("the %s did not finish within 15 minutes (%s); log:\n%s", what, seen, logs.tail(30))
 		}
+		seen.observe(ctx, f, start)
 		time.Sleep(200 * time.Millisecond)
 	}
 	took := time.Since(start)
@@ -76,19 +106,57 @@ func BenchmarkImageRoll(b *testing.B) {
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(f), cur); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("image roll: %s, longest write gap %s, %d writes (%d acknowledged, %d lost), %d master switches",
-		took.Round(100*time.Millisecond), st.LongestGap.Round(time.Millisecond), st.Attempted, st.Acknowledged, len(lost), cur.Status.Failovers-failovers)
-	b.ReportMetric(st.LongestGap.Seconds(), "roll-write-gap-s")
-	b.ReportMetric(float64(len(lost)), "roll-acked-lost")
-	b.ReportMetric(float64(cur.Status.Failovers-failovers), "roll-master-switches")
-	b.ReportMetric(took.Seconds(), "roll-duration-s")
+	r := rollFigures{gap: st.LongestGap, took: took, lost: len(lost), switches: cur.Status.Failovers - failovers}
+	b.Logf("%s: %s, longest write gap %s, %d writes (%d acknowledged, %d lost), %d master switches; %s",
+		what, took.Round(100*time.Millisecond), st.LongestGap.Round(time.Millisecond), st.Attempted, st.Acknowledged, r.lost, r.switches, seen)
+	return r
+}
+
+// conditionLog records the Degraded condition's reasons and messages a
+// formation showed during a change, each with when it was first seen, so
+// that a change that took unusually long says why.
+type conditionLog struct {
+	seen    map[string]bool
+	entries []string
+}
+
+func (c *conditionLog) observe(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, since time.Time) {
+	cur := &redisv1alpha1.RedisSentinelFormation{}
+	if k8s.Get(ctx, client.ObjectKeyFromObject(f), cur) != nil {
+		return
+	}
+	cond := meta.FindStatusCondition(cur.Status.Conditions, redisv1alpha1.ConditionDegraded)
+	if cond == nil || cond.Status != metav1.ConditionTrue {
+		return
+	}
+	key := cond.Reason + ": " + cond.Message
+	if len(key) > 200 {
+		key = key[:200] + "..."
+	}
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	if !c.seen[key] {
+		c.seen[key] = true
+		c.entries = append(c.entries, fmt.Sprintf("+%.1fs %s", time.Since(since).Seconds(), key))
+	}
+}
+
+func (c conditionLog) String() string {
+	if len(c.entries) == 0 {
+		return "never Degraded"
+	}
+	return "Degraded: " + strings.Join(c.entries, "; ")
 }
 
 // rolled: every container was replaced and the formation is Ready at the
-// new generation.
-func rolled(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, gen int64, created map[string]time.Time) bool {
+// new generation (and done, when given, holds).
+func rolled(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, gen int64, created map[string]time.Time, done func(*redisv1alpha1.RedisSentinelFormation) bool) bool {
 	cur := &redisv1alpha1.RedisSentinelFormation{}
 	if k8s.Get(ctx, client.ObjectKeyFromObject(f), cur) != nil || cur.Generation == gen || cur.Status.ObservedGeneration != cur.Generation || !isReady(cur) {
+		return false
+	}
+	if done != nil && !done(cur) {
 		return false
 	}
 	for name, at := range created {

@@ -125,40 +125,11 @@ func BenchmarkTLS(b *testing.B) {
 	// kill -> status, per path, the variants alternating (which goes first
 	// too) so that both see the same machine.
 	b.ReportMetric(float64(drills), "tls-drills")
+	fs, tags := []*redisv1alpha1.RedisSentinelFormation{plain, withTLS}, []string{"plain", "tls"}
 	for _, path := range failoverPaths {
-		for _, v := range variants {
-			if err := setFastFailover(ctx, v.f, path.fast); err != nil {
-				b.Fatalf("%s: %v", v.tag, err)
-			}
-		}
-		toStatus := make([][]time.Duration, len(variants))
-		for n := range drills {
-			for k := range variants {
-				i := (k + n) % len(variants)
-				v := variants[i]
-				if err := outOfCrashWindow(ctx, v.f); err != nil {
-					b.Fatal(err)
-				}
-				time.Sleep(time.Second) // settled, as in BenchmarkFailover
-				d, err := killMaster(v.f)
-				if err != nil {
-					b.Fatalf("%s drill %d (%s path): %v", v.tag, n+1, path.tag, err)
-				}
-				// Whole again (the stopped member restarted) before the next
-				// drill, so that no drill runs beside another's recovery.
-				if _, err := waitReady(v.f.Namespace, []*redisv1alpha1.RedisSentinelFormation{v.f}, 250*time.Millisecond, 10*time.Minute); err != nil {
-					b.Fatalf("%s drill %d: not Ready again: %v", v.tag, n+1, err)
-				}
-				b.Logf("%s drill %d (%s path, status says %s): %s -> %s: kill -> sentinel %s, kill -> status %s",
-					v.tag, n+1, path.tag, d.path, d.from, d.to, d.killToSwitch.Round(time.Millisecond), d.killToStatus.Round(time.Millisecond))
-				if d.path != path.want {
-					b.Fatalf("%s drill %d: the new master was promoted through the %s path, want %s", v.tag, n+1, d.path, path.want)
-				}
-				toStatus[i] = append(toStatus[i], d.killToStatus)
-			}
-		}
-		for i, v := range variants {
-			b.ReportMetric(median(toStatus[i]).Seconds(), fmt.Sprintf("tls-%s-kill-status-%s-median-s", path.tag, v.tag))
+		toStatus := alternatingDrills(b, tags, fs, drills, path)
+		for i, tag := range tags {
+			b.ReportMetric(median(toStatus[i]).Seconds(), fmt.Sprintf("tls-%s-kill-status-%s-median-s", path.tag, tag))
 		}
 		b.ReportMetric((median(toStatus[1]) - median(toStatus[0])).Seconds(), "tls-"+path.tag+"-kill-status-diff-s")
 	}
