@@ -491,7 +491,7 @@ func settled(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topolog
 func topologyProblems(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) (problems []problem, discovering bool) {
 	var out []problem
 	if tp.FailoverInProgress {
-		out = append(out, problem{ReasonFailingOver, "Sentinel is failing over from " + tp.MasterMember})
+		out = append(out, problem{ReasonFailingOver, "Sentinel is failing over (the master the sentinels name now: " + orNone(tp.MasterMember) + ")"})
 	} else if masterMember(o, tp) == nil {
 		out = append(out, problem{ReasonNoMaster, "no member answers as the master the sentinels name (" + orNone(tp.MasterMember) + ")"})
 	}
