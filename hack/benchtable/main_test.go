@@ -105,18 +105,7 @@ func TestApplyBeforeTheFloor(t *testing.T) {
 			"| member rebuild → full redundancy, dir pool | median 4.00 s, max 4.20 s (1 run): replaced 2.10 s, linked 3.90 s, known to every sentinel 4.00 s; Ready 4.10 s; 0.50 s under the floor of one launch | ≤ floor + 2 s | yes |",
 		},
 	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			in, err := parse(strings.NewReader(tc.input))
-			if err != nil {
-				t.Fatal(err)
-			}
-			table := markdownTable(evaluate(in))
-			for _, want := range tc.want {
-				if !strings.Contains(table, want) {
-					t.Errorf("table lacks %q:\n%s", want, table)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { assertRows(t, tc.input, tc.want) })
 	}
 }
 
@@ -173,17 +162,22 @@ func TestEngineRows(t *testing.T) {
 			"| engine migration Redis → Valkey: longest gap in successful writes | not measured (skipped: engines_test.go:58: incusd with the Valkey lab image: unavailable) | ≤ 2 s | — |",
 		},
 	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			in, err := parse(strings.NewReader(tc.input))
-			if err != nil {
-				t.Fatal(err)
-			}
-			table := markdownTable(evaluate(in))
-			for _, want := range tc.want {
-				if !strings.Contains(table, want) {
-					t.Errorf("table lacks %q:\n%s", want, table)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { assertRows(t, tc.input, tc.want) })
+	}
+}
+
+// assertRows checks that the table made from benchmark output input has
+// every row (or row part) in want.
+func assertRows(t *testing.T, input string, want []string) {
+	t.Helper()
+	in, err := parse(strings.NewReader(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := markdownTable(evaluate(in))
+	for _, w := range want {
+		if !strings.Contains(table, w) {
+			t.Errorf("table lacks %q:\n%s", w, table)
+		}
 	}
 }
