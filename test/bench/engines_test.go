@@ -41,7 +41,7 @@ func (v engineVariant) formation(suffix string) *redisv1alpha1.RedisSentinelForm
 //   - kill -> status.master changes on the fast path (alternatingDrills,
 //     as BenchmarkTLS), BENCH_ENGINE_DRILLS (5) drills per engine, the
 //     engines alternating; medians and Valkey - Redis.
-//   - the live migration: BENCH_ENGINE_MIGRATIONS (1) times, a fresh Ready
+//   - the live migration: BENCH_ENGINE_MIGRATIONS (3) times, a fresh Ready
 //     Redis formation (in a third namespace) has spec.engine changed to
 //     valkey under a SET + WAIT 1 writer (rollUnderWriter, as
 //     BenchmarkImageRoll), until every member's status.members[].engine
@@ -52,7 +52,7 @@ func (v engineVariant) formation(suffix string) *redisv1alpha1.RedisSentinelForm
 func BenchmarkEngines(b *testing.B) {
 	needStack(b)
 	ctx := context.Background()
-	applies, drills, migrations := envInt("BENCH_ENGINE_APPLY", 3), envInt("BENCH_ENGINE_DRILLS", 5), envInt("BENCH_ENGINE_MIGRATIONS", 1)
+	applies, drills, migrations := envInt("BENCH_ENGINE_APPLY", 3), envInt("BENCH_ENGINE_DRILLS", 5), envInt("BENCH_ENGINE_MIGRATIONS", 3)
 	valkeyImage := engine.MustOf(engine.Valkey).DefaultImage
 	if _, ok, err := incusSrv.ImageProperties(ctx, valkeyImage); err != nil || !ok {
 		testenv.Check(b, "incusd with the Valkey lab image", &testenv.UnavailableError{Err: fmt.Errorf("image alias %s missing (run `make lab-host`): %v", valkeyImage, err)})

@@ -32,7 +32,7 @@
 // connection Secret), BENCH_TLS_RTT (20000 round trips per variant),
 // BENCH_TLS_FRESH (10 fresh clients per variant), BENCH_TLS_DRILLS (5 per
 // variant and path), BENCH_ENGINE_APPLY (3 creations per engine),
-// BENCH_ENGINE_DRILLS (5 per engine), BENCH_ENGINE_MIGRATIONS (1),
+// BENCH_ENGINE_DRILLS (5 per engine), BENCH_ENGINE_MIGRATIONS (3),
 // BENCH_SCALE_N (500), BENCH_SCALE_TIMEOUT (30m), RSF_BENCH_MANAGER (the
 // operator binary; built into a temp dir when unset), BENCH_DEBUG (log the
 // in-process manager's latest lines).
