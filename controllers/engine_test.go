@@ -165,6 +165,29 @@ func TestStaleMembersAfterAnUnplannedFailover(t *testing.T) {
 	}
 }
 
+// TestMigrationWithoutTheEngineImage: the Valkey image is not on the
+// host: the condition names it and no member is replaced.
+func TestMigrationWithoutTheEngineImage(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	e.incus.SetImageAlias("rsf-valkey8-bookworm-v1", false)
+	e.updateFormation(testKey, toValkey)
+	for range 5 {
+		e.advanceFor(e.reconcile(r, testKey))
+	}
+	f := e.formation(testKey)
+	c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionDegraded)
+	if c == nil || c.Reason != ReasonImageMissing || !strings.Contains(c.Message, `"rsf-valkey8-bookworm-v1"`) {
+		t.Fatalf("Degraded %+v, want %s naming the Valkey image\n%s", c, ReasonImageMissing, describe(f))
+	}
+	for _, m := range f.Status.Members {
+		if e.engineOf(f, m.Name) != engine.Redis || m.Health != redisv1alpha1.HealthHealthy {
+			t.Fatalf("member %s touched while the image is missing\n%s", m.Name, describe(f))
+		}
+	}
+}
+
 // TestMigrationWaitsForAHealthyFormation: a migration started while a
 // sentinel does not answer replaces nothing and says why.
 func TestMigrationWaitsForAHealthyFormation(t *testing.T) {

@@ -94,9 +94,10 @@ func TestValkeyFormation(t *testing.T) {
 
 // TestEngineMigration: a Redis 7 formation under a WAIT 1 writer is
 // switched to valkey. A Valkey image named with the Redis engine is
-// refused first, nothing replaced; then every member is rebuilt on Valkey
-// 8, replicas first, with exactly one master switch and no acknowledged
-// write lost, and the formation is Ready with mixed sentinels on the way.
+// refused first, nothing replaced; started while a sentinel is down, the
+// migration waits and says so; then every member is rebuilt on Valkey 8,
+// replicas first, with exactly one master switch and no acknowledged write
+// lost, and redis-sentinel and valkey-sentinel keep the quorum together.
 func TestEngineMigration(t *testing.T) {
 	f := newFormation(t, "migrate", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
 		f.Spec.Engine = redisv1alpha1.EngineRedis
@@ -131,8 +132,29 @@ func TestEngineMigration(t *testing.T) {
 
 	w, cache := startWriter(t, f)
 	time.Sleep(time.Second)
-	start := time.Now()
+
+	// Started while a replica's sentinel is down, the migration waits
+	// and says so; it goes on once the sentinel is back.
+	var victim redisv1alpha1.MemberStatus
+	for _, m := range refused.Status.Members {
+		if m.Role == redisv1alpha1.RoleReplica {
+			victim = m
+		}
+	}
+	sentinelUnit := "redis-sentinel"
+	runIn(t, victim.Instance, "systemctl mask --runtime "+sentinelUnit+" && systemctl stop "+sentinelUnit)
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Incus.Image = "" })
+	eventually(t, time.Minute, "the migration waiting for the sentinel", func() (bool, string) {
+		msg := conditionMessage(get(t, f), redisv1alpha1.ConditionProgressing)
+		return strings.Contains(msg, "migrating to valkey (3 of 3 members still run another engine); the next member is replaced once the formation is healthy"), msg
+	})
+	for _, m := range get(t, f).Status.Members {
+		if inst, err := incusSrv.GetInstance(context.Background(), m.Instance); err != nil || !inst.CreatedAt.Equal(created[m.Name].Time) {
+			t.Fatalf("member %s was replaced while a sentinel was down (%v)", m.Name, err)
+		}
+	}
+	runIn(t, victim.Instance, "systemctl unmask --runtime "+sentinelUnit)
+	start := time.Now()
 	gossip := map[string]bool{} // "valkey->redis" when a sentinel of the first kind knows one of the second as a healthy peer
 	eventually(t, 8*time.Minute, "every member on valkey and the formation Ready", func() (bool, string) {
 		cur = get(t, f)
