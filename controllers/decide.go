@@ -343,9 +343,10 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	if pf := f.Status.PlannedFailover; pf != nil && pf.Phase != redisv1alpha1.PlannedFailoverDone {
 		return false
 	}
+	what := rolloutWhat(f, old)
 	replace := func(m *memberObs, why string) bool {
-		p.add(action{kind: actReplace, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("%s (%s)", why, rolloutWhat(f, old))})
-		p.progressing = fmt.Sprintf("replacing member %s: %s", m.name, rolloutWhat(f, old))
+		p.add(action{kind: actReplace, member: m.name, instance: m.instanceName, reason: fmt.Sprintf("%s (%s)", why, what)})
+		p.progressing = fmt.Sprintf("replacing member %s: %s", m.name, what)
 		p.requeueNow = true
 		return true
 	}
@@ -354,7 +355,7 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	}
 	if !whole(f, o, p.topology) {
 		if p.progressing == "" {
-			p.progressing = rolloutWhat(f, old) + "; the next member is replaced once the formation is healthy"
+			p.progressing = what + "; the next member is replaced once the formation is healthy"
 		}
 		return false
 	}

@@ -8,15 +8,6 @@ import (
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
 
-const (
-	// keyEngine is the engine a member's container was built to run; a
-	// container without it predates engines and runs Redis.
-	keyEngine = "user.rsf.engine"
-	// imageEngineProperty is the image property the lab's images name
-	// their engine with.
-	imageEngineProperty = "user.rsf.engine"
-)
-
 // formationEngine is the engine spec.engine names.
 func formationEngine(f *redisv1alpha1.RedisSentinelFormation) engine.Engine {
 	return engine.MustOf(engine.Name(f.Spec.Engine))
@@ -31,23 +22,20 @@ func formationImage(f *redisv1alpha1.RedisSentinelFormation) string {
 	return formationEngine(f).DefaultImage
 }
 
-// engine is what the member's container was built to run; Redis for one
-// built before engines existed (or with a value this operator does not
-// know, which only a hand edit can give).
+// engine is what the member's container was built to run (its
+// engine.Property key; see engine.Lookup).
 func (m *memberObs) engine() engine.Engine {
-	if m.instance != nil {
-		if e, err := engine.Of(engine.Name(m.instance.Config[keyEngine])); err == nil {
-			return e
-		}
+	if m.instance == nil {
+		return engine.Lookup("")
 	}
-	return engine.MustOf(engine.Redis)
+	return engine.Lookup(engine.Name(m.instance.Config[engine.Property]))
 }
 
 // imageEngineMismatch says why the formation's image cannot serve its
 // engine ("" when it can, or when the image does not name its engine).
 func imageEngineMismatch(f *redisv1alpha1.RedisSentinelFormation, props map[string]string) string {
 	want := formationEngine(f).Name
-	got := engine.Name(props[imageEngineProperty])
+	got := engine.Name(props[engine.Property])
 	if got == "" || got == want {
 		return ""
 	}
@@ -56,7 +44,7 @@ func imageEngineMismatch(f *redisv1alpha1.RedisSentinelFormation, props map[stri
 		fix = "rebuild the image"
 	}
 	return fmt.Sprintf("image %q runs %s (its %s property) but spec.engine is %s; nothing is created or replaced until it matches (%s)",
-		formationImage(f), got, imageEngineProperty, want, fix)
+		formationImage(f), got, engine.Property, want, fix)
 }
 
 // staleMembers are the members whose engine cannot replicate from the

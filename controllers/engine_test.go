@@ -14,7 +14,7 @@ import (
 // engineOf is the engine a member's instance was built to run.
 func (e *env) engineOf(f *redisv1alpha1.RedisSentinelFormation, member string) engine.Name {
 	e.t.Helper()
-	return engine.MustOf(engine.Name(e.instances(f)[member].Config[keyEngine])).Name
+	return engine.MustOf(engine.Name(e.instances(f)[member].Config[engine.Property])).Name
 }
 
 // toValkey is the change a user makes to migrate: the engine, and the
@@ -58,7 +58,7 @@ func TestEngineMigration(t *testing.T) {
 	e.convergeWith(func() *FormationReconciler { return r }, testKey, 150, func(pass int) {
 		f := e.formation(testKey)
 		for name, inst := range e.instances(f) {
-			if inst.Config[keyEngine] == "valkey" && !slices.Contains(replaced, name) {
+			if inst.Config[engine.Property] == "valkey" && !slices.Contains(replaced, name) {
 				replaced = append(replaced, name)
 			}
 		}

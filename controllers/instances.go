@@ -152,7 +152,7 @@ func instanceSpec(f *redisv1alpha1.RedisSentinelFormation, index int, address st
 		keyFormation:    f.Namespace + "/" + f.Name,
 		keyMember:       strconv.Itoa(index),
 		keyTemplate:     templateDigest(f, index),
-		keyEngine:       string(formationEngine(f).Name),
+		engine.Property: string(formationEngine(f).Name),
 	}
 	maps.Copy(config, portKeys(specPorts(f)))
 	if spec.Limits.CPU != "" {

@@ -340,14 +340,15 @@ func checkPrerequisites(ctx context.Context, f *redisv1alpha1.RedisSentinelForma
 	spec := f.Spec.Incus
 	image := formationImage(f)
 	props, ok, err := o.incus.ImageProperties(ctx, image)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("checking image alias %q: %w", image, err)
-	case !ok:
+	}
+	if !ok {
 		o.missingPrerequisite = &problem{ReasonImageMissing, fmt.Sprintf("Incus has no image alias %q (spec.incus.image, or spec.engine's image when unset); nothing is created or replaced until it exists", image)}
 		return nil
-	case imageEngineMismatch(f, props) != "":
-		o.missingPrerequisite = &problem{ReasonImageEngineMismatch, imageEngineMismatch(f, props)}
+	}
+	if mismatch := imageEngineMismatch(f, props); mismatch != "" {
+		o.missingPrerequisite = &problem{ReasonImageEngineMismatch, mismatch}
 		return nil
 	}
 	checks := []prerequisite{

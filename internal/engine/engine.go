@@ -95,6 +95,11 @@ func debian(n Name, image string, generation int, clientSetInfo bool) Engine {
 	}
 }
 
+// Property is the key that names an engine on an Incus image (a property
+// the lab's image role sets) and on a member's container (a config key the
+// operator sets when it creates it).
+const Property = "user.rsf.engine"
+
 // Of returns the named engine; "" is Redis, what every formation ran before
 // engines could be chosen.
 func Of(n Name) (Engine, error) {
@@ -106,6 +111,16 @@ func Of(n Name) (Engine, error) {
 		return Engine{}, fmt.Errorf("unknown engine %q (redis or valkey)", n)
 	}
 	return e, nil
+}
+
+// Lookup is the engine a name read back from a container names: Redis
+// when it names none (a container built before engines existed) or one
+// this program does not know (only a hand edit gives one).
+func Lookup(n Name) Engine {
+	if e, err := Of(n); err == nil {
+		return e
+	}
+	return engines[Redis]
 }
 
 // MustOf is Of for names the API server already validated.

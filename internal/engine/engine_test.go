@@ -10,6 +10,12 @@ func TestEngines(t *testing.T) {
 	if _, err := Of("keydb"); err == nil {
 		t.Fatal("Of(keydb) accepted")
 	}
+	// A name read back from a container: Redis unless it names a known engine.
+	for n, want := range map[Name]Name{"": Redis, "keydb": Redis, Redis: Redis, Valkey: Valkey} {
+		if got := Lookup(n).Name; got != want {
+			t.Errorf("Lookup(%q) = %s, want %s", n, got, want)
+		}
+	}
 	// Debian's layouts, as the units of each package expect them.
 	cases := []struct{ got, want string }{
 		{redis.ServerConf, "/etc/redis/redis.conf"},

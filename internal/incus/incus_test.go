@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 )
@@ -454,8 +455,8 @@ func TestRealLookups(t *testing.T) {
 
 	// The lab image says which engine it runs (the operator refuses an
 	// image of another engine than the formation's).
-	if props, _, err := s.ImageProperties(ctx, itestImage); err != nil || props["user.rsf.engine"] != "redis" {
-		t.Errorf("image %s: user.rsf.engine=%q err=%v, want redis", itestImage, props["user.rsf.engine"], err)
+	if props, _, err := s.ImageProperties(ctx, itestImage); err != nil || props[engine.Property] != "redis" {
+		t.Errorf("image %s: user.rsf.engine=%q err=%v, want redis", itestImage, props[engine.Property], err)
 	}
 
 	if _, err := Connect(ctx, Options{Project: "rsf-itest-no-such-project"}); !errors.Is(err, ErrNotFound) {

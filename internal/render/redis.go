@@ -115,7 +115,7 @@ func RedisConf(r Redis) ([]byte, error) {
 
 	c.comment("Process (Debian paths)")
 	c.directive("daemonize", kw("no"))
-	e := orRedis(r.Engine)
+	e := engine.Lookup(r.Engine.Name)
 	c.directive("pidfile", str(e.ServerPid))
 	c.directive("logfile", str(e.ServerLog))
 	c.directive("dir", str(e.DataDir))
@@ -209,13 +209,4 @@ func RuntimeSettings(r Redis) (map[string]string, error) {
 		"min-replicas-max-lag":     strconv.Itoa(r.MinReplicasMaxLag),
 		"repl-diskless-sync-delay": "0",
 	}, nil
-}
-
-// orRedis is e, or Redis for the zero Engine (what every formation ran
-// before engines could be chosen).
-func orRedis(e engine.Engine) engine.Engine {
-	if e.Name == "" {
-		return engine.MustOf(engine.Redis)
-	}
-	return e
 }

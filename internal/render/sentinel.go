@@ -162,7 +162,7 @@ func SentinelConf(s Sentinel) ([]byte, error) {
 
 	c.comment("Process (Debian paths)")
 	c.directive("daemonize", kw("no"))
-	e := orRedis(s.Engine)
+	e := engine.Lookup(s.Engine.Name)
 	c.directive("pidfile", str(e.SentinelPid))
 	c.directive("logfile", str(e.SentinelLog))
 	c.directive("dir", str(e.DataDir))

@@ -157,7 +157,7 @@ func Start(dir string, port int, conf []byte, s Spec) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%d.conf", orRedis(s.Engine), port))
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.conf", engine.Lookup(s.Engine).Name, port))
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		return nil, err
 	}
@@ -192,13 +192,6 @@ func StartFile(dir string, port int, path string, s Spec) (*Proc, error) {
 func (p *Proc) Restart() (*Proc, error) {
 	p.Stop()
 	return StartFile(p.Dir, p.Port, p.Conf, p.Spec)
-}
-
-func orRedis(n engine.Name) engine.Name {
-	if n == "" {
-		return engine.Redis
-	}
-	return n
 }
 
 func (p *Proc) waitReady() error {

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
 )
 
@@ -156,8 +157,8 @@ func New() *Fake {
 		},
 		images: map[string]bool{"rsf-redis7-bookworm-v1": true, "rsf-valkey8-bookworm-v1": true},
 		imageProperties: map[string]map[string]string{
-			"rsf-redis7-bookworm-v1":  {"user.rsf.engine": "redis"},
-			"rsf-valkey8-bookworm-v1": {"user.rsf.engine": "valkey"},
+			"rsf-redis7-bookworm-v1":  {engine.Property: string(engine.Redis)},
+			"rsf-valkey8-bookworm-v1": {engine.Property: string(engine.Valkey)},
 		},
 		profiles:   map[string]bool{"rsf-redis": true},
 		networks:   map[string]bool{"rsfbr0": true},

@@ -219,10 +219,7 @@ func (w *World) Attach(f *incusfake.Fake) {
 		return file.Content, ok
 	}
 	w.engineOf = func(instance string) engine.Engine {
-		if e, err := engine.Of(engine.Name(f.InstanceConfig(instance)["user.rsf.engine"])); err == nil {
-			return e
-		}
-		return engine.MustOf(engine.Redis)
+		return engine.Lookup(engine.Name(f.InstanceConfig(instance)[engine.Property]))
 	}
 	f.ExecFunc = w.Exec
 	f.OnStop = w.Crash
