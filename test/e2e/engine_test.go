@@ -21,16 +21,11 @@ func serverInfo(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, address s
 	t.Helper()
 	c := adminRedis(t, f, address)
 	defer c.Close()
-	info, err := c.Info(context.Background(), "server").Result()
+	info, err := c.InfoMap(context.Background(), "server").Result()
 	if err != nil {
 		t.Fatalf("INFO server on %s: %v", address, err)
 	}
-	fields := map[string]string{}
-	for _, line := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			fields[k] = v
-		}
-	}
+	fields := info["Server"]
 	name = fields["server_name"]
 	if name == "" {
 		name = "redis" // Redis 7.0 has no server_name
