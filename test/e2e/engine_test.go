@@ -12,6 +12,7 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/redisclient"
 )
 
@@ -136,7 +137,7 @@ func TestEngineMigration(t *testing.T) {
 			victim = m
 		}
 	}
-	sentinelUnit := "redis-sentinel"
+	sentinelUnit := engine.MustOf(engine.Redis).SentinelUnit
 	runIn(t, victim.Instance, "systemctl mask --runtime "+sentinelUnit+" && systemctl stop "+sentinelUnit)
 	update(t, f, func(s *redisv1alpha1.RedisSentinelFormationSpec) { s.Incus.Image = "" })
 	eventually(t, time.Minute, "the migration waiting for the sentinel", func() (bool, string) {
