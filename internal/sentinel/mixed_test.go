@@ -156,7 +156,10 @@ func TestMixedEngines(t *testing.T) {
 		case strings.Contains(out, fullSync):
 			t.Fatalf("a Redis 7.0 replica completed a full sync from Valkey 8:\n%s", out)
 		case r.LinkUp && !strings.Contains(out, partial):
-			t.Fatalf("link up without a partial resynchronization: %+v\n%s", r, out)
+			// redis-server logs the partial resync before it reports the
+			// link up, but its output reaches us through a pipe a moment
+			// later: a link up whose line never comes fails the poll.
+			return fmt.Errorf("link up without a partial resynchronization logged: %+v\n%s", r, out)
 		case r.LinkUp:
 			t.Logf("the old Redis master continued by partial resynchronization (link up, no RDB): %s", lastLine(out, partial))
 		case strings.Contains(out, refused):
