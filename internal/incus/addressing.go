@@ -11,8 +11,11 @@ import (
 // parseAddressing reads the IPv4 plan of a managed bridge from its config
 // (ipv4.address, ipv4.dhcp.ranges) and its leases.
 func parseAddressing(n *api.Network, leases []api.NetworkLease) (Addressing, error) {
+	if n.Type != "bridge" {
+		return Addressing{}, fmt.Errorf("%w: %q (type %s)", ErrNotBridged, n.Name, n.Type)
+	}
 	raw := n.Config["ipv4.address"]
-	if !n.Managed || n.Type != "bridge" || raw == "" || raw == "none" {
+	if !n.Managed || raw == "" || raw == "none" {
 		return Addressing{}, fmt.Errorf("%w: %q (type %s, ipv4.address %q)", ErrNoAddressing, n.Name, n.Type, raw)
 	}
 

@@ -23,7 +23,9 @@ func TestParseAddressing(t *testing.T) {
 		network *api.Network
 		want    string // fmt of gateway, ranges, in use
 		noAddr  bool
-		wantErr bool
+		// notBridged: not a bridge at all, so no address can be pinned.
+		notBridged bool
+		wantErr    bool
 	}{
 		{name: "whole subnet", network: bridge(map[string]string{"ipv4.address": "10.77.0.1/24"}),
 			want: "10.77.0.1/24 [] [10.77.0.1 10.77.0.1 10.77.0.7 10.77.0.150]"},
@@ -33,13 +35,17 @@ func TestParseAddressing(t *testing.T) {
 		{name: "no ipv4", network: bridge(map[string]string{"ipv4.address": "none"}), noAddr: true},
 		{name: "unset ipv4", network: bridge(nil), noAddr: true},
 		{name: "ipv6 only", network: bridge(map[string]string{"ipv4.address": "fd42::1/64"}), noAddr: true},
-		{name: "macvlan", network: &api.Network{Name: "mv", Type: "macvlan", Managed: true}, noAddr: true},
+		{name: "macvlan", network: &api.Network{Name: "mv", Type: "macvlan", Managed: true}, notBridged: true},
 		{name: "unmanaged bridge", network: &api.Network{Name: "br0", Type: "bridge", NetworkPut: api.NetworkPut{Config: map[string]string{"ipv4.address": "10.0.0.1/24"}}}, noAddr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a, err := parseAddressing(tt.network, leases)
 			switch {
+			case tt.notBridged:
+				if !errors.Is(err, ErrNotBridged) || errors.Is(err, ErrNoAddressing) {
+					t.Fatalf("err = %v, want ErrNotBridged", err)
+				}
 			case tt.noAddr:
 				if !errors.Is(err, ErrNoAddressing) {
 					t.Fatalf("err = %v, want ErrNoAddressing", err)

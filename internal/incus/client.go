@@ -29,6 +29,9 @@ const (
 	// rereadTimeout bounds the state re-read done after an operation wait
 	// failed (the caller's context may already be expired then).
 	rereadTimeout = 10 * time.Second
+	// addressTimeout bounds the connection to one address of a remote, so
+	// that an unanswering cluster member hands over to the next address.
+	addressTimeout = 5 * time.Second
 	// stopTimeout is the clean-shutdown grace period of a non-forced stop.
 	stopTimeout = 30 * time.Second
 	// deviceUpdateAttempts bounds the re-read/modify/PUT loop on ETag
@@ -74,6 +77,38 @@ func Connect(ctx context.Context, opts Options) (Server, error) {
 }
 
 func connect(ctx context.Context, opts Options) (incusclient.InstanceServer, error) {
+	if opts.Remote == nil {
+		return connectURL(ctx, opts, "")
+	}
+
+	// The addresses of one server (an Incus cluster's members) in order:
+	// the first that answers and trusts us is used. Every failure is kept,
+	// so that a refusal (untrusted, wrong pin) is reported even when
+	// another address merely did not answer.
+	var errs []error
+
+	for _, u := range opts.Remote.URLs() {
+		// A cluster member that is down may not even refuse the
+		// connection: give up on it in time to try the next address.
+		uctx, cancel := context.WithTimeout(ctx, addressTimeout)
+		c, err := connectURL(uctx, opts, u)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+
+	return nil, errors.Join(errs...)
+}
+
+// connectURL connects to the unix socket (rawURL "") or to one HTTPS
+// address of opts.Remote.
+func connectURL(ctx context.Context, opts Options, rawURL string) (incusclient.InstanceServer, error) {
 	// The client keeps the context given at connect time for every later
 	// request, so it must not be cancelled with this call's ctx; ctx bounds
 	// the connect and the handshake GetServer below.
@@ -89,37 +124,38 @@ func connect(ctx context.Context, opts Options) (incusclient.InstanceServer, err
 		err error
 	)
 
+	where := rawURL
 	if opts.Remote == nil {
-		path := opts.SocketPath
-		if path == "" {
-			path = DefaultSocketPath
+		where = opts.SocketPath
+		if where == "" {
+			where = DefaultSocketPath
 		}
 
 		c, err = do(ctx, func() (incusclient.InstanceServer, error) {
-			return incusclient.ConnectIncusUnixWithContext(base, path, args)
+			return incusclient.ConnectIncusUnixWithContext(base, where, args)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("incus: connecting to unix socket %s: %w", path, err)
+			return nil, fmt.Errorf("incus: connecting to unix socket %s: %w", where, err)
 		}
 	} else {
 		r := opts.Remote
 
-		u, perr := url.Parse(r.URL)
+		u, perr := url.Parse(rawURL)
 		if perr != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("%w: URL %q must be https://host[:port]", ErrInvalidRemote, r.URL)
+			return nil, fmt.Errorf("%w: URL %q must be https://host[:port]", ErrInvalidRemote, rawURL)
 		}
 
 		if len(r.ClientCert) == 0 || len(r.ClientKey) == 0 || len(r.ServerCert) == 0 {
-			return nil, fmt.Errorf("%w: %s needs a client certificate, a client key and the server certificate", ErrInvalidRemote, r.URL)
+			return nil, fmt.Errorf("%w: %s needs a client certificate, a client key and the server certificate", ErrInvalidRemote, rawURL)
 		}
 
 		if _, kerr := tls.X509KeyPair(r.ClientCert, r.ClientKey); kerr != nil {
-			return nil, fmt.Errorf("%w: client certificate and key for %s: %v", ErrInvalidRemote, r.URL, kerr)
+			return nil, fmt.Errorf("%w: client certificate and key for %s: %v", ErrInvalidRemote, rawURL, kerr)
 		}
 
 		pinned, perr := parsePinnedCert(r.ServerCert)
 		if perr != nil {
-			return nil, fmt.Errorf("%w: pinned server certificate for %s: %v", ErrInvalidRemote, r.URL, perr)
+			return nil, fmt.Errorf("%w: pinned server certificate for %s: %v", ErrInvalidRemote, rawURL, perr)
 		}
 
 		args.TLSClientCert = string(r.ClientCert)
@@ -129,18 +165,11 @@ func connect(ctx context.Context, opts Options) (incusclient.InstanceServer, err
 		args.TransportWrapper = pinTo(pinned)
 
 		c, err = do(ctx, func() (incusclient.InstanceServer, error) {
-			return incusclient.ConnectIncusWithContext(base, r.URL, args)
+			return incusclient.ConnectIncusWithContext(base, rawURL, args)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("incus: connecting to %s: %w", r.URL, err)
+			return nil, fmt.Errorf("incus: connecting to %s: %w", rawURL, err)
 		}
-	}
-
-	where := opts.SocketPath
-	if opts.Remote != nil {
-		where = opts.Remote.URL
-	} else if where == "" {
-		where = DefaultSocketPath
 	}
 
 	// Seeds the client's extension list and tells us whether we are trusted.
@@ -941,7 +970,7 @@ func (s *server) NetworkAddressing(ctx context.Context, network string) (Address
 	)
 
 	err := do0(ctx, func() (err error) {
-		if n, _, err = s.c.GetNetwork(network); err != nil {
+		if n, _, err = s.c.GetNetwork(network); err != nil || n.Type != "bridge" {
 			return err
 		}
 

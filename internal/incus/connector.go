@@ -2,6 +2,7 @@ package incus
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/incusops/redis-sentinel-operator/internal/fingerprint"
@@ -89,7 +90,7 @@ func (o Options) Key() string {
 		return "unix\x00" + path + "\x00" + o.Project
 	}
 
-	return "https\x00" + o.Remote.URL + "\x00" + o.Project + "\x00" + fingerprint.Strings(string(o.Remote.ClientCert), string(o.Remote.ClientKey), string(o.Remote.ServerCert))
+	return "https\x00" + strings.Join(o.Remote.URLs(), ",") + "\x00" + o.Project + "\x00" + fingerprint.Strings(string(o.Remote.ClientCert), string(o.Remote.ClientKey), string(o.Remote.ServerCert))
 }
 
 // ServerSource hands out Servers per Options; *Connector implements it (and

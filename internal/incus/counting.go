@@ -25,6 +25,7 @@ const (
 	MethodStoragePoolExists    = "StoragePoolExists"
 	MethodNetworkAddressing    = "NetworkAddressing"
 	MethodInfo                 = "Info"
+	MethodClusterMembers       = "ClusterMembers"
 	MethodWatchLifecycle       = "WatchLifecycle"
 )
 
@@ -219,6 +220,11 @@ func (s *countingServer) NetworkAddressing(ctx context.Context, network string) 
 func (s *countingServer) Info(ctx context.Context) (ServerInfo, error) {
 	s.c.count(MethodInfo)
 	return s.inner.Info(ctx)
+}
+
+func (s *countingServer) ClusterMembers(ctx context.Context) ([]ClusterMember, error) {
+	s.c.count(MethodClusterMembers)
+	return s.inner.ClusterMembers(ctx)
 }
 
 func (s *countingServer) WatchLifecycle(ctx context.Context, connected func(), handle func(LifecycleEvent)) error {

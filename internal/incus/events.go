@@ -25,7 +25,27 @@ const (
 	ActionInstanceRenamed   = api.EventLifecycleInstanceRenamed
 )
 
-// LifecycleEvent is an Incus lifecycle event of an instance.
+// Cluster events the operator acts on. Incus announces an evacuation or a
+// restore by lifecycle event only once it is over; the operation that
+// carries it out is reported as it starts (and at each step), which is
+// when a master on the member must hand its role over.
+const (
+	ActionClusterMemberEvacuating = "cluster-member-evacuating"
+	ActionClusterMemberRestoring  = "cluster-member-restoring"
+	ActionClusterMemberEvacuated  = api.EventLifecycleClusterMemberEvacuated
+	ActionClusterMemberRestored   = api.EventLifecycleClusterMemberRestored
+)
+
+// clusterOperations are the descriptions of Incus's cluster member
+// operations (its operationtype.ClusterMemberEvacuate and
+// ClusterMemberRestore), by the action they are reported as.
+var clusterOperations = map[string]string{
+	"Evacuating cluster member": ActionClusterMemberEvacuating,
+	"Restoring cluster member":  ActionClusterMemberRestoring,
+}
+
+// LifecycleEvent is an Incus lifecycle event of an instance, or of the
+// cluster (Instance "", the ActionCluster* actions).
 type LifecycleEvent struct {
 	// Time is Incus's timestamp of the event.
 	Time time.Time
@@ -60,7 +80,7 @@ func (s *server) WatchLifecycle(ctx context.Context, connected func(), handle fu
 	done := make(chan struct{})
 	defer close(done)
 
-	_, err = listener.AddHandler([]string{api.EventTypeLifecycle}, func(e api.Event) {
+	_, err = listener.AddHandler([]string{api.EventTypeLifecycle, api.EventTypeOperation}, func(e api.Event) {
 		select {
 		case events <- e:
 		case <-done:
@@ -84,14 +104,42 @@ func (s *server) WatchLifecycle(ctx context.Context, connected func(), handle fu
 		case e := <-events:
 			if le, ok := instanceLifecycle(e); ok {
 				handle(le)
+			} else if le, ok := clusterEvent(e); ok {
+				handle(le)
 			}
 		}
 	}
 }
 
+// clusterEvent reads an evacuation or a restore of a cluster member: its
+// lifecycle event at the end, or its operation while it runs.
+func clusterEvent(e api.Event) (LifecycleEvent, bool) {
+	switch e.Type {
+	case api.EventTypeOperation:
+		var op api.Operation
+		if err := json.Unmarshal(e.Metadata, &op); err != nil || op.StatusCode != api.Running {
+			return LifecycleEvent{}, false
+		}
+		action, ok := clusterOperations[op.Description]
+		return LifecycleEvent{Time: e.Timestamp, Action: action}, ok
+	case api.EventTypeLifecycle:
+		var lc api.EventLifecycle
+		if err := json.Unmarshal(e.Metadata, &lc); err != nil {
+			return LifecycleEvent{}, false
+		}
+		if lc.Action == ActionClusterMemberEvacuated || lc.Action == ActionClusterMemberRestored {
+			return LifecycleEvent{Time: e.Timestamp, Action: lc.Action}, true
+		}
+	}
+	return LifecycleEvent{}, false
+}
+
 // instanceLifecycle reads an instance's lifecycle event; other lifecycle
 // events (of snapshots, backups, profiles, ...) are not.
 func instanceLifecycle(e api.Event) (LifecycleEvent, bool) {
+	if e.Type != api.EventTypeLifecycle {
+		return LifecycleEvent{}, false
+	}
 	var lc api.EventLifecycle
 	if err := json.Unmarshal(e.Metadata, &lc); err != nil {
 		return LifecycleEvent{}, false

@@ -57,6 +57,11 @@ var (
 	// ErrNoAddressing is returned (wrapped) by NetworkAddressing for a
 	// network whose IPv4 addresses Incus does not hand out.
 	ErrNoAddressing = errors.New("incus: the network has no Incus-managed IPv4 subnet")
+
+	// ErrNotBridged is returned (wrapped) by NetworkAddressing for a
+	// network that is not an Incus bridge (a macvlan, a physical network):
+	// an instance's address on it can be neither chosen nor pinned.
+	ErrNotBridged = errors.New("incus: the network is not an Incus bridge")
 )
 
 // InstanceSpec describes a container to create.
@@ -161,15 +166,19 @@ type Server interface {
 	ProfileExists(ctx context.Context, name string) (bool, error)
 	NetworkExists(ctx context.Context, name string) (bool, error)
 	StoragePoolExists(ctx context.Context, name string) (bool, error)
-	// NetworkAddressing reads a network's IPv4 plan; ErrNoAddressing when
-	// Incus does not manage IPv4 addresses on it (not a bridge, or no
-	// ipv4.address).
+	// NetworkAddressing reads a network's IPv4 plan; ErrNotBridged when it
+	// is not a bridge, ErrNoAddressing when Incus does not manage IPv4
+	// addresses on it (no ipv4.address).
 	NetworkAddressing(ctx context.Context, network string) (Addressing, error)
 	// Info describes the server: its version and, when it is a cluster
 	// member, the cluster's members.
 	Info(ctx context.Context) (ServerInfo, error)
+	// ClusterMembers lists the members of the server's Incus cluster, with
+	// their status and groups; none on a standalone server.
+	ClusterMembers(ctx context.Context) ([]ClusterMember, error)
 	// WatchLifecycle follows the lifecycle events of the instances of the
-	// connection's project: connected is called once the stream is
+	// connection's project, and the evacuations and restores of the
+	// cluster's members (LifecycleEvent): connected is called once the stream is
 	// established, then handle for each event, in the calling goroutine. It
 	// blocks until ctx ends (returning ctx.Err()) or the stream breaks
 	// (returning why); events while no stream runs are lost.
@@ -180,19 +189,38 @@ type Server interface {
 type ServerInfo struct {
 	Version   string
 	Clustered bool
-	// Members are the cluster members as "name (status)", sorted by name.
-	Members []string
+	// Members are the cluster's members, sorted by name.
+	Members []ClusterMember
 }
+
+// ClusterMember is a member of an Incus cluster.
+type ClusterMember struct {
+	Name string
+	// Status is Incus's: MemberOnline, "Offline", "Evacuated", ...
+	Status string
+	// Groups are the cluster groups it belongs to.
+	Groups []string
+}
+
+// MemberOnline is the status of a cluster member that is up and takes
+// instances (not offline, not evacuated).
+const MemberOnline = "Online"
 
 // Remote is an HTTPS Incus endpoint. All certificates and the key are PEM.
 type Remote struct {
-	URL        string
-	ClientCert []byte
-	ClientKey  []byte
+	URL string
+	// FallbackURLs are other addresses of the same server (an Incus
+	// cluster's other members), tried in order after URL.
+	FallbackURLs []string
+	ClientCert   []byte
+	ClientKey    []byte
 	// ServerCert is pinned: only a server presenting this certificate is
 	// accepted.
 	ServerCert []byte
 }
+
+// URLs are the remote's addresses in the order they are tried.
+func (r *Remote) URLs() []string { return append([]string{r.URL}, r.FallbackURLs...) }
 
 // Options selects the Incus server and project.
 type Options struct {

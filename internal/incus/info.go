@@ -3,7 +3,8 @@ package incus
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/lxc/incus/v6/shared/api"
 )
@@ -22,13 +23,23 @@ func (s *server) Info(ctx context.Context) (ServerInfo, error) {
 	if !info.Clustered {
 		return info, nil
 	}
+	info.Members, err = s.ClusterMembers(ctx)
+	return info, err
+}
+
+// ClusterMembers implements Server.
+func (s *server) ClusterMembers(ctx context.Context) ([]ClusterMember, error) {
+	if !s.c.IsClustered() {
+		return nil, nil
+	}
 	members, err := do(ctx, s.c.GetClusterMembers)
 	if err != nil {
-		return ServerInfo{}, fmt.Errorf("incus: reading the cluster members: %w", err)
+		return nil, fmt.Errorf("incus: reading the cluster members: %w", err)
 	}
+	out := make([]ClusterMember, 0, len(members))
 	for _, m := range members {
-		info.Members = append(info.Members, fmt.Sprintf("%s (%s)", m.ServerName, m.Status))
+		out = append(out, ClusterMember{Name: m.ServerName, Status: m.Status, Groups: slices.Clone(m.Groups)})
 	}
-	sort.Strings(info.Members)
-	return info, nil
+	slices.SortFunc(out, func(a, b ClusterMember) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }

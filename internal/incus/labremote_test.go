@@ -30,12 +30,21 @@ func TestConnectLabRemote(t *testing.T) {
 	untrustedCert, untrustedKey := testenv.SelfSignedCert(t, "rsf-itest-untrusted")
 	otherServerCert, _ := testenv.SelfSignedCert(t, "incus")
 
+	// An address nothing listens on, as a cluster member that is down.
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := fmt.Sprintf("https://127.0.0.1:%d", port)
+
 	for _, c := range []struct {
 		name   string
 		remote incus.Remote
 		want   error
 	}{
 		{"trusted client, exact pin", incus.Remote{URL: lab.URL, ClientCert: trustedCert, ClientKey: trustedKey, ServerCert: lab.ServerCert}, nil},
+		{"first address down, the fallback answers", incus.Remote{URL: down, FallbackURLs: []string{lab.URL}, ClientCert: trustedCert, ClientKey: trustedKey, ServerCert: lab.ServerCert}, nil},
+		{"first address down, the fallback refuses the client", incus.Remote{URL: down, FallbackURLs: []string{lab.URL}, ClientCert: untrustedCert, ClientKey: untrustedKey, ServerCert: lab.ServerCert}, incus.ErrNotTrusted},
 		{"untrusted client", incus.Remote{URL: lab.URL, ClientCert: untrustedCert, ClientKey: untrustedKey, ServerCert: lab.ServerCert}, incus.ErrNotTrusted},
 		{"wrong pin", incus.Remote{URL: lab.URL, ClientCert: trustedCert, ClientKey: trustedKey, ServerCert: otherServerCert}, incus.ErrServerCertMismatch},
 	} {

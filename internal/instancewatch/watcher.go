@@ -1,7 +1,9 @@
 // Package instancewatch follows the lifecycle events of the formations'
 // Incus instances (instance-stopped, -shutdown, -deleted, -started, ...) and
 // triggers a reconcile of the formation owning the instance at once, instead
-// of at its next resync or when Sentinel notices (down-after later).
+// of at its next resync or when Sentinel notices (down-after later). An
+// evacuation or restore of a cluster member triggers every formation on
+// the cluster.
 //
 // Events are triggers only: a pass decides from what it reads. The one
 // thing kept per instance is when Incus last reported it stopped (StoppedAt),
@@ -40,6 +42,14 @@ var triggering = map[string]bool{
 	incus.ActionInstanceStarted: true, incus.ActionInstanceStopped: true, incus.ActionInstanceShutdown: true,
 	incus.ActionInstanceRestarted: true, incus.ActionInstanceDeleted: true, incus.ActionInstancePaused: true,
 	incus.ActionInstanceResumed: true, incus.ActionInstanceRenamed: true,
+}
+
+// clusterWide are the cluster's events that concern every formation on
+// it: an evacuation moves members (a master first hands its role over),
+// a restore moves them back.
+var clusterWide = map[string]bool{
+	incus.ActionClusterMemberEvacuating: true, incus.ActionClusterMemberRestoring: true,
+	incus.ActionClusterMemberEvacuated: true, incus.ActionClusterMemberRestored: true,
 }
 
 // stops are the actions after which an instance is not running; starts
@@ -298,6 +308,11 @@ func (w *Watcher) triggerAll(s *stream) {
 // route records an event with the formations owning the instance and
 // triggers them.
 func (w *Watcher) route(s *stream, e incus.LifecycleEvent, log logr.Logger) {
+	if clusterWide[e.Action] {
+		log.V(1).Info("Incus cluster member evacuation or restore; reconciling every formation on the host", "action", e.Action)
+		w.triggerAll(s)
+		return
+	}
 	if !triggering[e.Action] || (e.Project != "" && e.Project != s.project) {
 		return
 	}

@@ -50,6 +50,7 @@ const (
 	StoragePoolExists    = "StoragePoolExists"
 	NetworkAddressing    = "NetworkAddressing"
 	Info                 = "Info"
+	ClusterMembers       = "ClusterMembers"
 	WatchLifecycle       = "WatchLifecycle"
 	// Connect is Fake.Server (the incus.ServerSource side).
 	Connect = "Connect"
@@ -107,8 +108,10 @@ type Fake struct {
 	images, profiles, networks, pools map[string]bool
 	// imageProperties are the images' properties, by alias.
 	imageProperties map[string]map[string]string
-	// noAddressing are networks without an Incus-managed IPv4 subnet.
-	noAddressing map[string]bool
+	// noAddressing are networks without an Incus-managed IPv4 subnet;
+	// notBridged those that are not bridges at all (a nic on them takes
+	// no ipv4.address).
+	noAddressing, notBridged map[string]bool
 
 	// ServerInfo is what Info returns (a standalone "6.0.4" by default).
 	ServerInfo incus.ServerInfo
@@ -133,6 +136,9 @@ type instance struct {
 	files   map[string]File
 	// booting: started, its address not up yet (AddressAfterExec).
 	booting bool
+	// location is the cluster member it is on ("none" on a standalone
+	// server); stranded is its status from before its member went offline.
+	location, stranded string
 }
 
 var _ incus.Server = (*Fake)(nil)
@@ -247,6 +253,29 @@ func (f *Fake) SetAddressing(network string, managed bool) {
 	}
 
 	f.noAddressing[network] = !managed
+}
+
+// SetNotBridged makes a network a macvlan: NetworkAddressing reports
+// ErrNotBridged, and a nic on it refuses ipv4.address as Incus does.
+func (f *Fake) SetNotBridged(network string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if f.notBridged == nil {
+		f.notBridged = map[string]bool{}
+	}
+
+	f.notBridged[network] = true
+}
+
+// pinRefused is Incus's refusal of ipv4.address on a nic of a network
+// that is not a bridge. Called with f.mu held.
+func (f *Fake) pinRefused(dev map[string]string) error {
+	if dev["ipv4.address"] != "" && f.notBridged[dev["network"]] {
+		return fmt.Errorf("incusfake: invalid device option %q on a nic of network %q, which is not a bridge", "ipv4.address", dev["network"])
+	}
+
+	return nil
 }
 
 // SetStoragePool see SetImageAlias.
@@ -395,11 +424,12 @@ func (f *Fake) add(spec incus.InstanceSpec) *instance {
 	}
 
 	inst := &instance{
-		spec:    spec,
-		status:  "Stopped",
-		ip:      fmt.Sprintf("10.99.%d.%d", f.nextIP/250, f.nextIP%250+2), // 2..251 per /24, then the next one
-		created: f.Now(),
-		files:   map[string]File{},
+		spec:     spec,
+		status:   "Stopped",
+		ip:       fmt.Sprintf("10.99.%d.%d", f.nextIP/250, f.nextIP%250+2), // 2..251 per /24, then the next one
+		created:  f.Now(),
+		files:    map[string]File{},
+		location: f.place(spec.Target),
 	}
 	f.nextIP++
 	f.instances[spec.Name] = inst
@@ -434,7 +464,7 @@ func (f *Fake) view(inst *instance) incus.Instance {
 		Status:    inst.status,
 		Config:    maps.Clone(inst.spec.Config),
 		Devices:   incus.CloneDevices(inst.spec.Devices),
-		Location:  "none",
+		Location:  inst.location,
 		CreatedAt: inst.created,
 	}
 
@@ -537,6 +567,12 @@ func (f *Fake) createInstance(ctx context.Context, spec incus.InstanceSpec) erro
 		}
 	}
 
+	for _, dev := range spec.Devices {
+		if err := f.pinRefused(dev); err != nil {
+			return err
+		}
+	}
+
 	f.start(f.add(spec))
 
 	return nil
@@ -555,6 +591,11 @@ func (f *Fake) StartInstance(ctx context.Context, name string) error {
 	if !ok {
 		f.mu.Unlock()
 		return fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
+	}
+
+	if err := unreachable(inst); err != nil {
+		f.mu.Unlock()
+		return err
 	}
 
 	was := inst.status
@@ -598,6 +639,12 @@ func (f *Fake) DeleteInstance(ctx context.Context, name string) error {
 	}
 
 	inst, ok := f.instances[name]
+	if ok {
+		if err := unreachable(inst); err != nil {
+			f.mu.Unlock()
+			return err
+		}
+	}
 	delete(f.instances, name)
 	f.mu.Unlock()
 
@@ -644,6 +691,9 @@ func (f *Fake) UpdateInstanceDevice(ctx context.Context, name, device string, va
 	}
 
 	maps.Copy(dev, values)
+	if err := f.pinRefused(dev); err != nil {
+		return err
+	}
 	inst.spec.Devices[device] = dev
 
 	return nil
@@ -691,6 +741,11 @@ func (f *Fake) Exec(ctx context.Context, instanceName string, command []string) 
 	if !ok {
 		f.mu.Unlock()
 		return incus.ExecResult{}, fmt.Errorf("%w: instance %q", incus.ErrNotFound, instanceName)
+	}
+
+	if err := unreachable(inst); err != nil {
+		f.mu.Unlock()
+		return incus.ExecResult{}, err
 	}
 
 	if inst.status != "Running" {
@@ -764,6 +819,10 @@ func (f *Fake) NetworkAddressing(ctx context.Context, network string) (incus.Add
 		return incus.Addressing{}, fmt.Errorf("%w: network %q", incus.ErrNotFound, network)
 	}
 
+	if f.notBridged[network] {
+		return incus.Addressing{}, fmt.Errorf("%w: %q", incus.ErrNotBridged, network)
+	}
+
 	if f.noAddressing[network] {
 		return incus.Addressing{}, fmt.Errorf("%w: %q", incus.ErrNoAddressing, network)
 	}
@@ -795,6 +854,132 @@ func (f *Fake) Info(ctx context.Context) (incus.ServerInfo, error) {
 	info := f.ServerInfo
 	info.Members = slices.Clone(info.Members)
 	return info, nil
+}
+
+// ClusterMembers implements incus.Server.
+func (f *Fake) ClusterMembers(ctx context.Context) ([]incus.ClusterMember, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, ClusterMembers); err != nil {
+		return nil, err
+	}
+
+	return slices.Clone(f.ServerInfo.Members), nil
+}
+
+// SetCluster makes the fake a cluster of these members (all Online unless
+// a status is given). Instances created without a target go to the online
+// member with the fewest instances, as Incus's default placement does.
+func (f *Fake) SetCluster(members ...incus.ClusterMember) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	f.ServerInfo.Clustered = true
+	f.ServerInfo.Members = nil
+	for _, m := range members {
+		if m.Status == "" {
+			m.Status = incus.MemberOnline
+		}
+		f.ServerInfo.Members = append(f.ServerInfo.Members, m)
+	}
+}
+
+// SetMemberStatus changes a cluster member's status. Its instances show
+// "Error" while it is "Offline", and every call on them fails; back
+// online, they come back as they were, except that one with
+// boot.autostart=false stays stopped (Incus restarts the others).
+func (f *Fake) SetMemberStatus(member, status string) {
+	f.mu.Lock()
+
+	var back, lost []string
+	for i := range f.ServerInfo.Members {
+		if f.ServerInfo.Members[i].Name == member {
+			f.ServerInfo.Members[i].Status = status
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
+		inst := f.instances[name]
+		switch {
+		case inst.location != member:
+		case status == "Offline" && inst.stranded == "":
+			if inst.status == "Running" {
+				lost = append(lost, name)
+			}
+			inst.stranded, inst.status = inst.status, "Error"
+		case status != "Offline" && inst.stranded != "":
+			inst.status = "Stopped"
+			if inst.stranded == "Running" && inst.spec.Config["boot.autostart"] != "false" {
+				f.start(inst)
+				back = append(back, name)
+			}
+			inst.stranded = ""
+		}
+	}
+	f.mu.Unlock()
+
+	// A lost host sends no event: its processes are simply gone.
+	for _, name := range lost {
+		if f.OnStop != nil {
+			f.OnStop(name)
+		}
+	}
+	for _, name := range back {
+		f.transition(name, "Stopped", "Running")
+	}
+}
+
+// Location returns the cluster member an instance is on ("" if it does
+// not exist), without counting a call.
+func (f *Fake) Location(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if inst := f.instances[name]; inst != nil {
+		return inst.location
+	}
+
+	return ""
+}
+
+// place is where a new instance goes: its target, else the online member
+// with the fewest instances ("none" on a standalone server).
+func (f *Fake) place(target string) string {
+	if target != "" {
+		return target
+	}
+
+	if !f.ServerInfo.Clustered {
+		return "none"
+	}
+
+	best, fewest := "", -1
+	for _, m := range f.ServerInfo.Members {
+		if m.Status != incus.MemberOnline {
+			continue
+		}
+		n := 0
+		for _, inst := range f.instances {
+			if inst.location == m.Name {
+				n++
+			}
+		}
+		if fewest < 0 || n < fewest {
+			best, fewest = m.Name, n
+		}
+	}
+
+	return best
+}
+
+// unreachable is the error of a call on an instance whose cluster member
+// is offline. Called with f.mu held.
+func unreachable(inst *instance) error {
+	if inst.stranded == "" {
+		return nil
+	}
+
+	return fmt.Errorf("incusfake: instance %q: cluster member %q is offline", inst.spec.Name, inst.location)
 }
 
 var _ incus.ServerSource = (*Fake)(nil)
