@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -96,7 +98,7 @@ func phaseOf(k actionKind) string {
 	switch k {
 	case actAddFinalizer:
 		return "finalizer"
-	case actCreate, actStart, actPin, actReplace, actRemove:
+	case actCreate, actStart, actPin, actReplace, actRemove, actAbandonInstance, actDeleteAbandoned:
 		return "instances"
 	case actApplyCredentials, actApplyBackendRules, actWriteSecret, actWriteConnection, actIssueCertificates:
 		return "secrets"
@@ -155,14 +157,16 @@ func (r *FormationReconciler) run(ctx context.Context, f *redisv1alpha1.RedisSen
 		addFinalizer(f) // written with the status at the end of the pass
 		return nil
 	case actCreate:
-		log.Info("creating member instance", "member", a.member, "instance", a.instance, "pinnedAddress", a.spec.Devices["eth0"]["ipv4.address"])
+		log.Info("creating member instance", "member", a.member, "instance", a.instance, "pinnedAddress", a.spec.Devices["eth0"]["ipv4.address"], "target", a.spec.Target)
 		return o.incus.CreateInstance(ctx, a.spec)
 	case actStart:
 		return o.incus.StartInstance(ctx, a.instance)
 	case actPin:
 		return o.incus.UpdateInstanceDevice(ctx, a.instance, "eth0", map[string]string{"ipv4.address": a.target.Host})
-	case actReplace, actRemove:
+	case actReplace, actRemove, actDeleteAbandoned:
 		return o.incus.DeleteInstance(ctx, a.instance)
+	case actAbandonInstance:
+		return nil // status names the new instance; the next pass creates it
 	case actTopology:
 		return r.heal(ctx, f, o, a.topology)
 	case actConfigSet, actSetPriority:
@@ -325,10 +329,45 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 	// is Type=notify): the next pass finds it answering.
 	// The sentinel is enabled by its unit's link alone: `systemctl enable`
 	// would also reload systemd, half a second on the critical path.
+	reload, err := writeHandoverGate(ctx, f, o, m)
+	if err != nil {
+		return err
+	}
 	unit := e.SentinelUnit + ".service"
 	return runScript(ctx, o.incus, m.instanceName, awaitNetwork+e.Chown(append([]string{e.ServerConf, e.SentinelConf}, tlsPaths...)...)+
-		" && ln -sf /lib/systemd/system/"+unit+" /etc/systemd/system/multi-user.target.wants/"+unit+
+		" && ln -sf /lib/systemd/system/"+unit+" /etc/systemd/system/multi-user.target.wants/"+unit+reload+
 		" && systemctl start "+e.SentinelUnit+" "+e.ServerUnit+" && touch "+e.Configured)
+}
+
+// handoverBound is how long a master's clean stop waits for the operator
+// to hand its role over (render.HandoverGate): an evacuation's planned
+// failover takes a few seconds; Incus's own shutdown timeout is longer.
+const handoverBound = 15 * time.Second
+
+// writeHandoverGate installs the handover gate in a member on an Incus
+// cluster, whose evacuations stop members cleanly, and returns the step
+// that makes systemd read it (none on a standalone server, where the
+// gate is not installed).
+func writeHandoverGate(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs) (string, error) {
+	if o.cluster == nil {
+		return "", nil
+	}
+	e := m.engine()
+	script, dropIn, err := render.HandoverGate{Engine: e, Address: m.Redis.Host, Port: m.Redis.Port, TLS: renderTLS(f, e),
+		User: acl.MonitoringUser, Bound: handoverBound}.Files()
+	if err != nil {
+		return "", err
+	}
+	if err := runScript(ctx, o.incus, m.instanceName, "mkdir -p "+path.Dir(render.GateScript)+" "+path.Dir(render.GateDropIn(e))); err != nil {
+		return "", err
+	}
+	if err := o.incus.WriteFile(ctx, m.instanceName, render.GateScript, script, 0o755, 0, 0); err != nil {
+		return "", err
+	}
+	if err := o.incus.WriteFile(ctx, m.instanceName, render.GateDropIn(e), dropIn, 0o644, 0, 0); err != nil {
+		return "", err
+	}
+	return " && systemctl daemon-reload", nil
 }
 
 // writeTLSFiles writes a member's TLS files (none: nothing) and returns

@@ -41,18 +41,23 @@ func needsAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) bool {
 }
 
 // observeAddressing reads the network's IPv4 plan while members are to be
-// created on a network whose addresses Incus manages (nil otherwise: they
-// take a DHCP lease as before and are pinned to it once running). When an
+// created, or a running one is not pinned yet, on a network whose addresses
+// Incus manages (nil otherwise: on another network, e.g. a macvlan on an
+// Incus cluster, members take a DHCP lease by their MAC, which stays the
+// same across rebuilds, and nothing is pinned). When an
 // address is to be chosen, it also takes the operator's reservation lock
 // and reads every other formation's recorded addresses from the API server
 // (not the cache): the lock is released once the pass wrote its status
 // (addressing.release), so that the next reservation sees this one.
 func (r *FormationReconciler) observeAddressing(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
-	if f.Spec.Incus.Network == "" || !anyMissing(o.members) {
+	if f.Spec.Incus.Network == "" || !anyMissing(o.members) && !slices.ContainsFunc(o.members, unpinned) {
 		return nil
 	}
 	a, err := o.incus.NetworkAddressing(ctx, f.Spec.Incus.Network)
 	switch {
+	case errors.Is(err, incus.ErrNotBridged):
+		o.unpinnable = true
+		return nil
 	case errors.Is(err, incus.ErrNoAddressing):
 		return nil
 	case err != nil:
@@ -79,6 +84,12 @@ func (r *FormationReconciler) observeAddressing(ctx context.Context, f *redisv1a
 		}
 	}
 	return nil
+}
+
+// unpinned reports whether a running member's address is not pinned on its
+// eth0 yet.
+func unpinned(m *memberObs) bool {
+	return m.instance != nil && m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4
 }
 
 // release ends the observation's address reservation, if it holds one.

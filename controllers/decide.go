@@ -41,6 +41,8 @@ const (
 	actIssueCertificates actionKind = "IssueCertificates"
 	actApplyTLS          actionKind = "ApplyTLS"
 	actRestartSentinel   actionKind = "RestartSentinel"
+	actAbandonInstance   actionKind = "AbandonLostInstance"
+	actDeleteAbandoned   actionKind = "DeleteAbandonedInstance"
 )
 
 // action is one step decided by a pass. Only the fields of its kind are set.
@@ -90,6 +92,9 @@ type plan struct {
 	record []func(*redisv1alpha1.RedisSentinelFormationStatus)
 	// withheld are the actions a pause held back (see withhold).
 	withheld []action
+	// unplaced says why members could not be placed on cluster members of
+	// their own (see placeMembers); "" when none was refused.
+	unplaced string
 }
 
 func (p *plan) add(a action) { p.actions = append(p.actions, a) }
@@ -276,32 +281,73 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 		p.degrade(o.missingPrerequisite.reason, "%s", o.missingPrerequisite.message)
 		p.wakeIn(10 * time.Second)
 	}
+	decideLostHosts(p, f, o, now)
+	decideAbandoned(p, o)
 	if o.missingPrerequisite == nil {
 		if replaceOutdated(p, f, o) || decideAddresses(p, f, o) {
 			return true
 		}
-		for _, m := range o.members {
-			// Refused TLS material creates nothing, unless the members
-			// have material to rebuild one with.
-			if m.instance == nil && (o.tls == nil || o.tls.problem == nil || o.tls.ca != nil) {
-				address := previousAddress(f, m.name)
-				spec := instanceSpec(f, m.index, address)
-				maps.Copy(spec.Config, staticNetwork(o, address))
-				p.add(action{kind: actCreate, member: m.name, instance: spec.Name, spec: spec, reason: "missing"})
-				p.progressing = "creating instances"
-			}
-		}
+		decideCreates(p, f, o)
 	}
 	for _, m := range o.members {
 		switch {
 		case m.instance == nil:
-		case m.instance.Status == "Stopped":
+		case m.instance.Status == "Stopped" && o.cluster.statusOf(o.location(m)) != memberEvacuated && o.cluster.statusOf(o.location(m)) != memberEvacuating:
+			// An evacuated host's instances are Incus's to move and start.
 			decideStart(p, f, m, now)
-		case m.instance.Status == "Running" && m.instance.IPv4 != "" && m.instance.Devices["eth0"]["ipv4.address"] != m.instance.IPv4:
+		case !o.unpinnable && unpinned(m):
 			p.add(action{kind: actPin, member: m.name, instance: m.instanceName, target: endpoint.Endpoint{Host: m.instance.IPv4}, reason: "keep the address across restarts and rebuilds"})
 		}
 	}
 	return false
+}
+
+// decideCreates creates the missing members' containers, each on the
+// cluster member placeMembers chose. Refused TLS material creates nothing,
+// unless the members have material to rebuild one with.
+func decideCreates(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+	var creating []*memberObs
+	for _, m := range o.members {
+		if m.instance == nil && (o.tls == nil || o.tls.problem == nil || o.tls.ca != nil) {
+			creating = append(creating, m)
+		}
+	}
+	if len(creating) == 0 {
+		return
+	}
+	targets, refused := placeMembers(f, o, creating)
+	if refused != "" {
+		p.unplaced = refused
+		p.degrade(ReasonCannotSpread, "%s", refused)
+		p.wakeIn(blockedPoll)
+		return
+	}
+	for _, m := range creating {
+		// A network that is not a bridge takes no pinned address: the
+		// member's MAC keeps its DHCP lease there.
+		address := ""
+		if !o.unpinnable {
+			address = previousAddress(f, m.name)
+		}
+		spec := instanceSpec(f, m.index, address)
+		spec.Name, spec.Target = m.instanceName, targets[m.name]
+		maps.Copy(spec.Config, staticNetwork(o, address))
+		if o.cluster != nil {
+			// The operator decides when a member runs: one re-created
+			// elsewhere while its host was lost must not start there
+			// again beside its replacement when that host comes back.
+			spec.Config["boot.autostart"] = "false"
+		}
+		p.add(action{kind: actCreate, member: m.name, instance: spec.Name, spec: spec, reason: "missing" + placedOn(spec.Target)})
+	}
+	p.progressing = "creating instances"
+}
+
+func placedOn(target string) string {
+	if target == "" {
+		return ""
+	}
+	return "; placed on cluster member " + target
 }
 
 // decideStart starts a stopped member's container. One that stops again
@@ -336,7 +382,7 @@ func decideStart(p *plan, f *redisv1alpha1.RedisSentinelFormation, m *memberObs,
 // (or that holds only until its next full sync): as soon as every other
 // member is healthy and every sentinel answers.
 func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observation) bool {
-	old := outdated(f, o.members)
+	old := rebuilds(f, o, p.topology)
 	if len(old) == 0 {
 		return false
 	}
@@ -361,7 +407,11 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	}
 	for _, m := range old {
 		if m.name != p.topology.MasterMember {
-			return replace(m, "its container was built from an older spec")
+			why := "its container was built from an older spec"
+			if !slices.Contains(outdated(f, o.members), m) {
+				why = "it shares cluster member " + o.location(m) + " while another is free"
+			}
+			return replace(m, why)
 		}
 	}
 	return false
@@ -400,12 +450,29 @@ func needsPlannedFailover(f *redisv1alpha1.RedisSentinelFormation, o *observatio
 			return "planned failover away from " + m.name + ", which the scale-down removes"
 		}
 	}
-	old := outdated(f, o.members)
+	if mm := masterMember(o, p.topology); mm != nil {
+		if host := o.hostEvacuating(mm); host != "" {
+			return "planned failover away from " + master + ": its cluster member " + host + " is being evacuated"
+		}
+	}
+	old := rebuilds(f, o, p.topology)
 	if len(old) == 1 && old[0].name == master && master != "" && whole(f, o, p.topology) {
 		p.progressing = "replacing member " + master + ", the master, after a planned failover"
 		return "planned failover away from " + master + " before replacing it"
 	}
 	return ""
+}
+
+// rebuilds are the members to replace: outdated ones, then misplaced ones
+// (each once).
+func rebuilds(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) []*memberObs {
+	old := outdated(f, o.members)
+	for _, m := range misplaced(f, o, tp) {
+		if !slices.Contains(old, m) {
+			old = append(old, m)
+		}
+	}
+	return old
 }
 
 // decideScaleDown removes members beyond spec.members, never the master

@@ -67,7 +67,8 @@ func staleMembers(o *observation, tp topology.Plan) []*memberObs {
 	return out
 }
 
-// rolloutWhat names what replacing the outdated members carries out.
+// rolloutWhat names what replacing the outdated (or misplaced) members
+// carries out.
 func rolloutWhat(f *redisv1alpha1.RedisSentinelFormation, old []*memberObs) string {
 	want := formationEngine(f).Name
 	migrating := 0
@@ -78,6 +79,9 @@ func rolloutWhat(f *redisv1alpha1.RedisSentinelFormation, old []*memberObs) stri
 	}
 	if migrating > 0 {
 		return fmt.Sprintf("migrating to %s (%d of %d members still run another engine)", want, migrating, int(f.Spec.Members))
+	}
+	if len(outdated(f, old)) == 0 {
+		return fmt.Sprintf("spreading the members over the cluster again (%d of %d members to move)", len(old), int(f.Spec.Members))
 	}
 	return fmt.Sprintf("rolling out a new container spec (%d of %d members to replace)", len(old), int(f.Spec.Members))
 }

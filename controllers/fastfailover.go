@@ -33,6 +33,9 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	}
 	out := f.Status.MasterOutage
 	gone := masterGone(m)
+	if host := o.hostDown(m); host != "" {
+		gone = "its cluster member " + host + " is offline"
+	}
 	sdown := masterSdownAt(f, o.events, p.topology.Master)
 	switch {
 	case gone == "" && sdown.IsZero():

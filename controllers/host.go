@@ -143,6 +143,9 @@ func checkAllowed(host *redisv1alpha1.IncusHost, spec redisv1alpha1.IncusSpec, i
 			return notAllowed(host, "spec.incus.targets", t, allowed.Targets)
 		}
 	}
+	if g := spec.Placement.Group; g != "" && !slices.Contains(allowed.ClusterGroups, g) {
+		return notAllowed(host, "spec.incus.placement.group", g, allowed.ClusterGroups)
+	}
 	return nil
 }
 
@@ -236,10 +239,11 @@ func hostOptions(ctx context.Context, c client.Reader, operatorNamespace string,
 		}
 	}
 	opts.Remote = &incus.Remote{
-		URL:        remote.URL,
-		ClientCert: secret.Data[hostKeyClientCert],
-		ClientKey:  secret.Data[hostKeyClientKey],
-		ServerCert: []byte(remote.ServerCertificate),
+		URL:          remote.URL,
+		FallbackURLs: remote.FallbackURLs,
+		ClientCert:   secret.Data[hostKeyClientCert],
+		ClientKey:    secret.Data[hostKeyClientKey],
+		ServerCert:   []byte(remote.ServerCertificate),
 	}
 	return opts, nil
 }

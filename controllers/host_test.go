@@ -235,7 +235,8 @@ func TestHostDefaultLimitsReachTheContainers(t *testing.T) {
 func TestIncusHostStatus(t *testing.T) {
 	e := newEnv(t)
 	fake := incusfake.New()
-	fake.ServerInfo = incus.ServerInfo{Version: "6.0.4", Clustered: true, Members: []string{"node1 (Online)", "node2 (Online)"}}
+	fake.ServerInfo.Version = "6.0.4"
+	fake.SetCluster(incus.ClusterMember{Name: "node1"}, incus.ClusterMember{Name: "node2"})
 	r := &IncusHostReconciler{Client: e.client, APIReader: e.client, Incus: fake, Options: e.opts}
 	ctx := ctrl.LoggerInto(context.Background(), ctrl.Log)
 	key := client.ObjectKey{Name: "local"}

@@ -70,7 +70,10 @@ func (r *IncusHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, err.Error()
 		ctrl.LoggerFrom(ctx).Info("IncusHost not reachable; checking again later", "reason", reason, "error", err.Error(), "retryIn", hostPoll)
 	} else {
-		st.ServerVersion, st.Clustered, st.ClusterMembers = info.Version, info.Clustered, info.Members
+		st.ServerVersion, st.Clustered, st.ClusterMembers = info.Version, info.Clustered, nil
+		for _, m := range info.Members {
+			st.ClusterMembers = append(st.ClusterMembers, fmt.Sprintf("%s (%s)", m.Name, m.Status))
+		}
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	st.ObservedGeneration = host.Generation

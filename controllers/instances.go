@@ -55,7 +55,16 @@ const maxInstanceName = 63
 // Instances are found by their ownership keys, not by this name, so the
 // "<name>-<n>" instances of formations created before it keep serving.
 func InstanceName(namespace, name string, index int) string {
+	return instanceName(namespace, name, index, "")
+}
+
+// instanceName is InstanceName with a variant appended ("" for none): the
+// name of a member's container that replaces one it had to leave behind.
+func instanceName(namespace, name string, index int, variant string) string {
 	suffix := "-" + fingerprint.Strings(namespace, name)[:8] + "-" + strconv.Itoa(index)
+	if variant != "" {
+		suffix += "-" + variant
+	}
 	readable := name + "-" + namespace
 	if room := maxInstanceName - len(suffix); len(readable) > room {
 		readable = strings.TrimRight(readable[:room], "-")

@@ -72,8 +72,18 @@ type observation struct {
 	// create or rebuild would need and that Incus lacks.
 	missingPrerequisite *problem
 	// addressing is the network's IPv4 plan while members are to be
-	// created (nil otherwise, or when Incus hands out no addresses there).
+	// created or pinned (nil otherwise, or when Incus hands out no
+	// addresses there).
 	addressing *addressing
+	// unpinnable: the network is not an Incus bridge (e.g. a macvlan on an
+	// Incus cluster), so members keep their DHCP lease by their MAC and
+	// nothing is pinned.
+	unpinnable bool
+	// cluster is the Incus cluster of the host (nil: a standalone server).
+	cluster *clusterObs
+	// abandoned are instances members left on lost hosts
+	// (status.members[].abandonedInstance), still known to Incus.
+	abandoned []abandonedObs
 
 	// tls is the formation's TLS material (nil: TLS is off).
 	tls *tlsObs
@@ -88,6 +98,12 @@ type observation struct {
 	// member's) instance stopped, shut down or deleted, by instance name:
 	// only instances stopped since and not started again.
 	instanceStops map[string]time.Time
+}
+
+// abandonedObs is an instance a member left on a lost host.
+type abandonedObs struct {
+	member   string
+	instance incus.Instance
 }
 
 // memberObs is one member: its instance and what its servers said.
@@ -211,18 +227,23 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 	}
 	o.incusOptions = &opts
 	o.instanceStops = r.instanceStops(client.ObjectKeyFromObject(f), o)
-	if anyMissing(o.members) || len(outdated(f, o.members)) > 0 {
+	if o.cluster, err = observeCluster(ctx, o.incus); err != nil {
+		o.degrade(ReasonIncusUnreachable, "reading the Incus cluster's members: %v", err)
+		o.stop, o.stopPhase = err, "instances"
+		return false
+	}
+	if anyMissing(o.members) || len(outdated(f, o.members)) > 0 || len(misplaced(f, o, topology.Plan{})) > 0 {
 		if err := checkPrerequisites(ctx, f, o); err != nil {
 			o.degrade(ReasonIncusUnreachable, "%v", err)
 			o.stop, o.stopPhase = err, "instances"
 			return false
 		}
-		if o.missingPrerequisite == nil {
-			if err := r.observeAddressing(ctx, f, o); err != nil {
-				o.degrade(ReasonIncusUnreachable, "reading the addresses of network %s: %v", f.Spec.Incus.Network, err)
-				o.stop, o.stopPhase = err, "instances"
-				return false
-			}
+	}
+	if o.missingPrerequisite == nil {
+		if err := r.observeAddressing(ctx, f, o); err != nil {
+			o.degrade(ReasonIncusUnreachable, "reading the addresses of network %s: %v", f.Spec.Incus.Network, err)
+			o.stop, o.stopPhase = err, "instances"
+			return false
 		}
 	}
 	return true
@@ -245,6 +266,10 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	for i := range owned {
 		index, err := strconv.Atoi(owned[i].Config[keyMember])
 		if err != nil || index < 1 {
+			continue
+		}
+		if st := findMember(f.Status.Members, memberName(f, index)); st != nil && st.AbandonedInstance == owned[i].Name {
+			o.abandoned = append(o.abandoned, abandonedObs{member: st.Name, instance: owned[i]})
 			continue
 		}
 		// Two instances of one member (never made by the operator): the one
@@ -276,7 +301,7 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 // (seen with a container still booting): at the name status recorded, then
 // at the name a create would take, where another's instance blocks.
 func lookUpMissing(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, index int) (*incus.Instance, error) {
-	create := InstanceName(f.Namespace, f.Name, index)
+	create := createName(f, index)
 	names := []string{create}
 	if recorded := recordedInstance(f, index); recorded != "" && recorded != create {
 		names = []string{recorded, create}
@@ -307,8 +332,18 @@ func recordedInstance(f *redisv1alpha1.RedisSentinelFormation, index int) string
 	return ""
 }
 
+// createName is the name member index's next container is created under:
+// the one status names for a member re-created after its host was lost
+// (see replacementName), else InstanceName.
+func createName(f *redisv1alpha1.RedisSentinelFormation, index int) string {
+	if st := findMember(f.Status.Members, memberName(f, index)); st != nil && st.AbandonedInstance != "" && st.Instance != "" {
+		return st.Instance
+	}
+	return InstanceName(f.Namespace, f.Name, index)
+}
+
 func newMemberObs(f *redisv1alpha1.RedisSentinelFormation, index int, inst *incus.Instance) *memberObs {
-	m := &memberObs{index: index, name: memberName(f, index), instanceName: InstanceName(f.Namespace, f.Name, index), instance: inst}
+	m := &memberObs{index: index, name: memberName(f, index), instanceName: createName(f, index), instance: inst}
 	if inst != nil {
 		m.instanceName = inst.Name
 	}

@@ -83,6 +83,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	recordEvents(st, o.events)
 	setConditions(f, o, p, res, now)
+	setSpreadCondition(f, o, p, now)
 	notes = append(notes, setTLSCondition(f, o, now)...)
 	notes = append(notes, setSwitchoverCondition(f, before.Switchover, now)...)
 	notes = append(notes, setPausedCondition(f, p.withheld, now)...)
@@ -134,9 +135,14 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 	}
 	for _, m := range o.members {
 		ms := memberStatus(f, m, tp, masterOffset)
+		ms.Location = o.location(m)
 		if prev := findMember(st.Members, m.name); prev != nil {
 			ms.StartedAt, ms.SentinelResetAt, ms.SentinelStaleSince, ms.SettingsHash = prev.StartedAt, prev.SentinelResetAt, prev.SentinelStaleSince, prev.SettingsHash
 			ms.TLSHash, ms.SentinelTLSHash = prev.TLSHash, prev.SentinelTLSHash
+			ms.HostLostSince, ms.AbandonedInstance = prev.HostLostSince, prev.AbandonedInstance
+			if ms.Location == "" {
+				ms.Location = prev.Location
+			}
 		}
 		if ms.Health == redisv1alpha1.HealthHealthy {
 			ready++

@@ -57,6 +57,16 @@ type IncusHostRemote struct {
 	// +kubebuilder:validation:Pattern=`^https://[^/?#\s]+/?$`
 	URL string `json:"url"`
 
+	// FallbackURLs are other addresses of the same server, tried in order
+	// when URL does not answer: the other members of an Incus cluster, which
+	// all present the cluster's certificate.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=2048
+	// +kubebuilder:validation:items:Pattern=`^https://[^/?#\s]+/?$`
+	// +listType=atomic
+	// +optional
+	FallbackURLs []string `json:"fallbackURLs,omitempty"`
+
 	// ClientCertificateSecretName is a Secret in the operator's namespace
 	// with the keys tls.crt and tls.key: the operator's client certificate
 	// and key, trusted by the server. Only the operator's namespace, so
@@ -128,6 +138,14 @@ type IncusHostAllowlist struct {
 	// +listType=set
 	// +optional
 	Targets []string `json:"targets,omitempty"`
+
+	// ClusterGroups are the Incus cluster groups formations may confine
+	// their members to (spec.incus.placement.group). Empty: none.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=set
+	// +optional
+	ClusterGroups []string `json:"clusterGroups,omitempty"`
 }
 
 // Condition types and reasons of an IncusHost.

@@ -42,6 +42,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.quorum * 2 > self.members || (has(self.allowMinorityQuorum) && self.allowMinorityQuorum)",message="spec.quorum is below a majority of spec.members, which allows split brain; set spec.allowMinorityQuorum to accept that",fieldPath=".quorum"
 // +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite < self.members",message="spec.redis.minReplicasToWrite must be below spec.members, or no master could ever accept writes",fieldPath=".redis.minReplicasToWrite"
 // +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || size(self.incus.targets) >= self.members",message="spec.incus.targets must name a placement target for every member when set",fieldPath=".incus.targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || size(self.incus.targets) == 0 || !has(self.incus.placement) || !has(self.incus.placement.group)",message="spec.incus.targets and spec.incus.placement.group exclude each other: explicit targets already say where each member goes",fieldPath=".incus.placement.group"
+// +kubebuilder:validation:XValidation:rule="!has(self.incus.targets) || (has(self.incus.placement) && self.incus.placement.spread == 'Preferred') || self.incus.targets.all(t, self.incus.targets.exists_one(u, u == t))",message="spec.incus.targets names a cluster member twice while spec.incus.placement.spread is Required; name distinct members or set spread to Preferred",fieldPath=".incus.targets"
 // +kubebuilder:validation:XValidation:rule="self.sentinel.parallelSyncs < self.members",message="spec.sentinel.parallelSyncs must be below spec.members",fieldPath=".sentinel.parallelSyncs"
 // +kubebuilder:validation:XValidation:rule="!has(self.redis.minReplicasToWrite) || self.redis.minReplicasToWrite == 0 || self.redis.minReplicasMaxLagSeconds * 1000 < self.sentinel.downAfterMilliseconds",message="spec.redis.minReplicasMaxLagSeconds must be shorter than spec.sentinel.downAfterMilliseconds: an isolated master must stop taking writes before the others can promote a new one",fieldPath=".redis.minReplicasMaxLagSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.engine) || !has(self.engine) || self.engine == oldSelf.engine || self.engine == 'valkey'",message="spec.engine cannot go back from valkey to redis: Redis 7 cannot load the data of Valkey 8 (RDB format 11), so no member could replicate from a Valkey master; create a Redis formation and move the data instead",fieldPath=".engine"
@@ -385,16 +387,67 @@ type IncusSpec struct {
 	Project string `json:"project,omitempty"`
 
 	// Targets places member i (1-based) on cluster member Targets[i-1] of an
-	// Incus cluster. Empty lets Incus choose.
+	// Incus cluster. Empty: the operator places members (spec.incus.placement).
 	// +kubebuilder:validation:MaxItems=7
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
 	// +optional
 	Targets []string `json:"targets,omitempty"`
 
+	// Placement spreads the members over the members of an Incus cluster,
+	// so that losing one host costs one member. Ignored on a standalone
+	// server.
+	// +kubebuilder:default={}
+	// +optional
+	Placement Placement `json:"placement,omitempty"`
+
 	// Limits caps each container's resources.
 	// +optional
 	Limits ContainerLimits `json:"limits,omitempty"`
+}
+
+// SpreadPolicy says how strictly members are kept on distinct cluster
+// members.
+// +kubebuilder:validation:Enum=Required;Preferred
+type SpreadPolicy string
+
+const (
+	// SpreadRequired: a member is only created on a cluster member that
+	// holds no other member of the formation; one that cannot be placed so
+	// is not created (condition Spread, reason CannotSpread). A member
+	// re-created after its host was lost (placement.replaceAfter) is the
+	// exception: availability first, reported as not spread.
+	SpreadRequired SpreadPolicy = "Required"
+	// SpreadPreferred: on a free cluster member when there is one, beside
+	// the fewest other members otherwise.
+	SpreadPreferred SpreadPolicy = "Preferred"
+)
+
+// Placement is where on an Incus cluster members are created, and what
+// happens to a member whose cluster member is lost.
+// +kubebuilder:validation:XValidation:rule="!has(self.replaceAfter) || self.replaceAfter.matches('^([0-9]+(ms|s|m|h))+$')",message="spec.incus.placement.replaceAfter must be a duration such as 90s, 5m or 1h30m",fieldPath=".replaceAfter"
+// +kubebuilder:validation:XValidation:rule="!has(self.replaceAfter) || !self.replaceAfter.matches('^([0-9]+(ms|s|m|h))+$') || duration(self.replaceAfter) >= duration('30s')",message="spec.incus.placement.replaceAfter must be at least 30s: a host that merely restarts would otherwise lose its member (and its data) to a rebuild",fieldPath=".replaceAfter"
+type Placement struct {
+	// Spread is Required (default) or Preferred.
+	// +kubebuilder:default=Required
+	// +optional
+	Spread SpreadPolicy `json:"spread,omitempty"`
+
+	// Group limits the members to the cluster members of this Incus
+	// cluster group (the IncusHost must allow it). Unset: every cluster
+	// member.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	// +optional
+	Group string `json:"group,omitempty"`
+
+	// ReplaceAfter is how long a member whose cluster member went offline
+	// waits for it before it is re-created on an online one, as a replica
+	// of the current master (never as an empty master). The instance left
+	// on the lost host is deleted once that host is back. Unset (default):
+	// the member waits for its host.
+	// +optional
+	ReplaceAfter *metav1.Duration `json:"replaceAfter,omitempty"`
 }
 
 // ContainerLimits are Incus resource limits for each member container.
@@ -441,6 +494,10 @@ const (
 	// ConditionSecretsValid is true when both password Secrets exist, have
 	// their keys and pass the environment's password policy.
 	ConditionSecretsValid = "SecretsValid"
+	// ConditionSpread is true when every member runs on its own member of
+	// the Incus cluster, false when two share one (or a member could not
+	// be placed); absent on a standalone server.
+	ConditionSpread = "Spread"
 )
 
 // MemberRole is what a member's redis-server says it is.
@@ -708,6 +765,18 @@ type MemberStatus struct {
 	RedisPort int32 `json:"redisPort,omitempty"`
 	// +optional
 	SentinelPort int32 `json:"sentinelPort,omitempty"`
+	// Location is the Incus cluster member the container runs on, as Incus
+	// reports it (empty on a standalone server).
+	// +optional
+	Location string `json:"location,omitempty"`
+	// HostLostSince is when the member's cluster member was first seen
+	// offline; cleared once it is back or the member was re-created.
+	// +optional
+	HostLostSince *metav1.Time `json:"hostLostSince,omitempty"`
+	// AbandonedInstance is the container a member left on a lost host when
+	// it was re-created elsewhere; it is deleted once that host is back.
+	// +optional
+	AbandonedInstance string `json:"abandonedInstance,omitempty"`
 	// InstanceState is Incus's status of the container (Running, Stopped...).
 	// +optional
 	InstanceState string `json:"instanceState,omitempty"`
@@ -837,6 +906,7 @@ type ConnectionInfo struct {
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyMembers`
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.spec.members`
 // +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.engine`,priority=1
+// +kubebuilder:printcolumn:name="Spread",type=string,JSONPath=`.status.conditions[?(@.type=="Spread")].status`,priority=1
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Failovers",type=integer,JSONPath=`.status.failovers`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

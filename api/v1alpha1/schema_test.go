@@ -173,6 +173,14 @@ func TestSchemaRejectsBadInput(t *testing.T) {
 		{"unknown environment", set("environment", "prod"), "spec.environment"},
 		{"placement targets for some members only", set("incus.targets", []any{"node1"}), "spec.incus.targets"},
 		{"parallel syncs not below members", set("sentinel.parallelSyncs", 3), "spec.sentinel.parallelSyncs"},
+		{"placement targets and group", func(s map[string]any, _ *unstructured.Unstructured) {
+			s["incus"].(map[string]any)["targets"] = []any{"a", "b", "c"}
+			s["incus"].(map[string]any)["placement"] = map[string]any{"group": "fast"}
+		}, "spec.incus.targets and spec.incus.placement.group exclude each other"},
+		{"placement target twice under spread Required", set("incus.targets", []any{"a", "a", "b"}), "names a cluster member twice"},
+		{"unknown spread", set("incus.placement", map[string]any{"spread": "Always"}), "spec.incus.placement.spread"},
+		{"replaceAfter under 30s", set("incus.placement", map[string]any{"replaceAfter": "10s"}), "spec.incus.placement.replaceAfter must be at least 30s"},
+		{"replaceAfter not a duration", set("incus.placement", map[string]any{"replaceAfter": "soon"}), "spec.incus.placement.replaceAfter"},
 		{"name that cannot prefix an instance", func(_ map[string]any, o *unstructured.Unstructured) { o.SetName("cache.prod") }, "metadata.name"},
 		{"backend user named default", set("auth.backendUser.name", "default"), "spec.auth.backendUser.name"},
 		{"backend user named like the operator's", set("auth.backendUser.name", "rsf-admin"), "spec.auth.backendUser.name"},
@@ -426,6 +434,16 @@ func TestIncusHostSchema(t *testing.T) {
 		{"remote", redisv1alpha1.IncusHostSpec{Remote: remote("https://10.0.0.5:8443")}, ""},
 		{"socket and remote", redisv1alpha1.IncusHostSpec{Socket: "/run/incus.sock", Remote: remote("https://10.0.0.5:8443")}, "set spec.socket or spec.remote, not both"},
 		{"plain http", redisv1alpha1.IncusHostSpec{Remote: remote("http://10.0.0.5:8443")}, "spec.remote.url"},
+		{"cluster with fallback addresses", redisv1alpha1.IncusHostSpec{Remote: func() *redisv1alpha1.IncusHostRemote {
+			r := remote("https://10.0.0.5:8443")
+			r.FallbackURLs = []string{"https://10.0.0.6:8443", "https://10.0.0.7:8443"}
+			return r
+		}()}, ""},
+		{"plain http fallback", redisv1alpha1.IncusHostSpec{Remote: func() *redisv1alpha1.IncusHostRemote {
+			r := remote("https://10.0.0.5:8443")
+			r.FallbackURLs = []string{"http://10.0.0.6:8443"}
+			return r
+		}()}, "spec.remote.fallbackURLs"},
 		{"relative socket", redisv1alpha1.IncusHostSpec{Socket: "incus.sock"}, "spec.socket"},
 	}
 	for i, tc := range cases {

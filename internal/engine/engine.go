@@ -39,8 +39,9 @@ const (
 // Engine is one engine's names and paths inside a member container.
 type Engine struct {
 	Name Name
-	// ServerUnit and SentinelUnit are the systemd units.
-	ServerUnit, SentinelUnit string
+	// ServerUnit and SentinelUnit are the systemd units; CLI is the
+	// command-line client.
+	ServerUnit, SentinelUnit, CLI string
 	// User owns the configuration directory and the files in it: Sentinel
 	// and CONFIG REWRITE rewrite their own files.
 	User string
@@ -77,6 +78,7 @@ func debian(n Name, image string, generation int, clientSetInfo bool) Engine {
 		Name:          n,
 		ServerUnit:    s + "-server",
 		SentinelUnit:  s + "-sentinel",
+		CLI:           s + "-cli",
 		User:          s,
 		ConfDir:       "/etc/" + s,
 		ServerConf:    "/etc/" + s + "/" + s + ".conf",

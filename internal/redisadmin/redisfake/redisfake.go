@@ -59,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,6 +339,12 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 			w.startSentinel(instance)
 		case step == "systemctl start --no-block "+server, step == "systemctl start "+server:
 			w.startRedis(instance)
+		case step == "mkdir -p "+path.Dir(render.GateScript)+" "+path.Dir(render.GateDropIn(e)):
+		case step == "systemctl daemon-reload":
+			// Only the handover gate's drop-in needs it (on a cluster).
+			if _, ok := w.files(instance, render.GateDropIn(e)); !ok {
+				return fail(127, "redisfake: daemon-reload without the handover gate's drop-in"), nil
+			}
 		case len(fields) == 2 && fields[0] == "touch" && fields[1] == e.Configured:
 			w.member(instance).configured = true
 		default:
