@@ -146,8 +146,10 @@ func (c *ClusterLab) TrustedClient(t testing.TB, name string) (certPEM, keyPEM [
 	return certPEM, keyPEM
 }
 
-// Members maps each member's name to its status as Incus reports it
-// ("Online", "Offline", "Evacuated", ...).
+// Members maps each member's name to its status as Incus reports it:
+// "Online", "Offline", "Evacuated" (Incus 6.0 reports it for the whole
+// evacuation, and for an evacuated member whose node is down; newer Incus
+// also has "Evacuating" and "Restoring"), "Blocked".
 func (c *ClusterLab) Members(ctx context.Context) (map[string]string, error) {
 	s, err := c.server(ctx)
 	if err != nil {
@@ -165,7 +167,9 @@ func (c *ClusterLab) Members(ctx context.Context) (map[string]string, error) {
 }
 
 // InstanceLocations maps the name of every instance (default project)
-// whose config has key=value to the member it is on.
+// whose config has key=value to the member it is on. Instances on an
+// offline member are listed by Incus without their config (status
+// "Error"), so they are not matched.
 func (c *ClusterLab) InstanceLocations(ctx context.Context, key, value string) (map[string]string, error) {
 	s, err := c.server(ctx)
 	if err != nil {
@@ -237,7 +241,8 @@ func (c *ClusterLab) memberState(ctx context.Context, member, action string) err
 	return nil
 }
 
-// WaitMembersOnline waits until every member reports "Online" or ctx ends.
+// WaitMembersOnline waits until every member reports "Online" or ctx ends
+// (an evacuated member stays "Evacuated" until Restore).
 func (c *ClusterLab) WaitMembersOnline(ctx context.Context) error {
 	for {
 		members, err := c.Members(ctx)
