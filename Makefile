@@ -92,6 +92,15 @@ lab-host: ## Bootstrap this machine as the Incus lab host (idempotent; see docs/
 	ansible/bootstrap.sh
 	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_host.yml
 
+.PHONY: lab-cluster
+lab-cluster: ## Lab only: a three-member Incus cluster of nested Incus hosts beside the lab host (needs make lab-host; idempotent; see docs/lab-host.md, Cluster lab).
+	ansible/bootstrap.sh
+	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_cluster.yml
+
+.PHONY: lab-cluster-down
+lab-cluster-down: ## Remove the cluster lab: its nodes (and the cluster in them), node profile, bridge rsfclbr0 and remote rsfcl; keeps the node image.
+	ansible-playbook -i ansible/inventory/lab.yml ansible/playbooks/lab_cluster_down.yml
+
 .PHONY: lab
 lab: lab-host ## Lab host, local control plane, operator, Prometheus (127.0.0.1:9090) and the sample formation; waits until it is Ready (idempotent).
 	RSF_ENVTEST_ASSETS="$(ENVTEST_ASSETS)" hack/lab.sh up

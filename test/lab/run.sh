@@ -4,8 +4,10 @@
 # converges this host with the lab host playbook), the storage pool scenarios
 # (on a pool, bridge and profile of their own), the container smoke test (of
 # the Redis and the Valkey image),
-# the bad input test and the lab's Prometheus test (hack/lab.sh up, status,
-# down as a second lab of its own). Every script runs even when an earlier
+# the bad input test, the lab's Prometheus test (hack/lab.sh up, status,
+# down as a second lab of its own) and the cluster lab test (converges the
+# three-member Incus cluster beside the lab host twice, ~2.5-5 min, and
+# leaves it up). Every script runs even when an earlier
 # one failed; the exit status is non-zero when any failed. With CI=true a
 # missing prerequisite fails instead of skipping.
 set -euo pipefail
@@ -19,7 +21,7 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 fi
 
-tests=(syntax_check idempotence storage_pool container_smoke bad_input lab_prometheus)
+tests=(syntax_check idempotence storage_pool container_smoke bad_input lab_prometheus cluster)
 passed=0 failed=0 failures=()
 suite_start=$(date +%s)
 for t in "${tests[@]}"; do
@@ -35,6 +37,7 @@ for t in "${tests[@]}"; do
 done
 
 leftover="$(for prefix in rsf-smoke- rsfvk-smoke- rsft-ct- cache-rsf-labtest-; do incus list --format csv -c n "$prefix" 2>/dev/null || true; done)"
+leftover+="$(incus list rsfcl: --format csv -c n rsfclt- 2>/dev/null || true)"
 if [ -n "$leftover" ]; then
   echo "run.sh: containers left behind: $leftover" >&2
   failed=$((failed + 1)); failures+=("leftover-containers")

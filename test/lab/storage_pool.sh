@@ -30,7 +30,7 @@ incus query "/1.0/images/aliases/$RSF_IMAGE_ALIAS" >/dev/null 2>&1 \
 
 POOL="${RSF_TEST_POOL:-rsft-pool}"
 BRIDGE="${RSF_TEST_BRIDGE:-rsftbr0}"
-BRIDGE_IPV4="${RSF_TEST_BRIDGE_IPV4:-10.79.0.1/24}"
+BRIDGE_IPV4="${RSF_TEST_BRIDGE_IPV4:-10.80.0.1/24}"
 PROFILE="${RSF_TEST_PROFILE:-rsft-redis}"
 CT_PREFIX="rsft-ct-"
 for name in "$POOL" "$BRIDGE" "$PROFILE"; do

@@ -24,6 +24,12 @@
 #   RSF_COMPRESSION      gzip | none
 # Output: $RSF_WORKDIR/out/{meta,rootfs}.tar[.gz] and, on stdout, a last line
 # "fingerprint=<sha256>" (the Incus fingerprint of the split image).
+# #incus-node
+# RSF_ENGINE=incus builds the nested Incus host of the cluster lab instead #incus-node
+# (incus-base from RSF_BACKPORTS_PACKAGES, incus.socket and incus-startup #incus-node
+# enabled, no server or Sentinel). Lines that end in "#incus-node" only #incus-node
+# serve that image: the redis_image role leaves them out of the input #incus-node
+# checksum of the Redis and Valkey images, whose build they do not change. #incus-node
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
@@ -36,6 +42,7 @@ RSF_SECURITY_MIRROR="${RSF_SECURITY_MIRROR:-}"
 RSF_BACKPORTS_PACKAGES="${RSF_BACKPORTS_PACKAGES:-}"
 case "$RSF_ENGINE" in
   redis|valkey) ;;
+  incus) ;; #incus-node
   *) echo "build-image: RSF_ENGINE must be redis or valkey, not '$RSF_ENGINE'" >&2; exit 2 ;;
 esac
 # Everything engine specific is named after the engine (Debian's packaging).
@@ -130,7 +137,9 @@ if mountpoint -q "$ROOTFS/proc"; then umount "$ROOTFS/proc"; fi
 in_root apt-get clean
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
 
+if [ "$ENGINE" = incus ]; then log "configuring systemd-networkd, $(in_root incus --version | sed 's/^/incus /') and identity files"; else #incus-node
 log "configuring systemd-networkd, $ENGINE ($(in_root "$ENGINE-server" --version)) and identity files"
+fi #incus-node
 # eth0's configuration is rendered by Incus when a container is created
 # (metadata template below): the operator's pinned address, else DHCP.
 in_root systemctl enable systemd-networkd.service >/dev/null 2>&1
@@ -147,6 +156,7 @@ in_root systemctl mask systemd-modules-load.service 'modprobe@.service' systemd-
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
   console-getty.service 'getty@.service' >/dev/null 2>&1
 
+if [ "$ENGINE" != incus ]; then #incus-node
 # <engine>-server and <engine>-sentinel are installed but DISABLED: the
 # operator writes their configuration first, then enables and starts them,
 # so an unconfigured node never serves.
@@ -168,6 +178,15 @@ install -D -m 0644 "$FILES/server-no-restart.conf" "$ROOTFS/etc/systemd/system/$
 in_root chown "$ENGINE:$ENGINE" "$CONF_DIR" "$SERVER_CONF" "$SENTINEL_CONF"
 chmod 2770 "$ROOTFS$CONF_DIR"
 chmod 0640 "$ROOTFS$SERVER_CONF" "$ROOTFS$SENTINEL_CONF"
+fi #incus-node
+# The nested incusd is socket-activated, and incus-startup starts it at boot #incus-node
+# when it is a cluster member or has instances to autostart. #incus-node
+if [ "$ENGINE" = incus ]; then #incus-node
+  for unit in incus.socket incus-startup.service; do #incus-node
+    state="$(in_root systemctl is-enabled "$unit" 2>/dev/null || true)" #incus-node
+    [ "$state" = enabled ] || { echo "build-image: $unit is '$state' in the image, expected 'enabled'" >&2; exit 1; } #incus-node
+  done #incus-node
+fi #incus-node
 
 # Every container gets its own machine-id (generated at first boot) and its
 # hostname from the metadata templates below; no DNS servers are configured.
