@@ -60,7 +60,7 @@ func staleMembers(o *observation, tp topology.Plan) []*memberObs {
 	}
 	var out []*memberObs
 	for _, m := range o.members {
-		if m != master && m.instance != nil && !m.engine().CanReplicateFrom(master.engine()) {
+		if m != master && m.instance != nil && !m.unreadable() && !m.engine().CanReplicateFrom(master.engine()) {
 			out = append(out, m)
 		}
 	}

@@ -135,7 +135,7 @@ func templateDigest(f *redisv1alpha1.RedisSentinelFormation, index int) string {
 func outdated(f *redisv1alpha1.RedisSentinelFormation, members []*memberObs) []*memberObs {
 	var out []*memberObs
 	for _, m := range members {
-		if m.instance != nil && (m.instance.Config[keyTemplate] != templateDigest(f, m.index) || memberPorts(f, m) != specPorts(f)) {
+		if m.instance != nil && !m.unreadable() && (m.instance.Config[keyTemplate] != templateDigest(f, m.index) || memberPorts(f, m) != specPorts(f)) {
 			out = append(out, m)
 		}
 	}

@@ -265,6 +265,11 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	byIndex := map[int]*incus.Instance{}
 	for i := range owned {
 		index, err := strconv.Atoi(owned[i].Config[keyMember])
+		if owned[i].Config == nil {
+			// On an offline cluster member: known by the name status
+			// recorded, if at all.
+			index, err = recordedIndex(f, owned[i].Name)
+		}
 		if err != nil || index < 1 {
 			continue
 		}
@@ -323,6 +328,22 @@ func lookUpMissing(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	}
 	return nil, nil
 }
+
+// recordedIndex is the index of the member whose status names instance as
+// its own or as abandoned; an error when none does.
+func recordedIndex(f *redisv1alpha1.RedisSentinelFormation, instance string) (int, error) {
+	for _, m := range f.Status.Members {
+		if m.Instance == instance || m.AbandonedInstance == instance {
+			return strconv.Atoi(strings.TrimPrefix(m.Name, f.Name+"-"))
+		}
+	}
+	return 0, fmt.Errorf("instance %q is not recorded", instance)
+}
+
+// unreadable reports whether Incus could not read the member's instance
+// (on an offline cluster member): its keys are unknown, so nothing is
+// decided from them.
+func (m *memberObs) unreadable() bool { return m.instance != nil && m.instance.Config == nil }
 
 // recordedInstance is the instance name status recorded for member index.
 func recordedInstance(f *redisv1alpha1.RedisSentinelFormation, index int) string {

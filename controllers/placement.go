@@ -91,9 +91,11 @@ func (o *observation) location(m *memberObs) string {
 }
 
 // hostDown is the member's cluster member when the cluster reports it
-// offline, else "".
+// offline and none of the member's servers answers, else "". Incus's word
+// alone is not enough: right after one member is lost, it reports the
+// healthy ones offline too for a while (13-16 s on the cluster lab).
 func (o *observation) hostDown(m *memberObs) string {
-	if loc := o.location(m); loc != "" && o.cluster.status(loc) == memberOffline {
+	if loc := o.location(m); loc != "" && o.cluster.status(loc) == memberOffline && !m.redisUp() && !m.sentinelUp() {
 		return loc
 	}
 	return ""

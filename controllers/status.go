@@ -140,6 +140,9 @@ func setMembers(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topo
 			ms.StartedAt, ms.SentinelResetAt, ms.SentinelStaleSince, ms.SettingsHash = prev.StartedAt, prev.SentinelResetAt, prev.SentinelStaleSince, prev.SettingsHash
 			ms.TLSHash, ms.SentinelTLSHash = prev.TLSHash, prev.SentinelTLSHash
 			ms.HostLostSince, ms.AbandonedInstance = prev.HostLostSince, prev.AbandonedInstance
+			if m.unreadable() {
+				ms.Engine = prev.Engine
+			}
 			if ms.Location == "" {
 				ms.Location = prev.Location
 			}

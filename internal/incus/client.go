@@ -364,6 +364,9 @@ func (s *server) GetInstance(ctx context.Context, name string) (*Instance, error
 // state of every instance it lists at recursion 2, a few milliseconds of
 // its CPU each, which made every pass of every formation cost as much as
 // all the instances on the server); the matches' states are read one by one.
+// Instances on an offline cluster member come without config (Incus 6.0
+// lists them with their name, location and status Error only): they are
+// listed too, unmatched, for the caller to recognise by name.
 func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]Instance, error) {
 	all, err := do(ctx, func() ([]api.Instance, error) {
 		return s.c.GetInstances(api.InstanceTypeAny)
@@ -375,7 +378,7 @@ func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]
 	var matches []*api.Instance
 
 	for i := range all {
-		if v, ok := all[i].Config[configKey]; ok && v == value {
+		if v, ok := all[i].Config[configKey]; (ok && v == value) || all[i].Config == nil {
 			matches = append(matches, &all[i])
 		}
 	}

@@ -126,7 +126,9 @@ type ExecResult struct {
 type Server interface {
 	// GetInstance returns the instance with its state; ErrNotFound if absent.
 	GetInstance(ctx context.Context, name string) (*Instance, error)
-	// ListInstances returns the instances whose own config[configKey] == value.
+	// ListInstances returns the instances whose own config[configKey] ==
+	// value, and those whose config Incus cannot read (on an offline
+	// cluster member: Config nil, Status "Error", Location set).
 	ListInstances(ctx context.Context, configKey, value string) ([]Instance, error)
 	// CreateInstance creates and starts the instance in one operation and
 	// waits for it. ErrAlreadyExists if the name is taken;

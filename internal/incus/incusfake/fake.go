@@ -468,6 +468,12 @@ func (f *Fake) view(inst *instance) incus.Instance {
 		CreatedAt: inst.created,
 	}
 
+	if inst.stranded != "" {
+		// On an offline member Incus knows only the name, location and
+		// that it cannot be reached.
+		v.Config, v.Devices = nil, nil
+	}
+
 	if inst.status == "Running" && !inst.booting {
 		v.IPv4 = inst.ip
 		if pinned := f.expandedDevices(inst)["eth0"]["ipv4.address"]; pinned != "" {
@@ -505,6 +511,10 @@ func (f *Fake) GetInstance(ctx context.Context, name string) (*incus.Instance, e
 		return nil, fmt.Errorf("%w: instance %q", incus.ErrNotFound, name)
 	}
 
+	if err := unreachable(inst); err != nil {
+		return nil, err
+	}
+
 	v := f.view(inst)
 
 	return &v, nil
@@ -523,7 +533,7 @@ func (f *Fake) ListInstances(ctx context.Context, configKey, value string) ([]in
 
 	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
 		inst := f.instances[name]
-		if v, ok := inst.spec.Config[configKey]; ok && v == value {
+		if v, ok := inst.spec.Config[configKey]; (ok && v == value) || inst.stranded != "" {
 			out = append(out, f.view(inst))
 		}
 	}
