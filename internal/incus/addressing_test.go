@@ -64,3 +64,15 @@ func TestParseAddressing(t *testing.T) {
 		})
 	}
 }
+
+// TestFromAPIKeepsUnreadableConfig: an instance on an offline cluster
+// member comes without config, which must stay told apart from an empty
+// one (the operator then recognises it by name only).
+func TestFromAPIKeepsUnreadableConfig(t *testing.T) {
+	if got := fromAPI(&api.Instance{Name: "lost", Status: "Error", Location: "cache-02"}); got.Config != nil || got.Devices != nil || got.Location != "cache-02" {
+		t.Errorf("instance on an offline member: %+v, want nil config and devices", got)
+	}
+	if got := fromAPI(&api.Instance{InstancePut: api.InstancePut{Config: map[string]string{}}}); got.Config == nil || got.Devices == nil {
+		t.Errorf("instance with an empty config: %+v, want empty, not nil, config and devices", got)
+	}
+}

@@ -1018,11 +1018,13 @@ func fromAPI(f *api.Instance) Instance {
 		CreatedAt: f.CreatedAt,
 	}
 
-	if inst.Config == nil {
+	// Nil only for an instance on an offline cluster member, whose config
+	// Incus cannot read (see ListInstances); empty otherwise.
+	if inst.Config == nil && f.Config != nil {
 		inst.Config = map[string]string{}
 	}
 
-	if inst.Devices == nil {
+	if inst.Devices == nil && f.Config != nil {
 		inst.Devices = map[string]map[string]string{}
 	}
 
