@@ -169,6 +169,11 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 	}
 	decideStalePriority(&p, o)
 	for _, a := range p.topology.Actions {
+		if m := o.member(a.Member); m != nil && o.hostEvacuating(m) != "" {
+			// Incus is stopping its container to move it: a unit started
+			// now would fail (and end the pass before the hand-over).
+			continue
+		}
 		if a.Kind == topology.Configure && o.tls != nil && o.tls.member[a.Member] == nil {
 			p.progressing = "waiting for the TLS certificate of member " + a.Member
 			continue

@@ -85,7 +85,9 @@ func masterGone(m *memberObs) string {
 		return "its container is gone"
 	case m.instance.Status == "Stopped":
 		return "its container is stopped"
-	case m.Running && m.Probe != nil && m.Probe.Configured && !m.Probe.RedisActive:
+	case m.Running && m.Probe != nil && m.Probe.Configured && !m.Probe.RedisActive && !m.redisUp():
+		// A server that still answers is not gone, whatever systemd says:
+		// one whose stop waits in the handover gate is "deactivating".
 		return "its redis-server is not running"
 	}
 	return ""

@@ -319,3 +319,19 @@ func TestCountFailoverPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestMasterGoneNotWhileItAnswers: a master whose redis-server answers is
+// not gone, even when systemd no longer calls its unit active (its stop
+// waits in the handover gate during an evacuation).
+func TestMasterGoneNotWhileItAnswers(t *testing.T) {
+	_, o := healthyCase(t)
+	m := o.members[0]
+	m.Probe = &topology.Probe{Configured: true, RedisActive: false, SentinelActive: false}
+	if why := masterGone(m); why != "" {
+		t.Fatalf("an answering master is gone: %s", why)
+	}
+	m.RedisErr = errors.New("connection refused")
+	if why := masterGone(m); why == "" {
+		t.Fatal("a master that neither answers nor runs is not gone")
+	}
+}

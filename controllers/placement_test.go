@@ -287,6 +287,23 @@ func TestDecidePlacement(t *testing.T) {
 			}
 		},
 	}, {
+		name: "master's host evacuated, its sentinel already stopped: not healed, writes held",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			clustered(o, map[int]string{1: memberEvacuated})
+			o.members[0].SentinelErr = fmt.Errorf("connection refused")
+			o.members[0].Probe = &topology.Probe{Configured: true, RedisActive: false, SentinelActive: false}
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			for _, a := range p.actions {
+				if a.kind == actTopology && a.member == "cache-1" {
+					t.Fatalf("healing a member Incus is stopping: %+v", a)
+				}
+			}
+			if findAction(p, actHoldWrites) == nil {
+				t.Fatalf("actions %v", kinds(p))
+			}
+		},
+	}, {
 		name: "stopped member on an evacuated host: Incus's to move, not started",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			clustered(o, map[int]string{3: memberEvacuated})

@@ -77,8 +77,10 @@ while [ "$(date +%%s)" -lt "$end" ]; do
 done
 exit 0
 `, g.Engine.ServerUnit, bound, g.Engine.SentinelConf, bound, g.Engine.CLI, strings.Join(dial, " "), g.User)
-	// TimeoutStopSec leaves the server its own shutdown time after the gate.
-	dropIn = fmt.Appendf(nil, "# Rendered by redis-sentinel-operator (see %s).\n[Service]\nExecStop=%s\nTimeoutStopSec=%d\n",
-		GateScript, GateScript, bound+90)
+	// "+": Debian's unit lets the server's processes execute nothing but
+	// the server (NoExecPaths=/), so the gate runs outside that sandbox, as
+	// root. The unit's TimeoutStopSec=0 (the server may take its time to
+	// save) stays: the gate bounds itself.
+	dropIn = fmt.Appendf(nil, "# Rendered by redis-sentinel-operator (see %s).\n[Service]\nExecStop=+%s\n", GateScript, GateScript)
 	return script, dropIn, nil
 }

@@ -76,7 +76,7 @@ func testHandoverGate(t *testing.T, e engine.Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(dropIn), "ExecStop="+GateScript) {
+		if !strings.Contains(string(dropIn), "\nExecStop=+"+GateScript+"\n") || strings.Contains(string(dropIn), "TimeoutStopSec") {
 			t.Fatalf("drop-in does not run the gate:\n%s", dropIn)
 		}
 		path := filepath.Join(dir, "gate")
