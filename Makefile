@@ -134,7 +134,7 @@ BENCH_NOTE ?=
 # steady state, the operator process's CPU and memory, TLS next to plaintext,
 # Valkey next to Redis and the live Redis -> Valkey migration.
 # RSF_BENCH_OPERATOR_LOG=<file> keeps the benchmarked operator's log there.
-BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation|TLS|Engines
+BENCH_REAL ?= ApplyToReady|Failover|ImageRoll|SteadyState|OperatorProcess|PasswordRotation|TLS|Engines|Cluster
 # make bench-compare: the git revision to compare the working tree with, and
 # the test/bench benchmarks to run for both (names without "Benchmark",
 # separated by |, no regexps).

@@ -251,6 +251,9 @@ func evaluate(in *input) []row {
 	// password rotations
 	rotationRows(m, missing, add)
 
+	// on the three-member Incus cluster
+	clusterRows(m, missing, add)
+
 	// client overhead
 	if p, ok := m("plain-median-ns"); ok && p > 0 {
 		i, _ := m("instrumented-median-ns")
@@ -491,6 +494,43 @@ func engineRows(m func(string) (float64, bool), missing func(string) string, add
 	}
 	add(row{"engine migration Redis → Valkey: acknowledged writes lost, master switches", fmt.Sprintf("%d lost, %s switch(es) per migration; a migration took %s (median; max %s)", int(lost), switches, num(took, " s"), num(tookMax, " s")),
 		"0 lost, 1 switch", yesNo(lost == 0 && minSwitches == 1 && maxSwitches == 1), howMigration})
+}
+
+// clusterRows are test/bench BenchmarkCluster's rows: a formation on the
+// cluster lab, apply -> Ready, the loss of the master's host, and the
+// evacuation of the master's host under a writer.
+func clusterRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
+	const how = "test/bench BenchmarkCluster: on the cluster lab (make lab-cluster: Incus cluster members cache-01..03, each an incusd in a privileged nested container of the lab host; members on the macvlan network rsfmv), one manager (in-process, default options) reaching the cluster at cache-01 with cache-02 and cache-03 as fallback URLs; formations with the defaults (3 members, down-after 5000 ms, spread Required)."
+	figure := "cluster: apply → Ready, three members on three hosts"
+	if med, ok := m("cluster-apply-median-s"); ok {
+		mx, _ := m("cluster-apply-max-s")
+		runs, _ := m("cluster-apply-runs")
+		add(row{figure, fmt.Sprintf("median %s, max %s (%d runs)", num(med, " s"), num(mx, " s"), int(runs)), noTarget, noTarget,
+			how + " BENCH_CLUSTER_APPLY (3) formations created one at a time, each timed from the create until status says Ready (polled every 50 ms), then deleted and its containers gone before the next."})
+	} else {
+		add(row{figure, missing("BenchmarkCluster"), noTarget, noTarget, ""})
+	}
+	figure = "cluster: master's host hard-stopped → status names a new master"
+	if med, ok := m("cluster-kill-status-median-s"); ok {
+		mx, _ := m("cluster-kill-status-max-s")
+		n, _ := m("cluster-kills")
+		add(row{figure, fmt.Sprintf("median %s, max %s (%d drills)", num(med, " s"), num(mx, " s"), int(n)), noTarget, noTarget,
+			how + " BENCH_CLUSTER_KILLS (2) times, the nested host holding the master is hard-stopped (incus stop --force on the lab host) and the time until status.master names another member is taken (polled every 100 ms); the node is started again and the formation waited Ready and spread before the next. Sentinel promotes after down-after; Incus answers the operator's first calls after the loss slowly (its heartbeat round takes 20-30 s, see docs/lab-host.md), which the figure includes."})
+	} else {
+		add(row{figure, missing("BenchmarkCluster"), noTarget, noTarget, ""})
+	}
+	figure = "cluster: evacuation of the master's host, longest gap in successful writes"
+	gap, ok := m("cluster-evacuation-gap-max-s")
+	if !ok {
+		add(row{figure, missing("BenchmarkCluster"), "≤ 2 s", noTarget, ""})
+		return
+	}
+	n, _ := m("cluster-evacuations")
+	lost, _ := m("cluster-evacuation-lost")
+	bad, _ := m("cluster-evacuation-bad-switches")
+	howEvac := how + " BENCH_CLUSTER_EVACUATIONS (2) times, incus cluster evacuate of the master's host while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient: the operator hands the master role over by a planned failover while the master's stop waits in its handover gate, then Incus moves the container; timed until the formation is Ready with its master on another host; then incus cluster restore. Longest time between two successful writes (the worst evacuation), acknowledged writes missing when read back, evacuations whose status.failovers did not grow by exactly 1."
+	add(row{figure, fmt.Sprintf("%s (worst of %d)", num(gap, " s"), int(n)), "≤ 2 s", yesNo(gap <= 2), howEvac})
+	add(row{"cluster: evacuation, acknowledged writes lost, master switches", fmt.Sprintf("%d lost; %d of %d evacuation(s) with other than 1 switch", int(lost), int(bad), int(n)), "0 lost, 1 switch each", yesNo(lost == 0 && bad == 0), howEvac})
 }
 
 // rotationRows are the password rotation rows (test/bench
