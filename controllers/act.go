@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -358,14 +359,18 @@ func writeHandoverGate(ctx context.Context, f *redisv1alpha1.RedisSentinelFormat
 	if err != nil {
 		return "", err
 	}
-	if err := runScript(ctx, o.incus, m.instanceName, "mkdir -p "+path.Dir(render.GateScript)+" "+path.Dir(render.GateDropIn(e))); err != nil {
+	sentinelDropIn, order := render.GateSentinelDropIn(e)
+	if err := runScript(ctx, o.incus, m.instanceName, "mkdir -p "+path.Dir(render.GateScript)+" "+path.Dir(render.GateDropIn(e))+" "+path.Dir(sentinelDropIn)); err != nil {
 		return "", err
 	}
-	if err := o.incus.WriteFile(ctx, m.instanceName, render.GateScript, script, 0o755, 0, 0); err != nil {
-		return "", err
-	}
-	if err := o.incus.WriteFile(ctx, m.instanceName, render.GateDropIn(e), dropIn, 0o644, 0, 0); err != nil {
-		return "", err
+	for _, file := range []struct {
+		path    string
+		content []byte
+		mode    os.FileMode
+	}{{render.GateScript, script, 0o755}, {render.GateDropIn(e), dropIn, 0o644}, {sentinelDropIn, order, 0o644}} {
+		if err := o.incus.WriteFile(ctx, m.instanceName, file.path, file.content, file.mode, 0, 0); err != nil {
+			return "", err
+		}
 	}
 	return " && systemctl daemon-reload", nil
 }

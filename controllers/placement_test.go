@@ -12,7 +12,9 @@ import (
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
+	"github.com/incusops/redis-sentinel-operator/internal/engine"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/render"
 	"github.com/incusops/redis-sentinel-operator/internal/topology"
 )
 
@@ -404,6 +406,12 @@ func TestClusterHostLoss(t *testing.T) {
 		locations[m.Location] = m.Name
 		if cfg := e.incus.InstanceConfig(m.Instance); cfg["boot.autostart"] != "false" {
 			t.Fatalf("member %s's container starts with its host (boot.autostart %q)", m.Name, cfg["boot.autostart"])
+		}
+		sentinelDropIn, _ := render.GateSentinelDropIn(engine.MustOf(engine.Redis))
+		for _, path := range []string{render.GateScript, render.GateDropIn(engine.MustOf(engine.Redis)), sentinelDropIn} {
+			if _, ok := e.incus.File(m.Instance, path); !ok {
+				t.Fatalf("member %s has no %s: no handover gate on a cluster", m.Name, path)
+			}
 		}
 	}
 	if c := meta.FindStatusCondition(f.Status.Conditions, redisv1alpha1.ConditionSpread); c == nil || c.Status != metav1.ConditionTrue {

@@ -33,6 +33,12 @@ type HandoverGate struct {
 	Bound time.Duration
 }
 
+// GateSettle is how long a master whose role was handed over while its
+// stop waited keeps answering, as a replica, before the stop goes on:
+// Sentinel spreads a new master to the sentinels that did not elect it
+// with its hello messages, every 2 s.
+const GateSettle = 2 * time.Second
+
 // GateScript is where the gate's script lives in a member.
 const GateScript = "/usr/local/lib/rsf/handover-gate"
 
@@ -40,6 +46,15 @@ const GateScript = "/usr/local/lib/rsf/handover-gate"
 // run the gate before it stops the server.
 func GateDropIn(e engine.Engine) string {
 	return "/etc/systemd/system/" + e.ServerUnit + ".service.d/rsf-handover-gate.conf"
+}
+
+// GateSentinelDropIn is the drop-in, and its content, that orders the
+// engine's sentinel before its server: systemd stops units in the reverse
+// order, so the member's sentinel keeps answering (clients that ask it
+// for the master, the failover's vote) until the gate let the server go.
+func GateSentinelDropIn(e engine.Engine) (path string, content []byte) {
+	return "/etc/systemd/system/" + e.SentinelUnit + ".service.d/rsf-handover-gate.conf",
+		fmt.Appendf(nil, "# Rendered by redis-sentinel-operator (see %s).\n[Unit]\nBefore=%s.service\n", GateScript, e.ServerUnit)
 }
 
 // Files renders the gate's script and drop-in.
@@ -70,13 +85,21 @@ func (g HandoverGate) Files() (script, dropIn []byte, err error) {
 REDISCLI_AUTH=$(awk '$1 == "sentinel" && $2 == "auth-pass" { gsub(/"/, "", $4); print $4; exit }' %s)
 export REDISCLI_AUTH
 end=$(( $(date +%%s) + %d ))
+held=0
 while [ "$(date +%%s)" -lt "$end" ]; do
 	role=$(timeout 2 %s %s --user %s --no-auth-warning ROLE 2>/dev/null | head -n 1)
-	[ "$role" = master ] || exit 0
+	if [ "$role" != master ]; then
+		# Handed over while this stop waited: answer a little longer, as
+		# a replica (clients get READONLY and ask Sentinel again), while
+		# the sentinels spread the new master.
+		[ "$held" = 0 ] || sleep %d
+		exit 0
+	fi
+	held=1
 	sleep 0.2
 done
 exit 0
-`, g.Engine.ServerUnit, bound, g.Engine.SentinelConf, bound, g.Engine.CLI, strings.Join(dial, " "), g.User)
+`, g.Engine.ServerUnit, bound, g.Engine.SentinelConf, bound, g.Engine.CLI, strings.Join(dial, " "), g.User, int(GateSettle/time.Second))
 	// "+": Debian's unit lets the server's processes execute nothing but
 	// the server (NoExecPaths=/), so the gate runs outside that sandbox, as
 	// root. The unit's TimeoutStopSec=0 (the server may take its time to

@@ -117,7 +117,13 @@ func testHandoverGate(t *testing.T, e engine.Engine) {
 		if err := admin.SlaveOf(ctx, "127.0.0.1", "1").Err(); err != nil {
 			t.Fatal(err)
 		}
-		within(done, time.Second, "once the server is a replica")
+		// It settles first, answering as a replica.
+		select {
+		case err := <-done:
+			t.Fatalf("the gate let a handed-over master stop without settling (%v)", err)
+		case <-time.After(GateSettle - 500*time.Millisecond):
+		}
+		within(done, 2*time.Second, "once the server is a replica and settled")
 	})
 	t.Run("replica at once", func(t *testing.T) {
 		done := run(gateFor(creds[acl.Monitoring].Current, false))

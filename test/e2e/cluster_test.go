@@ -45,16 +45,11 @@ func newClusterFormation(t *testing.T, prefix string, mutate func(*redisv1alpha1
 	}
 	name := uniqueName(prefix)
 	cert, key := lab.TrustedClient(t, "rsf-e2e-"+name)
-	host := newRemoteHost(t, name, lab.URLs[0], cert, key, lab.ServerCert)
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(host), host); err != nil {
-		t.Fatal(err)
-	}
-	host.Spec.Remote.FallbackURLs = lab.URLs[1:]
-	host.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{clusterLabLabel: name}}
-	host.Spec.Allowed.Networks = []string{"rsfmv"}
-	if err := k8s.Update(ctx, host); err != nil {
-		t.Fatal(err)
-	}
+	newRemoteHost(t, name, lab.URLs[0], cert, key, lab.ServerCert, func(h *redisv1alpha1.IncusHost) {
+		h.Spec.Remote.FallbackURLs = lab.URLs[1:]
+		h.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{clusterLabLabel: name}}
+		h.Spec.Allowed.Networks = []string{"rsfmv"}
+	})
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{clusterLabLabel: name}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -122,9 +122,9 @@ func TestRemoteIncusHost(t *testing.T) {
 }
 
 // newRemoteHost creates a remote IncusHost admitting the namespaces labelled
-// with its name, its client certificate Secret in the operator's namespace,
-// and deletes both at cleanup.
-func newRemoteHost(t *testing.T, name, url string, clientCert, clientKey, serverCert []byte) *redisv1alpha1.IncusHost {
+// with its name (then changed by mutate), its client certificate Secret in
+// the operator's namespace, and deletes both at cleanup.
+func newRemoteHost(t *testing.T, name, url string, clientCert, clientKey, serverCert []byte, mutate ...func(*redisv1alpha1.IncusHost)) *redisv1alpha1.IncusHost {
 	t.Helper()
 	ctx := context.Background()
 	secret := &corev1.Secret{
@@ -139,5 +139,8 @@ func newRemoteHost(t *testing.T, name, url string, clientCert, clientKey, server
 	return newHost(t, name, func(h *redisv1alpha1.IncusHost) {
 		h.Spec.Remote = &redisv1alpha1.IncusHostRemote{URL: url, ClientCertificateSecretName: secret.Name, ServerCertificate: string(serverCert)}
 		h.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{remoteHostLabel: name}}
+		for _, m := range mutate {
+			m(h)
+		}
 	})
 }

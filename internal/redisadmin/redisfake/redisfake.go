@@ -308,6 +308,8 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 		return w.probe(instance), nil
 	}
 	server, sentinel := e.ServerUnit, e.SentinelUnit
+	sentinelDropIn, _ := render.GateSentinelDropIn(e)
+	gateDirs := "mkdir -p " + path.Dir(render.GateScript) + " " + path.Dir(render.GateDropIn(e)) + " " + path.Dir(sentinelDropIn)
 	for _, step := range splitScript(script) {
 		fields := strings.Fields(step)
 		switch {
@@ -339,7 +341,7 @@ func (w *World) Exec(instance string, command []string) (incus.ExecResult, error
 			w.startSentinel(instance)
 		case step == "systemctl start --no-block "+server, step == "systemctl start "+server:
 			w.startRedis(instance)
-		case step == "mkdir -p "+path.Dir(render.GateScript)+" "+path.Dir(render.GateDropIn(e)):
+		case step == gateDirs:
 		case step == "systemctl daemon-reload":
 			// Only the handover gate's drop-in needs it (on a cluster).
 			if _, ok := w.files(instance, render.GateDropIn(e)); !ok {
