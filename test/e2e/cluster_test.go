@@ -53,19 +53,24 @@ func newClusterFormation(t *testing.T, prefix string, mutate func(*redisv1alpha1
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{clusterLabLabel: name}}}); err != nil {
 		t.Fatal(err)
 	}
-	f := newNamedFormation(t, name, formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
+	// Registered first, so it runs last: after the formation's deletion.
+	var f *redisv1alpha1.RedisSentinelFormation
+	t.Cleanup(func() {
+		if f == nil {
+			return
+		}
+		eventually(t, 2*time.Minute, "the formation's instances deleted from the cluster", func() (bool, string) {
+			left, err := lab.InstanceLocations(context.Background(), "user.rsf.formation-uid", string(f.UID))
+			return err == nil && len(left) == 0, fmt.Sprint(left, err)
+		})
+	})
+	f = newNamedFormation(t, name, formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
 		f.Spec.Incus.HostRef = name
 		f.Spec.Incus.Network = "rsfmv"
 		if mutate != nil {
 			mutate(f)
 		}
 	}})
-	t.Cleanup(func() {
-		eventually(t, 2*time.Minute, "the formation's instances deleted from the cluster", func() (bool, string) {
-			left, err := lab.InstanceLocations(context.Background(), "user.rsf.formation-uid", string(f.UID))
-			return err == nil && len(left) == 0, fmt.Sprint(left, err)
-		})
-	})
 	return lab, f
 }
 

@@ -2,12 +2,7 @@ package harness
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -112,38 +107,8 @@ func (c *ClusterLab) server(ctx context.Context) (incusclient.InstanceServer, er
 // the certificate and key (PEM).
 func (c *ClusterLab) TrustedClient(t testing.TB, name string) (certPEM, keyPEM []byte) {
 	t.Helper()
-	certPEM, keyPEM = testenv.SelfSignedCert(t, name)
-	block, _ := pem.Decode(certPEM)
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The cleanup runs after the test's contexts are gone.
-	ctx := context.Background()
-	s, err := c.server(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.CreateCertificate(api.CertificatesPost{CertificatePut: api.CertificatePut{
-		Name:        name,
-		Type:        api.CertificateTypeClient,
-		Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
-		Description: "redis-sentinel-operator test client, removed when the test ends (" + time.Now().UTC().Format(time.RFC3339) + ")",
-	}})
-	if err != nil {
-		t.Fatalf("adding client certificate %s to the cluster's trust store: %v", name, err)
-	}
-	fingerprint := sha256.Sum256(cert.Raw)
-	t.Cleanup(func() {
-		s, err := c.server(ctx)
-		if err == nil {
-			err = s.DeleteCertificate(hex.EncodeToString(fingerprint[:]))
-		}
-		if err != nil {
-			t.Errorf("removing client certificate %s from the cluster's trust store: %v", name, err)
-		}
-	})
-	return certPEM, keyPEM
+	return trustedClient(t, name, "the cluster", func() (incusclient.InstanceServer, error) { return c.server(context.Background()) })
 }
 
 // Members maps each member's name to its status as Incus reports it:

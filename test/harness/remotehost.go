@@ -73,6 +73,15 @@ func NewLabRemote(ctx context.Context) (*LabRemote, error) {
 // tls.crt and tls.key of an IncusHost's client certificate Secret.
 func (r *LabRemote) TrustedClient(t testing.TB, name string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	return trustedClient(t, name, "incusd", func() (incusclient.InstanceServer, error) { return r.admin, nil })
+}
+
+// trustedClient creates a client certificate and adds it to the trust store
+// of the server (where names it in messages), removing it at t's cleanup;
+// server is asked again for the cleanup (a cluster member may be down by
+// then).
+func trustedClient(t testing.TB, name, where string, server func() (incusclient.InstanceServer, error)) (certPEM, keyPEM []byte) {
+	t.Helper()
 
 	certPEM, keyPEM = testenv.SelfSignedCert(t, name)
 	block, _ := pem.Decode(certPEM)
@@ -82,20 +91,27 @@ func (r *LabRemote) TrustedClient(t testing.TB, name string) (certPEM, keyPEM []
 		t.Fatal(err)
 	}
 
-	err = r.admin.CreateCertificate(api.CertificatesPost{CertificatePut: api.CertificatePut{
-		Name:        name,
-		Type:        api.CertificateTypeClient,
-		Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
-		Description: "redis-sentinel-operator test client, removed when the test ends (" + time.Now().UTC().Format(time.RFC3339) + ")",
-	}})
+	s, err := server()
+	if err == nil {
+		err = s.CreateCertificate(api.CertificatesPost{CertificatePut: api.CertificatePut{
+			Name:        name,
+			Type:        api.CertificateTypeClient,
+			Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
+			Description: "redis-sentinel-operator test client, removed when the test ends (" + time.Now().UTC().Format(time.RFC3339) + ")",
+		}})
+	}
 	if err != nil {
-		t.Fatalf("adding client certificate %s to incusd's trust store: %v", name, err)
+		t.Fatalf("adding client certificate %s to %s's trust store: %v", name, where, err)
 	}
 
 	fingerprint := sha256.Sum256(cert.Raw)
 	t.Cleanup(func() {
-		if err := r.admin.DeleteCertificate(hex.EncodeToString(fingerprint[:])); err != nil {
-			t.Errorf("removing client certificate %s from incusd's trust store: %v", name, err)
+		s, err := server()
+		if err == nil {
+			err = s.DeleteCertificate(hex.EncodeToString(fingerprint[:]))
+		}
+		if err != nil {
+			t.Errorf("removing client certificate %s from %s's trust store: %v", name, where, err)
 		}
 	})
 
