@@ -164,7 +164,9 @@ value=""
 while [ $(( $(date +%s) - start )) -lt 60 ]; do
   value="$(json_py 'print(" ".join(r["value"][1] for r in d["data"]["result"]))' \
     "$PROM/api/v1/query?query=rsf_formation_master_present%7Bnamespace%3D%22$NS%22%2Cformation%3D%22$FORMATION%22%7D")"
-  [ -n "$value" ] && break
+  # The first scrape may predate the master (up waits for Ready, not for
+  # Prometheus): wait for the value the formation has now.
+  [ "$value" = 1 ] && break
   sleep 2
 done
 [ "$value" = 1 ] || fail "rsf_formation_master_present{namespace=\"$NS\",formation=\"$FORMATION\"} is '${value:-absent}', not 1"
