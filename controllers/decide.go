@@ -297,7 +297,7 @@ func decideInstances(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	for _, m := range o.members {
 		switch {
 		case m.instance == nil:
-		case m.instance.Status == "Stopped" && o.cluster.statusOf(o.location(m)) != memberEvacuated && o.cluster.statusOf(o.location(m)) != memberEvacuating:
+		case m.instance.Status == "Stopped" && o.hostEvacuating(m) == "":
 			// An evacuated host's instances are Incus's to move and start.
 			decideStart(p, f, m, now)
 		case !o.unpinnable && unpinned(m):
