@@ -123,8 +123,10 @@ func runIDs(t *testing.T, f *formation, cur *redisv1alpha1.RedisSentinelFormatio
 
 const incusdPath = "/usr/libexec/incus/incusd"
 
-// incusdDaemon finds the incusd daemon process (not one of its fork*
-// helpers): its pid and command line.
+// incusdDaemon finds the machine's incusd daemon process (not one of its
+// fork* helpers, nor the incusd of a nested host such as the cluster lab's
+// nodes, which runs in an Incus container's cgroup, lxc.payload.<name>):
+// its pid and command line.
 func incusdDaemon() (int, []string, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -143,6 +145,9 @@ func incusdDaemon() (int, []string, error) {
 		}
 		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 		if args[0] != incusdPath || (len(args) > 1 && !strings.HasPrefix(args[1], "-")) {
+			continue
+		}
+		if cgroup, err := os.ReadFile("/proc/" + e.Name() + "/cgroup"); err != nil || strings.Contains(string(cgroup), "/lxc.payload.") {
 			continue
 		}
 		found, argv = append(found, pid), args
