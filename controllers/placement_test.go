@@ -126,6 +126,22 @@ func TestDecidePlacement(t *testing.T) {
 			}
 		},
 	}, {
+		name: "placement group: only its cluster members are used",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			f.Spec.Incus.Placement.Group = "fast"
+			clustered(o, nil)
+			for i := range o.cluster.members[:2] {
+				o.cluster.members[i].Groups = []string{"fast"}
+			}
+			drop(o, 3)
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			// cache-03 is free but not in the group.
+			if len(creates(p)) != 0 || !strings.Contains(p.unplaced, "in cluster group fast (cache-01, cache-02)") {
+				t.Fatalf("creates %+v unplaced %q", creates(p), p.unplaced)
+			}
+		},
+	}, {
 		name: "explicit targets: used as they are",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
 			f.Spec.Incus.Targets = []string{"a", "b", "c"}
