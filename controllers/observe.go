@@ -218,6 +218,12 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 		return false
 	}
 	o.incus, o.host = srv, host.Name
+	if o.cluster, err = observeCluster(ctx, o.incus); err != nil {
+		r.Incus.Forget(opts) // reconnect next time: the member it reached may be down
+		o.degrade(ReasonIncusUnreachable, "reading the Incus cluster's members: %v", err)
+		o.stop, o.stopPhase = err, "instances"
+		return false
+	}
 	if err := readInstances(ctx, f, o); err != nil {
 		if !errors.Is(err, errBlocked) {
 			r.Incus.Forget(opts) // reconnect next time: incusd may have restarted
@@ -227,11 +233,6 @@ func (r *FormationReconciler) observeInstances(ctx context.Context, f *redisv1al
 	}
 	o.incusOptions = &opts
 	o.instanceStops = r.instanceStops(client.ObjectKeyFromObject(f), o)
-	if o.cluster, err = observeCluster(ctx, o.incus); err != nil {
-		o.degrade(ReasonIncusUnreachable, "reading the Incus cluster's members: %v", err)
-		o.stop, o.stopPhase = err, "instances"
-		return false
-	}
 	if anyMissing(o.members) || len(outdated(f, o.members)) > 0 || len(misplaced(f, o, topology.Plan{})) > 0 {
 		if err := checkPrerequisites(ctx, f, o); err != nil {
 			o.degrade(ReasonIncusUnreachable, "%v", err)
@@ -261,6 +262,14 @@ func readInstances(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation,
 	if err != nil {
 		o.degrade(ReasonIncusUnreachable, "listing the formation's instances: %v", err)
 		return err
+	}
+	if o.cluster.anyOffline() {
+		unreadable, err := o.incus.UnreadableInstances(ctx)
+		if err != nil {
+			o.degrade(ReasonIncusUnreachable, "listing the instances on offline cluster members: %v", err)
+			return err
+		}
+		owned = append(owned, unreadable...)
 	}
 	byIndex := map[int]*incus.Instance{}
 	for i := range owned {

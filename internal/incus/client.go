@@ -339,6 +339,28 @@ func describe(inst *Instance, err error) string {
 	}
 }
 
+// UnreadableInstances implements Server. Incus 6.0 lists an instance on an
+// offline cluster member with its name, location and status Error only;
+// it has no state to read.
+func (s *server) UnreadableInstances(ctx context.Context) ([]Instance, error) {
+	all, err := do(ctx, func() ([]api.Instance, error) {
+		return s.c.GetInstances(api.InstanceTypeAny)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("incus: list instances: %w", err)
+	}
+
+	var out []Instance
+
+	for i := range all {
+		if all[i].Config == nil {
+			out = append(out, fromAPI(&all[i]))
+		}
+	}
+
+	return out, nil
+}
+
 // GetInstance implements Server.
 func (s *server) GetInstance(ctx context.Context, name string) (*Instance, error) {
 	got, err := do(ctx, func() (*api.Instance, error) {
@@ -364,9 +386,6 @@ func (s *server) GetInstance(ctx context.Context, name string) (*Instance, error
 // state of every instance it lists at recursion 2, a few milliseconds of
 // its CPU each, which made every pass of every formation cost as much as
 // all the instances on the server); the matches' states are read one by one.
-// Instances on an offline cluster member come without config (Incus 6.0
-// lists them with their name, location and status Error only): they are
-// listed too, unmatched, for the caller to recognise by name.
 func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]Instance, error) {
 	all, err := do(ctx, func() ([]api.Instance, error) {
 		return s.c.GetInstances(api.InstanceTypeAny)
@@ -378,7 +397,7 @@ func (s *server) ListInstances(ctx context.Context, configKey, value string) ([]
 	var matches []*api.Instance
 
 	for i := range all {
-		if v, ok := all[i].Config[configKey]; (ok && v == value) || all[i].Config == nil {
+		if v, ok := all[i].Config[configKey]; ok && v == value {
 			matches = append(matches, &all[i])
 		}
 	}

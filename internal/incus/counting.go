@@ -12,6 +12,7 @@ import (
 const (
 	MethodGetInstance          = "GetInstance"
 	MethodListInstances        = "ListInstances"
+	MethodUnreadableInstances  = "UnreadableInstances"
 	MethodCreateInstance       = "CreateInstance"
 	MethodStartInstance        = "StartInstance"
 	MethodStopInstance         = "StopInstance"
@@ -155,6 +156,11 @@ func (s *countingServer) GetInstance(ctx context.Context, name string) (*Instanc
 func (s *countingServer) ListInstances(ctx context.Context, configKey, value string) ([]Instance, error) {
 	s.c.count(MethodListInstances)
 	return s.inner.ListInstances(ctx, configKey, value)
+}
+
+func (s *countingServer) UnreadableInstances(ctx context.Context) ([]Instance, error) {
+	s.c.count(MethodUnreadableInstances)
+	return s.inner.UnreadableInstances(ctx)
 }
 
 func (s *countingServer) CreateInstance(ctx context.Context, spec InstanceSpec) error {

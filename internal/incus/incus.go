@@ -126,10 +126,13 @@ type ExecResult struct {
 type Server interface {
 	// GetInstance returns the instance with its state; ErrNotFound if absent.
 	GetInstance(ctx context.Context, name string) (*Instance, error)
-	// ListInstances returns the instances whose own config[configKey] ==
-	// value, and those whose config Incus cannot read (on an offline
-	// cluster member: Config nil, Status "Error", Location set).
+	// ListInstances returns the instances whose own config[configKey] == value.
 	ListInstances(ctx context.Context, configKey, value string) ([]Instance, error)
+	// UnreadableInstances returns the instances Incus lists without their
+	// config, so that ListInstances cannot match them: those on an offline
+	// cluster member (Config nil, Status "Error", Location set). None on a
+	// standalone server.
+	UnreadableInstances(ctx context.Context) ([]Instance, error)
 	// CreateInstance creates and starts the instance in one operation and
 	// waits for it. ErrAlreadyExists if the name is taken;
 	// ErrOperationPending if the wait did not resolve (or a create for that

@@ -37,6 +37,7 @@ import (
 const (
 	GetInstance          = "GetInstance"
 	ListInstances        = "ListInstances"
+	UnreadableInstances  = "UnreadableInstances"
 	CreateInstance       = "CreateInstance"
 	StartInstance        = "StartInstance"
 	StopInstance         = "StopInstance"
@@ -533,7 +534,28 @@ func (f *Fake) ListInstances(ctx context.Context, configKey, value string) ([]in
 
 	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
 		inst := f.instances[name]
-		if v, ok := inst.spec.Config[configKey]; (ok && v == value) || inst.stranded != "" {
+		if v, ok := inst.spec.Config[configKey]; ok && v == value && inst.stranded == "" {
+			out = append(out, f.view(inst))
+		}
+	}
+
+	return out, nil
+}
+
+// UnreadableInstances implements incus.Server: the instances on offline
+// cluster members (see SetMemberStatus).
+func (f *Fake) UnreadableInstances(ctx context.Context) ([]incus.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if err := f.enter(ctx, UnreadableInstances); err != nil {
+		return nil, err
+	}
+
+	var out []incus.Instance
+
+	for _, name := range slices.Sorted(maps.Keys(f.instances)) {
+		if inst := f.instances[name]; inst.stranded != "" {
 			out = append(out, f.view(inst))
 		}
 	}
