@@ -32,10 +32,7 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 		return ""
 	}
 	out := f.Status.MasterOutage
-	gone := masterGone(m)
-	if host := o.hostDown(m); host != "" {
-		gone = "its cluster member " + host + " is offline"
-	}
+	gone := masterGone(o, m)
 	sdown := masterSdownAt(f, o.events, p.topology.Master)
 	switch {
 	case gone == "" && sdown.IsZero():
@@ -79,7 +76,10 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 
 // masterGone says why Incus shows m cannot be a live master, or "". A
 // frozen container is not gone: thawed, it would serve again.
-func masterGone(m *memberObs) string {
+func masterGone(o *observation, m *memberObs) string {
+	if host := o.hostDown(m); host != "" {
+		return "its cluster member " + host + " is offline"
+	}
 	switch {
 	case m.instance == nil:
 		return "its container is gone"

@@ -327,11 +327,11 @@ func TestMasterGoneNotWhileItAnswers(t *testing.T) {
 	_, o := healthyCase(t)
 	m := o.members[0]
 	m.Probe = &topology.Probe{Configured: true, RedisActive: false, SentinelActive: false}
-	if why := masterGone(m); why != "" {
+	if why := masterGone(o, m); why != "" {
 		t.Fatalf("an answering master is gone: %s", why)
 	}
 	m.RedisErr = errors.New("connection refused")
-	if why := masterGone(m); why == "" {
+	if why := masterGone(o, m); why == "" {
 		t.Fatal("a master that neither answers nor runs is not gone")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,14 +60,24 @@ func observeCluster(ctx context.Context, srv incus.Server) (*clusterObs, error) 
 	return &clusterObs{members: members}, nil
 }
 
-// status is a cluster member's status ("" for an unknown one).
+// status is a cluster member's status ("" for an unknown one, and on a
+// standalone server, which has no cluster).
 func (c *clusterObs) status(name string) string {
+	if c == nil {
+		return ""
+	}
 	for _, m := range c.members {
 		if m.Name == name {
 			return m.Status
 		}
 	}
 	return ""
+}
+
+// anyOffline reports whether the cluster reports a member offline (false
+// on a standalone server).
+func (c *clusterObs) anyOffline() bool {
+	return c != nil && slices.ContainsFunc(c.members, func(m incus.ClusterMember) bool { return m.Status == memberOffline })
 }
 
 // eligible are the online cluster members the formation may place members
@@ -105,18 +116,10 @@ func (o *observation) hostDown(m *memberObs) string {
 // been) evacuated with the member's instance still on it, else "".
 func (o *observation) hostEvacuating(m *memberObs) string {
 	loc := o.location(m)
-	if s := o.cluster.statusOf(loc); s == memberEvacuating || s == memberEvacuated {
+	if s := o.cluster.status(loc); s == memberEvacuating || s == memberEvacuated {
 		return loc
 	}
 	return ""
-}
-
-// statusOf is status, nil-safe (a standalone server has no cluster).
-func (c *clusterObs) statusOf(name string) string {
-	if c == nil || name == "" {
-		return ""
-	}
-	return c.status(name)
 }
 
 // occupancy counts the formation's members per cluster member.
@@ -138,11 +141,8 @@ func preferenceOrder(f *redisv1alpha1.RedisSentinelFormation, eligible []string)
 	if len(eligible) == 0 {
 		return nil
 	}
-	var shift int
-	for _, c := range fingerprint.Strings(string(f.UID), "placement")[:4] {
-		shift = shift*16 + strings.IndexRune("0123456789abcdef", c)
-	}
-	shift %= len(eligible)
+	h, _ := strconv.ParseUint(fingerprint.Strings(string(f.UID), "placement")[:4], 16, 16) // hex by construction
+	shift := int(h % uint64(len(eligible)))
 	return append(slices.Clone(eligible[shift:]), eligible[:shift]...)
 }
 
@@ -247,21 +247,19 @@ func decideLostHosts(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 			})
 		}
 		master := masterMember(o, p.topology)
+		offline := fmt.Sprintf("member %s's cluster member %s is offline (since %s)", name, lost, since.UTC().Format(time.RFC3339))
 		switch {
 		case after == nil:
-			p.degrade(ReasonHostLost, "member %s's cluster member %s is offline (since %s); it waits for its host (set spec.incus.placement.replaceAfter to re-create it elsewhere)",
-				name, lost, since.UTC().Format(time.RFC3339))
+			p.degrade(ReasonHostLost, "%s; it waits for its host (set spec.incus.placement.replaceAfter to re-create it elsewhere)", offline)
 		case now.Before(since.Add(after.Duration)):
-			p.degrade(ReasonHostLost, "member %s's cluster member %s is offline (since %s); it is re-created on another cluster member at %s unless its host is back",
-				name, lost, since.UTC().Format(time.RFC3339), since.Add(after.Duration).UTC().Format(time.RFC3339))
+			p.degrade(ReasonHostLost, "%s; it is re-created on another cluster member at %s unless its host is back",
+				offline, since.Add(after.Duration).UTC().Format(time.RFC3339))
 			p.wakeIn(since.Add(after.Duration).Sub(now))
 		case master == nil || master == m:
-			p.degrade(ReasonHostLost, "member %s's cluster member %s is offline (since %s); it is re-created once another member is the answering master (never as an empty master)",
-				name, lost, since.UTC().Format(time.RFC3339))
+			p.degrade(ReasonHostLost, "%s; it is re-created once another member is the answering master (never as an empty master)", offline)
 			p.wakeIn(convergePoll)
 		default:
-			p.degrade(ReasonHostLost, "member %s's cluster member %s is offline (since %s); re-creating it on another cluster member as a replica of %s",
-				name, lost, since.UTC().Format(time.RFC3339), master.name)
+			p.degrade(ReasonHostLost, "%s; re-creating it on another cluster member as a replica of %s", offline, master.name)
 			old, next := m.instanceName, replacementName(f, m)
 			p.add(action{kind: actAbandonInstance, member: name, instance: old,
 				reason: fmt.Sprintf("its cluster member %s has been offline since %s (spec.incus.placement.replaceAfter %s): re-created as %s, a replica of %s; %s is deleted once its host is back",
@@ -288,7 +286,7 @@ func replacementName(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) stri
 // formation's own (listed by its UID) and stopped: nothing else is touched.
 func decideAbandoned(p *plan, o *observation) {
 	for _, a := range o.abandoned {
-		if o.cluster.statusOf(a.instance.Location) == memberOffline {
+		if o.cluster.status(a.instance.Location) == memberOffline {
 			continue
 		}
 		member, name := a.member, a.instance.Name
