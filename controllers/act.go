@@ -222,7 +222,7 @@ func (r *FormationReconciler) heal(ctx context.Context, f *redisv1alpha1.RedisSe
 	name := f.Spec.MasterName
 	switch a.Kind {
 	case topology.Configure:
-		return r.configureMember(ctx, f, o, m, a.Target)
+		return r.configureMember(ctx, f, o, m, a.Target, a.Settings)
 	case topology.StartRedis:
 		if err := r.writeRedisConf(ctx, f, o, m, a.Target); err != nil {
 			return err
@@ -281,7 +281,7 @@ func (r *FormationReconciler) monitor(ctx context.Context, f *redisv1alpha1.Redi
 // configureMember writes a new member's redis.conf (a replica of master, or
 // the master when master is zero) and its bootstrap sentinel.conf, then
 // starts both. Sentinel owns its file afterwards.
-func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint) error {
+func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation, m *memberObs, master endpoint.Endpoint, sentinelSettings map[string]string) error {
 	if err := r.writeRedisConf(ctx, f, o, m, master); err != nil {
 		return err
 	}
@@ -304,6 +304,9 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		}
 	}
 	d := desired(f)
+	if v, ok := sentinelSettings["down-after-milliseconds"]; ok {
+		d.DownAfterMs, _ = strconv.Atoi(v) // topology.AwaitMasterDownAfterMs
+	}
 	e := m.engine()
 	conf, err := render.SentinelConf(render.Sentinel{
 		Address: m.Sentinel.Host, Port: m.Sentinel.Port, Users: acl.SentinelUsers(o.creds, appliedBackendUser(f), e),

@@ -33,6 +33,15 @@ const ConvergeGrace = 20 * time.Second
 // over.
 const ResetCooldown = 3 * time.Minute
 
+// AwaitMasterDownAfterMs is the down-after-milliseconds a replica's sentinel
+// is configured with while the master's member is not configured yet (a new
+// formation whose master container starts late, or whose configuration an
+// operator restart interrupted): with the spec's few seconds, the replicas'
+// sentinels would agree the master is down before it ever ran and promote an
+// empty replica. The spec's value is set once the master is configured; a
+// master that never comes up is still failed over, after this long.
+const AwaitMasterDownAfterMs = 30_000
+
 // Desired is the part of the spec the decisions depend on.
 type Desired struct {
 	MasterName        string
@@ -177,9 +186,11 @@ const (
 
 // Action is one step of a plan.
 type Action struct {
-	Kind     Kind
-	Member   string
-	Target   endpoint.Endpoint
+	Kind   Kind
+	Member string
+	Target endpoint.Endpoint
+	// Settings are the sentinel settings SentinelSet applies, or those a
+	// Configure renders instead of the spec's.
 	Settings map[string]string
 	Reason   string
 }
@@ -405,7 +416,12 @@ func redisActions(in Input, p Plan, m Member) []Action {
 		if isMaster && replicaHoldsData(in, p, m) {
 			return nil // a rebuilt master is empty: Sentinel must promote a replica first
 		}
-		return []Action{{Kind: Configure, Member: m.Name, Target: target, Reason: configureReason(isMaster, p.Source)}}
+		a := Action{Kind: Configure, Member: m.Name, Target: target, Reason: configureReason(isMaster, p.Source)}
+		if !isMaster && awaitingMaster(in, p) && in.Desired.DownAfterMs < AwaitMasterDownAfterMs {
+			a.Settings = map[string]string{"down-after-milliseconds": strconv.Itoa(AwaitMasterDownAfterMs)}
+			a.Reason += "; its sentinel gives the master, not configured yet, " + strconv.Itoa(AwaitMasterDownAfterMs/1000) + " s to start"
+		}
+		return []Action{a}
 	case m.RedisErr != nil:
 		if m.Probe == nil || m.Probe.RedisActive {
 			return nil // running but not answering (loading, or network): wait
@@ -438,6 +454,14 @@ func replicaHoldsData(in Input, p Plan, master Member) bool {
 	return slices.ContainsFunc(in.Members, func(o Member) bool {
 		return o.Name != master.Name && o.redisUp() && !o.Repl.IsMaster() && o.Repl.Offset > 0
 	})
+}
+
+// awaitingMaster: the plan's master is a member whose container runs
+// unconfigured, so its redis-server has never started (see
+// AwaitMasterDownAfterMs).
+func awaitingMaster(in Input, p Plan) bool {
+	m, ok := memberNamed(in, p.MasterMember)
+	return ok && !m.configured()
 }
 
 func configureReason(isMaster bool, source Source) string {
@@ -510,7 +534,11 @@ func sentinelActions(in Input, p Plan, m Member) []Action {
 		return []Action{{Kind: Remonitor, Member: m.Name, Target: p.Master, Reason: "sentinel has monitored " + m.View.Address.String() +
 			" instead of the master " + p.Master.String() + " since " + since.UTC().Format(time.RFC3339)}}
 	}
-	if drift := settingsDrift(in.Desired, m.View); len(drift) > 0 {
+	drift := settingsDrift(in.Desired, m.View)
+	if awaitingMaster(in, p) {
+		delete(drift, "down-after-milliseconds") // see AwaitMasterDownAfterMs
+	}
+	if len(drift) > 0 {
 		return []Action{{Kind: SentinelSet, Member: m.Name, Settings: drift, Reason: "sentinel settings differ from the spec"}}
 	}
 	return nil

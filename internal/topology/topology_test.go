@@ -44,6 +44,13 @@ func member(n, master int) Member {
 	return m
 }
 
+// awaitingMasterView is a replica configured while its master was not:
+// its sentinel has the long down-after and its link is not up yet.
+func awaitingMasterView(m *Member) {
+	m.View.DownAfterMs = AwaitMasterDownAfterMs
+	m.Repl.LinkUp, m.Repl.Offset = false, 0
+}
+
 // untrustedView makes a member's sentinel monitor a host that is no member,
 // with a newer config epoch than anyone's (what SENTINEL MONITOR by an
 // intruder looks like).
@@ -124,7 +131,25 @@ func TestDecide(t *testing.T) {
 			},
 			awaitMembers: true,
 			wantMaster:   "cache-1", wantSource: SourceBootstrap,
-			wantActions: []string{"Configure cache-1", "Configure cache-2 -> 10.77.0.11:6379", "Configure cache-3 -> 10.77.0.11:6379"},
+			// The replicas' sentinels may run before the master does.
+			wantActions: []string{"Configure cache-1", "Configure cache-2 -> 10.77.0.11:6379 down-after-milliseconds=30000", "Configure cache-3 -> 10.77.0.11:6379 down-after-milliseconds=30000"},
+		},
+		{
+			name: "new formation whose master's configuration lags its replicas': the master is configured, the sentinels keep their long down-after meanwhile",
+			members: []Member{
+				{Name: "cache-1", Redis: ep(1), Home: ep(1), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
+				with(healthy(1), 2, awaitingMasterView)[1],
+				with(healthy(1), 3, awaitingMasterView)[2],
+			},
+			awaitMembers: true,
+			wantMaster:   "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"Configure cache-1"},
+		},
+		{
+			name:       "once the master is configured, the sentinels that waited for it get the spec's down-after",
+			members:    with(with(healthy(1), 2, awaitingMasterView), 3, awaitingMasterView),
+			wantMaster: "cache-1", wantSource: SourceSentinels,
+			wantActions: []string{"SentinelSet cache-2 down-after-milliseconds=5000", "SentinelSet cache-3 down-after-milliseconds=5000"},
 		},
 		{
 			name:       "every sentinel monitors an address that is no member's: never followed, the redis-servers tell, the sentinels are re-pointed",
@@ -408,7 +433,7 @@ func TestDecide(t *testing.T) {
 				{Name: "cache-3", Redis: ep(3), Running: true, RedisErr: errDown, SentinelErr: errDown, Probe: unconfigured},
 			},
 			wantMaster: "cache-2", wantSource: SourceBootstrap,
-			wantActions: []string{"Configure cache-2", "Configure cache-3 -> 10.77.0.12:6379"},
+			wantActions: []string{"Configure cache-2", "Configure cache-3 -> 10.77.0.12:6379 down-after-milliseconds=30000"},
 		},
 		{
 			name:       "no container runs",

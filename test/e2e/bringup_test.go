@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,9 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 	}
 
 	// Every sentinel (asked by the operator's admin user): CKQUORUM OK,
-	// knows 2 other sentinels and 2 replicas.
+	// knows 2 other sentinels and 2 replicas, and fails over after the
+	// spec's down-after (the replicas' sentinels start with
+	// topology.AwaitMasterDownAfterMs while the master is configured).
 	for _, m := range cur.Status.Members {
 		s := adminSentinel(t, cur, m.Address)
 		if res, err := s.CkQuorum(ctx, "mymaster").Result(); err != nil {
@@ -107,7 +110,7 @@ func TestBringUpReplicateHealAndDelete(t *testing.T) {
 			t.Fatalf("sentinel %s CKQUORUM: %s", m.Name, res)
 		}
 		info, err := s.Master(ctx, "mymaster").Result()
-		if err != nil || info["num-other-sentinels"] != "2" || info["num-slaves"] != "2" {
+		if err != nil || info["num-other-sentinels"] != "2" || info["num-slaves"] != "2" || info["down-after-milliseconds"] != strconv.Itoa(int(cur.Spec.Sentinel.DownAfterMilliseconds)) {
 			t.Fatalf("sentinel %s SENTINEL MASTER: %v, %v", m.Name, info, err)
 		}
 		_ = s.Close()
