@@ -22,6 +22,9 @@ import (
 	"github.com/incusops/redis-sentinel-operator/controllers"
 )
 
+// version is set by `make image` (-ldflags -X main.version=...).
+var version = "dev"
+
 func main() {
 	var (
 		metricsAddr    string
@@ -62,6 +65,10 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "redis-sentinel-operator.redis.incusops.io",
 		LeaderElectionNamespace: leaderElectNS,
+		// main exits as soon as the manager stops, so the lease can be
+		// released on SIGTERM: the next replica takes over at once (a
+		// rolling update), not after the lease has expired.
+		LeaderElectionReleaseOnCancel: true,
 	}))
 	if err != nil {
 		setupLog.Error(err, "cannot create the manager; exiting")
@@ -74,7 +81,7 @@ func main() {
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
-	setupLog.Info("starting the manager", "metrics", metricsAddr, "metricsSecure", metricsSecure, "probes", probeAddr, "leaderElection", leaderElect,
+	setupLog.Info("starting the manager", "version", version, "metrics", metricsAddr, "metricsSecure", metricsSecure, "probes", probeAddr, "leaderElection", leaderElect,
 		"watchNamespaces", controllerOpts.WatchNamespaces, "operatorNamespace", controllerOpts.OperatorNamespace)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "the manager stopped with an error")
