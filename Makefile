@@ -52,14 +52,44 @@ vet: ## go vet, and fail on unformatted files.
 build: ## Build the operator binary into bin/manager.
 	go build -o $(BIN)/manager .
 
+# The operator's OCI image: a static binary on no base image, reproducible
+# (file and creation times are the commit's), built without a registry or a
+# container engine (hack/image). VERSION tags it; bin/image/digest pins it.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE    ?= localhost/redis-sentinel-operator
+
+.PHONY: image
+image: ## Build the operator's OCI image into bin/image/ (layout oci/, archive for podman load / ctr import, digest); prints its size.
+	mkdir -p $(BIN)/image
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $(BIN)/image/manager .
+	go run ./hack/image -binary $(BIN)/image/manager -layout $(BIN)/image/oci -archive $(BIN)/image/redis-sentinel-operator.tar \
+		-digest-file $(BIN)/image/digest -repo $(IMAGE) -version $(VERSION) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created "$$(git log -1 --format=%ct 2>/dev/null || echo 0)"
+
+# The overlay `make deploy` applies: config/default with the image pinned to
+# the digest `make image` built.
+$(BIN)/deploy/kustomization.yaml: $(BIN)/image/digest
+	mkdir -p $(BIN)/deploy
+	printf '%s\n' "# Written by make deploy: config/default, the image pinned by digest." "resources:" "- ../../config/default" "images:" \
+		"- name: redis-sentinel-operator" "  newName: $(IMAGE)" "  digest: $$(sed 's/.*@//' $<)" > $@
+
+.PHONY: deploy
+deploy: image $(BIN)/deploy/kustomization.yaml ## Apply CRDs, RBAC and the Deployment to the cluster of $$KUBECONFIG, the image pinned to what make image built.
+	kubectl apply --server-side -k $(BIN)/deploy
+
+.PHONY: undeploy
+undeploy: ## Delete what make deploy applied (formations first: their finalizers need the operator).
+	-kubectl delete redissentinelformations --all --all-namespaces --wait=true --timeout=5m
+	kubectl delete -k $(BIN)/deploy --ignore-not-found
+
 ##@ Test
 
 .PHONY: test
-test: verify-generated vet test-deps test-lab test-deps-backports test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
+test: verify-generated vet test-deps test-lab test-deps-backports image test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
 
 .PHONY: test-deps
-test-deps: ## Install what the tests run against (Debian packages, kube-apiserver + etcd).
-	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox
+test-deps: ## Install what the tests run against (Debian packages, podman for the image's tests, kube-apiserver + etcd).
+	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox podman runc
 	hack/envtest-bins.sh >/dev/null
 
 .PHONY: test-deps-backports
@@ -150,7 +180,7 @@ BENCH_NETNS = unshare --net sh -ec 'ip link set lo up; ip addr add 10.255.255.1/
 	ip route add default dev lo; ip route add unreachable 10.0.0.0/8; exec "$$0" "$$@"'
 
 .PHONY: bench
-bench: ## Measure the operator against its targets on the real stack (as root, ~30-60 min): prints one table, writes docs/benchmarks.md (keeps its "Before and after" section).
+bench: ## Measure the operator against its targets on the real stack (as root, ~30-60 min; the leader handover runs the image, make image): prints one table, writes docs/benchmarks.md (keeps its "Before and after" section).
 	go build -o $(BIN)/bench-manager .
 	go test -c -o $(BIN)/bench.test ./test/bench/
 	@export KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" RSF_BENCH_MANAGER="$(BIN)/bench-manager"; { \
@@ -160,6 +190,8 @@ bench: ## Measure the operator against its targets on the real stack (as root, ~
 			|| echo "BENCH-FAILED: test/bench ScaleFake"; \
 		go test -run '^$$' -bench 'GetSetPaired$$' -benchtime 20000x -count 1 ./internal/redisclient/ \
 			|| echo "BENCH-FAILED: internal/redisclient"; \
+		$(MAKE) --no-print-directory image >/dev/null && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -v -run '^$$' -bench 'LeaderHandover' -benchtime 1x -timeout 20m ./test/image/ \
+			|| echo "BENCH-FAILED: test/image"; \
 	} 2>&1 | tee $(BIN)/bench.out | go run ./hack/benchtable -o docs/benchmarks.md -note "$(BENCH_NOTE)"
 
 .PHONY: bench-compare
