@@ -253,6 +253,7 @@ func evaluate(in *input) []row {
 
 	// on the three-member Incus cluster
 	clusterRows(m, missing, add)
+	handoverRows(m, missing, add)
 
 	// client overhead
 	if p, ok := m("plain-median-ns"); ok && p > 0 {
@@ -531,6 +532,30 @@ func clusterRows(m func(string) (float64, bool), missing func(string) string, ad
 	howEvac := how + " BENCH_CLUSTER_EVACUATIONS (2) times, incus cluster evacuate of the master's host while a writer sends SET + WAIT 1 every 20 ms through the connection Secret's FailoverClient: the operator hands the master role over by a planned failover while the master's stop waits in its handover gate, then Incus moves the container; timed until the formation is Ready with its master on another host; then incus cluster restore. Longest time between two successful writes (the worst evacuation), acknowledged writes missing when read back, evacuations whose status.failovers did not grow by exactly 1."
 	add(row{figure, fmt.Sprintf("%s (worst of %d)", num(gap, " s"), int(n)), "≤ 2 s", yesNo(gap <= 2), howEvac})
 	add(row{"cluster: evacuation, acknowledged writes lost, master switches", fmt.Sprintf("%d lost; %d of %d evacuation(s) with other than 1 switch", int(lost), int(bad), int(n)), "0 lost, 1 switch each", yesNo(lost == 0 && bad == 0), howEvac})
+}
+
+// handoverRows are test/image BenchmarkLeaderHandover's rows: the leader
+// lease passing between two replicas of the shipped image.
+func handoverRows(m func(string) (float64, bool), missing func(string) string, add func(row)) {
+	lease, _ := m("lease-duration-s")
+	how := fmt.Sprintf("test/image BenchmarkLeaderHandover: two replicas of the image make image built, run by podman from the Deployment make deploy created (its flags, --leader-elect, the ServiceAccount's token; host network, the second on other probe and metrics ports) against a real kube-apiserver; the leader is stopped and the time until the other replica holds the Lease (polled every 100 ms) is taken; the stopped one is started again as the next standby. Lease duration %s, renew deadline 10 s, retry period 2 s (controller-runtime's defaults).", num(lease, " s"))
+	for _, v := range []struct{ tag, figure, target, detail string }{
+		{"term", "leader handover, leader stopped (SIGTERM, a rolling update)", "≤ retry period (2 s)", " SIGTERM (podman stop): the manager releases the lease as it stops (LeaderElectionReleaseOnCancel)."},
+		{"kill", "leader handover, leader killed (SIGKILL, a lost node)", "≤ lease duration + retry period", " SIGKILL: the lease must expire first."},
+	} {
+		med, ok := m("handover-" + v.tag + "-median-s")
+		if !ok {
+			add(row{v.figure, missing("BenchmarkLeaderHandover"), v.target, noTarget, ""})
+			continue
+		}
+		mx, _ := m("handover-" + v.tag + "-max-s")
+		runs, _ := m("handover-" + v.tag + "-runs")
+		met := mx <= 2
+		if v.tag == "kill" {
+			met = mx <= lease+2
+		}
+		add(row{v.figure, fmt.Sprintf("median %s, max %s (%d runs)", num(med, " s"), num(mx, " s"), int(runs)), v.target, yesNo(met), how + v.detail})
+	}
 }
 
 // rotationRows are the password rotation rows (test/bench

@@ -94,9 +94,12 @@ func (e *UnavailableError) Error() string { return e.Err.Error() }
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Check fails or skips t for err from Start: Unavailable for an
-// UnavailableError, a plain failure for anything else.
+// UnavailableError, a plain failure for anything else; nothing for nil.
 func Check(t TB, component string, err error) {
 	t.Helper()
+	if err == nil {
+		return
+	}
 	var unavailable *UnavailableError
 	if errors.As(err, &unavailable) {
 		Unavailable(t, component, err)
