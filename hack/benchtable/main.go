@@ -540,8 +540,8 @@ func handoverRows(m func(string) (float64, bool), missing func(string) string, a
 	lease, _ := m("lease-duration-s")
 	how := fmt.Sprintf("test/image BenchmarkLeaderHandover: two replicas of the image make image built, run by podman from the Deployment make deploy created (its flags, --leader-elect, the ServiceAccount's token; host network, the second on other probe and metrics ports) against a real kube-apiserver; the leader is stopped and the time until the other replica holds the Lease (polled every 100 ms) is taken; the stopped one is started again as the next standby. Lease duration %s, renew deadline 10 s, retry period 2 s (controller-runtime's defaults).", num(lease, " s"))
 	for _, v := range []struct{ tag, figure, target, detail string }{
-		{"term", "leader handover, leader stopped (SIGTERM, a rolling update)", "≤ retry period (2 s)", " SIGTERM (podman stop): the manager releases the lease as it stops (LeaderElectionReleaseOnCancel)."},
-		{"kill", "leader handover, leader killed (SIGKILL, a lost node)", "≤ lease duration + retry period", " SIGKILL: the lease must expire first."},
+		{"term", "leader handover, leader stopped (SIGTERM, a rolling update)", "≤ 4.4 s (one jittered retry period), not the lease duration", " SIGTERM (podman stop): the manager releases the lease as it stops (LeaderElectionReleaseOnCancel), and the standby takes it at its next try: client-go retries every retry period × (1 + up to 1.2 jitter), 2-4.4 s; the figure includes the old leader's shutdown."},
+		{"kill", "leader handover, leader killed (SIGKILL, a lost node)", "≤ lease duration + 4.4 s", " SIGKILL: the lease must expire first (13-15 s after the kill: it was last renewed up to a retry period before), then the standby's next try (2-4.4 s)."},
 	} {
 		med, ok := m("handover-" + v.tag + "-median-s")
 		if !ok {
@@ -550,9 +550,9 @@ func handoverRows(m func(string) (float64, bool), missing func(string) string, a
 		}
 		mx, _ := m("handover-" + v.tag + "-max-s")
 		runs, _ := m("handover-" + v.tag + "-runs")
-		met := mx <= 2
+		met := mx <= 4.4
 		if v.tag == "kill" {
-			met = mx <= lease+2
+			met = mx <= lease+4.4
 		}
 		add(row{v.figure, fmt.Sprintf("median %s, max %s (%d runs)", num(med, " s"), num(mx, " s"), int(runs)), v.target, yesNo(met), how + v.detail})
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,13 +49,6 @@ func Deploy(t testing.TB) *Shipped {
 	t.Helper()
 	ctx := context.Background()
 	root := testenv.RepoRoot()
-	ref, err := os.ReadFile(filepath.Join(root, "bin", "image", "digest"))
-	if err != nil {
-		testenv.Check(t, "the operator image", &testenv.UnavailableError{Err: fmt.Errorf("make image writes bin/image/digest: %w", err)})
-	}
-	image := strings.TrimSpace(string(ref))
-	testenv.Check(t, "podman and the operator image", LoadImage(ctx, filepath.Join(root, "bin", "image", "oci"), strings.Split(image, "@")[0]+":under-test"))
-
 	env, cfg, err := testenv.Start()
 	testenv.Check(t, "kube-apiserver + etcd", err)
 	t.Cleanup(func() { _ = env.Stop() })
@@ -69,6 +61,13 @@ func Deploy(t testing.TB) *Shipped {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make deploy: %v\n%s", err, out)
 	}
+	// make deploy runs make image: the digest is read after it.
+	ref, err := os.ReadFile(filepath.Join(root, "bin", "image", "digest"))
+	if err != nil {
+		t.Fatalf("make deploy wrote no bin/image/digest: %v", err)
+	}
+	image := strings.TrimSpace(string(ref))
+	testenv.Check(t, "podman and the operator image", LoadImage(ctx, filepath.Join(root, "bin", "image", "oci"), strings.Split(image, "@")[0]+":under-test"))
 
 	scheme := k8sruntime.NewScheme()
 	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, redisv1alpha1.AddToScheme} {
