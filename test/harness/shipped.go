@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,20 @@ func (s *Shipped) Run(t testing.TB, o PodOptions) *Pod {
 	t.Helper()
 	ctx := context.Background()
 	o.Token = s.Token
+	// The shipped ports, unless something on this machine holds them (the
+	// lab's operator probes on 127.0.0.1:8081).
+	c := s.Deployment.Spec.Template.Spec.Containers[0]
+	for _, port := range []struct {
+		flag string
+		set  *int
+	}{{"--health-probe-bind-address=", &o.ProbePort}, {"--metrics-bind-address=", &o.MetricsPort}} {
+		for _, a := range c.Args {
+			if addr, ok := strings.CutPrefix(a, port.flag); ok && *port.set == 0 && !free(addr) {
+				*port.set = freePort(t)
+				t.Logf("%s is taken on this machine; pod %s uses port %d", addr, o.Name, *port.set)
+			}
+		}
+	}
 	p, err := RunPod(ctx, s.Deployment, s.Cfg, s.Image, o)
 	if err != nil {
 		t.Fatalf("running the operator's pod: %v", err)
@@ -131,15 +146,26 @@ func (s *Shipped) Run(t testing.TB, o PodOptions) *Pod {
 // probe and metrics ports, as two host-network pods cannot share them.
 func (s *Shipped) RunSecond(t testing.TB, name string) *Pod {
 	t.Helper()
-	probePort, err := testenv.FreePort()
+	return s.Run(t, PodOptions{Name: name, ProbePort: freePort(t), MetricsPort: freePort(t)})
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsPort, err := testenv.FreePort()
+	return port
+}
+
+// free reports whether addr (":port", all addresses) can be listened on.
+func free(addr string) bool {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return false
 	}
-	return s.Run(t, PodOptions{Name: name, ProbePort: probePort, MetricsPort: metricsPort})
+	_ = l.Close()
+	return true
 }
 
 // ServiceAccountClient is a client authenticated as the pod is: with the

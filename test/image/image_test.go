@@ -15,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
@@ -203,3 +205,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 func podName(suffix string) string { return "rsf-image-test-" + suffix }
 
 func randomHex() string { return fmt.Sprintf("%016x", rand.Uint64()) }
+
+// The test's own API clients log nothing worth reading.
+func init() { ctrllog.SetLogger(logr.Discard()) }
