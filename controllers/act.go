@@ -304,8 +304,11 @@ func (r *FormationReconciler) configureMember(ctx context.Context, f *redisv1alp
 		}
 	}
 	d := desired(f)
-	if v, ok := sentinelSettings["down-after-milliseconds"]; ok {
-		d.DownAfterMs, _ = strconv.Atoi(v) // topology.AwaitMasterDownAfterMs
+	if v, ok := sentinelSettings["down-after-milliseconds"]; ok { // topology.AwaitMasterDownAfterMs
+		var err error
+		if d.DownAfterMs, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("sentinel down-after-milliseconds %q: %w", v, err)
+		}
 	}
 	e := m.engine()
 	conf, err := render.SentinelConf(render.Sentinel{

@@ -114,6 +114,12 @@ func RunPod(ctx context.Context, d *appsv1.Deployment, cfg *rest.Config, image s
 	if err != nil {
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	// Readable by the pod's non-root user, like a projected volume.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
@@ -191,9 +197,9 @@ func RunPod(ctx context.Context, d *appsv1.Deployment, cfg *rest.Config, image s
 		}
 	}
 	if _, err := podman(ctx, args...); err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	started = true
 	return &Pod{Name: o.Name, Probes: "http://127.0.0.1:" + strconv.Itoa(probePort), dir: dir}, nil
 }
 

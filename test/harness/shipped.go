@@ -116,17 +116,22 @@ func (s *Shipped) Run(t testing.TB, o PodOptions) *Pod {
 	ctx := context.Background()
 	o.Token = s.Token
 	// The shipped ports, unless something on this machine holds them (the
-	// lab's operator probes on 127.0.0.1:8081).
+	// lab's operator probes on 127.0.0.1:8081). The template names the
+	// probe port in its probes (the flag keeps its default) and the
+	// metrics port in its args.
 	c := s.Deployment.Spec.Template.Spec.Containers[0]
-	for _, port := range []struct {
-		flag string
-		set  *int
-	}{{"--health-probe-bind-address=", &o.ProbePort}, {"--metrics-bind-address=", &o.MetricsPort}} {
-		for _, a := range c.Args {
-			if addr, ok := strings.CutPrefix(a, port.flag); ok && *port.set == 0 && !free(addr) {
-				*port.set = freePort(t)
-				t.Logf("%s is taken on this machine; pod %s uses port %d", addr, o.Name, *port.set)
-			}
+	taken := func(addr string, set *int) {
+		if *set == 0 && !free(addr) {
+			*set = freePort(t)
+			t.Logf("%s is taken on this machine; pod %s uses port %d", addr, o.Name, *set)
+		}
+	}
+	if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil {
+		taken(":"+c.LivenessProbe.HTTPGet.Port.String(), &o.ProbePort)
+	}
+	for _, a := range c.Args {
+		if addr, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok {
+			taken(addr, &o.MetricsPort)
 		}
 	}
 	p, err := RunPod(ctx, s.Deployment, s.Cfg, s.Image, o)

@@ -156,14 +156,10 @@ func newFormation(t *testing.T, s *harness.Shipped, prefix string) *redisv1alpha
 		_ = s.K8s.Delete(ctx, f)
 		// The finalizer deletes the containers; wait for it (the pods are
 		// still running: cleanups run last-registered first).
-		deadline := time.Now().Add(2 * time.Minute)
-		for time.Now().Before(deadline) {
-			if err := s.K8s.Get(ctx, client.ObjectKeyFromObject(f), &redisv1alpha1.RedisSentinelFormation{}); apierrors.IsNotFound(err) {
-				return
-			}
-			time.Sleep(time.Second)
-		}
-		t.Errorf("formation %s not deleted within 2 minutes", name)
+		eventually(t, 2*time.Minute, "formation "+name+" deleted", func() (bool, string) {
+			err := s.K8s.Get(ctx, client.ObjectKeyFromObject(f), &redisv1alpha1.RedisSentinelFormation{})
+			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
 	})
 	return f
 }
