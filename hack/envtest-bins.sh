@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
+# Usage: hack/envtest-bins.sh [COMMAND...]
+#
 # Puts kube-apiserver and etcd for envtest (and the local control plane) into
-# one folder and prints its path. The usual setup-envtest download is not
+# one folder and prints its path; each COMMAND (kubelet, kube-scheduler,
+# kube-controller-manager: the image tests' node) is built into it too. The usual setup-envtest download is not
 # reachable here, so: etcd comes from Debian's etcd-server package and
 # kube-apiserver is built from the k8s.io/kubernetes module at the minor
 # version of k8s.io/api in go.mod (the newest patch of that minor whose source
@@ -15,6 +18,7 @@ minor=${api_version#v0.}
 minor=${minor%%.*}
 patch=${api_version##*.}
 cache_root="${RSF_CACHE_DIR:-$HOME/.cache/rsf-operator}/k8s"
+commands=(kube-apiserver "$@")
 
 log() { echo "envtest-bins: $*" >&2; }
 
@@ -52,34 +56,51 @@ version_ldflags() {
 	echo "-X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor_number -X $pkg.gitTreeState=clean"
 }
 
-build_kube_apiserver() { # $1 version, $2 its go.mod, $3 destination folder
+# The go.mod of k8s.io/kubernetes at version $1.
+module_gomod() {
+	(cd /tmp && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$1") | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p'
+}
+
+build_commands() { # $1 version, $2 its go.mod, $3 destination folder, then the commands
 	local version=$1 gomod=$2 dest=$3 work
+	shift 3
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' RETURN
-	log "building kube-apiserver $version from the Go module proxy (about 3 minutes on 2 cores)"
+	log "building $* $version from the Go module proxy (on 2 cores: kube-apiserver about 3 minutes, the node's three about 7 more)"
 	{
 		printf 'module kube-apiserver-build\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\n' "$version"
 		# k8s.io/kubernetes replaces its staging repos with local paths; map
 		# each one to the published module of the same patch level instead.
 		sed -n "s#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 v0${version#v1}#p" "$gomod"
 	} >"$work/go.mod"
-	(cd "$work" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$version" >&2 &&
-		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $(version_ldflags "$version")" -o "$dest/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-	mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
+	local packages=("${@/#/k8s.io/kubernetes/cmd/}")
+	(cd "$work" && go get "${packages[@]/%/@$version}" >&2 &&
+		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $(version_ldflags "$version")" -o "$work/out/" "${packages[@]}")
+	mkdir -p "$dest"
+	for command in "$@"; do
+		mv "$work/out/$command" "$dest/$command"
+	done
 }
 
+gomod=
 if found=$(cached_build); then
 	version=${found%% *}
-	src=${found#* }
 else
 	read -r version gomod < <(downloadable_version)
-	src="$cache_root/$version"
-	mkdir -p "$src"
-	build_kube_apiserver "$version" "$gomod" "$src"
 fi
+src="$cache_root/$version"
 dest="$root/bin/k8s/$version"
+missing=()
+for command in "${commands[@]}"; do
+	[ -x "$src/$command" ] || [ -x "$dest/$command" ] || missing+=("$command")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	build_commands "$version" "${gomod:-$(module_gomod "$version")}" "$src" "${missing[@]}"
+fi
 mkdir -p "$dest"
-[ -x "$dest/kube-apiserver" ] || cp "$src/kube-apiserver" "$dest/kube-apiserver"
+for command in "${commands[@]}"; do
+	[ -x "$dest/$command" ] || cp "$src/$command" "$dest/$command"
+done
 "$root/hack/apt-install.sh" etcd-server
 ln -sf /usr/bin/etcd "$dest/etcd"
 log "$("$dest/kube-apiserver" --version) and etcd $(/usr/bin/etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') in $dest"
