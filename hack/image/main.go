@@ -6,7 +6,7 @@
 // are -created (the commit's time), owners are root, entries are sorted; the
 // same binary gives the same digest. The image is written as an OCI layout
 // (-layout, the pinned reference for `make deploy`) and as an archive
-// `podman load` and `ctr images import` take (-archive); both are left alone
+// `docker load` takes (-archive); both are left alone
 // when they already hold that digest.
 package main
 
@@ -35,6 +35,7 @@ const nonRoot = 65532
 
 type options struct {
 	binary, layoutDir, archive, digestFile string
+	command, title, description            string
 	repo, version, revision, source        string
 	created                                time.Time
 }
@@ -43,8 +44,11 @@ func main() {
 	var o options
 	var created int64
 	flag.StringVar(&o.binary, "binary", "bin/image/manager", "the static operator binary")
+	flag.StringVar(&o.command, "command", "manager", "the binary's name in the image (/NAME, the entrypoint)")
+	flag.StringVar(&o.title, "title", "redis-sentinel-operator", "org.opencontainers.image.title")
+	flag.StringVar(&o.description, "description", "Kubernetes operator for Redis with Sentinel in Incus containers", "org.opencontainers.image.description")
 	flag.StringVar(&o.layoutDir, "layout", "bin/image/oci", "OCI layout directory to write")
-	flag.StringVar(&o.archive, "archive", "bin/image/redis-sentinel-operator.tar", "image archive to write (podman load, ctr images import)")
+	flag.StringVar(&o.archive, "archive", "bin/image/redis-sentinel-operator.tar", "docker-archive to write (docker load)")
 	flag.StringVar(&o.digestFile, "digest-file", "bin/image/digest", "file that receives the image's reference by digest")
 	flag.StringVar(&o.repo, "repo", "localhost/redis-sentinel-operator", "image repository (the tag is -version)")
 	flag.StringVar(&o.version, "version", "dev", "image version (org.opencontainers.image.version, and the tag)")
@@ -102,9 +106,9 @@ func run(o options) error {
 	return report(img)
 }
 
-// build assembles the image: the binary as /manager, run as nonRoot.
+// build assembles the image: the binary as /<command>, run as nonRoot.
 func build(binary []byte, o options) (v1.Image, error) {
-	fs, err := rootfs(binary, o.created)
+	fs, err := rootfs(o.command, binary, o.created)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +119,8 @@ func build(binary []byte, o options) (v1.Image, error) {
 		return nil, err
 	}
 	labels := map[string]string{
-		"org.opencontainers.image.title":       "redis-sentinel-operator",
-		"org.opencontainers.image.description": "Kubernetes operator for Redis with Sentinel in Incus containers",
+		"org.opencontainers.image.title":       o.title,
+		"org.opencontainers.image.description": o.description,
 		"org.opencontainers.image.version":     o.version,
 		"org.opencontainers.image.revision":    o.revision,
 		"org.opencontainers.image.source":      o.source,
@@ -126,7 +130,7 @@ func build(binary []byte, o options) (v1.Image, error) {
 	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
 	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{
-		Created: v1.Time{Time: o.created}, CreatedBy: "hack/image: /manager " + o.version, Comment: "static binary, non-root user " + strconv.Itoa(nonRoot),
+		Created: v1.Time{Time: o.created}, CreatedBy: "hack/image: /" + o.command + " " + o.version, Comment: "static binary, non-root user " + strconv.Itoa(nonRoot),
 	}})
 	if err != nil {
 		return nil, err
@@ -140,7 +144,7 @@ func build(binary []byte, o options) (v1.Image, error) {
 	cfg.Created = v1.Time{Time: o.created}
 	cfg.Config = v1.Config{
 		User:       strconv.Itoa(nonRoot) + ":" + strconv.Itoa(nonRoot),
-		Entrypoint: []string{"/manager"},
+		Entrypoint: []string{"/" + o.command},
 		WorkingDir: "/",
 		Env:        []string{"PATH=/"},
 		Labels:     labels,
@@ -153,7 +157,7 @@ func build(binary []byte, o options) (v1.Image, error) {
 }
 
 // rootfs is the layer's tar: sorted entries, fixed times, root-owned.
-func rootfs(binary []byte, mtime time.Time) ([]byte, error) {
+func rootfs(command string, binary []byte, mtime time.Time) ([]byte, error) {
 	entries := []struct {
 		name string
 		mode int64
@@ -162,7 +166,7 @@ func rootfs(binary []byte, mtime time.Time) ([]byte, error) {
 		{"etc/", 0o755, nil},
 		{"etc/group", 0o644, fmt.Appendf(nil, "root:x:0:\nnonroot:x:%d:\n", nonRoot)},
 		{"etc/passwd", 0o644, fmt.Appendf(nil, "root:x:0:0:root:/:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/:/sbin/nologin\n", nonRoot, nonRoot)},
-		{"manager", 0o755, binary},
+		{command, 0o755, binary},
 		// The root filesystem is mounted read-only; an emptyDir may be
 		// mounted here should Go or controller-runtime ever need to write.
 		{"tmp/", 0o1777, nil},

@@ -9,7 +9,7 @@ import (
 )
 
 func testOptions() options {
-	return options{repo: "localhost/redis-sentinel-operator", version: "v1.2.3", revision: "abc", source: "https://example.invalid/x", created: time.Unix(1_700_000_000, 0).UTC()}
+	return options{command: "manager", title: "redis-sentinel-operator", description: "operator", repo: "localhost/redis-sentinel-operator", version: "v1.2.3", revision: "abc", source: "https://example.invalid/x", created: time.Unix(1_700_000_000, 0).UTC()}
 }
 
 // The same binary and options give the same digest; any input that
