@@ -108,13 +108,18 @@ func Check(t TB, component string, err error) {
 	t.Fatalf("%s: %v", component, err)
 }
 
-// Start starts an API server, then installs the project's CRDs.
-func Start() (*envtest.Environment, *rest.Config, error) {
+// Start starts an API server, then installs the project's CRDs. configure,
+// if any, adjust the environment before it starts (where the API server
+// listens, its flags).
+func Start(configure ...func(*envtest.Environment)) (*envtest.Environment, *rest.Config, error) {
 	dir, err := AssetsDir()
 	if err != nil {
 		return nil, nil, &UnavailableError{err}
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: dir}
+	for _, c := range configure {
+		c(env)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, nil, &UnavailableError{fmt.Errorf("starting kube-apiserver and etcd from %s: %w", dir, err)}

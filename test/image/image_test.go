@@ -1,17 +1,16 @@
 // Package image_test runs the operator's shipped image as a cluster runs
-// it: `make deploy` applies the manifests to a real kube-apiserver, and the
-// Deployment's pod is run by podman from its template (image pinned by
-// digest, command line, environment, non-root user, read-only root, no
-// capabilities, host network, the Incus socket) with a token of its
-// ServiceAccount from the TokenRequest API. docs/deploy.md says why podman
-// stands in for a kubelet on these machines.
+// it: `make deploy` applies the manifests to a real Kubernetes of two nodes
+// on this machine (harness.KubeCluster: kube-apiserver, the controller
+// manager, the scheduler, a kubelet and containerd per node), whose
+// kubelets run the Deployment's pods: image by digest, probes, projected
+// ServiceAccount token, host network, the Incus socket.
 package image_test
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +19,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -29,21 +30,34 @@ import (
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
-// TestShippedImage: the pod answers its probes, takes the leader lease,
-// brings a formation to Ready, and its ServiceAccount is refused what the
-// shipped RBAC does not grant.
+// TestShippedImage deploys once, then checks the single replica (probes,
+// lease, RBAC, a formation Ready) and the leader handover of two.
 func TestShippedImage(t *testing.T) {
 	s := harness.Deploy(t)
-	ctx := context.Background()
-	pod := s.Run(t, harness.PodOptions{Name: podName("one")})
-
-	for _, path := range []string{"/healthz", "/readyz"} {
-		eventually(t, time.Minute, pod.Name+" answers "+path, func() (bool, string) { return probe(pod, path) })
+	t.Run("OneReplica", func(t *testing.T) { oneReplica(t, s) })
+	if t.Failed() {
+		return
 	}
-	lease := s.WaitLeader(t, time.Minute, pod)
-	t.Logf("leader lease held by %s", *lease.Spec.HolderIdentity)
+	t.Run("LeaderHandover", func(t *testing.T) { leaderHandover(t, s) })
+}
 
-	// The ServiceAccount, through its own token, as the pod uses it.
+// oneReplica: the kubelet finds the pod Ready by its probes, the pod takes
+// the leader lease and brings a formation to Ready, its ServiceAccount is
+// refused what the shipped RBAC does not grant, and a rollout completes
+// with a single schedulable node.
+func oneReplica(t *testing.T, s *harness.Shipped) {
+	ctx := context.Background()
+	pods := s.WaitAvailable(t, 1)
+	pod := pods[0]
+	if !projectsToken(&pod) {
+		t.Errorf("pod %s has no projected ServiceAccount token volume: %+v", pod.Name, pod.Spec.Volumes)
+	}
+	s.WaitLeader(t, time.Minute, "")
+	if leader := s.LeaderPod(t); leader.Name != pod.Name {
+		t.Errorf("the lease was taken by %s, want %s", leader.Name, pod.Name)
+	}
+
+	// The ServiceAccount, through a token of its own, as the pod uses it.
 	asOperator := s.ServiceAccountClient(t)
 	if err := asOperator.List(ctx, &corev1.SecretList{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the ServiceAccount listed every Secret: err %v, want Forbidden", err)
@@ -59,33 +73,61 @@ func TestShippedImage(t *testing.T) {
 	start := time.Now()
 	cur := waitReady(t, s, f, 4*time.Minute)
 	t.Logf("formation %s Ready %.1f s after it was applied, master %s", f.Name, time.Since(start).Seconds(), cur.Status.Master.Member)
-	if !pod.Running(ctx) {
-		t.Fatalf("the pod stopped")
+	after := s.WaitAvailable(t, 1)
+	if after[0].Name != pod.Name || after[0].Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Errorf("the pod was replaced or restarted: %s restarts %d", after[0].Name, after[0].Status.ContainerStatuses[0].RestartCount)
+	}
+
+	// A rollout with one schedulable node, the pod's: the new pod needs the
+	// old one's host ports, so it can only start once the old one is gone.
+	for _, n := range s.Cluster.Nodes {
+		if n.Name != pod.Spec.NodeName {
+			setUnschedulable(t, s, n.Name, true)
+			defer setUnschedulable(t, s, n.Name, false)
+		}
+	}
+	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+	if err := s.K8s.Patch(ctx, s.Deployment, client.RawPatch(types.StrategicMergePatchType, []byte(restart))); err != nil {
+		t.Fatal(err)
+	}
+	rolled := s.WaitAvailable(t, 1)
+	if rolled[0].Name == pod.Name || rolled[0].Spec.NodeName != pod.Spec.NodeName {
+		t.Errorf("after a rollout on one node: pod %s on %s, want a new pod on %s", rolled[0].Name, rolled[0].Spec.NodeName, pod.Spec.NodeName)
+	}
+	waitReady(t, s, f, 2*time.Minute)
+}
+
+func setUnschedulable(t *testing.T, s *harness.Shipped, node string, unschedulable bool) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, unschedulable)
+	if err := s.K8s.Patch(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// TestLeaderHandover: two replicas; the leader is SIGKILLed together with
-// the formation's master. The other replica takes the lease once it has
+// leaderHandover: two replicas, on the two nodes; the leader's manager is
+// SIGKILLed together with the formation's master. A manager (the standby,
+// or the killed one restarted by its kubelet) takes the lease once it has
 // expired, and records Sentinel's failover in status exactly once.
-func TestLeaderHandover(t *testing.T) {
-	s := harness.Deploy(t)
+func leaderHandover(t *testing.T, s *harness.Shipped) {
 	ctx := context.Background()
-	first := s.Run(t, harness.PodOptions{Name: podName("a")})
-	leader := s.WaitLeader(t, time.Minute, first)
-	second := s.RunSecond(t, podName("b"))
-	eventually(t, time.Minute, second.Name+" ready", func() (bool, string) { return probe(second, "/readyz") })
-	// Created after both replicas, so deleted (by the one then leading)
-	// before either is removed.
+	s.Scale(t, 2)
+	pods := s.WaitAvailable(t, 2)
+	if pods[0].Spec.NodeName == pods[1].Spec.NodeName {
+		t.Fatalf("both replicas on %s: two host-network pods cannot share a node's ports", pods[0].Spec.NodeName)
+	}
+	// Created after both replicas run, so deleted before the Deployment
+	// shrinks (cleanups run last-registered first).
 	f := newFormation(t, s, "handover")
 	cur := waitReady(t, s, f, 4*time.Minute)
-	s.WaitLeader(t, time.Second, first) // still: only one replica leads
+	leader := s.LeaderPod(t)
+	lease := s.Lease(t)
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
 
 	failovers := cur.Status.Failovers
 	oldMaster := cur.Status.Master.Member
 	killed := time.Now()
-	if err := first.Kill(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.KillManager(t, leader)
 	incusSrv, err := incus.Connect(ctx, incus.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +135,11 @@ func TestLeaderHandover(t *testing.T) {
 	if err := incusSrv.StopInstance(ctx, memberInstance(cur, oldMaster), true); err != nil {
 		t.Fatal(err)
 	}
-	next := s.WaitLeader(t, time.Minute, second)
+	next := s.WaitLeader(t, time.Minute, holder)
 	handover := time.Since(killed)
-	t.Logf("leader SIGKILLed with the master's container; lease taken by %s %.1f s later (lease duration %d s)",
-		*next.Spec.HolderIdentity, handover.Seconds(), *leader.Spec.LeaseDurationSeconds)
-	if limit := time.Duration(*leader.Spec.LeaseDurationSeconds)*time.Second + 10*time.Second; handover > limit {
+	t.Logf("leader %s SIGKILLed with the master's container; lease taken by %s (pod %s) %.1f s later (lease duration %d s)",
+		leader.Name, *next.Spec.HolderIdentity, s.LeaderPod(t).Name, handover.Seconds(), *lease.Spec.LeaseDurationSeconds)
+	if limit := time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second + 10*time.Second; handover > limit {
 		t.Errorf("handover took %s, more than the lease duration and a retry", handover)
 	}
 
@@ -118,13 +160,20 @@ func TestLeaderHandover(t *testing.T) {
 	}
 }
 
-func probe(p *harness.Pod, path string) (bool, string) {
-	resp, err := http.Get(p.Probes + path)
-	if err != nil {
-		return false, err.Error()
+// projectsToken: the pod got the ServiceAccount admission's projected
+// token volume (what the operator authenticates with in-cluster).
+func projectsToken(p *corev1.Pod) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken != nil && strings.HasPrefix(v.Name, "kube-api-access-") {
+				return true
+			}
+		}
 	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, resp.Status
+	return false
 }
 
 // newFormation creates a namespace opened to the operator, the password
@@ -197,8 +246,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	t.Helper()
 	harness.Eventually(t, timeout, what, cond, nil)
 }
-
-func podName(suffix string) string { return "rsf-image-test-" + suffix }
 
 func randomHex() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
