@@ -12,6 +12,9 @@ CONTROLLER_TOOLS_VERSION := v0.22.0
 GO_TEST_FLAGS            ?= -count=1
 # kube-apiserver + etcd for envtest and the lab control plane (built once, cached in bin/).
 ENVTEST_ASSETS            = $(shell hack/envtest-bins.sh)
+# The same folder with kubelet, kube-scheduler and kube-controller-manager
+# built into it too: the image tests' Kubernetes nodes (test/image).
+KUBE_NODE_ASSETS          = $(shell hack/envtest-bins.sh kubelet kube-scheduler kube-controller-manager)
 
 ##@ General
 
@@ -59,7 +62,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 IMAGE    ?= localhost/redis-sentinel-operator
 
 .PHONY: image
-image: ## Build the operator's OCI image into bin/image/ (layout oci/, archive for podman load / ctr import, digest); prints its size.
+image: ## Build the operator's OCI image into bin/image/ (OCI layout oci/, a docker-archive, the digest); prints its size.
 	mkdir -p $(BIN)/image
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $(BIN)/image/manager .
 	go run ./hack/image -binary $(BIN)/image/manager -layout $(BIN)/image/oci -archive $(BIN)/image/redis-sentinel-operator.tar \
@@ -85,12 +88,20 @@ undeploy: ## Delete what make deploy applied (formations first: their finalizers
 ##@ Test
 
 .PHONY: test
-test: verify-generated vet test-deps test-lab test-deps-backports image test-go test-chaos ## Everything, on the real stack (what .ci/run calls).
+test: verify-generated vet test-deps ## Everything, on the real stack (what .ci/run calls).
+	@# The image tests' node binaries build (CPU) while the lab tests mostly
+	@# wait on Incus and apt: on a fresh machine that saves minutes.
+	$(MAKE) --no-print-directory -j2 test-lab test-deps-kube-node
+	$(MAKE) --no-print-directory test-deps-backports test-go test-chaos
 
 .PHONY: test-deps
-test-deps: ## Install what the tests run against (Debian packages, podman for the image's tests, kube-apiserver + etcd).
-	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox podman runc
+test-deps: ## Install what the tests run against: Debian packages (containerd, runc and the CNI plugins for the image tests' nodes), kube-apiserver + etcd.
+	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox containerd runc containernetworking-plugins
 	hack/envtest-bins.sh >/dev/null
+
+.PHONY: test-deps-kube-node
+test-deps-kube-node: ## Build kubelet, kube-scheduler and kube-controller-manager beside kube-apiserver for the image tests' nodes (on a fresh 2-core machine about 8 min; cached like kube-apiserver).
+	hack/envtest-bins.sh kubelet kube-scheduler kube-controller-manager >/dev/null
 
 .PHONY: test-deps-backports
 test-deps-backports: ## Install Valkey 8 (server, sentinel, tools) from bookworm-backports for the Go tests; its apt source comes with `make lab-host` (in `make test`, test-lab runs it first).
@@ -190,7 +201,7 @@ bench: ## Measure the operator against its targets on the real stack (as root, ~
 			|| echo "BENCH-FAILED: test/bench ScaleFake"; \
 		go test -run '^$$' -bench 'GetSetPaired$$' -benchtime 20000x -count 1 ./internal/redisclient/ \
 			|| echo "BENCH-FAILED: internal/redisclient"; \
-		$(MAKE) --no-print-directory image >/dev/null && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -v -run '^$$' -bench 'LeaderHandover' -benchtime 1x -timeout 20m ./test/image/ \
+		$(MAKE) --no-print-directory image >/dev/null && KUBEBUILDER_ASSETS="$(KUBE_NODE_ASSETS)" go test -v -run '^$$' -bench 'LeaderHandover' -benchtime 1x -timeout 20m ./test/image/ \
 			|| echo "BENCH-FAILED: test/image"; \
 	} 2>&1 | tee $(BIN)/bench.out | go run ./hack/benchtable -o docs/benchmarks.md -note "$(BENCH_NOTE)"
 
