@@ -90,16 +90,30 @@ else
 fi
 src="$cache_root/$version"
 dest="$root/bin/k8s/$version"
-missing=()
-for command in "${commands[@]}"; do
-	[ -x "$src/$command" ] || [ -x "$dest/$command" ] || missing+=("$command")
-done
+missing_commands() {
+	missing=()
+	for command in "${commands[@]}"; do
+		[ -x "$src/$command" ] || [ -x "$dest/$command" ] || missing+=("$command")
+	done
+}
+missing_commands
 if [ ${#missing[@]} -gt 0 ]; then
-	build_commands "$version" "${gomod:-$(module_gomod "$version")}" "$src" "${missing[@]}"
+	# make test runs this beside the lab tests, which may call it too: one
+	# builds, the other waits, then finds the build.
+	mkdir -p "$cache_root"
+	exec 9>"$cache_root/.build.lock"
+	flock 9
+	missing_commands
+	if [ ${#missing[@]} -gt 0 ]; then
+		build_commands "$version" "${gomod:-$(module_gomod "$version")}" "$src" "${missing[@]}"
+	fi
+	flock -u 9
 fi
 mkdir -p "$dest"
 for command in "${commands[@]}"; do
-	[ -x "$dest/$command" ] || cp "$src/$command" "$dest/$command"
+	# Copied aside, then renamed: a caller beside this one never runs a
+	# half-copied binary.
+	[ -x "$dest/$command" ] || { cp "$src/$command" "$dest/.$command.$$" && mv "$dest/.$command.$$" "$dest/$command"; }
 done
 "$root/hack/apt-install.sh" etcd-server
 ln -sf /usr/bin/etcd "$dest/etcd"

@@ -62,7 +62,6 @@ var kubeletTunables = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kerne
 // run was killed: its processes, mounts and cgroups, its network
 // namespaces and bridge, and the kernel settings the kubelet sets.
 type KubeCluster struct {
-	Env *envtest.Environment
 	// Cfg is a cluster-admin client configuration.
 	Cfg        *rest.Config
 	Nodes      []*KubeNode
@@ -103,7 +102,7 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 		testenv.Unavailable(t, "a Kubernetes node (kubelet, containerd)", err)
 	}
 	dir := kubeDir()
-	tearDownKube(dir)
+	tearDownKube(dir, false)
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +113,8 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the cluster's logs: %s (kept until the next start)", filepath.Join(dir, "logs"))
-			tearDownKube(dir, keepLogs)
-			return
 		}
-		tearDownKube(dir)
+		tearDownKube(dir, t.Failed())
 	})
 
 	if err := run("ip", "link", "add", kubeBridge, "type", "bridge"); err != nil {
@@ -142,7 +139,7 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 			Disable("disable-admission-plugins")
 	})
 	testenv.Check(t, "kube-apiserver + etcd", err)
-	c.Env, c.Cfg = env, cfg
+	c.Cfg = cfg
 	t.Cleanup(func() { _ = env.Stop() })
 	if err := WriteKubeconfig(cfg, c.kubeconfig); err != nil {
 		t.Fatal(err)
@@ -167,7 +164,7 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 	for i := range nodes {
 		c.Nodes = append(c.Nodes, c.startNode(t, i, assets, pause))
 	}
-	cs := c.Clientset(t)
+	cs := c.clientset(t)
 	Eventually(t, 3*time.Minute, "every node Ready", func() (bool, string) {
 		list, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -414,11 +411,8 @@ func (c *KubeCluster) Node(name string) *KubeNode {
 	return nil
 }
 
-// Kubeconfig is the path of a cluster-admin kubeconfig.
-func (c *KubeCluster) Kubeconfig() string { return c.kubeconfig }
-
-// Clientset is a cluster-admin clientset.
-func (c *KubeCluster) Clientset(t testing.TB) kubernetes.Interface {
+// clientset is a cluster-admin clientset.
+func (c *KubeCluster) clientset(t testing.TB) kubernetes.Interface {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(c.Cfg)
 	if err != nil {
@@ -470,14 +464,11 @@ func (c *KubeCluster) startDaemon(t testing.TB, name, netns, bin string, args ..
 	go func() { _ = cmd.Wait() }()
 }
 
-// keepLogs, passed to tearDownKube, keeps the logs folder for reading.
-const keepLogs = true
-
 // tearDownKube undoes what a cluster in dir changed on the machine, in an
 // order that lets each step succeed: processes (the kubelets first, so that
 // nothing restarts a container), mounts, cgroups, network namespaces and
-// bridge, kernel settings, then the folder.
-func tearDownKube(dir string, keep ...bool) {
+// bridge, kernel settings, then the folder (but its logs when keepLogs).
+func tearDownKube(dir string, keepLogs bool) {
 	killMatching(func(cmdline string) bool {
 		return strings.Contains(cmdline, "kubelet") && strings.Contains(cmdline, dir)
 	})
@@ -521,7 +512,7 @@ func tearDownKube(dir string, keep ...bool) {
 			_ = os.Remove(l)
 		}
 	}
-	if len(keep) > 0 && keep[0] {
+	if keepLogs {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if e.Name() != "logs" {
@@ -611,10 +602,14 @@ func cgroupsUnder(prefix string) []string {
 	return dirs
 }
 
-// makeCgroup creates the kubelet's cgroup root in every v1 hierarchy (the
-// kubelet refuses a root that does not exist), with cpuset's CPUs and
-// memory nodes copied from the top, as a new cpuset starts empty.
+// makeCgroup creates the kubelet's cgroup root (the kubelet refuses a root
+// that does not exist): on cgroup v2 one folder; on v1 one in every
+// hierarchy, cpuset's with the CPUs and memory nodes of the top, as a new
+// cpuset starts empty.
 func makeCgroup(name string) error {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return os.MkdirAll(filepath.Join("/sys/fs/cgroup", name), 0o755)
+	}
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	for _, h := range hierarchies {
 		if fi, err := os.Lstat(h); err != nil || !fi.IsDir() || filepath.Base(h) == "unified" {

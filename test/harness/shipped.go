@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -113,6 +112,19 @@ func (c *KubeCluster) Make(t testing.TB, target string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make %s: %v\n%s", target, err, out)
 	}
+}
+
+// Kubectl runs kubectl against the cluster, as a cluster admin, and
+// returns its output.
+func (c *KubeCluster) Kubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func (s *Shipped) getDeployment(t testing.TB) *appsv1.Deployment {
@@ -245,11 +257,7 @@ func (s *Shipped) KillManager(t testing.TB, pod *corev1.Pod) {
 // token of their ServiceAccount (TokenRequest).
 func (s *Shipped) ServiceAccountClient(t testing.TB) client.Client {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(s.Cluster.Cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(OperatorNamespace).CreateToken(context.Background(), s.Deployment.Spec.Template.Spec.ServiceAccountName,
+	tr, err := s.Cluster.clientset(t).CoreV1().ServiceAccounts(OperatorNamespace).CreateToken(context.Background(), s.Deployment.Spec.Template.Spec.ServiceAccountName,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err == nil && tr.Status.Token == "" {
 		err = errors.New("TokenRequest returned no token")

@@ -10,13 +10,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,6 +27,7 @@ import (
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/controllers"
 	"github.com/incusops/redis-sentinel-operator/internal/incus"
+	"github.com/incusops/redis-sentinel-operator/internal/testenv"
 	"github.com/incusops/redis-sentinel-operator/test/harness"
 )
 
@@ -42,7 +43,7 @@ func TestShippedImage(t *testing.T) {
 }
 
 // oneReplica: the kubelet finds the pod Ready by its probes, the pod takes
-// the leader lease and brings a formation to Ready, its ServiceAccount is
+// the leader lease and brings the sample formation to Ready, its ServiceAccount is
 // refused what the shipped RBAC does not grant, and a rollout completes
 // with a single schedulable node.
 func oneReplica(t *testing.T, s *harness.Shipped) {
@@ -69,7 +70,7 @@ func oneReplica(t *testing.T, s *harness.Shipped) {
 		t.Errorf("the ServiceAccount cannot list formations: %v", err)
 	}
 
-	f := newFormation(t, s, "img")
+	f := applySample(t, s)
 	start := time.Now()
 	cur := waitReady(t, s, f, 4*time.Minute)
 	t.Logf("formation %s Ready %.1f s after it was applied, master %s", f.Name, time.Since(start).Seconds(), cur.Status.Master.Member)
@@ -118,7 +119,7 @@ func leaderHandover(t *testing.T, s *harness.Shipped) {
 	}
 	// Created after both replicas run, so deleted before the Deployment
 	// shrinks (cleanups run last-registered first).
-	f := newFormation(t, s, "handover")
+	f := applySample(t, s)
 	cur := waitReady(t, s, f, 4*time.Minute)
 	leader := s.LeaderPod(t)
 	lease := s.Lease(t)
@@ -176,41 +177,37 @@ func projectsToken(p *corev1.Pod) bool {
 	return false
 }
 
-// newFormation creates a namespace opened to the operator, the password
-// Secrets and a formation; deleted (with its containers) at cleanup.
-func newFormation(t *testing.T, s *harness.Shipped, prefix string) *redisv1alpha1.RedisSentinelFormation {
+// applySample follows docs/deploy.md with kubectl: a namespace, the
+// RoleBinding that opens its Secrets to the operator, then the sample
+// formation and its Secrets (config/samples) applied into it.
+func applySample(t *testing.T, s *harness.Shipped) *redisv1alpha1.RedisSentinelFormation {
 	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("%s-%04x", prefix, rand.IntN(0xffff))
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}},
-		&rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: controllers.FormationSecretsRole, Namespace: name},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: controllers.FormationSecretsRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controllers.ServiceAccountName, Namespace: harness.OperatorNamespace}},
-		},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis-pw", Namespace: name}, StringData: map[string]string{"password": "img-" + randomHex()}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sentinel-pw", Namespace: name}, StringData: map[string]string{"password": "img-" + randomHex()}},
+	ns := fmt.Sprintf("sample-%04x", rand.IntN(0xffff))
+	s.Cluster.Kubectl(t, "create", "namespace", ns)
+	s.Cluster.Kubectl(t, "-n", ns, "create", "rolebinding", controllers.FormationSecretsRole, "--clusterrole="+controllers.FormationSecretsRole,
+		"--serviceaccount="+harness.OperatorNamespace+":"+controllers.ServiceAccountName)
+	s.Cluster.Kubectl(t, "-n", ns, "apply", "-f", filepath.Join(testenv.RepoRoot(), "config", "samples", "redis_v1alpha1_redissentinelformation.yaml"))
+	list := &redisv1alpha1.RedisSentinelFormationList{}
+	if err := s.K8s.List(context.Background(), list, client.InNamespace(ns)); err != nil || len(list.Items) != 1 {
+		t.Fatalf("the sample applied %d formations (%v), want 1", len(list.Items), err)
 	}
-	f := &redisv1alpha1.RedisSentinelFormation{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: name}}
-	f.Spec.Auth.PasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "redis-pw", Key: "password"}
-	f.Spec.Auth.SentinelPasswordSecretRef = redisv1alpha1.SecretKeyReference{Name: "sentinel-pw", Key: "password"}
-	for _, o := range append(objs, f) {
-		if err := s.K8s.Create(ctx, o); err != nil {
-			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
-		}
-	}
+	f := &list.Items[0]
+	deleteAtCleanup(t, s, f)
+	return f
+}
+
+// deleteAtCleanup deletes the formation when the test ends and waits for
+// its finalizer, which deletes the containers (the operator's pods are
+// still running: cleanups run last-registered first).
+func deleteAtCleanup(t *testing.T, s *harness.Shipped, f *redisv1alpha1.RedisSentinelFormation) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		_ = s.K8s.Delete(ctx, f)
-		// The finalizer deletes the containers; wait for it (the pods are
-		// still running: cleanups run last-registered first).
-		eventually(t, 2*time.Minute, "formation "+name+" deleted", func() (bool, string) {
+		eventually(t, 2*time.Minute, "formation "+f.Namespace+"/"+f.Name+" deleted", func() (bool, string) {
 			err := s.K8s.Get(ctx, client.ObjectKeyFromObject(f), &redisv1alpha1.RedisSentinelFormation{})
 			return apierrors.IsNotFound(err), fmt.Sprint(err)
 		})
 	})
-	return f
 }
 
 func waitReady(t *testing.T, s *harness.Shipped, f *redisv1alpha1.RedisSentinelFormation, timeout time.Duration) *redisv1alpha1.RedisSentinelFormation {
@@ -246,8 +243,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	t.Helper()
 	harness.Eventually(t, timeout, what, cond, nil)
 }
-
-func randomHex() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
 // The test's own API clients log nothing worth reading.
 func init() { ctrllog.SetLogger(logr.Discard()) }
