@@ -216,8 +216,8 @@ func (c *KubeCluster) buildPause(t testing.TB) string {
 	bin := filepath.Join(out, "pause")
 	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./hack/pause")
 	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building hack/pause: %v\n%s", err, b)
+	if _, err := output(build); err != nil {
+		t.Fatalf("building hack/pause: %v", err)
 	}
 	repo, version, _ := strings.Cut(PauseImage, ":")
 	pack := exec.Command("go", "run", "./hack/image", "-binary", bin, "-command", "pause", "-title", "rsf-pause",
@@ -225,8 +225,8 @@ func (c *KubeCluster) buildPause(t testing.TB) string {
 		"-layout", filepath.Join(out, "oci"), "-archive", filepath.Join(out, "pause.tar"), "-digest-file", filepath.Join(out, "digest"),
 		"-repo", repo, "-version", version)
 	pack.Dir = root
-	if b, err := pack.CombinedOutput(); err != nil {
-		t.Fatalf("packing the pause image: %v\n%s", err, b)
+	if _, err := output(pack); err != nil {
+		t.Fatalf("packing the pause image: %v", err)
 	}
 	return filepath.Join(out, "oci")
 }
@@ -353,11 +353,7 @@ evictionHard:
 // ctr runs containerd's client against the node's containerd, in the
 // namespace the CRI uses.
 func (n *KubeNode) ctr(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", n.containerdSocket(), "--namespace", "k8s.io"}, args...)...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
+	return output(exec.CommandContext(ctx, "ctr", append([]string{"--address", n.containerdSocket(), "--namespace", "k8s.io"}, args...)...))
 }
 
 // ImportImage imports an OCI layout into the node's containerd, keeping
@@ -374,8 +370,8 @@ func (n *KubeNode) ImportImage(ctx context.Context, layoutDir string) error {
 		return fmt.Errorf("%s: %w", layoutDir, err)
 	}
 	archive := filepath.Join(n.dir, "import.tar")
-	if out, err := exec.CommandContext(ctx, "tar", "-C", layoutDir, "-cf", archive, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("tar %s: %w: %s", layoutDir, err, out)
+	if _, err := output(exec.CommandContext(ctx, "tar", "-C", layoutDir, "-cf", archive, ".")); err != nil {
+		return err
 	}
 	defer os.Remove(archive)
 	if _, err := n.ctr(ctx, "images", "import", archive); err != nil {
@@ -473,12 +469,13 @@ func tearDownKube(dir string, keepLogs bool) {
 		return strings.Contains(cmdline, "kubelet") && strings.Contains(cmdline, dir)
 	})
 	killMatching(func(cmdline string) bool { return strings.Contains(cmdline, dir) })
-	for _, cg := range cgroupsUnder(kubeCgroup) {
+	cgroups := cgroupsUnder(kubeCgroup) // deepest first
+	for _, cg := range cgroups {
 		killCgroup(cg)
 	}
 	unmountUnder(dir)
-	for _, cg := range cgroupsUnder(kubeCgroup) {
-		_ = os.Remove(cg) // deepest first
+	for _, cg := range cgroups {
+		_ = os.Remove(cg)
 	}
 	// The veths first: a deleted namespace is destroyed later, with its
 	// end of them, and a next start would find their names taken.
@@ -689,8 +686,16 @@ func restoreTunables(dir string) {
 }
 
 func run(name string, args ...string) error {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	_, err := output(exec.Command(name, args...))
+	return err
+}
+
+// output runs cmd and returns what it printed; its error names the
+// command and carries that output.
+func output(cmd *exec.Cmd) (string, error) {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, bytes.TrimSpace(out))
 	}
-	return nil
+	return string(out), nil
 }

@@ -107,24 +107,26 @@ func Deploy(t testing.TB) *Shipped {
 // Make runs a make target of the repository against the cluster.
 func (c *KubeCluster) Make(t testing.TB, target string) {
 	t.Helper()
-	cmd := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), target)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make %s: %v\n%s", target, err, out)
-	}
+	c.asAdmin(t, "make", "--no-print-directory", "-C", testenv.RepoRoot(), target)
 }
 
-// Kubectl runs kubectl against the cluster, as a cluster admin, and
-// returns its output.
+// Kubectl runs kubectl against the cluster and returns its output.
 func (c *KubeCluster) Kubectl(t testing.TB, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("kubectl", args...)
+	return c.asAdmin(t, "kubectl", args...)
+}
+
+// asAdmin runs a command with the cluster's admin kubeconfig as
+// KUBECONFIG and returns its output.
+func (c *KubeCluster) asAdmin(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
-	out, err := cmd.CombinedOutput()
+	out, err := output(cmd)
 	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 func (s *Shipped) getDeployment(t testing.TB) *appsv1.Deployment {
