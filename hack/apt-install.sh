@@ -113,7 +113,10 @@ fi
 trap '$created_policy && rm -f "$policy"' EXIT
 before=$(installed)
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2 ||
-	{ apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2; }
+# make test runs this beside builds that call it too, and ansible: wait for
+# apt's locks rather than fail on them.
+lock_wait=(-o DPkg::Lock::Timeout=600)
+apt-get install "${lock_wait[@]}" -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2 ||
+	{ apt-get update "${lock_wait[@]}" -q >&2 && apt-get install "${lock_wait[@]}" -y -q --no-install-recommends "${release[@]}" "${missing[@]}" >&2; }
 # shellcheck disable=SC2046 # package names have no spaces
 disable_services $(comm -13 <(echo "$before") <(installed))

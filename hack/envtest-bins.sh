@@ -98,7 +98,7 @@ missing_commands() {
 }
 missing_commands
 if [ ${#missing[@]} -gt 0 ]; then
-	# make test runs this beside the lab tests, which may call it too: one
+	# make test runs this beside the suites, which may call it too: one
 	# builds, the other waits, then finds the build.
 	mkdir -p "$cache_root"
 	exec 9>"$cache_root/.build.lock"

@@ -89,14 +89,14 @@ func kubeDir() string { return filepath.Join(testenv.RepoRoot(), "bin", "kube") 
 // StartKubeCluster brings up the control plane and nodes (named node-a,
 // node-b, ...) and waits until every node is Ready. It needs root, the
 // binaries of hack/envtest-bins.sh kubelet kube-scheduler
-// kube-controller-manager, and containerd, runc and the CNI plugins from
-// Debian (make test-deps); without them the test is failed under CI and
-// skipped elsewhere.
+// kube-controller-manager (waited for, or built, through it), and
+// containerd, runc and the CNI plugins from Debian (make test-deps);
+// without them the test is failed under CI and skipped elsewhere.
 func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 	t.Helper()
-	assets, err := testenv.AssetsDir()
+	assets, err := kubeAssets(t)
 	if err == nil {
-		err = kubeNeeds(assets)
+		err = kubeNeeds()
 	}
 	if err != nil {
 		testenv.Unavailable(t, "a Kubernetes node (kubelet, containerd)", err)
@@ -127,6 +127,7 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 	}
 
 	env, cfg, err := testenv.Start(func(env *envtest.Environment) {
+		env.BinaryAssetsDirectory = assets
 		api := env.ControlPlane.GetAPIServer()
 		api.SecureServing.Address, api.SecureServing.Port = APIServerIP, "443"
 		api.Configure().
@@ -187,13 +188,43 @@ func StartKubeCluster(t testing.TB, nodes int) *KubeCluster {
 	return c
 }
 
-// kubeNeeds says what of the cluster's binaries is missing.
-func kubeNeeds(assets string) error {
-	for _, bin := range []string{"kubelet", "kube-scheduler", "kube-controller-manager"} {
-		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			return fmt.Errorf("%s missing in %s (hack/envtest-bins.sh kubelet kube-scheduler kube-controller-manager builds it): %w", bin, assets, err)
+// nodeCommands are the cluster's binaries beside kube-apiserver.
+var nodeCommands = []string{"kubelet", "kube-scheduler", "kube-controller-manager"}
+
+// kubeAssets is the folder with kube-apiserver, etcd and nodeCommands:
+// testenv.AssetsDir when they are all there, else the one
+// hack/envtest-bins.sh prints once it has them. make test builds them
+// beside the suites, so here the script waits for that build (or, when
+// nothing builds them, builds them: about 16 CPU-minutes cold).
+func kubeAssets(t testing.TB) (string, error) {
+	if dir, err := testenv.AssetsDir(); err == nil && missingCommands(dir) == nil {
+		return dir, nil
+	}
+	t.Logf("waiting for hack/envtest-bins.sh to have %s (make test builds them beside the suites)", strings.Join(nodeCommands, ", "))
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "hack", "envtest-bins.sh"), nodeCommands...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/envtest-bins.sh %s: %w: %s", strings.Join(nodeCommands, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	dir := strings.TrimSpace(string(out))
+	return dir, missingCommands(dir)
+}
+
+// missingCommands says which of nodeCommands dir lacks.
+func missingCommands(dir string) error {
+	for _, bin := range nodeCommands {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return fmt.Errorf("%s missing in %s: %w", bin, dir, err)
 		}
 	}
+	return nil
+}
+
+// kubeNeeds says what of the nodes' Debian packages or privileges is
+// missing.
+func kubeNeeds() error {
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "nsenter", "ip"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s (make test-deps installs containerd, runc): %w", bin, err)
