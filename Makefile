@@ -37,7 +37,9 @@ generate: $(CONTROLLER_GEN) ## Generate the deepcopy functions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./...
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files differ from what is committed.
+verify-generated: $(CONTROLLER_GEN) ## Fail when generated files differ from what is committed.
+	@# One after the other: each generator reads the package the other writes.
+	+@$(call in-order,generate manifests)
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 	@untracked=$$(git ls-files --others --exclude-standard -- api config); \
 		[ -z "$$untracked" ] || { echo "generated files not committed: $$untracked"; exit 1; }
@@ -87,20 +89,28 @@ undeploy: ## Delete what make deploy applied (formations first: their finalizers
 
 ##@ Test
 
+# in-order runs the targets one after the other, each in a make of its own:
+# under make -j, targets named on one line run at once. The + marks the line
+# as running make, which passes it the jobserver.
+in-order = for step in $(1); do $(MAKE) --no-print-directory $$step; done
+
 .PHONY: test
 test: ## Everything, on the real stack (what .ci/run calls).
-	@# The Kubernetes binaries build from the first second, at the lowest
-	@# CPU priority, beside the checks and the suites: they take the CPU
-	@# the suites leave idle (ansible, Incus and Sentinel waits) and slow
-	@# nothing. A suite that needs a binary before it is built waits for
-	@# it (hack/envtest-bins.sh). On a fresh machine that saves minutes.
-	$(MAKE) --no-print-directory -j2 test-kube-bins test-suites
+	@# Three lines at once. The checks compile everything (CPU) while the
+	@# lab tests mostly wait on apt, debootstrap and Incus. The Kubernetes
+	@# binaries build at the lowest CPU priority: they take the CPU the
+	@# others leave idle and slow nothing; a suite that needs one before it
+	@# is built waits for it (hack/envtest-bins.sh). On a fresh machine
+	@# that saves minutes.
+	$(MAKE) --no-print-directory -j3 test-kube-bins test-checks test-suites
+
+.PHONY: test-checks
+test-checks: ## The generated files are what is committed; go vet; gofmt (in order: the generators write what vet reads).
+	+$(call in-order,verify-generated vet)
 
 .PHONY: test-suites
-test-suites: ## make test without building the Kubernetes binaries beside it: the checks, then every suite, in order.
-	for step in verify-generated vet test-packages test-lab test-deps-backports test-go test-chaos; do \
-		$(MAKE) --no-print-directory $$step; \
-	done
+test-suites: ## Every suite on the real stack, in order: the lab host, then Go (unit, envtest, e2e, the image on Kubernetes), then chaos.
+	+$(call in-order,test-packages test-lab test-deps-backports test-go test-chaos)
 
 .PHONY: test-deps
 test-deps: test-packages test-kube-bins ## Install and build what the tests run against.
