@@ -5,7 +5,7 @@
 set -euo pipefail
 
 if command -v ansible-playbook >/dev/null 2>&1; then
-  echo "bootstrap: $(ansible-playbook --version | head -n1) already installed"
+  echo "bootstrap: $(ansible-playbook --version | sed -n 1p) already installed"
   exit 0
 fi
 
@@ -26,4 +26,4 @@ apt-get update -qq
 # Debian's "ansible" package pulls it in together with the community.general
 # collection, which is handy; prefer the smaller ansible-core.
 apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
-echo "bootstrap: $(ansible-playbook --version | head -n1) installed"
+echo "bootstrap: $(ansible-playbook --version | sed -n 1p) installed"
