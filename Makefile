@@ -96,21 +96,17 @@ in-order = for step in $(1); do $(MAKE) --no-print-directory $$step; done
 
 .PHONY: test
 test: ## Everything, on the real stack (what .ci/run calls).
-	@# Three lines at once. The checks compile everything (CPU) while the
-	@# lab tests mostly wait on apt, debootstrap and Incus. The Kubernetes
-	@# binaries build at the lowest CPU priority: they take the CPU the
-	@# others leave idle and slow nothing; a suite that needs one before it
-	@# is built waits for it (hack/envtest-bins.sh). On a fresh machine
-	@# that saves minutes.
-	$(MAKE) --no-print-directory -j3 test-kube-bins test-checks test-suites
-
-.PHONY: test-checks
-test-checks: ## The generated files are what is committed; go vet; gofmt (in order: the generators write what vet reads).
-	+$(call in-order,verify-generated vet)
+	@# The Kubernetes binaries build from the first second, at the lowest
+	@# CPU priority, beside the checks and the suites: they take the CPU
+	@# the suites leave idle (ansible, Incus and Sentinel waits). A suite
+	@# that needs one before it is built waits for it
+	@# (hack/envtest-bins.sh). vet runs before the suites, not beside the
+	@# lab tests: on 2 cores that only moved the builds into e2e.
+	$(MAKE) --no-print-directory -j2 test-kube-bins test-suites
 
 .PHONY: test-suites
-test-suites: ## Every suite on the real stack, in order: the lab host, then Go (unit, envtest, e2e, the image on Kubernetes), then chaos.
-	+$(call in-order,test-packages test-lab test-deps-backports test-go test-chaos)
+test-suites: ## The checks, then every suite on the real stack, in order: the lab host, Go (unit, envtest, e2e, the image on Kubernetes), chaos.
+	+$(call in-order,verify-generated vet test-packages test-lab test-deps-backports test-go test-chaos)
 
 .PHONY: test-deps
 test-deps: test-packages test-kube-bins ## Install and build what the tests run against.
