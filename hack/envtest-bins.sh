@@ -66,7 +66,7 @@ build_commands() { # $1 version, $2 its go.mod, $3 destination folder, then the 
 	shift 3
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' RETURN
-	log "building $* $version from the Go module proxy (with an empty Go build cache on 2 cores: kube-apiserver about 13 CPU-minutes, the node's three about 16 more)"
+	log "building $* $version from the Go module proxy (with an empty Go build cache: kube-apiserver about 13 CPU-minutes, the node's three about 16 more)"
 	{
 		printf 'module kube-apiserver-build\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\n' "$version"
 		# k8s.io/kubernetes replaces its staging repos with local paths; map

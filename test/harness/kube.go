@@ -212,7 +212,7 @@ func kubeAssets(t testing.TB) (string, error) {
 	return dir, missingCommands(dir)
 }
 
-// missingCommands says which of nodeCommands dir lacks.
+// missingCommands names the first of nodeCommands that dir lacks.
 func missingCommands(dir string) error {
 	for _, bin := range nodeCommands {
 		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {

@@ -8,8 +8,8 @@
 # Incus cluster beside the lab host twice, ~2.5-5 min, and leaves it up)
 # and the lab's Prometheus test (hack/lab.sh up, status, down as a second
 # lab of its own). That one needs kube-apiserver, which make test builds
-# beside the suites from the start: last, it finds it built on a fresh
-# machine too. Every script runs even when an earlier
+# beside the suites from the start: last, it has the most time to be built
+# on a fresh machine. Every script runs even when an earlier
 # one failed; the exit status is non-zero when any failed. With CI=true a
 # missing prerequisite fails instead of skipping.
 set -euo pipefail
