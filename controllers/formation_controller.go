@@ -125,7 +125,11 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	res := r.act(ctx, f, obs, p, log)
 	notes = setStatus(f, obs, p, res, r.Options, now)
 	r.Metrics.ObserveFormation(f.Namespace, f.Name, metricsObservation(f, obs, p))
-	if obs.creds != nil {
+	// Only a pass that read the instances knows which sentinels run: one
+	// whose Incus listing failed (as it may while the master's container
+	// is being stopped) would cancel every subscription and lose the
+	// failover's events.
+	if obs.creds != nil && obs.incusOptions != nil {
 		r.Watcher.Watch(req.NamespacedName, adminCredentials(obs.creds, obs.tls), sentinelTargets(obs))
 	}
 	if f.Status.Phase == redisv1alpha1.PhaseReady && f.Status.Connection != nil {

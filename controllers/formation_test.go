@@ -3,6 +3,8 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +149,32 @@ func waitCanary(t *testing.T, e *env) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("no canary result; prober called %d times", e.prober.probed(testKey.String()))
+}
+
+// A pass whose Incus listing fails (incusd answers "Invalid PID" while a
+// container is being stopped) does not know which sentinels run: it must
+// leave the watcher's subscriptions alone, or the failover's events, the
+// +switch-master among them, are lost while they are made again.
+func TestFailedListingKeepsSentinelSubscriptions(t *testing.T) {
+	e := standardEnv(t)
+	r := e.newReconciler()
+	e.converge(r, testKey, 40)
+	watched := func() []sentinel.Target {
+		e.watcher.mu.Lock()
+		defer e.watcher.mu.Unlock()
+		return e.watcher.watched[testKey]
+	}
+	before := watched()
+	if len(before) != 3 {
+		t.Fatalf("watched sentinels after bring-up: %v", before)
+	}
+	e.incus.SetFail(incusfake.ListInstances, errors.New(`state of instance "x": Invalid PID`))
+	if _, err := e.reconcile(r, testKey); err == nil {
+		t.Fatal("a pass whose listing failed succeeded")
+	}
+	if after := watched(); !slices.Equal(after, before) {
+		t.Fatalf("watched sentinels changed by a pass that could not list the instances: %v -> %v", before, after)
+	}
 }
 
 func TestDeletion(t *testing.T) {
