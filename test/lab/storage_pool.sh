@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Storage pool scenarios of the lab host playbook. They run on a pool, bridge
 # and profile of their own (never the lab's: other users' containers may be on
-# it), passed as extra vars. Each scenario runs the playbook twice; the second
-# run must change nothing (changed=0).
+# it), passed as extra vars. Each scenario runs the playbook (without its
+# install and images tags) twice; the second run must change nothing
+# (changed=0).
 #   fresh    no pool: created with btrfs in a sparse loop file; the profile's
 #            root disk is on it. Two containers are launched and deleted, which
 #            leaves the image's volume cached on the pool.
@@ -39,7 +40,11 @@ for name in "$POOL" "$BRIDGE" "$PROFILE"; do
       fail "test name '$name' is a lab name: set RSF_TEST_POOL, RSF_TEST_BRIDGE and RSF_TEST_PROFILE to names of its own" ;;
   esac
 done
-TEST_VARS=(-e "incus_storage_pool=$POOL" -e "incus_bridge_name=$BRIDGE"
+# The packages and images are the idempotence test's (a converged run of
+# theirs takes most of a playbook run): these runs converge the daemon,
+# pool, bridge and profile only.
+TEST_ARGS=(--skip-tags install,images
+           -e "incus_storage_pool=$POOL" -e "incus_bridge_name=$BRIDGE"
            -e "incus_bridge_ipv4_address=$BRIDGE_IPV4" -e "incus_profile_name=$PROFILE")
 
 cleanup() {
@@ -76,7 +81,7 @@ scenario() {
     logfile="$LAB_LOG_DIR/storage_pool-$name-run$n.log"
     start=$(date +%s.%N)
     rc=0
-    run_playbook "$logfile" "${TEST_VARS[@]}" "$@" || rc=$?
+    run_playbook "$logfile" "${TEST_ARGS[@]}" "$@" || rc=$?
     secs="$(seconds_since "$start")"
     changed="$(check_run "$name run $n" "$logfile" "$rc")"
     log "$name run $n: changed=$changed, $secs s"
@@ -152,7 +157,7 @@ incus delete --force "$CT" >/dev/null
 incus storage volume create "$POOL" rsft-vol >/dev/null
 logfile="$LAB_LOG_DIR/storage_pool-in-use-volume.log"
 rc=0
-run_playbook "$logfile" "${TEST_VARS[@]}" || rc=$?
+run_playbook "$logfile" "${TEST_ARGS[@]}" || rc=$?
 changed="$(check_run "in-use-volume" "$logfile" "$rc")"
 [ "$changed" = 0 ] || { changed_tasks "$logfile" >&2; fail "in-use-volume: changed=$changed, expected 0; log: $logfile"; }
 notice="NOTICE: storage pool $POOL keeps driver dir, not btrfs: 0 instance(s) use it, and /1.0/storage-pools/$POOL/volumes/custom/rsft-vol."
