@@ -9,7 +9,9 @@ SHELL := /usr/bin/env bash
 BIN                      := $(CURDIR)/bin
 CONTROLLER_GEN           := $(BIN)/controller-gen
 CONTROLLER_TOOLS_VERSION := v0.22.0
-GO_TEST_FLAGS            ?= -count=1
+# -parallel 4: the e2e tests that run in parallel mostly wait on containers
+# and Sentinel, not the CPU (the default is one per core).
+GO_TEST_FLAGS            ?= -count=1 -parallel 4
 # kube-apiserver + etcd for envtest and the lab control plane (built once, cached in bin/).
 ENVTEST_ASSETS            = $(shell hack/envtest-bins.sh)
 # The same folder with kubelet, kube-scheduler and kube-controller-manager

@@ -24,6 +24,7 @@ import (
 // replica is rebuilt with the data, and deleting the resource removes exactly
 // its own instances.
 func TestBringUpReplicateHealAndDelete(t *testing.T) {
+	t.Parallel()
 	stack(t)
 	ctx := context.Background()
 

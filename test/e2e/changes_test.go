@@ -77,6 +77,7 @@ func sentinelCounts(t testing.TB, f *redisv1alpha1.RedisSentinelFormation, want 
 // alias replaces every container with one master switch; a writer runs
 // throughout and loses no acknowledged write.
 func TestLiveChanges(t *testing.T) {
+	t.Parallel()
 	stack(t)
 	// The image roll below moves to a second alias: a host that allows it.
 	alias := uniqueName("rsf-e2e-image")

@@ -53,6 +53,7 @@ func assertEngine(t *testing.T, cur *redisv1alpha1.RedisSentinelFormation, want 
 // discovery) read and write through Sentinel, and the failover drill loses
 // no acknowledged write.
 func TestValkeyFormation(t *testing.T) {
+	t.Parallel()
 	f := newFormation(t, "valkey", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
 		f.Spec.Engine = redisv1alpha1.EngineValkey
 	}})
@@ -95,6 +96,7 @@ func TestValkeyFormation(t *testing.T) {
 // replicas first, with exactly one master switch and no acknowledged write
 // lost, and redis-sentinel and valkey-sentinel keep the quorum together.
 func TestEngineMigration(t *testing.T) {
+	t.Parallel()
 	f := newFormation(t, "migrate", formationOpts{mutate: func(f *redisv1alpha1.RedisSentinelFormation) {
 		f.Spec.Engine = redisv1alpha1.EngineRedis
 	}})

@@ -23,6 +23,7 @@ import (
 // through the members with one master switch; after each the formation is
 // Ready, the servers themselves say so, and no acknowledged write is lost.
 func TestLiveMasterNameAndPorts(t *testing.T) {
+	t.Parallel()
 	f := newFormation(t, "livechange", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
 	w := startReloadingWriter(t, f, "livechange:")

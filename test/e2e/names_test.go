@@ -20,6 +20,7 @@ import (
 // namespaces (two teams that both chose "cache") are both Ready, each with
 // its own three containers, owned by its own UID.
 func TestSameNameInTwoNamespaces(t *testing.T) {
+	t.Parallel()
 	stack(t)
 	ctx := context.Background()
 	name := uniqueName("names")
@@ -68,6 +69,7 @@ func TestSameNameInTwoNamespaces(t *testing.T) {
 // it is there; once it is deleted, the formation becomes Ready with nothing
 // else changed.
 func TestInstanceNameClash(t *testing.T) {
+	t.Parallel()
 	stack(t)
 	ctx := context.Background()
 	name := uniqueName("clash")

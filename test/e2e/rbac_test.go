@@ -22,6 +22,7 @@ import (
 // blocked with the grant to make and creates nothing, and becomes Ready
 // once the namespace admin makes it.
 func TestSecretsArePerNamespaceGrants(t *testing.T) {
+	t.Parallel()
 	c := stack(t)
 	ctx := context.Background()
 	asOperator, err := client.New(managerCfg, client.Options{Scheme: c.Scheme()})

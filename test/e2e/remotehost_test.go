@@ -28,6 +28,7 @@ const remoteHostLabel = "e2e.redis.incusops.io/remote-host"
 // says why it is not reachable, and a formation on it gets the same reason
 // and no instance.
 func TestRemoteIncusHost(t *testing.T) {
+	t.Parallel()
 	c := stack(t)
 	ctx := context.Background()
 

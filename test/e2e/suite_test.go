@@ -1,6 +1,12 @@
 // Package e2e runs the operator against the real stack: a kube-apiserver +
 // etcd (envtest), the manager in-process, a real incusd with real containers
 // running redis-server and redis-sentinel.
+//
+// Most tests run in parallel, each on formations, namespaces and hosts of
+// its own. Those that time the operator (the failover drills, the
+// switchover, Sentinel settings, the Prometheus alerts, the Incus stop
+// event) do not call t.Parallel: Go runs them first, one at a time, with
+// the machine to themselves.
 package e2e
 
 import (

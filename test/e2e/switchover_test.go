@@ -171,6 +171,7 @@ func TestSwitchover(t *testing.T) {
 // refused); once the annotation is removed the replica is started again
 // and the formation is Ready.
 func TestPause(t *testing.T) {
+	t.Parallel()
 	f := newFormation(t, "pause", formationOpts{})
 	cur := waitReady(t, f, 3*time.Minute)
 	kubectl(t, "annotate", "rsf", "-n", f.Namespace, f.Name, redisv1alpha1.AnnotationPause+"=maintenance")
