@@ -110,7 +110,6 @@ func checkSpread(t *testing.T, lab *harness.ClusterLab, f *redisv1alpha1.RedisSe
 // replaceAfter, Ready with three members but not spread), and the host's
 // return (the abandoned instance deleted, spread restored).
 func TestClusterFormation(t *testing.T) {
-	t.Parallel()
 	lab, f := newClusterFormation(t, "cluster", func(f *redisv1alpha1.RedisSentinelFormation) {
 		f.Spec.Incus.Placement.ReplaceAfter = &metav1.Duration{Duration: 30 * time.Second}
 	})

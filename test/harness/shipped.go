@@ -46,8 +46,8 @@ type Shipped struct {
 	Image string
 }
 
-// Deploy starts a cluster of two nodes, imports the image `make image`
-// builds into their containerd (no registry is reachable: a node finds it
+// Deploy builds the image with `make image`, starts a cluster of two
+// nodes, imports the image into their containerd (no registry is reachable: a node finds it
 // there, by digest), runs `make deploy` against the cluster, sets the
 // Deployment's supplementalGroups to the group of this machine's Incus
 // socket (as docs/deploy.md tells users), and waits for its pod to be
@@ -60,8 +60,13 @@ func Deploy(t testing.TB) *Shipped {
 	if err := syscall.Stat(incusSocket, &st); err != nil {
 		testenv.Unavailable(t, "incusd", err)
 	}
+	// The image first: it needs no cluster, so on a machine where make
+	// test is still building the node binaries it is built meanwhile,
+	// not after StartKubeCluster waited for them.
+	if err := run("make", "--no-print-directory", "-C", root, "image"); err != nil {
+		t.Fatal(err)
+	}
 	c := StartKubeCluster(t, 2)
-	c.Make(t, "image")
 	ref, err := os.ReadFile(filepath.Join(root, "bin", "image", "digest"))
 	if err != nil {
 		t.Fatalf("make image wrote no bin/image/digest: %v", err)
