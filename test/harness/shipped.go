@@ -47,8 +47,8 @@ type Shipped struct {
 }
 
 // Deploy builds the image with `make image`, starts a cluster of two
-// nodes, imports the image into their containerd (no registry is reachable: a node finds it
-// there, by digest), runs `make deploy` against the cluster, sets the
+// nodes, imports the image into their containerd (no registry is
+// reachable: a node finds it there, by digest), runs `make deploy` against the cluster, sets the
 // Deployment's supplementalGroups to the group of this machine's Incus
 // socket (as docs/deploy.md tells users), and waits for its pod to be
 // available.
