@@ -26,8 +26,8 @@ const ReasonNoFreeAddress = "NoFreeAddress"
 // addressing is what choosing and writing addresses needs.
 type addressing struct {
 	incus.Addressing
-	// taken are the addresses other formations on the same IncusHost
-	// recorded, created or not yet.
+	// taken are the addresses other formations on a network of the same
+	// name recorded, created or not yet.
 	taken []netip.Addr
 	// release ends the reservation's critical section (see
 	// observeAddressing); nil when the pass reserves nothing.
@@ -49,6 +49,12 @@ func needsAddress(f *redisv1alpha1.RedisSentinelFormation, m *memberObs) bool {
 // and reads every other formation's recorded addresses from the API server
 // (not the cache): the lock is released once the pass wrote its status
 // (addressing.release), so that the next reservation sees this one.
+// Formations on other IncusHosts count too when they name a network of
+// the same name: two IncusHosts may reach one server (a socket and its
+// HTTPS address, or two allowlists for one host), and a member being
+// rebuilt holds its address only in status. Between distinct servers
+// whose networks share a name and subnet, that only leaves an address
+// unused.
 func (r *FormationReconciler) observeAddressing(ctx context.Context, f *redisv1alpha1.RedisSentinelFormation, o *observation) error {
 	if f.Spec.Incus.Network == "" || !anyMissing(o.members) && !slices.ContainsFunc(o.members, unpinned) {
 		return nil
@@ -74,7 +80,7 @@ func (r *FormationReconciler) observeAddressing(ctx context.Context, f *redisv1a
 		return fmt.Errorf("listing formations for their addresses: %w", err)
 	}
 	for _, other := range all.Items {
-		if other.UID == f.UID || other.Status.IncusHost != o.host {
+		if other.UID == f.UID || other.Spec.Incus.Network != f.Spec.Incus.Network {
 			continue
 		}
 		for _, m := range other.Status.Members {

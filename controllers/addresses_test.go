@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -144,40 +145,47 @@ func TestAddressReservationSurvivesDeath(t *testing.T) {
 	}
 }
 
-// TestAddressesAcrossFormations: formations on one IncusHost never choose
-// an address another recorded or Incus reports in use.
+// TestAddressesAcrossFormations: formations on one network never choose
+// an address another recorded or Incus reports in use, also when they
+// reach its server through different IncusHosts.
 func TestAddressesAcrossFormations(t *testing.T) {
-	other := newFormation("other")
-	e := standardEnv(t)
-	if err := e.client.Create(e.ctx(), other); err != nil {
-		t.Fatal(err)
-	}
-	// An instance of no formation holds the lowest address.
-	if err := e.incus.AddInstance(incus.InstanceSpec{Name: "someone", Image: "rsf-redis7-bookworm-v1", Devices: map[string]map[string]string{"eth0": {"ipv4.address": "10.99.0.2"}}}, "Running"); err != nil {
-		t.Fatal(err)
-	}
-	otherKey := types.NamespacedName{Namespace: testNamespace, Name: "other"}
-	r := e.newReconciler()
-	// Interleaved: each formation reserves while the other has reserved
-	// but not yet created.
-	for pass := 0; pass < 60 && !(isReady(e.formation(testKey)) && isReady(e.formation(otherKey))); pass++ {
-		for _, key := range []types.NamespacedName{testKey, otherKey} {
-			res, err := e.reconcile(r, key)
-			e.advanceFor(res, err)
-		}
-	}
-	seen := map[string]string{"10.99.0.2": "someone"}
-	for _, key := range []types.NamespacedName{testKey, otherKey} {
-		f := e.formation(key)
-		if !isReady(f) {
-			t.Fatalf("%s not Ready:\n%s", key.Name, describe(f))
-		}
-		for _, m := range f.Status.Members {
-			if holder, dup := seen[m.Address]; dup {
-				t.Errorf("%s/%s got %s, which %s holds", key.Name, m.Name, m.Address, holder)
+	for _, otherHost := range []string{"", "second-name-for-local"} {
+		t.Run("other host "+cmp.Or(otherHost, "default"), func(t *testing.T) {
+			other := newFormation("other")
+			other.Spec.Incus.HostRef = otherHost
+			e := newEnv(t, newFormation(testName), other, labHost("second-name-for-local", false),
+				passwordSecret(redisSecretName, testPassword), passwordSecret(sentinelSecretName, testSentinelPassword))
+			// An instance of no formation holds the lowest address.
+			if err := e.incus.AddInstance(incus.InstanceSpec{Name: "someone", Image: "rsf-redis7-bookworm-v1", Devices: map[string]map[string]string{"eth0": {"ipv4.address": "10.99.0.2"}}}, "Running"); err != nil {
+				t.Fatal(err)
 			}
-			seen[m.Address] = key.Name + "/" + m.Name
-		}
+			otherKey := types.NamespacedName{Namespace: testNamespace, Name: "other"}
+			r := e.newReconciler()
+			// Interleaved: each formation reserves while the other has
+			// reserved but not yet created.
+			for pass := 0; pass < 60 && !(isReady(e.formation(testKey)) && isReady(e.formation(otherKey))); pass++ {
+				for _, key := range []types.NamespacedName{testKey, otherKey} {
+					res, err := e.reconcile(r, key)
+					e.advanceFor(res, err)
+				}
+			}
+			seen := map[string]string{"10.99.0.2": "someone"}
+			for _, key := range []types.NamespacedName{testKey, otherKey} {
+				f := e.formation(key)
+				if !isReady(f) {
+					t.Fatalf("%s not Ready:\n%s", key.Name, describe(f))
+				}
+				for _, m := range f.Status.Members {
+					if holder, dup := seen[m.Address]; dup {
+						t.Errorf("%s/%s got %s, which %s holds", key.Name, m.Name, m.Address, holder)
+					}
+					seen[m.Address] = key.Name + "/" + m.Name
+				}
+			}
+			if got := e.formation(otherKey).Status.IncusHost; got != cmp.Or(otherHost, "local") {
+				t.Errorf("other formation on IncusHost %q, want %q", got, cmp.Or(otherHost, "local"))
+			}
+		})
 	}
 }
 
