@@ -404,6 +404,9 @@ func replaceOutdated(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *observ
 	if m := replaceableStale(o, p.topology); m != nil {
 		return replace(m, fmt.Sprintf("it runs %s, which cannot take a full sync from the %s master: its copy is stale", m.engine().Name, masterMember(o, p.topology).engine().Name))
 	}
+	if m := stoppedOutdated(f, o, p.topology); m != nil {
+		return replace(m, "it is stopped and was built from an older spec: rebuilt instead of started")
+	}
 	if !whole(f, o, p.topology) {
 		if p.progressing == "" {
 			p.progressing = what + "; the next member is replaced once the formation is healthy"
@@ -437,6 +440,33 @@ func replaceableStale(o *observation, tp topology.Plan) *memberObs {
 		}
 	}
 	return stale[0]
+}
+
+// stoppedOutdated is the stopped outdated replica to rebuild rather than
+// start, if any: one whose replacement stopped it and was interrupted
+// before the delete (the operator died between the two), or one stopped by
+// hand during a rollout. Started, it would be taken for a crash loop (it
+// was started minutes ago at most) and, once synced, stopped again to be
+// replaced. Only while every other member is healthy, every sentinel but
+// its own answers and no failover or scale-down is under way, as for any
+// replacement: its copy of the data is the master's, resynced on rebuild.
+func stoppedOutdated(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) *memberObs {
+	if tp.FailoverInProgress || len(o.leaving) > 0 {
+		return nil
+	}
+	var stopped *memberObs
+	for _, m := range o.members {
+		switch {
+		case m.instance != nil && m.instance.Status == "Stopped":
+			if stopped != nil || m.name == tp.MasterMember || o.hostEvacuating(m) != "" || !slices.Contains(outdated(f, o.members), m) {
+				return nil
+			}
+			stopped = m
+		case !m.sentinelUp() || memberHealth(m, tp) != redisv1alpha1.HealthHealthy:
+			return nil
+		}
+	}
+	return stopped
 }
 
 // whole reports whether the formation is settled (see settled) with

@@ -183,6 +183,44 @@ func TestDecide(t *testing.T) {
 			}
 		},
 	}, {
+		name: "outdated replica stopped 10 s after it was started, the rest healthy: rebuilt, not started, no crash reported",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			outdate(o, 3)
+			stop(o.members[2])
+			f.Status.Members[2].StartedAt = at(10 * time.Second)
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if !slices.Equal(kinds(p), []actionKind{actReplace}) || p.actions[0].member != "cache-3" || !p.requeueNow {
+				t.Fatalf("actions %v", p.actions)
+			}
+			if hasProblem(p, ReasonInstanceError) {
+				t.Fatalf("problems %v", p.problems)
+			}
+		},
+	}, {
+		name: "outdated replica stopped while another is unhealthy: started, not rebuilt",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			outdate(o, 3)
+			stop(o.members[2])
+			o.members[1].RedisErr = errors.New("connection refused")
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if findAction(p, actReplace) != nil || findAction(p, actStart) == nil {
+				t.Fatalf("actions %v", kinds(p))
+			}
+		},
+	}, {
+		name: "outdated master stopped: started, not rebuilt (Sentinel, not a rebuild, moves the role)",
+		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			outdate(o, 1)
+			stop(o.members[0])
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if findAction(p, actReplace) != nil || findAction(p, actStart) == nil {
+				t.Fatalf("actions %v", kinds(p))
+			}
+		},
+	}, {
 		name:  "outdated replica while whole: one ReplaceMember only",
 		setup: func(_ *redisv1alpha1.RedisSentinelFormation, o *observation) { outdate(o, 2); outdate(o, 3) },
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
