@@ -450,6 +450,7 @@ func replaceableStale(o *observation, tp topology.Plan) *memberObs {
 // replaced. Only while every other member is healthy, every sentinel but
 // its own answers and no failover or scale-down is under way, as for any
 // replacement: its copy of the data is the master's, resynced on rebuild.
+// One on an evacuated or offline cluster member is left to those paths.
 func stoppedOutdated(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp topology.Plan) *memberObs {
 	if tp.FailoverInProgress || len(o.leaving) > 0 {
 		return nil
@@ -458,7 +459,7 @@ func stoppedOutdated(f *redisv1alpha1.RedisSentinelFormation, o *observation, tp
 	for _, m := range o.members {
 		switch {
 		case m.instance != nil && m.instance.Status == "Stopped":
-			if stopped != nil || m.name == tp.MasterMember || o.hostEvacuating(m) != "" || !slices.Contains(outdated(f, o.members), m) {
+			if stopped != nil || m.name == tp.MasterMember || o.hostEvacuating(m) != "" || o.hostDown(m) != "" || !slices.Contains(outdated(f, o.members), m) {
 				return nil
 			}
 			stopped = m
