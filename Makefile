@@ -102,13 +102,24 @@ test: ## Everything, on the real stack (what .ci/run calls).
 	@# CPU priority, beside the checks and the suites: they take the CPU
 	@# the suites leave idle (ansible, Incus and Sentinel waits). A suite
 	@# that needs one before it is built waits for it
-	@# (hack/envtest-bins.sh). vet runs before the suites, not beside the
-	@# lab tests: on 2 cores that only moved the builds into e2e.
+	@# (hack/envtest-bins.sh).
 	$(MAKE) --no-print-directory -j2 test-kube-bins test-suites
 
 .PHONY: test-suites
-test-suites: ## The checks, then every suite on the real stack, in order: the lab host, Go (unit, envtest, e2e, the image on Kubernetes), chaos.
-	+$(call in-order,verify-generated vet test-packages test-lab test-deps-backports test-go test-chaos)
+test-suites: ## The checks beside the lab host tests, then the Go suites (unit, envtest, e2e, the image on Kubernetes), chaos.
+	+$(call in-order,test-checks-and-lab test-deps-backports test-go test-chaos)
+
+.PHONY: test-checks-and-lab
+test-checks-and-lab: ## The checks (generated files, vet) beside the lab host tests: those mostly wait on apt, debootstrap and Incus, the checks compile.
+	$(MAKE) --no-print-directory -j2 test-checks test-lab-host
+
+.PHONY: test-checks
+test-checks: ## Generated files up to date, go vet, gofmt.
+	+$(call in-order,verify-generated vet)
+
+.PHONY: test-lab-host
+test-lab-host: ## The test packages, then the lab host tests.
+	+$(call in-order,test-packages test-lab)
 
 .PHONY: test-deps
 test-deps: test-packages test-kube-bins ## Install and build what the tests run against.
