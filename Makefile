@@ -129,7 +129,7 @@ test-packages: ## The Debian packages the tests run against (etcd; containerd, r
 	hack/apt-install.sh redis-server redis-sentinel redis-tools bc python3-redis prometheus gnuplot-nox etcd-server containerd runc containernetworking-plugins
 
 .PHONY: test-kube-bins
-test-kube-bins: ## kube-apiserver, then kubelet, kube-scheduler and kube-controller-manager for the image tests' nodes, built from source at the lowest CPU priority (about 13 and 16 CPU-minutes with an empty Go build cache) and cached in bin/ and ~/.cache/rsf-operator.
+test-kube-bins: ## kube-apiserver, then kubelet, kube-scheduler and kube-controller-manager for the image tests' nodes, built from source at the lowest CPU priority (kube-apiserver alone about 22 CPU-minutes, user + system, with an empty Go build cache; less what the project's own build compiled first) and cached in bin/ and ~/.cache/rsf-operator.
 	nice -n 19 hack/envtest-bins.sh >/dev/null
 	nice -n 19 hack/envtest-bins.sh kubelet kube-scheduler kube-controller-manager >/dev/null
 
