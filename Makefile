@@ -106,8 +106,11 @@ test: ## Everything, on the real stack (what .ci/run calls).
 	$(MAKE) --no-print-directory -j2 test-kube-bins test-suites
 
 .PHONY: test-suites
-test-suites: ## The checks beside the lab host tests, then the Go suites (unit, envtest, e2e, the image on Kubernetes), chaos.
-	+$(call in-order,test-checks-and-lab test-deps-backports test-go test-chaos)
+test-suites: ## The checks beside the lab host tests, then chaos, then the Go suites (unit, envtest, e2e, the image on Kubernetes).
+	@# Chaos before the Go suites: its drills mostly wait on Sentinel and
+	@# Incus, so on a fresh machine the Kubernetes node binaries build in
+	@# the CPU it leaves idle, and are ready when test/image needs them.
+	+$(call in-order,test-checks-and-lab test-deps-backports test-chaos test-go)
 
 .PHONY: test-checks-and-lab
 test-checks-and-lab: ## The checks (generated files, vet) beside the lab host tests: those mostly wait on apt, debootstrap and Incus, the checks compile.
