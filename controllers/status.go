@@ -68,7 +68,7 @@ func setStatus(f *redisv1alpha1.RedisSentinelFormation, o *observation, p plan, 
 	}
 	if o.stop == nil {
 		setMembers(f, o, p.topology)
-		notes = append(notes, recordMaster(f, p.topology, takenOver(o, p.topology, now))...)
+		notes = append(notes, recordMaster(f, p.topology, takenOver(o, p.topology, now), o.switches)...)
 		notes = append(notes, untrustedNotes(p.topology)...)
 	}
 	for _, rec := range p.record {
@@ -249,8 +249,11 @@ func minTime(a, b time.Time) time.Time {
 // a newer config epoch than the recorded one is a failover, counted once
 // whatever the number of passes or operators that see it; one that the
 // operator missed while it was not running is counted by the first pass
-// that sees it, at the time the sentinels say the master took over.
-func recordMaster(f *redisv1alpha1.RedisSentinelFormation, tp topology.Plan, now time.Time) []note {
+// that sees it, at the time the sentinels say the master took over. The
+// watcher's record of that switch, when it has one (its +switch-master
+// reached it during this pass), gives the switch's time and the old
+// master's first +sdown, so the outage is measured whichever pass counts it.
+func recordMaster(f *redisv1alpha1.RedisSentinelFormation, tp topology.Plan, now time.Time, switches []sentinel.Switch) []note {
 	st := &f.Status
 	if tp.MasterMember == "" || !tp.Authoritative || tp.FailoverInProgress {
 		return nil // keep the last known master rather than guess
@@ -272,12 +275,31 @@ func recordMaster(f *redisv1alpha1.RedisSentinelFormation, tp topology.Plan, now
 		prev.ConfigEpoch = max(prev.ConfigEpoch, tp.ConfigEpoch)
 		return nil
 	}
-	since := metav1.NewTime(now)
+	at, sdownAt := now, time.Time{}
+	if prev != nil {
+		if sw, ok := watchedSwitch(f, switches, prev.Member, tp.MasterMember, tp.ConfigEpoch); ok {
+			at, sdownAt = sw.Time, sw.SdownAt
+		}
+	}
+	since := metav1.NewTime(at)
 	st.Master = &redisv1alpha1.MasterStatus{Member: tp.MasterMember, Address: tp.Master.Host, Port: int32(tp.Master.Port), Since: &since, ConfigEpoch: tp.ConfigEpoch}
 	if prev == nil {
 		return nil // the first master: a bootstrap, not a failover
 	}
-	return []note{countFailover(f, prev.Member, tp.MasterMember, now, tp.ConfigEpoch, time.Time{})}
+	return []note{countFailover(f, prev.Member, tp.MasterMember, at, tp.ConfigEpoch, sdownAt)}
+}
+
+// watchedSwitch finds the watcher's record of the switch from -> to at
+// epoch: by its epoch, or, where the watcher could not read it, by its
+// members.
+func watchedSwitch(f *redisv1alpha1.RedisSentinelFormation, switches []sentinel.Switch, from, to string, epoch int64) (sentinel.Switch, bool) {
+	for _, sw := range slices.Backward(switches) {
+		if memberAt(f, sw.To) != to || (sw.Epoch != 0 && sw.Epoch != epoch) || (sw.Epoch == 0 && memberAt(f, sw.From) != from) {
+			continue
+		}
+		return sw, true
+	}
+	return sentinel.Switch{}, false
 }
 
 // untrustedMessage says that a sentinel monitors addr, which is no

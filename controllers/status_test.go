@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	redisv1alpha1 "github.com/incusops/redis-sentinel-operator/api/v1alpha1"
 	"github.com/incusops/redis-sentinel-operator/internal/endpoint"
@@ -117,13 +118,19 @@ func TestRecordMaster(t *testing.T) {
 			Source: topology.SourceSentinels, Authoritative: true, ConfigEpoch: epoch, Stale: stale}
 	}
 	cases := []struct {
-		name          string
-		status        func() *redisv1alpha1.RedisSentinelFormationStatus
-		plans         []topology.Plan
+		name   string
+		status func() *redisv1alpha1.RedisSentinelFormationStatus
+		plans  []topology.Plan
+		// switches are the watcher's, as the pass observed them.
+		switches      []sentinel.Switch
 		wantFailovers int64
 		wantMaster    string
 		wantEpoch     int64
 		wantFrom      string
+		// wantAt is the failover's time (now when zero); wantOutage its
+		// measured duration (none when zero).
+		wantAt     time.Time
+		wantOutage time.Duration
 	}{{
 		name: "the first master is a bootstrap, not a failover",
 		status: func() *redisv1alpha1.RedisSentinelFormationStatus {
@@ -135,6 +142,26 @@ func TestRecordMaster(t *testing.T) {
 		name:          "a failover missed by the operator is counted once, by the first pass that sees it",
 		status:        func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(1).Status },
 		plans:         []topology.Plan{plan(2, 2), plan(2, 2), plan(2, 2)},
+		wantFailovers: 1, wantMaster: "cache-2", wantEpoch: 2, wantFrom: "cache-1",
+	}, {
+		name:          "a failover the watcher heard while the pass observed is timed by its +switch-master and the old master's first +sdown",
+		status:        func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(1).Status },
+		plans:         []topology.Plan{plan(2, 2), plan(2, 2)},
+		switches:      []sentinel.Switch{sw(1, 2, 2, now.Add(-3*time.Second))},
+		wantFailovers: 1, wantMaster: "cache-2", wantEpoch: 2, wantFrom: "cache-1",
+		wantAt: now.Add(-3 * time.Second), wantOutage: 7 * time.Second,
+	}, {
+		name:          "so is one whose epoch the watcher could not read, by its members",
+		status:        func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(1).Status },
+		plans:         []topology.Plan{plan(2, 2)},
+		switches:      []sentinel.Switch{sw(1, 2, 0, now.Add(-3*time.Second))},
+		wantFailovers: 1, wantMaster: "cache-2", wantEpoch: 2, wantFrom: "cache-1",
+		wantAt: now.Add(-3 * time.Second), wantOutage: 7 * time.Second,
+	}, {
+		name:          "the watcher's other switches (another epoch, another new master) do not time it",
+		status:        func() *redisv1alpha1.RedisSentinelFormationStatus { return &switchStatus(1).Status },
+		plans:         []topology.Plan{plan(2, 2)},
+		switches:      []sentinel.Switch{sw(1, 2, 1, now.Add(-time.Minute)), sw(1, 3, 0, now.Add(-3*time.Second))},
 		wantFailovers: 1, wantMaster: "cache-2", wantEpoch: 2, wantFrom: "cache-1",
 	}, {
 		name:       "a lagging sentinel with an older epoch does not move the master back",
@@ -177,11 +204,12 @@ func TestRecordMaster(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &redisv1alpha1.RedisSentinelFormation{Status: *tc.status()}
+			f := newFormation(testName)
+			f.Status = *tc.status()
 			st := &f.Status
 			var notes []note
 			for _, p := range tc.plans {
-				notes = append(notes, recordMaster(f, p, now)...)
+				notes = append(notes, recordMaster(f, p, now, tc.switches)...)
 			}
 			if st.Failovers != tc.wantFailovers || int64(len(notes)) != tc.wantFailovers {
 				t.Fatalf("failovers %d (%d notes), want %d", st.Failovers, len(notes), tc.wantFailovers)
@@ -191,10 +219,17 @@ func TestRecordMaster(t *testing.T) {
 			}
 			if tc.wantFailovers > 0 {
 				lf := st.LastFailover
-				if lf == nil || lf.From != tc.wantFrom || lf.To != tc.wantMaster || lf.ConfigEpoch != tc.wantEpoch || !lf.Time.Time.Equal(now) || lf.Duration != nil {
+				at := now
+				if !tc.wantAt.IsZero() {
+					at = tc.wantAt
+				}
+				if lf == nil || lf.From != tc.wantFrom || lf.To != tc.wantMaster || lf.ConfigEpoch != tc.wantEpoch || !lf.Time.Time.Equal(at) {
 					t.Fatalf("lastFailover %+v", lf)
 				}
-				if st.Master.Since == nil || !st.Master.Since.Time.Equal(metav1.NewTime(now).Time) {
+				if outage := ptr.Deref(lf.Duration, metav1.Duration{}).Duration; outage != tc.wantOutage {
+					t.Fatalf("lastFailover outage %v, want %v", outage, tc.wantOutage)
+				}
+				if st.Master.Since == nil || !st.Master.Since.Time.Equal(metav1.NewTime(at).Time) {
 					t.Fatalf("master since %v", st.Master.Since)
 				}
 			}
