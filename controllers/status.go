@@ -294,10 +294,10 @@ func recordMaster(f *redisv1alpha1.RedisSentinelFormation, tp topology.Plan, now
 // members.
 func watchedSwitch(f *redisv1alpha1.RedisSentinelFormation, switches []sentinel.Switch, from, to string, epoch int64) (sentinel.Switch, bool) {
 	for _, sw := range slices.Backward(switches) {
-		if memberAt(f, sw.To) != to || (sw.Epoch != 0 && sw.Epoch != epoch) || (sw.Epoch == 0 && memberAt(f, sw.From) != from) {
-			continue
+		sameSwitch := (sw.Epoch != 0 && sw.Epoch == epoch) || (sw.Epoch == 0 && memberAt(f, sw.From) == from)
+		if sameSwitch && memberAt(f, sw.To) == to {
+			return sw, true
 		}
-		return sw, true
 	}
 	return sentinel.Switch{}, false
 }
