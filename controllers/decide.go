@@ -178,7 +178,7 @@ func decide(f *redisv1alpha1.RedisSentinelFormation, o *observation, opts Option
 			p.progressing = "waiting for the TLS certificate of member " + a.Member
 			continue
 		}
-		p.add(action{kind: actTopology, member: a.Member, topology: a, reason: a.Reason, record: recordTopologyAction(f, o, a, now)})
+		p.add(action{kind: actTopology, member: a.Member, target: a.Target, topology: a, reason: a.Reason, record: recordTopologyAction(f, o, a, now)})
 		// A configured or started member answers once the action is done
 		// (systemd waits for redis-server's readiness): look at once.
 		p.requeueNow = p.requeueNow || a.Kind == topology.Configure || a.Kind == topology.StartRedis

@@ -119,6 +119,9 @@ func (r *FormationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.InstanceWatcher.Watch(req.NamespacedName, *obs.incusOptions, instanceNames(obs))
 	}
 	p := decide(f, obs, r.Options, now)
+	if tp := p.topology; len(tp.Actions) > 0 {
+		log.Info("healing the topology", "master", tp.MasterMember, "address", tp.Master.String(), "source", string(tp.Source), "configEpoch", tp.ConfigEpoch, "authoritative", tp.Authoritative, "staleSentinels", tp.Stale, "actions", len(tp.Actions))
+	}
 	if paused(f) {
 		withhold(&p)
 	}
