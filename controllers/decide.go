@@ -554,7 +554,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 		if p.topology.FailoverInProgress {
 			return
 		}
-		master, sentinel := roleHolder(o, p.topology), sentinelWithQuorum(o)
+		master, sentinel := roleHolder(o, p.topology), sentinelWithQuorum(o, "")
 		if master == nil || sentinel == nil {
 			p.degrade(ReasonNoMaster, "no answering master, or no sentinel with quorum, for the %s; retrying", need)
 			p.wakeIn(convergePoll)
@@ -599,7 +599,7 @@ func decidePlannedFailover(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *
 			p.wakeIn(holdPoll)
 			return
 		}
-		sentinel := sentinelWithQuorum(o)
+		sentinel := sentinelWithQuorum(o, pf.From)
 		if sentinel == nil {
 			p.add(action{kind: actReleaseWrites, member: from.name, target: from.Redis, reason: "no sentinel with quorum", record: func(st *redisv1alpha1.RedisSentinelFormationStatus) {
 				clear(st)
@@ -671,14 +671,26 @@ func roleHolder(o *observation, tp topology.Plan) *memberObs {
 }
 
 // sentinelWithQuorum is a sentinel that can fail the master over under
-// spec.masterName.
-func sentinelWithQuorum(o *observation) *memberObs {
+// spec.masterName, preferably not member away's nor one on a host being
+// evacuated: the sentinel that leads a failover spreads the new master to
+// the others with its hello messages, every 2 s, and one that stops with
+// the member the role moves away from (an evacuation, a rolling restart)
+// may stop before it has; the others then still follow the gone master
+// and fail over again once it is down.
+func sentinelWithQuorum(o *observation, away string) *memberObs {
+	var fallback *memberObs
 	for _, m := range o.members {
-		if m.sentinelUp() && m.quorumErr == nil && len(m.OtherNames) == 0 {
+		if !m.sentinelUp() || m.quorumErr != nil || len(m.OtherNames) > 0 {
+			continue
+		}
+		if m.name != away && o.hostEvacuating(m) == "" {
 			return m
 		}
+		if fallback == nil {
+			fallback = m
+		}
 	}
-	return nil
+	return fallback
 }
 
 // replicaBehind names a replica linked to master whose offset is behind it.

@@ -261,13 +261,29 @@ func TestDecide(t *testing.T) {
 				HoldStartedAt: metav1.NewMicroTime(decideNow.Add(-100 * time.Millisecond))}
 		},
 		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
-			if !slices.Equal(kinds(p), []actionKind{actSentinelFailover}) {
-				t.Fatalf("actions %v", kinds(p))
+			// Not the departing master's own sentinel: it stops with the
+			// member, maybe before it has spread the new master.
+			if !slices.Equal(kinds(p), []actionKind{actSentinelFailover}) || p.actions[0].member != "cache-2" || p.actions[0].target != sentinelEndpoint(memberHost(2)) {
+				t.Fatalf("actions %+v", p.actions)
 			}
 			st := &redisv1alpha1.RedisSentinelFormationStatus{PlannedFailover: &redisv1alpha1.PlannedFailoverStatus{Phase: redisv1alpha1.PlannedFailoverHoldingWrites}}
 			p.actions[0].record(st)
 			if st.PlannedFailover.Phase != redisv1alpha1.PlannedFailoverPromoting || st.PlannedFailover.RequestedAt == nil {
 				t.Fatalf("recorded %+v", st.PlannedFailover)
+			}
+		},
+	}, {
+		name: "holding writes, only the departing master's sentinel answers: it is asked",
+		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
+			outdate(o, 1)
+			o.members[1].SentinelErr = errors.New("connection refused")
+			o.members[2].SentinelErr = errors.New("connection refused")
+			f.Status.PlannedFailover = &redisv1alpha1.PlannedFailoverStatus{From: "cache-1", Reason: "r", Phase: redisv1alpha1.PlannedFailoverHoldingWrites,
+				HoldStartedAt: metav1.NewMicroTime(decideNow.Add(-100 * time.Millisecond))}
+		},
+		check: func(t *testing.T, _ *redisv1alpha1.RedisSentinelFormation, p plan) {
+			if a := findAction(p, actSentinelFailover); a == nil || a.member != "cache-1" {
+				t.Fatalf("actions %+v", p.actions)
 			}
 		},
 	}, {

@@ -59,7 +59,7 @@ func decideMasterOutage(p *plan, f *redisv1alpha1.RedisSentinelFormation, o *obs
 	if why := fastFailoverBlocked(f, o, m, p.topology.Master, out); why != "" {
 		return "master " + m.name + " is down (" + gone + "); its replacement is left to Sentinel: " + why
 	}
-	s := sentinelWithQuorum(o)
+	s := sentinelWithQuorum(o, m.name)
 	asked := *out
 	asked.FailoverRequestedAt, asked.Sentinel = microTimePtr(now), s.name
 	// Asked once per outage, whatever the answer: after a refusal (no
@@ -159,7 +159,7 @@ func fastFailoverBlocked(f *redisv1alpha1.RedisSentinelFormation, o *observation
 		return "a planned failover is under way"
 	case !replicaWasInSync(f, o, m, addr):
 		return "no replica was linked and caught up when the master was last seen"
-	case !sentinelMajority(f, o) || sentinelWithQuorum(o) == nil:
+	case !sentinelMajority(f, o) || sentinelWithQuorum(o, m.name) == nil:
 		return "fewer than a majority of sentinels answer"
 	}
 	return ""

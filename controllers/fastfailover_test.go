@@ -95,8 +95,8 @@ func TestDecideFastFailover(t *testing.T) {
 			m.RedisErr = errConnRefused
 			m.Probe = &topology.Probe{Configured: true, RedisActive: false, SentinelActive: true}
 		},
-		failover: true, // its own sentinel answers, and may be asked
-		outage:   &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(decideNow), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus, FailoverRequestedAt: microTimePtr(decideNow), Sentinel: "cache-1"},
+		failover: true, // its own sentinel answers, but another member's is asked
+		outage:   &redisv1alpha1.MasterOutageStatus{Member: "cache-1", LostAt: microTime(decideNow), DetectedAt: microTime(decideNow), DetectedBy: redisv1alpha1.DetectedByIncus, FailoverRequestedAt: microTimePtr(decideNow), Sentinel: "cache-2"},
 	}, {
 		name: "spec.sentinel.fastFailover off: the outage is recorded, the promotion left to Sentinel",
 		setup: func(f *redisv1alpha1.RedisSentinelFormation, o *observation) {
